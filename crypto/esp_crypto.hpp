@@ -1,0 +1,119 @@
+// ESP crypto engine over Intel ipsec-mb 1.3 (job API). No DPDK here: it works on plain byte
+// buffers so the data plane, tests and benchmarks all drive the same code.
+//
+// - EspKeySchedule: per-SA, per-direction precomputed AES key expansion and HMAC ipad/opad
+//   states, computed once when the SA is created; wiped on destruction.
+// - EspEngine: one per lcore (it owns an IMB_MGR, which is not thread-safe). A burst of
+//   EspCryptoOp is submitted as jobs with many in flight, then flushed.
+//   * encrypt: AES-CBC over [cipher_offset, +cipher_len) then HMAC over [0, auth_len), the ICV
+//     written (truncated) to `icv` (CIPHER_HASH order, RFC 4303 §3.3.2).
+//   * decrypt: HMAC over [0, auth_len) of the *ciphertext* first (HASH_CIPHER order), then the
+//     computed ICV is compared in constant time with `icv`; op.status = kBadIcv on mismatch. The
+//     caller must not read the plaintext of an op whose status is not kOk (RFC 4303 §3.4.4).
+// - The engine also is the per-lcore CSPRNG for IVs: AES-128-CTR keystream under a random key
+//   from getrandom(2), rekeyed periodically (never a counter IV, never rand()).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace ipsecgw::crypto {
+
+enum class CipherAlg : std::uint8_t { kAes128Cbc, kAes192Cbc, kAes256Cbc };
+enum class IntegAlg : std::uint8_t { kHmacSha1_96, kHmacSha256_128 };
+
+constexpr std::size_t kAesBlock = 16;
+constexpr std::size_t kEspIvLen = 16;  // AES-CBC IV (RFC 3602 §3)
+
+constexpr std::size_t cipher_key_len(CipherAlg c) noexcept {
+  switch (c) {
+    case CipherAlg::kAes128Cbc: return 16;
+    case CipherAlg::kAes192Cbc: return 24;
+    case CipherAlg::kAes256Cbc: return 32;
+  }
+  return 0;
+}
+// HMAC key length used for ESP (RFC 2404: 160 bits; RFC 4868: 256 bits).
+constexpr std::size_t integ_key_len(IntegAlg a) noexcept {
+  return a == IntegAlg::kHmacSha1_96 ? 20 : 32;
+}
+// Truncated ICV length on the wire (RFC 2404: 96 bits; RFC 4868: 128 bits).
+constexpr std::size_t icv_len(IntegAlg a) noexcept { return a == IntegAlg::kHmacSha1_96 ? 12 : 16; }
+
+std::string_view to_string(CipherAlg c) noexcept;  // "aes-128-cbc" ...
+std::string_view to_string(IntegAlg a) noexcept;   // "hmac-sha1-96", "hmac-sha256-128"
+
+// Precomputed per-SA key material for one direction. Wiped in the destructor.
+struct alignas(64) EspKeySchedule {
+  alignas(16) std::uint8_t enc_keys[16 * 15];  // AES expanded encryption keys (max AES-256)
+  alignas(16) std::uint8_t dec_keys[16 * 15];  // AES expanded decryption keys
+  alignas(16) std::uint8_t ipad[64];           // hash state after (key ^ ipad) block
+  alignas(16) std::uint8_t opad[64];           // hash state after (key ^ opad) block
+  CipherAlg cipher = CipherAlg::kAes128Cbc;
+  IntegAlg integ = IntegAlg::kHmacSha1_96;
+  std::uint8_t cipher_key_bytes = 16;
+  std::uint8_t icv_bytes = 12;
+
+  EspKeySchedule() = default;
+  EspKeySchedule(const EspKeySchedule&) = delete;
+  EspKeySchedule& operator=(const EspKeySchedule&) = delete;
+  ~EspKeySchedule();
+  void wipe() noexcept;
+};
+
+// Fills `out` from raw keys. Fails (naming the field and the expected length) when a key has the
+// wrong length. Thread-safe: uses its own short-lived manager, so it can run on the control core.
+Result<void> make_key_schedule(EspKeySchedule& out, CipherAlg cipher,
+                               std::span<const std::uint8_t> enc_key, IntegAlg integ,
+                               std::span<const std::uint8_t> auth_key);
+
+enum class OpStatus : std::uint8_t { kOk = 0, kBadIcv, kBadLength, kCryptoError };
+
+// One packet's crypto work. Offsets are relative to `data`, which points at the ESP header.
+struct EspCryptoOp {
+  const EspKeySchedule* ks = nullptr;
+  std::uint8_t* data = nullptr;      // ESP header; ciphertext is transformed in place
+  std::uint32_t auth_len = 0;        // bytes covered by the ICV: ESP hdr + IV + ciphertext
+  std::uint32_t cipher_offset = 0;   // ciphertext start (8 + 16 for AES-CBC)
+  std::uint32_t cipher_len = 0;      // multiple of 16
+  const std::uint8_t* iv = nullptr;  // 16 bytes
+  std::uint8_t* icv = nullptr;       // encrypt: ICV written here; decrypt: received ICV read here
+  OpStatus status = OpStatus::kOk;
+  alignas(16) std::uint8_t computed_icv[32];  // scratch for the full digest
+};
+
+enum class Arch : std::uint8_t { kAuto, kSse, kAvx, kAvx2, kAvx512 };
+
+class EspEngine {
+ public:
+  static Result<std::unique_ptr<EspEngine>> create(Arch arch = Arch::kAuto);
+  ~EspEngine();
+  EspEngine(const EspEngine&) = delete;
+  EspEngine& operator=(const EspEngine&) = delete;
+
+  // Process a burst. Every op gets its status set. noexcept, no allocation.
+  void encrypt(std::span<EspCryptoOp> ops) noexcept;
+  void decrypt(std::span<EspCryptoOp> ops) noexcept;
+
+  // Unpredictable IV bytes from the per-engine CSPRNG. n is any length.
+  void random_bytes(std::uint8_t* out, std::size_t n) noexcept;
+
+  // One-shot HMAC with the schedule's precomputed pads (full digest written to out[32]);
+  // used by tests (RFC 2202/4231 vectors) and as the raw-crypto baseline.
+  void hmac(const EspKeySchedule& ks, const std::uint8_t* msg, std::size_t len,
+            std::uint8_t* out) noexcept;
+
+  std::string_view arch_name() const noexcept;
+
+ private:
+  EspEngine() = default;
+  struct Impl;
+  Impl* impl_ = nullptr;
+};
+
+}  // namespace ipsecgw::crypto

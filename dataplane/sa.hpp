@@ -1,0 +1,91 @@
+// The data plane's runtime SA: what workers read per packet. Built once from an SaSpec on the
+// control core (key schedule, outer header template, offsets), then only its sequence number,
+// replay window, counters and event flags change.
+//
+// Threading: an SA is owned by one worker at a time for packet processing (the gateway makes one
+// SA's packets reach one lcore), so the inbound replay window needs no atomics. The outbound
+// sequence number is an atomic reserved once per burst-run (seq += n), and counters are relaxed
+// atomics flushed once per burst-run, so the control plane can read them while workers run.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "common/result.hpp"
+#include "crypto/esp_crypto.hpp"
+#include "dataplane/api/sa_installer.hpp"
+#include "dataplane/replay_window.hpp"
+
+namespace ipsecgw::dp {
+
+constexpr std::size_t kEspHeaderLen = 8;        // SPI + sequence number (RFC 4303 §2)
+constexpr std::size_t kUdpHeaderLen = 8;
+constexpr std::size_t kIpv4HeaderLen = 20;
+constexpr std::uint16_t kNatTPort = 4500;       // RFC 3948
+constexpr std::uint8_t kIpProtoEsp = 50;
+constexpr std::uint8_t kIpProtoIpip = 4;        // ESP next header in tunnel mode
+constexpr std::uint8_t kIpProtoUdp = 17;
+
+enum SaFlags : std::uint8_t {
+  kSaUdpEncap = 1 << 0,
+  kSaAntiReplay = 1 << 1,
+};
+
+enum SaEventFlags : std::uint8_t {
+  kEvSeqExhausted = 1 << 0,
+  kEvSoftLimit = 1 << 1,
+  kEvHardLimit = 1 << 2,
+};
+
+struct alignas(64) SaCounterBlock {
+  std::atomic<std::uint64_t> packets{0};
+  std::atomic<std::uint64_t> bytes{0};
+  std::atomic<std::uint64_t> last_used_tsc{0};
+  std::atomic<std::uint64_t> drops[kDropReasonCount] = {};
+};
+
+struct alignas(64) Sa {
+  // ---- read per packet (first cache lines) ----
+  std::uint32_t spi = 0;       // host order
+  std::uint32_t spi_be = 0;    // network order, for header writes and compares
+  Direction dir = Direction::kInbound;
+  std::uint8_t flags = 0;      // SaFlags
+  std::uint8_t icv_len = 12;
+  DfPolicy df = DfPolicy::kCopy;
+  std::uint16_t outer_hdr_len = 0;  // outbound: IPv4 [+ UDP] + ESP header + IV
+  std::uint16_t mtu = 1500;
+  std::uint32_t conn_id = 0;
+  Ipv4Prefix local_subnet;   // inbound: inner dst must match; outbound: inner src
+  Ipv4Prefix peer_subnet;    // inbound: inner src must match; outbound: inner dst
+  Ipv4 local_addr = 0, peer_addr = 0;
+  std::uint16_t local_port = kNatTPort, peer_port = kNatTPort;  // host order
+  std::uint8_t ttl = 64;
+  std::uint64_t hard_bytes = 0, hard_packets = 0, soft_bytes = 0, soft_packets = 0;
+
+  // Outbound: outer IPv4 (+UDP) + ESP SPI template, checksums/lengths/seq filled per packet.
+  alignas(16) std::uint8_t hdr_template[kIpv4HeaderLen + kUdpHeaderLen + kEspHeaderLen] = {};
+
+  // Outbound: next sequence number to use; starts at 1 (RFC 4303 §3.3.3). Values past
+  // 2^32-1 are never sent.
+  alignas(64) std::atomic<std::uint64_t> seq_next{1};
+
+  // Set by workers, read and cleared by the control plane's event poll.
+  std::atomic<std::uint8_t> events{0};
+  std::atomic<bool> dead{false};  // hard limit reached: drop with kSaDown
+
+  // Inbound anti-replay state (one owner, no atomics).
+  alignas(64) ReplayWindow replay;
+
+  alignas(64) crypto::EspKeySchedule keys;
+  SaCounterBlock counters;
+};
+
+// Allocate (rte_zmalloc_socket) and build the runtime SA from a spec. Errors name the field.
+Result<Sa*> sa_create(const SaSpec& spec, int socket_id = -1);
+// Wipe key material and free. Only after the SA is unreachable to workers (RCU grace period).
+void sa_destroy(Sa* sa) noexcept;
+// Snapshot of the counters for the control plane.
+SaCounters sa_read_counters(const Sa& sa) noexcept;
+
+}  // namespace ipsecgw::dp
