@@ -1,0 +1,82 @@
+// The SA tables the workers read without locks, written by one control thread while the
+// workers keep forwarding.
+//
+//  - InboundSaTable: SPI -> Sa*, an rte_hash created with RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF.
+//  - OutboundSpd: (inner src, inner dst) -> the outbound Sa* of the matching tunnel policy
+//    (local subnet, peer subnet), longest prefixes first. A rekey re-points a policy to the new
+//    SA with one atomic store; adding/removing a policy publishes a new lookup structure.
+//  - Reclaimer: rte_rcu_qsbr. The writer unlinks, takes a token, and frees (wipes keys) once all
+//    workers reported a quiescent state past it — checked without blocking, once per control
+//    loop iteration (publish new, synchronize once per batch, free old).
+//  - DpSaInstaller: the SaInstaller (dataplane/api) over these tables, used by the static config
+//    and by IKE.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "dataplane/api/sa_installer.hpp"
+#include "dataplane/sa.hpp"
+
+struct rte_rcu_qsbr;
+
+namespace ipsecgw::dp {
+
+// RCU for workers. Thread ids are 0..max_threads-1 (one per worker lcore).
+class Rcu {
+ public:
+  static Result<std::unique_ptr<Rcu>> create(unsigned max_threads);
+  ~Rcu();
+  rte_rcu_qsbr* qsbr() noexcept { return v_; }
+  // Worker side (cheap, call once per poll loop iteration or every N loops).
+  void register_thread(unsigned tid) noexcept;
+  void unregister_thread(unsigned tid) noexcept;
+  void online(unsigned tid) noexcept;
+  void offline(unsigned tid) noexcept;  // before sleeping/blocking
+  void quiescent(unsigned tid) noexcept;
+
+ private:
+  Rcu() = default;
+  rte_rcu_qsbr* v_ = nullptr;
+};
+
+class InboundSaTable;
+class OutboundSpd;
+
+class DpSaInstaller final : public SaInstaller {
+ public:
+  // capacity: max SAs per direction.
+  static Result<std::unique_ptr<DpSaInstaller>> create(Rcu& rcu, unsigned capacity,
+                                                       int socket_id = -1);
+  ~DpSaInstaller() override;
+
+  Result<std::uint32_t> allocate_spi() override;
+  void release_spi(std::uint32_t spi) override;
+  Result<void> add_sa(SaSpec spec) override;
+  Result<void> del_sa(Direction dir, std::uint32_t spi) override;
+  std::optional<SaCounters> query_sa(Direction dir, std::uint32_t spi) override;
+  std::vector<SaEvent> poll_events() override;
+
+  // Control loop: free what past grace periods allow. Returns how many were freed.
+  unsigned reclaim() noexcept;
+  // Block until everything unlinked so far is freed (shutdown, tests).
+  void drain() noexcept;
+
+  // ---- worker side: lock-free, no allocation ----
+  // out[i] = inbound SA for spis[i] (host order) or nullptr. n <= 64.
+  void lookup_inbound(const std::uint32_t* spis, unsigned n, Sa** out) const noexcept;
+  // out[i] = outbound SA for the policy matching (src[i], dst[i]) (host order) or nullptr.
+  void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out) const noexcept;
+
+  // Every installed SA (control thread only), e.g. for telemetry and the exit report.
+  std::vector<const Sa*> all_sas() const;
+
+ private:
+  DpSaInstaller() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ipsecgw::dp
