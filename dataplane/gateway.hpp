@@ -1,0 +1,99 @@
+// The gateway's data plane runtime: two DPDK ports (unprotected = public side holding the VPN
+// service address; protected = local subnets), N worker lcores polling RX in bursts, and the
+// slow path on the control (main) lcore reached through rte_rings: ARP, ICMP echo to our own
+// addresses, IKE on UDP 500/4500, outer-fragment reassembly and ICMP errors.
+//
+// Life cycle (app/main.cpp): rte_eal_init -> Gateway::create(cfg) -> install SAs through
+// installer() -> start() -> loop { control_poll(); ... } until a signal -> stop() -> destroy.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "dataplane/api/datagram.hpp"
+#include "dataplane/api/sa_installer.hpp"
+#include "dataplane/api/types.hpp"
+#include "dataplane/stats.hpp"
+
+namespace ipsecgw::dp {
+
+class DpSaInstaller;
+
+using MacAddr = std::array<std::uint8_t, 6>;
+
+struct PortConfig {
+  std::uint16_t port_id = 0;   // DPDK port id (order of -a / --vdev)
+  Ipv4Prefix subnet;           // the connected subnet of this port
+  Ipv4 addr = 0;               // our address on it
+  Ipv4 gateway = 0;            // default next hop on this port (0 = none: on-link only)
+  std::uint16_t mtu = 1500;    // L3 MTU of the link
+};
+
+struct StaticNeighbor {
+  Ipv4 ip = 0;
+  MacAddr mac{};
+};
+
+struct Route {  // extra routes on the protected side (inner destinations behind a router)
+  Ipv4Prefix dst;
+  Ipv4 via = 0;
+};
+
+enum class UnmatchedPolicy : std::uint8_t { kDrop, kForward };
+
+struct GatewayConfig {
+  PortConfig unprotected;
+  PortConfig protected_port;
+  std::vector<Route> protected_routes;
+  std::vector<StaticNeighbor> neighbors;  // static ARP entries (override resolution)
+  UnmatchedPolicy unmatched = UnmatchedPolicy::kDrop;  // protected-side traffic with no tunnel
+  unsigned sa_capacity = 4096;        // per direction
+  unsigned mbufs = 0;                 // 0 = sized from ports/queues/workers
+  unsigned rx_desc = 1024, tx_desc = 1024;
+  std::uint32_t replay_window_default = 64;
+};
+
+struct PortCounters {
+  std::uint64_t ipackets = 0, opackets = 0, ibytes = 0, obytes = 0, imissed = 0, ierrors = 0,
+                oerrors = 0, rx_nombuf = 0;
+};
+
+class Gateway {
+ public:
+  // After rte_eal_init. Uses every worker lcore EAL gave (all but the main lcore); needs >= 1.
+  static Result<std::unique_ptr<Gateway>> create(const GatewayConfig& cfg);
+  ~Gateway();  // stops workers if running, frees everything, wipes keys
+
+  SaInstaller& installer() noexcept;
+  DpSaInstaller& tables() noexcept;
+
+  // IKE datagrams (UDP 500/4500 to our unprotected address) go to this handler on the control
+  // lcore; without one they are counted and dropped.
+  void set_datagram_handler(DatagramHandler* h) noexcept;
+  DatagramSender& datagram_sender() noexcept;  // sends from the control lcore
+
+  Result<void> start();        // launch workers on their lcores
+  // One control-loop iteration: slow-path rings (ARP, ICMP, IKE, reassembly), ARP timers,
+  // RCU reclamation. Call in a loop on the main lcore; returns the number of items handled.
+  unsigned control_poll();
+  void stop();                 // workers drain and exit; idempotent
+
+  // Counters for telemetry and the exit report.
+  std::vector<LcoreStats> lcore_stats() const;  // one per worker, then the control lcore
+  LcoreStats total_stats() const;
+  PortCounters port_counters(bool protected_side) const;
+  std::string report() const;  // human-readable counters (ports, lcores, SAs with drop reasons)
+
+ private:
+  Gateway() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ipsecgw::dp
