@@ -1,0 +1,466 @@
+// ESP crypto over Intel ipsec-mb 1.3, job API only.
+//
+// The burst API of ipsec-mb 1.3 was seen returning jobs twice once its ring wraps, so every
+// burst here goes through IMB_GET_NEXT_JOB / IMB_SUBMIT_JOB / IMB_GET_COMPLETED_JOB /
+// IMB_FLUSH_JOB, and completed jobs are mapped back to their op through job->user_data.
+#include "crypto/esp_crypto.hpp"
+
+#include <intel-ipsec-mb.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "common/handle.hpp"
+
+namespace ipsecgw::crypto {
+
+namespace {
+
+using ImbMgrPtr = handle<IMB_MGR, free_mb_mgr>;
+
+constexpr std::size_t kHmacBlock = 64;  // SHA-1 and SHA-256 block size (RFC 2104 §2, B = 64)
+
+std::size_t digest_len(IntegAlg a) noexcept { return a == IntegAlg::kHmacSha1_96 ? 20 : 32; }
+
+IMB_HASH_ALG imb_hash(IntegAlg a) noexcept {
+  return a == IntegAlg::kHmacSha1_96 ? IMB_AUTH_HMAC_SHA_1 : IMB_AUTH_HMAC_SHA_256;
+}
+
+// Picks the fastest code path the CPU has (init_mb_mgr_auto exists in 1.3), or the one asked
+// for if the CPU supports it.
+Result<IMB_ARCH> init_mgr(IMB_MGR* mgr, Arch want) {
+  IMB_ARCH got = IMB_ARCH_NONE;
+  const std::uint64_t f = mgr->features;
+  auto has = [f](std::uint64_t need) { return (f & need) == need; };
+  switch (want) {
+    case Arch::kAuto:
+      init_mb_mgr_auto(mgr, &got);
+      break;
+    case Arch::kSse:
+      if (!has(IMB_CPUFLAGS_SSE)) return make_error("CPU lacks the SSE/AES-NI features");
+      init_mb_mgr_sse(mgr);
+      got = IMB_ARCH_SSE;
+      break;
+    case Arch::kAvx:
+      if (!has(IMB_CPUFLAGS_AVX)) return make_error("CPU lacks the AVX features");
+      init_mb_mgr_avx(mgr);
+      got = IMB_ARCH_AVX;
+      break;
+    case Arch::kAvx2:
+      if (!has(IMB_CPUFLAGS_AVX2)) return make_error("CPU lacks the AVX2 features");
+      init_mb_mgr_avx2(mgr);
+      got = IMB_ARCH_AVX2;
+      break;
+    case Arch::kAvx512:
+      if (!has(IMB_CPUFLAGS_AVX512)) return make_error("CPU lacks the AVX-512 features");
+      init_mb_mgr_avx512(mgr);
+      got = IMB_ARCH_AVX512;
+      break;
+  }
+  if (int err = imb_get_errno(mgr); err != 0) {
+    return make_error(std::string("ipsec-mb manager init failed: ") + imb_get_strerror(err));
+  }
+  if (got == IMB_ARCH_NONE) return make_error("ipsec-mb found no usable code path");
+  return got;
+}
+
+// A manager for the control-side helpers (key expansion, pad hashing), one per thread so that
+// make_key_schedule is thread-safe without locks.
+IMB_MGR* control_mgr() noexcept {
+  thread_local ImbMgrPtr mgr = []() noexcept {
+    ImbMgrPtr m(alloc_mb_mgr(0));
+    if (m && !init_mgr(m.get(), Arch::kAuto).ok()) m.reset();
+    return m;
+  }();
+  return mgr.get();
+}
+
+// Fills `buf` from getrandom(2); aborts if the kernel cannot supply randomness: predictable IVs
+// are worse than no gateway.
+void os_random(std::uint8_t* buf, std::size_t n) noexcept {
+  while (n > 0) {
+    ssize_t r = getrandom(buf, n, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      std::abort();
+    }
+    buf += r;
+    n -= static_cast<std::size_t>(r);
+  }
+}
+
+}  // namespace
+
+std::string_view to_string(CipherAlg c) noexcept {
+  switch (c) {
+    case CipherAlg::kAes128Cbc: return "aes-128-cbc";
+    case CipherAlg::kAes192Cbc: return "aes-192-cbc";
+    case CipherAlg::kAes256Cbc: return "aes-256-cbc";
+  }
+  return "unknown-cipher";
+}
+
+std::string_view to_string(IntegAlg a) noexcept {
+  switch (a) {
+    case IntegAlg::kHmacSha1_96: return "hmac-sha1-96";
+    case IntegAlg::kHmacSha256_128: return "hmac-sha256-128";
+  }
+  return "unknown-integ";
+}
+
+EspKeySchedule::~EspKeySchedule() { wipe(); }
+
+void EspKeySchedule::wipe() noexcept {
+  OPENSSL_cleanse(enc_keys, sizeof(enc_keys));
+  OPENSSL_cleanse(dec_keys, sizeof(dec_keys));
+  OPENSSL_cleanse(ipad, sizeof(ipad));
+  OPENSSL_cleanse(opad, sizeof(opad));
+}
+
+// HMAC(K, m) = H((K' ^ opad) | H((K' ^ ipad) | m)), K' = K zero-padded to B bytes, or H(K) if
+// K is longer than B (RFC 2104 §2). ipsec-mb takes the hash states after the first block of each
+// of the two hashes, so we run exactly one compression on (K' ^ ipad) and on (K' ^ opad).
+Result<void> make_hmac_pads(EspKeySchedule& out, IntegAlg integ,
+                            std::span<const std::uint8_t> key) {
+  IMB_MGR* mgr = control_mgr();
+  if (mgr == nullptr) return make_error("ipsec-mb manager unavailable");
+  if (integ != IntegAlg::kHmacSha1_96 && integ != IntegAlg::kHmacSha256_128) {
+    return make_error("unknown integrity algorithm");
+  }
+
+  alignas(16) std::uint8_t kprime[kHmacBlock] = {};
+  if (key.size() > kHmacBlock) {
+    unsigned int len = 0;
+    const EVP_MD* md = integ == IntegAlg::kHmacSha1_96 ? EVP_sha1() : EVP_sha256();
+    if (EVP_Digest(key.data(), key.size(), kprime, &len, md, nullptr) != 1) {
+      return make_error(std::string("hashing the long HMAC key for ") +
+                        std::string(to_string(integ)) + " failed");
+    }
+  } else if (!key.empty()) {
+    std::memcpy(kprime, key.data(), key.size());
+  }
+
+  alignas(16) std::uint8_t block[kHmacBlock];
+  for (std::size_t i = 0; i < kHmacBlock; ++i) block[i] = kprime[i] ^ 0x36;
+  std::memset(out.ipad, 0, sizeof(out.ipad));
+  if (integ == IntegAlg::kHmacSha1_96) {
+    IMB_SHA1_ONE_BLOCK(mgr, block, out.ipad);
+  } else {
+    IMB_SHA256_ONE_BLOCK(mgr, block, out.ipad);
+  }
+  for (std::size_t i = 0; i < kHmacBlock; ++i) block[i] = kprime[i] ^ 0x5c;
+  std::memset(out.opad, 0, sizeof(out.opad));
+  if (integ == IntegAlg::kHmacSha1_96) {
+    IMB_SHA1_ONE_BLOCK(mgr, block, out.opad);
+  } else {
+    IMB_SHA256_ONE_BLOCK(mgr, block, out.opad);
+  }
+  OPENSSL_cleanse(kprime, sizeof(kprime));
+  OPENSSL_cleanse(block, sizeof(block));
+
+  out.integ = integ;
+  out.icv_bytes = static_cast<std::uint8_t>(icv_len(integ));
+  return {};
+}
+
+Result<void> make_key_schedule(EspKeySchedule& out, CipherAlg cipher,
+                               std::span<const std::uint8_t> enc_key, IntegAlg integ,
+                               std::span<const std::uint8_t> auth_key) {
+  const std::size_t want_enc = cipher_key_len(cipher);
+  if (want_enc == 0) return make_error("unknown encryption algorithm");
+  if (enc_key.size() != want_enc) {
+    return make_error("encryption key for " + std::string(to_string(cipher)) + " must be " +
+                      std::to_string(want_enc) + " bytes, got " +
+                      std::to_string(enc_key.size()));
+  }
+  if (integ != IntegAlg::kHmacSha1_96 && integ != IntegAlg::kHmacSha256_128) {
+    return make_error("unknown integrity algorithm");
+  }
+  // RFC 2404 §3 / RFC 4868 §2.1.1: ESP uses the full-length HMAC key (160 / 256 bits).
+  const std::size_t want_auth = integ_key_len(integ);
+  if (auth_key.size() != want_auth) {
+    return make_error("integrity key for " + std::string(to_string(integ)) + " must be " +
+                      std::to_string(want_auth) + " bytes, got " +
+                      std::to_string(auth_key.size()));
+  }
+  IMB_MGR* mgr = control_mgr();
+  if (mgr == nullptr) return make_error("ipsec-mb manager unavailable");
+
+  out.wipe();
+  switch (cipher) {
+    case CipherAlg::kAes128Cbc:
+      IMB_AES_KEYEXP_128(mgr, enc_key.data(), out.enc_keys, out.dec_keys);
+      break;
+    case CipherAlg::kAes192Cbc:
+      IMB_AES_KEYEXP_192(mgr, enc_key.data(), out.enc_keys, out.dec_keys);
+      break;
+    case CipherAlg::kAes256Cbc:
+      IMB_AES_KEYEXP_256(mgr, enc_key.data(), out.enc_keys, out.dec_keys);
+      break;
+  }
+  out.cipher = cipher;
+  out.cipher_key_bytes = static_cast<std::uint8_t>(want_enc);
+  if (auto r = make_hmac_pads(out, integ, auth_key); !r) {
+    out.wipe();
+    return r;
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// EspEngine
+
+namespace {
+constexpr std::size_t kRngBufBytes = 4096;                     // keystream refill size
+constexpr std::uint64_t kRngRekeyBytes = 16ull * 1024 * 1024;  // fresh getrandom key every 16 MiB
+alignas(64) const std::uint8_t kZeros[kRngBufBytes] = {};
+}  // namespace
+
+struct EspEngine::Impl {
+  ImbMgrPtr mgr;
+  IMB_ARCH arch = IMB_ARCH_NONE;
+
+  // CSPRNG: AES-128-CTR keystream. Counter block = 8-byte random nonce | 8-byte big-endian
+  // block counter starting at 0, advanced by the blocks of each refill; rekeyed (new key and
+  // nonce) long before the low 32 bits could wrap, so no counter block is ever reused.
+  alignas(16) std::uint8_t rng_enc_keys[16 * 15];
+  alignas(16) std::uint8_t rng_dec_keys[16 * 15];
+  alignas(16) std::uint8_t rng_ctr[16];
+  std::uint64_t rng_block = 0;
+  std::uint64_t rng_since_rekey = 0;
+  std::size_t rng_pos = kRngBufBytes;  // empty
+  alignas(64) std::uint8_t rng_buf[kRngBufBytes];
+
+  ~Impl() {
+    OPENSSL_cleanse(rng_enc_keys, sizeof(rng_enc_keys));
+    OPENSSL_cleanse(rng_dec_keys, sizeof(rng_dec_keys));
+    OPENSSL_cleanse(rng_ctr, sizeof(rng_ctr));
+    OPENSSL_cleanse(rng_buf, sizeof(rng_buf));
+  }
+
+  void rng_rekey() noexcept {
+    alignas(16) std::uint8_t seed[16 + 8];
+    os_random(seed, sizeof(seed));
+    IMB_AES_KEYEXP_128(mgr.get(), seed, rng_enc_keys, rng_dec_keys);
+    std::memcpy(rng_ctr, seed + 16, 8);
+    OPENSSL_cleanse(seed, sizeof(seed));
+    rng_block = 0;
+    rng_since_rekey = 0;
+  }
+
+  void rng_refill() noexcept {
+    if (rng_since_rekey == 0 || rng_since_rekey >= kRngRekeyBytes) rng_rekey();
+    for (int i = 0; i < 8; ++i) rng_ctr[8 + i] = static_cast<std::uint8_t>(rng_block >> (56 - 8 * i));
+
+    IMB_MGR* m = mgr.get();
+    IMB_JOB* job = IMB_GET_NEXT_JOB(m);
+    job->cipher_mode = IMB_CIPHER_CNTR;
+    job->cipher_direction = IMB_DIR_ENCRYPT;
+    job->chain_order = IMB_ORDER_CIPHER_HASH;
+    job->hash_alg = IMB_AUTH_NULL;
+    job->enc_keys = rng_enc_keys;
+    job->dec_keys = rng_enc_keys;
+    job->key_len_in_bytes = IMB_KEY_128_BYTES;
+    job->src = kZeros;
+    job->dst = rng_buf;
+    job->cipher_start_src_offset_in_bytes = 0;
+    job->msg_len_to_cipher_in_bytes = kRngBufBytes;
+    job->hash_start_src_offset_in_bytes = 0;
+    job->msg_len_to_hash_in_bytes = 0;
+    job->iv = rng_ctr;
+    job->iv_len_in_bytes = 16;
+    job->auth_tag_output = nullptr;
+    job->auth_tag_output_len_in_bytes = 0;
+    job->user_data = rng_buf;
+
+    bool ok = false;
+    IMB_JOB* done = IMB_SUBMIT_JOB(m);
+    while (done == nullptr || done->user_data != rng_buf) {
+      if (done == nullptr) done = IMB_FLUSH_JOB(m);
+      else done = IMB_GET_COMPLETED_JOB(m);
+      if (done == nullptr) break;
+    }
+    if (done != nullptr) ok = done->status == IMB_STATUS_COMPLETED;
+    while (IMB_FLUSH_JOB(m) != nullptr) {
+    }
+    if (!ok) std::abort();  // the manager cannot run AES-CTR: never hand out weak IVs
+
+    rng_block += kRngBufBytes / kAesBlock;
+    rng_since_rekey += kRngBufBytes;
+    rng_pos = 0;
+  }
+};
+
+namespace {
+
+inline bool op_lengths_ok(const EspCryptoOp& op) noexcept {
+  if (op.ks == nullptr || op.data == nullptr || op.iv == nullptr || op.icv == nullptr) return false;
+  if (op.cipher_len == 0 || op.cipher_len % kAesBlock != 0 || op.auth_len == 0) return false;
+  // The ciphertext lies inside the authenticated bytes (RFC 4303 §2: ICV covers ESP hdr..trailer).
+  return std::uint64_t{op.cipher_offset} + op.cipher_len <= op.auth_len;
+}
+
+inline void complete_job(const IMB_JOB* job, bool decrypt) noexcept {
+  auto* op = static_cast<EspCryptoOp*>(job->user_data);
+  if (job->status != IMB_STATUS_COMPLETED) {
+    op->status = OpStatus::kCryptoError;
+    return;
+  }
+  if (decrypt) {
+    // RFC 4303 §3.4.4.1: constant-time ICV check; mismatch => the packet is dropped.
+    op->status = CRYPTO_memcmp(op->computed_icv, op->icv, op->ks->icv_bytes) == 0
+                     ? OpStatus::kOk
+                     : OpStatus::kBadIcv;
+  } else {
+    op->status = OpStatus::kOk;
+  }
+}
+
+void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops, bool decrypt) noexcept {
+  for (EspCryptoOp& op : ops) {
+    if (!op_lengths_ok(op)) {
+      op.status = OpStatus::kBadLength;
+      continue;
+    }
+    op.status = OpStatus::kCryptoError;  // overwritten when the job comes back
+    const EspKeySchedule& ks = *op.ks;
+    IMB_JOB* job = IMB_GET_NEXT_JOB(mgr);
+    job->cipher_mode = IMB_CIPHER_CBC;
+    job->enc_keys = ks.enc_keys;
+    job->dec_keys = ks.dec_keys;
+    job->key_len_in_bytes = ks.cipher_key_bytes;
+    job->src = op.data;
+    job->dst = op.data + op.cipher_offset;  // in place
+    job->cipher_start_src_offset_in_bytes = op.cipher_offset;
+    job->msg_len_to_cipher_in_bytes = op.cipher_len;
+    job->iv = op.iv;
+    job->iv_len_in_bytes = kEspIvLen;
+    job->hash_alg = imb_hash(ks.integ);
+    job->hash_start_src_offset_in_bytes = 0;
+    job->msg_len_to_hash_in_bytes = op.auth_len;
+    job->u.HMAC._hashed_auth_key_xor_ipad = ks.ipad;
+    job->u.HMAC._hashed_auth_key_xor_opad = ks.opad;
+    job->auth_tag_output_len_in_bytes = ks.icv_bytes;
+    if (decrypt) {
+      // RFC 4303 §3.4.4: verify the ICV over the ciphertext before decrypting.
+      job->cipher_direction = IMB_DIR_DECRYPT;
+      job->chain_order = IMB_ORDER_HASH_CIPHER;
+      job->auth_tag_output = op.computed_icv;
+    } else {
+      // RFC 4303 §3.3.2: encrypt, then compute the ICV over the ciphertext.
+      job->cipher_direction = IMB_DIR_ENCRYPT;
+      job->chain_order = IMB_ORDER_CIPHER_HASH;
+      job->auth_tag_output = op.icv;
+    }
+    job->user_data = &op;
+
+    // Jobs may complete out of order relative to the ops; user_data maps them back.
+    IMB_JOB* done = IMB_SUBMIT_JOB(mgr);
+    while (done != nullptr) {
+      complete_job(done, decrypt);
+      done = IMB_GET_COMPLETED_JOB(mgr);
+    }
+  }
+  while (IMB_JOB* done = IMB_FLUSH_JOB(mgr)) complete_job(done, decrypt);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<EspEngine>> EspEngine::create(Arch arch) {
+  std::unique_ptr<EspEngine> eng(new EspEngine());
+  auto impl = std::make_unique<Impl>();
+  impl->mgr.reset(alloc_mb_mgr(0));
+  if (!impl->mgr) return make_error("alloc_mb_mgr failed");
+  auto got = init_mgr(impl->mgr.get(), arch);
+  if (!got) return make_error(got.error());
+  impl->arch = got.value();
+  eng->impl_ = impl.release();
+  return eng;
+}
+
+EspEngine::~EspEngine() { delete impl_; }
+
+void EspEngine::encrypt(std::span<EspCryptoOp> ops) noexcept {
+  run_burst(impl_->mgr.get(), ops, /*decrypt=*/false);
+}
+
+void EspEngine::decrypt(std::span<EspCryptoOp> ops) noexcept {
+  run_burst(impl_->mgr.get(), ops, /*decrypt=*/true);
+}
+
+void EspEngine::random_bytes(std::uint8_t* out, std::size_t n) noexcept {
+  Impl& s = *impl_;
+  while (n > 0) {
+    if (s.rng_pos == kRngBufBytes) s.rng_refill();
+    std::size_t take = kRngBufBytes - s.rng_pos;
+    if (take > n) take = n;
+    std::memcpy(out, s.rng_buf + s.rng_pos, take);
+    // Used keystream is erased so a later memory disclosure cannot reveal past IVs' neighbours.
+    OPENSSL_cleanse(s.rng_buf + s.rng_pos, take);
+    s.rng_pos += take;
+    out += take;
+    n -= take;
+  }
+}
+
+void EspEngine::hmac(const EspKeySchedule& ks, const std::uint8_t* msg, std::size_t len,
+                     std::uint8_t* out) noexcept {
+  IMB_MGR* m = impl_->mgr.get();
+  const std::size_t dlen = digest_len(ks.integ);
+  std::memset(out, 0, 32);
+  IMB_JOB* job = IMB_GET_NEXT_JOB(m);
+  job->cipher_mode = IMB_CIPHER_NULL;
+  job->cipher_direction = IMB_DIR_ENCRYPT;
+  job->chain_order = IMB_ORDER_HASH_CIPHER;
+  job->enc_keys = nullptr;
+  job->dec_keys = nullptr;
+  job->key_len_in_bytes = 0;
+  job->src = msg;
+  job->dst = nullptr;
+  job->cipher_start_src_offset_in_bytes = 0;
+  job->msg_len_to_cipher_in_bytes = 0;
+  job->iv = nullptr;
+  job->iv_len_in_bytes = 0;
+  job->hash_alg = imb_hash(ks.integ);
+  job->hash_start_src_offset_in_bytes = 0;
+  job->msg_len_to_hash_in_bytes = len;
+  job->u.HMAC._hashed_auth_key_xor_ipad = ks.ipad;
+  job->u.HMAC._hashed_auth_key_xor_opad = ks.opad;
+  job->auth_tag_output = out;
+  job->auth_tag_output_len_in_bytes = dlen;
+  job->user_data = out;
+
+  bool ok = false;
+  IMB_JOB* done = IMB_SUBMIT_JOB(m);
+  for (;;) {
+    if (done == nullptr) done = IMB_FLUSH_JOB(m);
+    if (done == nullptr) break;
+    if (done->user_data == out) {
+      ok = done->status == IMB_STATUS_COMPLETED;
+      break;
+    }
+    done = IMB_GET_COMPLETED_JOB(m);
+  }
+  while (IMB_FLUSH_JOB(m) != nullptr) {
+  }
+  if (!ok) std::memset(out, 0, 32);
+}
+
+std::string_view EspEngine::arch_name() const noexcept {
+  switch (impl_->arch) {
+    case IMB_ARCH_NOAESNI: return "noaesni";
+    case IMB_ARCH_SSE: return "sse";
+    case IMB_ARCH_AVX: return "avx";
+    case IMB_ARCH_AVX2: return "avx2";
+    case IMB_ARCH_AVX512: return "avx512";
+    default: return "none";
+  }
+}
+
+}  // namespace ipsecgw::crypto

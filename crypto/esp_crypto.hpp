@@ -72,6 +72,13 @@ Result<void> make_key_schedule(EspKeySchedule& out, CipherAlg cipher,
                                std::span<const std::uint8_t> enc_key, IntegAlg integ,
                                std::span<const std::uint8_t> auth_key);
 
+// Sets only the HMAC part of `out` (integ, icv_bytes, ipad, opad) from a key of ANY length
+// (RFC 2104 §2: keys longer than the 64-byte block are hashed first, shorter ones zero-padded).
+// make_key_schedule uses it after checking the ESP key length; tests use it for RFC 2202/4231
+// vectors whose keys are not ESP-sized. Thread-safe like make_key_schedule.
+Result<void> make_hmac_pads(EspKeySchedule& out, IntegAlg integ,
+                            std::span<const std::uint8_t> key);
+
 enum class OpStatus : std::uint8_t { kOk = 0, kBadIcv, kBadLength, kCryptoError };
 
 // One packet's crypto work. Offsets are relative to `data`, which points at the ESP header.
