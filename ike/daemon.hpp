@@ -1,0 +1,59 @@
+// The IKE daemon: owns the configured site connections and their IKE SAs, receives IKE
+// datagrams from the data plane's punt path (dp::DatagramHandler), sends through a
+// dp::DatagramSender and installs CHILD SAs through a dp::SaInstaller. Time comes from an
+// injectable Clock; tick() runs retransmissions and (re)initiation.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/api/datagram.hpp"
+#include "dataplane/api/sa_installer.hpp"
+#include "ike/config.hpp"
+#include "ike/ike_sa.hpp"
+
+namespace ipsecgw::ike {
+
+enum class ConnState : std::uint8_t { kDown, kPending, kActive, kError };
+const char* to_string(ConnState s);
+
+struct ConnectionStatus {
+  ConnState state = ConnState::kDown;
+  std::string reason;  // for kError: "no proposal chosen", "authentication failed", ...
+  std::optional<ChildSaInfo> child;
+};
+
+// After a failed attempt, a bi-directional connection initiates again after this delay.
+constexpr Millis kRetryAfterFailure{30000};
+
+class Daemon final : public dp::DatagramHandler {
+ public:
+  Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clock& clock);
+  ~Daemon() override;
+
+  Result<void> add_connection(ConnectionConfig cfg);
+  // Starts Main Mode now (also for response-only connections: an explicit operator action).
+  Result<void> initiate(const std::string& name);
+  void on_datagram(const dp::DatagramView& d) override;
+  // Retransmissions, reaping failed SAs, auto-initiation of bi-directional connections.
+  void tick();
+  ConnectionStatus status(const std::string& name) const;
+  std::vector<std::string> connection_names() const;
+
+ private:
+  struct Conn {
+    ConnectionConfig cfg;
+    std::vector<std::unique_ptr<IkeSa>> sas;
+    std::string last_error;
+    Millis retry_at{0};
+  };
+  Conn* find_conn(const std::string& name) const;
+  void reap(Conn& c);
+  void start(Conn& c);
+
+  IkeContext ctx_;
+  std::vector<std::unique_ptr<Conn>> conns_;
+};
+
+}  // namespace ipsecgw::ike

@@ -1,0 +1,1032 @@
+#include "ike/ike_sa.hpp"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "ike/log.hpp"
+
+namespace ipsecgw::ike {
+
+using crypto::HashAlg;
+using crypto::SecureBytes;
+
+const Bytes kVidNatTRfc3947 = {0x4a, 0x13, 0x1c, 0x81, 0x07, 0x03, 0x58, 0x45,
+                               0x5c, 0x57, 0x28, 0xf2, 0x0e, 0x95, 0x45, 0x2f};
+const Bytes kVidNatTDraft02 = {0x90, 0xcb, 0x80, 0x91, 0x3e, 0xbb, 0x69, 0x6e,
+                               0x08, 0x63, 0x81, 0xb5, 0xec, 0x42, 0x7b, 0x1f};
+const Bytes kVidDpd = {0xaf, 0xca, 0xd7, 0x13, 0x68, 0xa1, 0xf1, 0xc9,
+                       0x6b, 0x86, 0x96, 0xfc, 0x77, 0x57, 0x01, 0x00};
+
+namespace {
+
+// IKE SA attributes (RFC 2409 Appendix A).
+namespace ikea {
+constexpr std::uint16_t kEnc = 1, kHash = 2, kAuth = 3, kGroup = 4, kLifeType = 11,
+                        kLifeDuration = 12, kKeyLength = 14;
+constexpr std::uint16_t kAesCbc = 7, kSha1 = 2, kSha256 = 4, kPsk = 1, kSeconds = 1;
+constexpr std::uint8_t kKeyIke = 1;
+}  // namespace ikea
+// IPsec SA attributes (RFC 2407 §4.5), ESP transform ids (§4.4.4).
+namespace ipa {
+constexpr std::uint16_t kLifeType = 1, kLifeDuration = 2, kGroup = 3, kEncap = 4, kAuth = 5,
+                        kKeyLength = 6;
+constexpr std::uint16_t kSeconds = 1, kHmacSha = 2, kHmacSha256 = 5;
+constexpr std::uint16_t kTunnel = 1, kUdpTunnelRfc = 3, kUdpTunnelDraft = 61443;
+constexpr std::uint8_t kEspAes = 12;
+}  // namespace ipa
+
+constexpr std::size_t kNonceLen = 32;
+constexpr std::size_t kBlock = 16;
+
+std::uint16_t key_bits(crypto::CipherAlg c) {
+  return static_cast<std::uint16_t>(crypto::cipher_key_len(c) * 8);
+}
+
+ByteView bv(const SecureBytes& s) { return s.span(); }
+
+Bytes be32(std::uint32_t v) {
+  Bytes b;
+  put32(b, v);
+  return b;
+}
+
+std::string cookie_hex(const Cookie& c) { return hex(c); }
+
+std::uint64_t attr_int(const Transform& t, std::uint16_t type, std::uint64_t dflt) {
+  const Attribute* a = t.find(type);
+  if (a == nullptr) return dflt;
+  return a->as_int().value_or(~0ULL);
+}
+
+Bytes id_addr(dp::Ipv4 a) { return be32(a); }
+Bytes id_subnet(const dp::Ipv4Prefix& p) {
+  Bytes b = be32(p.addr);
+  Bytes m = be32(p.mask());
+  b.insert(b.end(), m.begin(), m.end());
+  return b;
+}
+
+}  // namespace
+
+// ---- state shared by the tasks ----
+
+struct IkeSa::Phase1 {
+  HashAlg hash = HashAlg::kSha1;
+  std::size_t enc_key_len = 16;
+  std::uint32_t lifetime_s = 0;
+  Bytes sa_i_b;  // the initiator's SA payload body (RFC 2409 §5: SAi_b)
+  std::optional<crypto::DhKeyPair> dh;
+  Bytes gxi, gxr, ni, nr;
+  SecureBytes gxy, skeyid, skeyid_d, skeyid_a, skeyid_e, ka;
+  Bytes iv;          // phase-1 CBC chain (Appendix B)
+  Bytes last_p1_iv;  // last phase-1 CBC output block, seeds QM/informational IVs
+  bool keys = false;
+};
+
+struct IkeSa::Quick {
+  std::uint32_t mid = 0;
+  Bytes iv;
+  std::uint32_t spi_in = 0, spi_out = 0;
+  Bytes ni, nr;
+  std::optional<crypto::DhKeyPair> dh;
+  SecureBytes gxy;
+  std::uint32_t lifetime_s = 0;
+  bool spi_reserved = false;
+};
+
+const char* to_string(IkeSa::State s) {
+  switch (s) {
+    case IkeSa::State::kInit: return "INIT";
+    case IkeSa::State::kMm1Sent: return "MM1_SENT";
+    case IkeSa::State::kMm2Sent: return "MM2_SENT";
+    case IkeSa::State::kMm3Sent: return "MM3_SENT";
+    case IkeSa::State::kMm4Sent: return "MM4_SENT";
+    case IkeSa::State::kMm5Sent: return "MM5_SENT";
+    case IkeSa::State::kPhase1Done: return "PHASE1_DONE";
+    case IkeSa::State::kQm1Sent: return "QM1_SENT";
+    case IkeSa::State::kQm2Sent: return "QM2_SENT";
+    case IkeSa::State::kActive: return "ACTIVE";
+    case IkeSa::State::kFailed: return "FAILED";
+  }
+  return "?";
+}
+
+IkeSa::IkeSa(Role role, const ConnectionConfig& cfg, IkeContext ctx, dp::UdpEndpoint local,
+             dp::UdpEndpoint remote)
+    : role_(role), cfg_(&cfg), ctx_(ctx), local_(local), remote_(remote),
+      state_(role == Role::kInitiator ? State::kMm1Sent : State::kInit),
+      p1_(std::make_unique<Phase1>()) {
+  p1_->hash = cfg.ike.hash;
+  p1_->enc_key_len = crypto::cipher_key_len(cfg.ike.cipher);
+  p1_->lifetime_s = cfg.ike.lifetime_s;
+  crypto::random_bytes(role == Role::kInitiator ? std::span<std::uint8_t>(icookie_)
+                                                : std::span<std::uint8_t>(rcookie_));
+}
+
+IkeSa::~IkeSa() {
+  if (qm_ && qm_->spi_reserved && ctx_.installer != nullptr)
+    ctx_.installer->release_spi(qm_->spi_in);
+}
+
+std::string IkeSa::tag() const {
+  return cfg_->name + " " + cookie_hex(icookie_) + "_" + cookie_hex(rcookie_);
+}
+
+// ---- framing ----
+
+void IkeSa::send(Bytes msg, bool expect_reply) {
+  auto r = ctx_.sender->send({local_, remote_, msg});
+  if (!r) log(LogLevel::kWarn, tag() + ": send failed: " + r.error());
+  last_out_ = std::move(msg);
+  waiting_ = expect_reply;
+  retransmits_ = 0;
+  if (expect_reply) retransmit_at_ = ctx_.clock->now() + kRetransmitBase;
+}
+
+void IkeSa::tick(Millis now) {
+  if (!waiting_ || state_ == State::kFailed || now < retransmit_at_) return;
+  if (retransmits_ >= kMaxRetransmits) {
+    fail("peer unreachable");
+    return;
+  }
+  ++retransmits_;
+  log(LogLevel::kInfo, tag() + ": retransmit " + std::to_string(retransmits_) + " in " +
+                           to_string(state_));
+  auto r = ctx_.sender->send({local_, remote_, last_out_});
+  (void)r;
+  retransmit_at_ = now + kRetransmitBase * (1 << retransmits_);
+}
+
+// RFC 2409 Appendix B: payloads padded to the block size and encrypted with Ka; the last
+// ciphertext block is the IV of the next message in the same exchange.
+Bytes IkeSa::seal(Header h, const PayloadChain& c, Bytes& iv) {
+  Bytes body = c.serialize();
+  body.resize((body.size() + kBlock - 1) / kBlock * kBlock, 0);
+  auto ct = crypto::aes_cbc_encrypt(bv(p1_->ka), iv, body);
+  if (!ct) std::abort();  // lengths are ours: cannot fail
+  iv.assign(ct->end() - kBlock, ct->end());
+  h.flags |= kFlagEncryption;
+  h.next_payload = c.first();
+  h.length = static_cast<std::uint32_t>(kHeaderLen + ct->size());
+  Bytes out;
+  write_header(h, out);
+  out.insert(out.end(), ct->begin(), ct->end());
+  return out;
+}
+
+Result<Message> IkeSa::open(const dp::DatagramView& d, const Header& h, Bytes& iv) {
+  if (!p1_->keys) return make_error("encrypted message before keys exist");
+  ByteView ct = d.payload.subspan(kHeaderLen);
+  if (ct.empty() || ct.size() % kBlock != 0) return make_error("ciphertext not block aligned");
+  auto pt = crypto::aes_cbc_decrypt(bv(p1_->ka), iv, ct);
+  if (!pt) return make_error(pt.error());
+  auto pl = parse_payloads(h.next_payload, *pt, true);
+  if (!pl) return make_error("decrypted payloads malformed: " + pl.error());
+  iv.assign(ct.end() - kBlock, ct.end());
+  return Message{h, std::move(*pl)};
+}
+
+void IkeSa::fail(const std::string& reason, std::uint16_t notify_type) {
+  if (state_ == State::kFailed) return;
+  log(LogLevel::kWarn, tag() + ": failed in " + to_string(state_) + ": " + reason);
+  if (notify_type != 0) send_plain_notify(notify_type);
+  failure_ = reason;
+  state_ = State::kFailed;
+  waiting_ = false;
+  if (qm_ && qm_->spi_reserved) {
+    ctx_.installer->release_spi(qm_->spi_in);
+    qm_->spi_reserved = false;
+  }
+}
+
+// Unprotected error notify during Main Mode (RFC 2408 §5: before the ISAKMP SA is
+// authenticated the notification cannot be protected).
+void IkeSa::send_plain_notify(std::uint16_t type) {
+  Header h;
+  h.icookie = icookie_;
+  h.rcookie = rcookie_;
+  h.exchange = static_cast<std::uint8_t>(ExchangeType::kInformational);
+  PayloadChain c;
+  c.add(PayloadType::kNotify, build_notify({1, kProtoIsakmp, type, {}, {}}));
+  auto r = ctx_.sender->send({local_, remote_, build_message(h, c)});
+  (void)r;
+}
+
+// Protected informational exchange (RFC 2409 §5.7):
+//   HASH(1) = prf(SKEYID_a, M-ID | N/D)
+void IkeSa::send_informational(PayloadType t, const Bytes& body) {
+  if (!p1_->keys || p1_->last_p1_iv.empty()) return;
+  std::uint32_t mid = 0;
+  while (mid == 0) mid = get32(crypto::random_bytes(4).data());
+  PayloadChain rest;
+  rest.add(t, body);
+  Bytes rest_wire = rest.serialize();
+  Bytes m = be32(mid);
+  SecureBytes h1 = crypto::prf(p1_->hash, bv(p1_->skeyid_a), {m, rest_wire});
+  PayloadChain c;
+  c.add(PayloadType::kHash, h1.span());
+  c.add(t, body);
+  Header h;
+  h.icookie = icookie_;
+  h.rcookie = rcookie_;
+  h.exchange = static_cast<std::uint8_t>(ExchangeType::kInformational);
+  h.message_id = mid;
+  Bytes iv = qm_iv(mid);
+  auto r = ctx_.sender->send({local_, remote_, seal(h, c, iv)});
+  (void)r;
+}
+
+// ---- dispatch ----
+
+void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
+  if (state_ == State::kFailed) return;
+  const Bytes in(d.payload.begin(), d.payload.end());
+  // A retransmitted request: answer from the last response, do not process it again.
+  if (in == last_in_ && !last_out_.empty()) {
+    log(LogLevel::kInfo, tag() + ": duplicate message, resending last response");
+    auto r = ctx_.sender->send({local_, remote_, last_out_});
+    (void)r;
+    return;
+  }
+  const auto ex = static_cast<ExchangeType>(h.exchange);
+  Result<Message> msg = make_error("unset");
+  if (ex == ExchangeType::kInformational) {
+    if (h.flags & kFlagEncryption) {
+      if (p1_->last_p1_iv.empty()) return;
+      Bytes iv = qm_iv(h.message_id);
+      msg = open(d, h, iv);
+    } else {
+      msg = parse_message(d.payload);
+    }
+    if (!msg) {
+      log(LogLevel::kWarn, tag() + ": dropping informational: " + msg.error());
+      return;
+    }
+    informational(*msg);
+    return;
+  }
+  if (ex == ExchangeType::kIdentityProtection) {
+    if (h.flags & kFlagEncryption) {
+      Bytes iv = p1_->iv;
+      msg = open(d, h, iv);
+      if (!msg) {
+        // With a wrong PSK, SKEYID_e differs and the peer's MM5/MM6 decrypts to garbage.
+        if (state_ == State::kMm4Sent || state_ == State::kMm5Sent)
+          fail("authentication failed", notify::kAuthenticationFailed);
+        return;
+      }
+      p1_->iv = std::move(iv);
+    } else {
+      msg = parse_message(d.payload);
+      if (!msg) {
+        log(LogLevel::kWarn, tag() + ": dropping malformed message: " + msg.error());
+        return;
+      }
+    }
+    // NAT-T (RFC 3947 §4): the peer may have floated to 4500 or its mapping changed.
+    remote_ = d.remote;
+    local_ = d.local;
+    last_in_ = in;
+    if (mm_process(*msg) == TaskStatus::kSuccess && role_ == Role::kInitiator) qm_start();
+    return;
+  }
+  if (ex == ExchangeType::kQuickMode) {
+    if (!(h.flags & kFlagEncryption) || p1_->last_p1_iv.empty()) return;
+    Bytes iv;
+    if (qm_ && qm_->mid == h.message_id) {
+      iv = qm_->iv;
+    } else if (role_ == Role::kResponder && h.message_id != 0 &&
+               (state_ == State::kPhase1Done || state_ == State::kActive)) {
+      iv = qm_iv(h.message_id);
+    } else {
+      log(LogLevel::kWarn, tag() + ": quick mode message for unknown exchange");
+      return;
+    }
+    msg = open(d, h, iv);
+    if (!msg) {
+      log(LogLevel::kWarn, tag() + ": dropping quick mode message: " + msg.error());
+      return;
+    }
+    if (!qm_ || qm_->mid != h.message_id) {
+      qm_ = std::make_unique<Quick>();
+      qm_->mid = h.message_id;
+    }
+    qm_->iv = std::move(iv);
+    remote_ = d.remote;
+    last_in_ = in;
+    qm_process(*msg);
+    return;
+  }
+  log(LogLevel::kWarn, tag() + ": unsupported exchange type " + std::to_string(h.exchange));
+}
+
+// ---- Main Mode (RFC 2409 §5.4) ----
+
+void IkeSa::start() { mm_build1(); }
+
+namespace {
+Transform ike_transform(const IkePolicy& p, std::uint32_t lifetime) {
+  Transform t;
+  t.number = 1;
+  t.id = ikea::kKeyIke;
+  t.attrs = {Attribute::basic(ikea::kEnc, ikea::kAesCbc),
+             // Key Length always sent for AES (RFC 3602 §5 style; strongSwan requires it)
+             Attribute::basic(ikea::kKeyLength, key_bits(p.cipher)),
+             Attribute::basic(ikea::kHash, p.hash == HashAlg::kSha1 ? ikea::kSha1 : ikea::kSha256),
+             Attribute::basic(ikea::kAuth, ikea::kPsk),
+             Attribute::basic(ikea::kGroup, static_cast<std::uint16_t>(p.group)),
+             Attribute::basic(ikea::kLifeType, ikea::kSeconds),
+             Attribute::integer(ikea::kLifeDuration, lifetime)};
+  return t;
+}
+
+// Does this IKE transform carry exactly our policy? Returns its lifetime (seconds) if so.
+std::optional<std::uint32_t> ike_transform_matches(const Transform& t, const IkePolicy& p) {
+  if (t.id != ikea::kKeyIke) return std::nullopt;
+  if (attr_int(t, ikea::kEnc, 0) != ikea::kAesCbc) return std::nullopt;
+  if (attr_int(t, ikea::kKeyLength, 128) != key_bits(p.cipher)) return std::nullopt;
+  if (attr_int(t, ikea::kHash, 0) != (p.hash == HashAlg::kSha1 ? ikea::kSha1 : ikea::kSha256))
+    return std::nullopt;
+  if (attr_int(t, ikea::kAuth, 0) != ikea::kPsk) return std::nullopt;
+  if (attr_int(t, ikea::kGroup, 0) != static_cast<std::uint16_t>(p.group)) return std::nullopt;
+  std::uint64_t life = p.lifetime_s;
+  if (attr_int(t, ikea::kLifeType, ikea::kSeconds) == ikea::kSeconds)
+    life = attr_int(t, ikea::kLifeDuration, p.lifetime_s);
+  if (life == 0 || life > 0xffffffffULL) return std::nullopt;
+  return static_cast<std::uint32_t>(life);
+}
+}  // namespace
+
+void IkeSa::mm_build1() {
+  SaPayload sa;
+  Proposal prop;
+  prop.protocol = kProtoIsakmp;
+  prop.transforms.push_back(ike_transform(cfg_->ike, cfg_->ike.lifetime_s));
+  sa.proposals.push_back(std::move(prop));
+  p1_->sa_i_b = build_sa(sa);
+  PayloadChain c;
+  c.add(PayloadType::kSa, p1_->sa_i_b);
+  c.add(PayloadType::kVendorId, kVidNatTRfc3947);
+  c.add(PayloadType::kVendorId, kVidNatTDraft02);
+  c.add(PayloadType::kVendorId, kVidDpd);
+  Header h;
+  h.icookie = icookie_;
+  h.exchange = static_cast<std::uint8_t>(ExchangeType::kIdentityProtection);
+  log(LogLevel::kInfo, tag() + ": initiating main mode to " + dp::format_ipv4(remote_.addr));
+  state_ = State::kMm1Sent;
+  send(build_message(h, c), true);
+}
+
+// NAT-D = HASH(CKY-I | CKY-R | IP | Port) (RFC 3947 §3.2), with the negotiated hash.
+Bytes IkeSa::nat_d(const dp::UdpEndpoint& ep) const {
+  Bytes ip = be32(ep.addr);
+  Bytes port{static_cast<std::uint8_t>(ep.port >> 8), static_cast<std::uint8_t>(ep.port)};
+  return crypto::hash(p1_->hash, {icookie_, rcookie_, ip, port});
+}
+
+void IkeSa::add_nat_d(PayloadChain& c) const {
+  if (!peer_nat_t_ && !peer_nat_t_draft_) return;
+  const auto t = peer_nat_t_ ? PayloadType::kNatD : PayloadType::kNatDDraft;
+  c.add(t, nat_d(remote_));  // first: the peer's address as we see it
+  c.add(t, nat_d(local_));   // then ours
+}
+
+// RFC 3947 §3.2: the first NAT-D is the hash of our address as the peer saw it; if it does
+// not match, we are behind a NAT. If no other NAT-D matches the peer's source, it is.
+void IkeSa::check_nat_d(const Message& m) {
+  auto v = m.find_all(PayloadType::kNatD);
+  if (v.empty()) v = m.find_all(PayloadType::kNatDDraft);
+  if (v.empty()) return;
+  nat_local_ = v[0]->body != nat_d(local_);
+  bool peer_ok = false;
+  Bytes theirs = nat_d(remote_);
+  for (std::size_t i = 1; i < v.size(); ++i) peer_ok |= v[i]->body == theirs;
+  nat_remote_ = !peer_ok;
+  if (nat_local_ || nat_remote_)
+    log(LogLevel::kInfo, tag() + ": NAT detected (" + (nat_local_ ? "local" : "") +
+                             (nat_remote_ ? " remote" : "") + ")");
+}
+
+Result<void> IkeSa::derive_phase1_keys() {
+  auto& p = *p1_;
+  auto gxy = p.dh->shared_secret(role_ == Role::kInitiator ? p.gxr : p.gxi);
+  if (!gxy) return make_error(gxy.error());
+  p.gxy = std::move(*gxy);
+  const std::uint8_t zero = 0, one = 1, two = 2;
+  // SKEYID = prf(pre-shared-key, Ni_b | Nr_b)                          (RFC 2409 §5)
+  p.skeyid = crypto::prf(p.hash, bv(cfg_->psk), {p.ni, p.nr});
+  // SKEYID_d = prf(SKEYID, g^xy | CKY-I | CKY-R | 0)
+  p.skeyid_d = crypto::prf(p.hash, bv(p.skeyid), {bv(p.gxy), icookie_, rcookie_, {&zero, 1}});
+  // SKEYID_a = prf(SKEYID, SKEYID_d | g^xy | CKY-I | CKY-R | 1)
+  p.skeyid_a = crypto::prf(p.hash, bv(p.skeyid),
+                           {bv(p.skeyid_d), bv(p.gxy), icookie_, rcookie_, {&one, 1}});
+  // SKEYID_e = prf(SKEYID, SKEYID_a | g^xy | CKY-I | CKY-R | 2)
+  p.skeyid_e = crypto::prf(p.hash, bv(p.skeyid),
+                           {bv(p.skeyid_a), bv(p.gxy), icookie_, rcookie_, {&two, 1}});
+  // Ka (RFC 2409 Appendix B): the first bytes of SKEYID_e, or, when SKEYID_e is too short,
+  // of K1 | K2 | ... with K1 = prf(SKEYID_e, 0), K2 = prf(SKEYID_e, K1), ...
+  if (p.skeyid_e.size() >= p.enc_key_len) {
+    p.ka = SecureBytes(p.skeyid_e.data(), p.enc_key_len);
+  } else {
+    SecureBytes k = crypto::prf(p.hash, bv(p.skeyid_e), {{&zero, 1}});
+    SecureBytes ka = k.clone();
+    while (ka.size() < p.enc_key_len) {
+      k = crypto::prf(p.hash, bv(p.skeyid_e), {bv(k)});
+      ka.append(k.span());
+    }
+    ka.resize(p.enc_key_len);
+    p.ka = std::move(ka);
+  }
+  // IV = hash(g^xi | g^xr), truncated to the block size (Appendix B).
+  Bytes iv = crypto::hash(p.hash, {p.gxi, p.gxr});
+  p.iv.assign(iv.begin(), iv.begin() + kBlock);
+  p.keys = true;
+  return {};
+}
+
+// HASH_I = prf(SKEYID, g^xi | g^xr | CKY-I | CKY-R | SAi_b | IDii_b)   (RFC 2409 §5)
+Bytes IkeSa::hash_i(ByteView id_body) const {
+  auto h = crypto::prf(p1_->hash, bv(p1_->skeyid),
+                       {p1_->gxi, p1_->gxr, icookie_, rcookie_, p1_->sa_i_b, id_body});
+  return Bytes(h.data(), h.data() + h.size());
+}
+// HASH_R = prf(SKEYID, g^xr | g^xi | CKY-R | CKY-I | SAi_b | IDir_b)
+Bytes IkeSa::hash_r(ByteView id_body) const {
+  auto h = crypto::prf(p1_->hash, bv(p1_->skeyid),
+                       {p1_->gxr, p1_->gxi, rcookie_, icookie_, p1_->sa_i_b, id_body});
+  return Bytes(h.data(), h.data() + h.size());
+}
+
+TaskStatus IkeSa::mm_process(const Message& m) {
+  auto& p = *p1_;
+  if (role_ == Role::kResponder && state_ == State::kInit) icookie_ = m.hdr.icookie;
+  if (role_ == Role::kInitiator && state_ == State::kMm1Sent) rcookie_ = m.hdr.rcookie;
+  Header h;
+  h.icookie = icookie_;
+  h.rcookie = rcookie_;
+  h.exchange = static_cast<std::uint8_t>(ExchangeType::kIdentityProtection);
+  auto note_vids = [&] {
+    for (const auto* v : m.find_all(PayloadType::kVendorId)) {
+      if (v->body == kVidNatTRfc3947) peer_nat_t_ = true;
+      if (v->body == kVidNatTDraft02) peer_nat_t_draft_ = true;
+      if (v->body == kVidDpd) peer_dpd_ = true;
+    }
+  };
+  auto take_ke_nonce = [&](Bytes& ke, Bytes& nonce) -> bool {
+    const auto* k = m.find(PayloadType::kKe);
+    const auto* n = m.find(PayloadType::kNonce);
+    if (k == nullptr || n == nullptr) return false;
+    ke = k->body;
+    nonce = n->body;
+    return crypto::dh_public_value_valid(cfg_->ike.group, ke);
+  };
+  auto fresh_dh_nonce = [&](Bytes& my_ke, Bytes& my_nonce) {
+    auto kp = crypto::DhKeyPair::generate(cfg_->ike.group);
+    if (!kp) std::abort();
+    p.dh.emplace(std::move(*kp));
+    my_ke = p.dh->public_value();
+    my_nonce = crypto::random_bytes(kNonceLen);
+  };
+
+  switch (state_) {
+    case State::kInit: {  // responder: MM1 = HDR, SA, VID* -> MM2 = HDR, SA, VID*
+      const auto* sp = m.find(PayloadType::kSa);
+      auto sa = sp ? parse_sa(sp->body) : Result<SaPayload>(make_error("missing"));
+      if (!sa) {
+        fail("MM1 without valid SA payload", notify::kPayloadMalformed);
+        return TaskStatus::kFailed;
+      }
+      std::optional<Transform> chosen;
+      std::uint8_t prop_num = 1;
+      for (const auto& prop : sa->proposals) {
+        if (prop.protocol != kProtoIsakmp) continue;
+        for (const auto& t : prop.transforms) {
+          if (auto life = ike_transform_matches(t, cfg_->ike)) {
+            chosen = t;
+            prop_num = prop.number;
+            p.lifetime_s = std::min(*life, cfg_->ike.lifetime_s);
+            break;
+          }
+        }
+        if (chosen) break;
+      }
+      if (!chosen) {
+        fail("no proposal chosen", notify::kNoProposalChosen);
+        return TaskStatus::kFailed;
+      }
+      p.sa_i_b = sp->body;
+      note_vids();
+      SaPayload reply;
+      Proposal prop;
+      prop.number = prop_num;
+      prop.protocol = kProtoIsakmp;
+      prop.transforms.push_back(*chosen);
+      reply.proposals.push_back(std::move(prop));
+      PayloadChain c;
+      c.add(PayloadType::kSa, build_sa(reply));
+      if (peer_nat_t_) c.add(PayloadType::kVendorId, kVidNatTRfc3947);
+      else if (peer_nat_t_draft_) c.add(PayloadType::kVendorId, kVidNatTDraft02);
+      c.add(PayloadType::kVendorId, kVidDpd);
+      log(LogLevel::kInfo, tag() + ": responding to main mode from " +
+                               dp::format_ipv4(remote_.addr));
+      state_ = State::kMm2Sent;
+      send(build_message(h, c), false);
+      return TaskStatus::kNeedMore;
+    }
+    case State::kMm1Sent: {  // initiator: MM2 -> MM3 = HDR, KE, Ni, NAT-D, NAT-D
+      const auto* sp = m.find(PayloadType::kSa);
+      auto sa = sp ? parse_sa(sp->body) : Result<SaPayload>(make_error("missing"));
+      if (!sa || sa->proposals.size() != 1 || sa->proposals[0].transforms.size() != 1) {
+        fail("MM2: responder SA must hold exactly one transform");
+        return TaskStatus::kFailed;
+      }
+      auto life = ike_transform_matches(sa->proposals[0].transforms[0], cfg_->ike);
+      if (!life) {
+        fail("no proposal chosen");  // the responder chose something we did not offer
+        return TaskStatus::kFailed;
+      }
+      p.lifetime_s = *life;
+      note_vids();
+      Bytes ke;
+      fresh_dh_nonce(ke, p.ni);
+      p.gxi = ke;
+      PayloadChain c;
+      c.add(PayloadType::kKe, ke);
+      c.add(PayloadType::kNonce, p.ni);
+      add_nat_d(c);
+      state_ = State::kMm3Sent;
+      send(build_message(h, c), true);
+      return TaskStatus::kNeedMore;
+    }
+    case State::kMm2Sent: {  // responder: MM3 -> MM4 = HDR, KE, Nr, NAT-D, NAT-D
+      if (!take_ke_nonce(p.gxi, p.ni)) {
+        fail("MM3: missing or invalid KE/nonce", notify::kInvalidKeyInformation);
+        return TaskStatus::kFailed;
+      }
+      check_nat_d(m);
+      Bytes ke;
+      fresh_dh_nonce(ke, p.nr);
+      p.gxr = ke;
+      if (auto r = derive_phase1_keys(); !r) {
+        fail("MM3: " + r.error(), notify::kInvalidKeyInformation);
+        return TaskStatus::kFailed;
+      }
+      PayloadChain c;
+      c.add(PayloadType::kKe, ke);
+      c.add(PayloadType::kNonce, p.nr);
+      add_nat_d(c);
+      state_ = State::kMm4Sent;
+      send(build_message(h, c), false);
+      return TaskStatus::kNeedMore;
+    }
+    case State::kMm3Sent: {  // initiator: MM4 -> MM5 = HDR*, IDii, HASH_I
+      if (!take_ke_nonce(p.gxr, p.nr)) {
+        fail("MM4: missing or invalid KE/nonce");
+        return TaskStatus::kFailed;
+      }
+      check_nat_d(m);
+      if (auto r = derive_phase1_keys(); !r) {
+        fail("MM4: " + r.error());
+        return TaskStatus::kFailed;
+      }
+      // RFC 3947 §4: with a NAT between us, float to port 4500 from MM5 on.
+      if ((peer_nat_t_ || peer_nat_t_draft_) && nat_detected()) {
+        local_.port = 4500;
+        remote_.port = 4500;
+      }
+      Bytes id = build_id({kIdIpv4Addr, 0, 0, id_addr(cfg_->local_addr)});
+      PayloadChain c;
+      c.add(PayloadType::kId, id);
+      c.add(PayloadType::kHash, hash_i(id));
+      state_ = State::kMm5Sent;
+      send(seal(h, c, p.iv), true);
+      return TaskStatus::kNeedMore;
+    }
+    case State::kMm4Sent: {  // responder: MM5 -> MM6 = HDR*, IDir, HASH_R
+      const auto* id = m.find(PayloadType::kId);
+      const auto* hp = m.find(PayloadType::kHash);
+      if (id == nullptr || hp == nullptr || hp->body.size() != crypto::hash_len(p.hash) ||
+          CRYPTO_memcmp(hp->body.data(), hash_i(id->body).data(), hp->body.size()) != 0) {
+        fail("authentication failed", notify::kAuthenticationFailed);
+        return TaskStatus::kFailed;
+      }
+      Bytes my_id = build_id({kIdIpv4Addr, 0, 0, id_addr(cfg_->local_addr)});
+      PayloadChain c;
+      c.add(PayloadType::kId, my_id);
+      c.add(PayloadType::kHash, hash_r(my_id));
+      send(seal(h, c, p.iv), false);
+      p.last_p1_iv = p.iv;
+      state_ = State::kPhase1Done;
+      log(LogLevel::kInfo, tag() + ": ISAKMP SA established (responder), lifetime " +
+                               std::to_string(p.lifetime_s) + "s");
+      return TaskStatus::kSuccess;
+    }
+    case State::kMm5Sent: {  // initiator: MM6, verify HASH_R
+      const auto* id = m.find(PayloadType::kId);
+      const auto* hp = m.find(PayloadType::kHash);
+      if (id == nullptr || hp == nullptr || hp->body.size() != crypto::hash_len(p.hash) ||
+          CRYPTO_memcmp(hp->body.data(), hash_r(id->body).data(), hp->body.size()) != 0) {
+        fail("authentication failed");
+        return TaskStatus::kFailed;
+      }
+      waiting_ = false;
+      p.last_p1_iv = p.iv;
+      state_ = State::kPhase1Done;
+      log(LogLevel::kInfo, tag() + ": ISAKMP SA established (initiator), lifetime " +
+                               std::to_string(p.lifetime_s) + "s");
+      return TaskStatus::kSuccess;
+    }
+    default:
+      return TaskStatus::kNeedMore;  // late retransmission of a phase-1 message: ignore
+  }
+}
+
+// ---- Quick Mode (RFC 2409 §5.5) ----
+
+// Per-exchange IV = hash(last phase-1 CBC output block | M-ID), truncated (Appendix B).
+Bytes IkeSa::qm_iv(std::uint32_t mid) const {
+  Bytes iv = crypto::hash(p1_->hash, {p1_->last_p1_iv, be32(mid)});
+  iv.resize(kBlock);
+  return iv;
+}
+
+// UDP-Encapsulated-Tunnel: RFC 3947 value 3, or 61443 with the draft NAT-T VID.
+std::uint16_t IkeSa::encap_mode() const {
+  if (!nat_detected() || !(peer_nat_t_ || peer_nat_t_draft_)) return ipa::kTunnel;
+  return peer_nat_t_ ? ipa::kUdpTunnelRfc : ipa::kUdpTunnelDraft;
+}
+
+namespace {
+Transform esp_transform(const IpsecPolicy& p, std::uint16_t encap, std::uint32_t lifetime) {
+  Transform t;
+  t.number = 1;
+  t.id = ipa::kEspAes;
+  t.attrs = {Attribute::basic(ipa::kLifeType, ipa::kSeconds),
+             Attribute::integer(ipa::kLifeDuration, lifetime),
+             Attribute::basic(ipa::kGroup, static_cast<std::uint16_t>(p.pfs)),
+             Attribute::basic(ipa::kEncap, encap),
+             Attribute::basic(ipa::kAuth, p.integ == crypto::IntegAlg::kHmacSha1_96
+                                              ? ipa::kHmacSha
+                                              : ipa::kHmacSha256),
+             Attribute::basic(ipa::kKeyLength, key_bits(p.cipher))};
+  return t;
+}
+
+std::optional<std::uint32_t> esp_transform_matches(const Transform& t, const IpsecPolicy& p,
+                                                   std::uint16_t encap) {
+  if (t.id != ipa::kEspAes) return std::nullopt;
+  if (attr_int(t, ipa::kKeyLength, 128) != key_bits(p.cipher)) return std::nullopt;
+  const std::uint16_t auth =
+      p.integ == crypto::IntegAlg::kHmacSha1_96 ? ipa::kHmacSha : ipa::kHmacSha256;
+  if (attr_int(t, ipa::kAuth, 0) != auth) return std::nullopt;
+  if (attr_int(t, ipa::kGroup, 0) != static_cast<std::uint16_t>(p.pfs)) return std::nullopt;
+  if (attr_int(t, ipa::kEncap, ipa::kTunnel) != encap) return std::nullopt;
+  std::uint64_t life = p.lifetime_s;
+  if (attr_int(t, ipa::kLifeType, ipa::kSeconds) == ipa::kSeconds)
+    life = attr_int(t, ipa::kLifeDuration, p.lifetime_s);
+  if (life == 0 || life > 0xffffffffULL) return std::nullopt;
+  return static_cast<std::uint32_t>(life);
+}
+
+Bytes concat_wire(const Message& m, std::size_t from) {
+  Bytes out;
+  for (std::size_t i = from; i < m.payloads.size(); ++i)
+    out.insert(out.end(), m.payloads[i].wire.begin(), m.payloads[i].wire.end());
+  return out;
+}
+}  // namespace
+
+void IkeSa::qm_start() {
+  qm_ = std::make_unique<Quick>();
+  auto& q = *qm_;
+  while (q.mid == 0) q.mid = get32(crypto::random_bytes(4).data());
+  q.iv = qm_iv(q.mid);
+  auto spi = ctx_.installer->allocate_spi();
+  if (!spi) {
+    fail("SPI allocation failed: " + spi.error());
+    return;
+  }
+  q.spi_in = *spi;
+  q.spi_reserved = true;
+  q.ni = crypto::random_bytes(kNonceLen);
+  auto kp = crypto::DhKeyPair::generate(cfg_->ipsec.pfs);
+  if (!kp) std::abort();
+  q.dh.emplace(std::move(*kp));
+  SaPayload sa;
+  Proposal prop;
+  prop.protocol = kProtoEsp;
+  prop.spi = be32(q.spi_in);
+  prop.transforms.push_back(esp_transform(cfg_->ipsec, encap_mode(), cfg_->ipsec.lifetime_s));
+  sa.proposals.push_back(std::move(prop));
+  PayloadChain rest;
+  rest.add(PayloadType::kSa, build_sa(sa));
+  rest.add(PayloadType::kNonce, q.ni);
+  rest.add(PayloadType::kKe, q.dh->public_value());
+  rest.add(PayloadType::kId, build_id({kIdIpv4AddrSubnet, 0, 0, id_subnet(cfg_->local_subnet)}));
+  rest.add(PayloadType::kId, build_id({kIdIpv4AddrSubnet, 0, 0, id_subnet(cfg_->peer_subnet)}));
+  // HASH(1) = prf(SKEYID_a, M-ID | SA | Ni [ | KE ] [ | IDci | IDcr ])
+  Bytes rest_wire = rest.serialize();
+  SecureBytes h1 = crypto::prf(p1_->hash, bv(p1_->skeyid_a), {be32(q.mid), rest_wire});
+  PayloadChain c;
+  c.add(PayloadType::kHash, h1.span());
+  Header h;
+  h.icookie = icookie_;
+  h.rcookie = rcookie_;
+  h.exchange = static_cast<std::uint8_t>(ExchangeType::kQuickMode);
+  h.message_id = q.mid;
+  // The full chain is HASH followed by `rest`; rebuild it as one chain.
+  auto parsed = parse_payloads(rest.first(), rest_wire, false);
+  for (const auto& pl : *parsed) c.add(pl.type, pl.body);
+  state_ = State::kQm1Sent;
+  log(LogLevel::kInfo, tag() + ": quick mode initiated, mid " + hex(be32(q.mid)) + ", SPI in " +
+                           hex(be32(q.spi_in)));
+  send(seal(h, c, q.iv), true);
+}
+
+// KEYMAT = prf(SKEYID_d, [g(qm)^xy |] protocol | SPI | Ni_b | Nr_b), expanded as
+// K1 | K2 | ... with Kn+1 = prf(SKEYID_d, Kn | [g(qm)^xy |] protocol | SPI | Ni_b | Nr_b)
+// (RFC 2409 §5.5). Encryption key first, then the authentication key (RFC 2407 §4.5).
+namespace {
+SecureBytes keymat(HashAlg hash, const SecureBytes& skeyid_d, const SecureBytes& gxy,
+                   std::uint32_t spi, ByteView ni, ByteView nr, std::size_t len) {
+  const std::uint8_t proto = kProtoEsp;
+  Bytes s = be32(spi);
+  SecureBytes k = crypto::prf(hash, bv(skeyid_d), {bv(gxy), {&proto, 1}, s, ni, nr});
+  SecureBytes out = k.clone();
+  while (out.size() < len) {
+    k = crypto::prf(hash, bv(skeyid_d), {bv(k), bv(gxy), {&proto, 1}, s, ni, nr});
+    out.append(k.span());
+  }
+  out.resize(len);
+  return out;
+}
+}  // namespace
+
+Result<void> IkeSa::qm_install() {
+  auto& q = *qm_;
+  const auto& ip = cfg_->ipsec;
+  const std::size_t ek = crypto::cipher_key_len(ip.cipher), ak = crypto::integ_key_len(ip.integ);
+  const bool encap = encap_mode() != ipa::kTunnel;
+  auto make = [&](dp::Direction dir, std::uint32_t spi) {
+    SecureBytes km = keymat(p1_->hash, p1_->skeyid_d, q.gxy, spi, q.ni, q.nr, ek + ak);
+    dp::SaSpec s;
+    s.dir = dir;
+    s.spi = spi;
+    s.conn_id = cfg_->id;
+    s.cipher = ip.cipher;
+    s.integ = ip.integ;
+    s.enc_key = SecureBytes(km.data(), ek);
+    s.auth_key = SecureBytes(km.data() + ek, ak);
+    s.local_addr = cfg_->local_addr;
+    s.peer_addr = remote_.addr;
+    s.udp_encap = encap;
+    s.local_port = local_.port;
+    s.peer_port = remote_.port;
+    s.local_subnet = cfg_->local_subnet;
+    s.peer_subnet = cfg_->peer_subnet;
+    s.mtu = cfg_->mtu;
+    return s;
+  };
+  // Inbound first, then outbound (which points the policy at it).
+  if (auto r = ctx_.installer->add_sa(make(dp::Direction::kInbound, q.spi_in)); !r)
+    return make_error("inbound SA install failed: " + r.error());
+  q.spi_reserved = false;
+  if (auto r = ctx_.installer->add_sa(make(dp::Direction::kOutbound, q.spi_out)); !r) {
+    (void)ctx_.installer->del_sa(dp::Direction::kInbound, q.spi_in);
+    return make_error("outbound SA install failed: " + r.error());
+  }
+  child_ = ChildSaInfo{q.spi_in, q.spi_out, encap, remote_.port, q.lifetime_s};
+  log(LogLevel::kInfo, tag() + ": CHILD SA installed, SPI in " + hex(be32(q.spi_in)) + " out " +
+                           hex(be32(q.spi_out)) + (encap ? " (UDP-encapsulated)" : "") +
+                           ", lifetime " + std::to_string(q.lifetime_s) + "s");
+  return {};
+}
+
+TaskStatus IkeSa::qm_process(const Message& m) {
+  auto& q = *qm_;
+  const auto& ip = cfg_->ipsec;
+  Header h;
+  h.icookie = icookie_;
+  h.rcookie = rcookie_;
+  h.exchange = static_cast<std::uint8_t>(ExchangeType::kQuickMode);
+  h.message_id = q.mid;
+  const Bytes mid = be32(q.mid);
+  auto hash_ok = [&](const SecureBytes& expect) {
+    return !m.payloads.empty() && m.payloads[0].type == PayloadType::kHash &&
+           m.payloads[0].body.size() == expect.size() &&
+           CRYPTO_memcmp(m.payloads[0].body.data(), expect.data(), expect.size()) == 0;
+  };
+  auto qfail = [&](const std::string& why, std::uint16_t n) {
+    log(LogLevel::kWarn, tag() + ": quick mode failed: " + why);
+    if (n != 0) send_informational(PayloadType::kNotify, build_notify({1, kProtoEsp, n, {}, {}}));
+    fail(why);
+    return TaskStatus::kFailed;
+  };
+  // The SA, nonce, KE and IDs of a QM1/QM2.
+  auto parse_body = [&](SaPayload& sa, Bytes& nonce, Bytes& ke,
+                        std::vector<IdPayload>& ids) -> bool {
+    const auto* sp = m.find(PayloadType::kSa);
+    const auto* np = m.find(PayloadType::kNonce);
+    const auto* kp = m.find(PayloadType::kKe);
+    if (sp == nullptr || np == nullptr || kp == nullptr) return false;
+    auto s = parse_sa(sp->body);
+    if (!s) return false;
+    sa = std::move(*s);
+    nonce = np->body;
+    ke = kp->body;
+    for (const auto* idp : m.find_all(PayloadType::kId)) ids.push_back(parse_id(idp->body).value());
+    return true;
+  };
+  const auto sel_ok = [](const IdPayload& id, const dp::Ipv4Prefix& p) {
+    return id.id_type == kIdIpv4AddrSubnet && id.data == id_subnet(p);
+  };
+
+  if (role_ == Role::kResponder && (state_ == State::kPhase1Done || state_ == State::kActive)) {
+    // QM1 -> QM2 = HDR*, HASH(2), SA, Nr [, KE] [, IDci, IDcr]
+    if (!hash_ok(crypto::prf(p1_->hash, bv(p1_->skeyid_a), {mid, concat_wire(m, 1)})))
+      return qfail("QM1: HASH(1) mismatch", notify::kInvalidHashInformation);
+    SaPayload sa;
+    Bytes ke;
+    std::vector<IdPayload> ids;
+    if (!parse_body(sa, q.ni, ke, ids)) return qfail("QM1: missing SA/nonce/KE", notify::kPayloadMalformed);
+    if (ids.size() != 2 || !sel_ok(ids[0], cfg_->peer_subnet) || !sel_ok(ids[1], cfg_->local_subnet))
+      return qfail("QM1: traffic selectors do not match the connection's subnets",
+                   notify::kInvalidIdInformation);
+    std::optional<Transform> chosen;
+    std::uint8_t prop_num = 1;
+    for (const auto& prop : sa.proposals) {
+      if (prop.protocol != kProtoEsp || prop.spi.size() != 4) continue;
+      for (const auto& t : prop.transforms) {
+        if (auto life = esp_transform_matches(t, ip, encap_mode())) {
+          chosen = t;
+          prop_num = prop.number;
+          q.spi_out = get32(prop.spi.data());
+          q.lifetime_s = std::min(*life, ip.lifetime_s);
+          break;
+        }
+      }
+      if (chosen) break;
+    }
+    if (!chosen) return qfail("no proposal chosen", notify::kNoProposalChosen);
+    auto kp = crypto::DhKeyPair::generate(ip.pfs);
+    if (!kp) std::abort();
+    q.dh.emplace(std::move(*kp));
+    auto gxy = q.dh->shared_secret(ke);
+    if (!gxy) return qfail("QM1: " + gxy.error(), notify::kInvalidKeyInformation);
+    q.gxy = std::move(*gxy);
+    auto spi = ctx_.installer->allocate_spi();
+    if (!spi) return qfail("SPI allocation failed: " + spi.error(), notify::kNoProposalChosen);
+    q.spi_in = *spi;
+    q.spi_reserved = true;
+    q.nr = crypto::random_bytes(kNonceLen);
+    SaPayload reply;
+    Proposal prop;
+    prop.number = prop_num;
+    prop.protocol = kProtoEsp;
+    prop.spi = be32(q.spi_in);
+    prop.transforms.push_back(*chosen);
+    reply.proposals.push_back(std::move(prop));
+    PayloadChain rest;
+    rest.add(PayloadType::kSa, build_sa(reply));
+    rest.add(PayloadType::kNonce, q.nr);
+    rest.add(PayloadType::kKe, q.dh->public_value());
+    rest.add(PayloadType::kId, build_id(ids[0]));
+    rest.add(PayloadType::kId, build_id(ids[1]));
+    if (q.lifetime_s < attr_int(*chosen, ipa::kLifeDuration, ip.lifetime_s)) {
+      // RFC 2407 §4.6.3.1: tell the initiator the lifetime we will use.
+      Bytes attrs;
+      write_attributes({Attribute::basic(ipa::kLifeType, ipa::kSeconds),
+                        Attribute::integer(ipa::kLifeDuration, q.lifetime_s)},
+                       attrs);
+      rest.add(PayloadType::kNotify,
+               build_notify({1, kProtoEsp, notify::kResponderLifetime, be32(q.spi_out), attrs}));
+    }
+    // HASH(2) = prf(SKEYID_a, M-ID | Ni_b | SA | Nr [ | KE ] [ | IDci | IDcr ])
+    Bytes rest_wire = rest.serialize();
+    SecureBytes h2 = crypto::prf(p1_->hash, bv(p1_->skeyid_a), {mid, q.ni, rest_wire});
+    PayloadChain c;
+    c.add(PayloadType::kHash, h2.span());
+    auto parsed = parse_payloads(rest.first(), rest_wire, false);
+    for (const auto& pl : parsed.value()) c.add(pl.type, pl.body);
+    state_ = State::kQm2Sent;
+    log(LogLevel::kInfo, tag() + ": quick mode response, mid " + hex(mid) + ", SPI in " +
+                             hex(be32(q.spi_in)) + " out " + hex(be32(q.spi_out)));
+    send(seal(h, c, q.iv), true);  // retransmitted until HASH(3) arrives
+    return TaskStatus::kNeedMore;
+  }
+
+  if (role_ == Role::kInitiator && state_ == State::kQm1Sent) {
+    // QM2 -> QM3 = HDR*, HASH(3)
+    if (!hash_ok(crypto::prf(p1_->hash, bv(p1_->skeyid_a), {mid, q.ni, concat_wire(m, 1)})))
+      return qfail("QM2: HASH(2) mismatch", notify::kInvalidHashInformation);
+    SaPayload sa;
+    Bytes ke;
+    std::vector<IdPayload> ids;
+    if (!parse_body(sa, q.nr, ke, ids)) return qfail("QM2: missing SA/nonce/KE", notify::kPayloadMalformed);
+    if (sa.proposals.size() != 1 || sa.proposals[0].spi.size() != 4 ||
+        sa.proposals[0].transforms.size() != 1)
+      return qfail("QM2: responder SA must hold one proposal with one transform", notify::kPayloadMalformed);
+    auto life = esp_transform_matches(sa.proposals[0].transforms[0], ip, encap_mode());
+    if (!life) return qfail("no proposal chosen", 0);
+    q.spi_out = get32(sa.proposals[0].spi.data());
+    q.lifetime_s = *life;
+    for (const auto* np : m.find_all(PayloadType::kNotify)) {
+      auto n = parse_notify(np->body);
+      if (!n || n->type != notify::kResponderLifetime) continue;
+      auto attrs = parse_attributes(n->data);
+      if (!attrs) continue;
+      for (const auto& a : *attrs)
+        if (a.type == ipa::kLifeDuration && a.as_int() && *a.as_int() > 0 &&
+            *a.as_int() < q.lifetime_s)
+          q.lifetime_s = static_cast<std::uint32_t>(*a.as_int());
+    }
+    auto gxy = q.dh->shared_secret(ke);
+    if (!gxy) return qfail("QM2: " + gxy.error(), notify::kInvalidKeyInformation);
+    q.gxy = std::move(*gxy);
+    // HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
+    const std::uint8_t zero = 0;
+    SecureBytes h3 = crypto::prf(p1_->hash, bv(p1_->skeyid_a), {{&zero, 1}, mid, q.ni, q.nr});
+    if (auto r = qm_install(); !r) return qfail(r.error(), 0);
+    PayloadChain c;
+    c.add(PayloadType::kHash, h3.span());
+    state_ = State::kActive;
+    send(seal(h, c, q.iv), false);
+    return TaskStatus::kSuccess;
+  }
+
+  if (role_ == Role::kResponder && state_ == State::kQm2Sent) {
+    const std::uint8_t zero = 0;
+    if (!hash_ok(crypto::prf(p1_->hash, bv(p1_->skeyid_a), {{&zero, 1}, mid, q.ni, q.nr})))
+      return qfail("QM3: HASH(3) mismatch", notify::kInvalidHashInformation);
+    waiting_ = false;
+    if (auto r = qm_install(); !r) return qfail(r.error(), 0);
+    state_ = State::kActive;
+    return TaskStatus::kSuccess;
+  }
+  return TaskStatus::kNeedMore;
+}
+
+// ---- Informational (RFC 2409 §5.7, RFC 2408 §3.14/3.15) ----
+
+void IkeSa::informational(const Message& m) {
+  const bool protected_msg = (m.hdr.flags & kFlagEncryption) != 0;
+  if (protected_msg) {
+    Bytes rest = concat_wire(m, 1);
+    SecureBytes h1 = crypto::prf(p1_->hash, bv(p1_->skeyid_a), {be32(m.hdr.message_id), rest});
+    if (m.payloads.empty() || m.payloads[0].type != PayloadType::kHash ||
+        m.payloads[0].body.size() != h1.size() ||
+        CRYPTO_memcmp(m.payloads[0].body.data(), h1.data(), h1.size()) != 0) {
+      log(LogLevel::kWarn, tag() + ": informational with bad HASH dropped");
+      return;
+    }
+  }
+  for (const auto& pl : m.payloads) {
+    if (pl.type == PayloadType::kNotify) {
+      auto n = parse_notify(pl.body);
+      if (!n) continue;
+      log(LogLevel::kInfo, tag() + ": notify " + std::to_string(n->type) +
+                               (protected_msg ? "" : " (unprotected)"));
+      if (n->type >= 16384) continue;  // status notifications
+      // Error notifications: before phase 1 completes they cannot be protected (RFC 2408
+      // §5); accept them only then, and only protected ones afterwards.
+      const bool in_phase1 = state_ < State::kPhase1Done;
+      if (!protected_msg && !in_phase1) continue;
+      std::string reason = n->type == notify::kNoProposalChosen     ? "no proposal chosen"
+                           : n->type == notify::kAuthenticationFailed ? "authentication failed"
+                           : n->type == notify::kPayloadMalformed     ? "payload malformed"
+                           : n->type == notify::kInvalidIdInformation ? "invalid ID information"
+                                                                      : "peer sent error notify " + std::to_string(n->type);
+      if (in_phase1 || state_ == State::kQm1Sent || state_ == State::kQm2Sent) fail(reason);
+    } else if (pl.type == PayloadType::kDelete && protected_msg) {
+      auto d = parse_delete(pl.body);
+      if (!d) continue;
+      log(LogLevel::kInfo, tag() + ": peer deleted " +
+                               (d->protocol == kProtoIsakmp ? "ISAKMP SA" : "ESP SA"));
+      if (d->protocol == kProtoIsakmp || (child_ && d->protocol == kProtoEsp)) {
+        teardown(false);
+        fail("deleted by peer");
+      }
+    }
+  }
+}
+
+void IkeSa::teardown(bool notify_peer) {
+  if (child_) {
+    if (notify_peer) {
+      DeletePayload d{1, kProtoEsp, 4, {be32(child_->spi_in)}};
+      send_informational(PayloadType::kDelete, build_delete(d));
+    }
+    (void)ctx_.installer->del_sa(dp::Direction::kOutbound, child_->spi_out);
+    (void)ctx_.installer->del_sa(dp::Direction::kInbound, child_->spi_in);
+    child_.reset();
+  }
+  if (notify_peer && p1_->keys && !p1_->last_p1_iv.empty()) {
+    Bytes spi(icookie_.begin(), icookie_.end());
+    spi.insert(spi.end(), rcookie_.begin(), rcookie_.end());
+    send_informational(PayloadType::kDelete, build_delete({1, kProtoIsakmp, 16, {spi}}));
+  }
+}
+
+}  // namespace ipsecgw::ike

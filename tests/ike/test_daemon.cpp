@@ -1,0 +1,418 @@
+// Two IKE daemons in one process over a fake network, fake clock and fake SA installer
+// (strongSwan's unit-test style): Main Mode + Quick Mode end to end.
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "ike/daemon.hpp"
+#include "ike/log.hpp"
+
+namespace ipsecgw::ike {
+namespace {
+
+using crypto::CipherAlg;
+using crypto::DhGroup;
+using crypto::HashAlg;
+using crypto::IntegAlg;
+
+constexpr dp::Ipv4 kAddrA = 0xc0000201;  // 192.0.2.1
+constexpr dp::Ipv4 kAddrB = 0xc6336402;  // 198.51.100.2
+
+class FakeClock final : public Clock {
+ public:
+  Millis now() const override { return t; }
+  Millis t{1000000};
+};
+
+struct Packet {
+  dp::UdpEndpoint from, to;
+  Bytes data;
+};
+
+class Network;
+class FakeSender final : public dp::DatagramSender {
+ public:
+  explicit FakeSender(Network& n) : net_(n) {}
+  Result<void> send(const dp::DatagramView& d) override;
+  Network& net_;
+};
+
+class FakeInstaller final : public dp::SaInstaller {
+ public:
+  Result<std::uint32_t> allocate_spi() override { return next_spi_++; }
+  void release_spi(std::uint32_t spi) override { released.insert(spi); }
+  Result<void> add_sa(dp::SaSpec s) override {
+    order.push_back(s.dir);
+    sas.push_back(std::move(s));
+    return {};
+  }
+  Result<void> del_sa(dp::Direction dir, std::uint32_t spi) override {
+    deleted.emplace_back(dir, spi);
+    return {};
+  }
+  std::optional<dp::SaCounters> query_sa(dp::Direction, std::uint32_t) override { return {}; }
+  std::vector<dp::SaEvent> poll_events() override { return {}; }
+  const dp::SaSpec* find(dp::Direction d) const {
+    for (const auto& s : sas)
+      if (s.dir == d) return &s;
+    return nullptr;
+  }
+  explicit FakeInstaller(std::uint32_t base) : next_spi_(base) {}
+  std::vector<dp::SaSpec> sas;
+  std::vector<dp::Direction> order;
+  std::vector<std::pair<dp::Direction, std::uint32_t>> deleted;
+  std::set<std::uint32_t> released;
+
+ private:
+  std::uint32_t next_spi_;
+};
+
+class Network {
+ public:
+  std::deque<Packet> q;
+  std::function<bool(Packet&)> filter;  // return false to drop; may rewrite
+  Result<void> send(const dp::DatagramView& d) {
+    q.push_back({d.local, d.remote, Bytes(d.payload.begin(), d.payload.end())});
+    ++sent;
+    return {};
+  }
+  int sent = 0;
+};
+
+Result<void> FakeSender::send(const dp::DatagramView& d) { return net_.send(d); }
+
+ConnectionConfig make_conn(bool a_side, const IkePolicy& ike, const IpsecPolicy& ipsec,
+                           std::string psk = "s3cret-psk") {
+  ConnectionConfig c;
+  c.name = "site";
+  c.id = a_side ? 7 : 9;
+  c.local_addr = a_side ? kAddrA : kAddrB;
+  c.peer_addr = a_side ? kAddrB : kAddrA;
+  c.local_subnet = a_side ? *dp::parse_prefix("10.1.0.0/16") : *dp::parse_prefix("10.2.0.0/24");
+  c.peer_subnet = a_side ? *dp::parse_prefix("10.2.0.0/24") : *dp::parse_prefix("10.1.0.0/16");
+  c.psk = crypto::SecureBytes(reinterpret_cast<const std::uint8_t*>(psk.data()), psk.size());
+  c.ike = ike;
+  c.ipsec = ipsec;
+  c.initiator = a_side ? InitiatorMode::kBidirectional : InitiatorMode::kResponseOnly;
+  return c;
+}
+
+struct Pair {
+  FakeClock clock;
+  Network net;
+  FakeSender sa{net}, sb{net};
+  FakeInstaller ia{0x1000}, ib{0x2000};
+  Daemon a{sa, ia, clock}, b{sb, ib, clock};
+
+  Pair(const IkePolicy& ike, const IpsecPolicy& ipsec) { add(ike, ipsec, ike, ipsec); }
+  Pair(const IkePolicy& ike_a, const IpsecPolicy& ipsec_a, const IkePolicy& ike_b,
+       const IpsecPolicy& ipsec_b, std::string psk_b = "s3cret-psk") {
+    add(ike_a, ipsec_a, ike_b, ipsec_b, std::move(psk_b));
+  }
+  void add(const IkePolicy& ike_a, const IpsecPolicy& ipsec_a, const IkePolicy& ike_b,
+           const IpsecPolicy& ipsec_b, std::string psk_b = "s3cret-psk") {
+    EXPECT_TRUE(a.add_connection(make_conn(true, ike_a, ipsec_a)).ok());
+    EXPECT_TRUE(b.add_connection(make_conn(false, ike_b, ipsec_b, psk_b)).ok());
+  }
+  // Delivers queued datagrams until the network is quiet (bounded).
+  void pump(int max = 200) {
+    while (!net.q.empty() && max-- > 0) {
+      Packet p = net.q.front();
+      net.q.pop_front();
+      if (net.filter && !net.filter(p)) continue;
+      Daemon& dst = p.to.addr == kAddrA ? a : b;
+      dst.on_datagram({p.to, p.from, p.data});
+    }
+  }
+  // Advances time in steps, ticking both daemons and pumping, for at most `ms`.
+  void run_for(int ms, int step = 500) {
+    for (int t = 0; t < ms; t += step) {
+      clock.t += Millis{step};
+      a.tick();
+      b.tick();
+      pump();
+    }
+  }
+};
+
+Bytes bytes(const crypto::SecureBytes& s) { return Bytes(s.data(), s.data() + s.size()); }
+
+void expect_matching_sas(const Pair& p, const IpsecPolicy& ip) {
+  ASSERT_EQ(p.ia.sas.size(), 2u);
+  ASSERT_EQ(p.ib.sas.size(), 2u);
+  // Inbound installed before outbound on both sides.
+  EXPECT_EQ(p.ia.order[0], dp::Direction::kInbound);
+  EXPECT_EQ(p.ib.order[0], dp::Direction::kInbound);
+  const auto* a_out = p.ia.find(dp::Direction::kOutbound);
+  const auto* a_in = p.ia.find(dp::Direction::kInbound);
+  const auto* b_out = p.ib.find(dp::Direction::kOutbound);
+  const auto* b_in = p.ib.find(dp::Direction::kInbound);
+  EXPECT_EQ(a_out->spi, b_in->spi);
+  EXPECT_EQ(b_out->spi, a_in->spi);
+  EXPECT_EQ(bytes(a_out->enc_key), bytes(b_in->enc_key));
+  EXPECT_EQ(bytes(a_out->auth_key), bytes(b_in->auth_key));
+  EXPECT_EQ(bytes(b_out->enc_key), bytes(a_in->enc_key));
+  EXPECT_EQ(bytes(b_out->auth_key), bytes(a_in->auth_key));
+  EXPECT_NE(bytes(a_out->enc_key), bytes(a_in->enc_key));
+  EXPECT_EQ(a_out->enc_key.size(), crypto::cipher_key_len(ip.cipher));
+  EXPECT_EQ(a_out->auth_key.size(), crypto::integ_key_len(ip.integ));
+  EXPECT_EQ(a_out->cipher, ip.cipher);
+  EXPECT_EQ(b_in->integ, ip.integ);
+  EXPECT_EQ(a_out->local_subnet, *dp::parse_prefix("10.1.0.0/16"));
+  EXPECT_EQ(a_out->peer_subnet, *dp::parse_prefix("10.2.0.0/24"));
+  EXPECT_EQ(b_out->local_subnet, *dp::parse_prefix("10.2.0.0/24"));
+  EXPECT_EQ(a_out->peer_addr, kAddrB);
+  EXPECT_EQ(b_out->peer_addr, kAddrA);
+  EXPECT_EQ(a_out->conn_id, 7u);
+  EXPECT_EQ(b_out->conn_id, 9u);
+}
+
+class Quiet : public ::testing::Test {
+ protected:
+  void SetUp() override { set_log_sink([](LogLevel, std::string_view) {}); }
+  void TearDown() override { set_log_sink(nullptr); }
+};
+
+struct Combo {
+  CipherAlg cipher;
+  HashAlg hash;
+  DhGroup group;
+  IntegAlg integ;
+};
+
+class PolicyMatrix : public Quiet, public ::testing::WithParamInterface<Combo> {};
+
+TEST_P(PolicyMatrix, MainAndQuickModeCompleteWithMatchingSas) {
+  const Combo c = GetParam();
+  IkePolicy ike{c.cipher, c.hash, c.group, 28800};
+  IpsecPolicy ip{c.cipher, c.integ, c.group, 3600};
+  Pair p(ike, ip);
+  p.a.tick();  // bi-directional: initiates on the first tick
+  p.pump();
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+  expect_matching_sas(p, ip);
+  EXPECT_FALSE(p.ia.find(dp::Direction::kOutbound)->udp_encap);
+  EXPECT_EQ(p.a.status("site").child->lifetime_s, 3600u);
+}
+
+std::vector<Combo> all_combos() {
+  std::vector<Combo> v;
+  const CipherAlg ciphers[] = {CipherAlg::kAes128Cbc, CipherAlg::kAes192Cbc, CipherAlg::kAes256Cbc};
+  const HashAlg hashes[] = {HashAlg::kSha1, HashAlg::kSha256};
+  const DhGroup groups[] = {DhGroup::kModp1024, DhGroup::kModp1536, DhGroup::kModp2048};
+  for (auto ci : ciphers)
+    for (auto h : hashes)
+      for (auto g : groups)
+        v.push_back({ci, h, g, h == HashAlg::kSha1 ? IntegAlg::kHmacSha1_96 : IntegAlg::kHmacSha256_128});
+  return v;
+}
+INSTANTIATE_TEST_SUITE_P(All18, PolicyMatrix, ::testing::ValuesIn(all_combos()));
+
+TEST_F(Quiet, MixedIkeAndEspAlgorithmsComplete) {
+  IkePolicy ike{CipherAlg::kAes256Cbc, HashAlg::kSha1, DhGroup::kModp2048, 3600};
+  IpsecPolicy ip{CipherAlg::kAes128Cbc, IntegAlg::kHmacSha256_128, DhGroup::kModp1024, 1200};
+  Pair p(ike, ip);
+  p.a.tick();
+  p.pump();
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+  expect_matching_sas(p, ip);
+}
+
+TEST_F(Quiet, WrongPskFailsAuthenticationOnBothSidesAndInstallsNothing) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip, ike, ip, "another-psk");
+  p.a.tick();
+  p.pump();
+  auto sa = p.a.status("site"), sb = p.b.status("site");
+  EXPECT_EQ(sa.state, ConnState::kError);
+  EXPECT_EQ(sa.reason, "authentication failed");
+  EXPECT_EQ(sb.state, ConnState::kError);
+  EXPECT_EQ(sb.reason, "authentication failed");
+  EXPECT_TRUE(p.ia.sas.empty());
+  EXPECT_TRUE(p.ib.sas.empty());
+}
+
+TEST_F(Quiet, MismatchedIkePolicyGivesNoProposalChosen) {
+  IkePolicy ia{CipherAlg::kAes128Cbc, HashAlg::kSha1, DhGroup::kModp1536, 3600};
+  IkePolicy ib{CipherAlg::kAes256Cbc, HashAlg::kSha1, DhGroup::kModp1536, 3600};
+  IpsecPolicy ip;
+  Pair p(ia, ip, ib, ip);
+  p.a.tick();
+  p.pump();
+  EXPECT_EQ(p.a.status("site").state, ConnState::kError);
+  EXPECT_EQ(p.a.status("site").reason, "no proposal chosen");
+  EXPECT_EQ(p.b.status("site").reason, "no proposal chosen");
+  EXPECT_TRUE(p.ia.sas.empty());
+}
+
+TEST_F(Quiet, MismatchedEspPolicyGivesNoProposalChosen) {
+  IkePolicy ike;
+  IpsecPolicy ia{CipherAlg::kAes128Cbc, IntegAlg::kHmacSha1_96, DhGroup::kModp1536, 3600};
+  IpsecPolicy ib{CipherAlg::kAes128Cbc, IntegAlg::kHmacSha256_128, DhGroup::kModp1536, 3600};
+  Pair p(ike, ia, ike, ib);
+  p.a.tick();
+  p.pump();
+  EXPECT_EQ(p.a.status("site").state, ConnState::kError);
+  EXPECT_EQ(p.a.status("site").reason, "no proposal chosen");
+  EXPECT_EQ(p.b.status("site").reason, "no proposal chosen");
+  EXPECT_TRUE(p.ia.sas.empty());
+  EXPECT_TRUE(p.ib.sas.empty());
+  EXPECT_EQ(p.ib.released.size(), 0u);  // responder never reserved an SPI
+  EXPECT_EQ(p.ia.released.size(), 1u);  // initiator's reserved SPI is given back
+}
+
+TEST_F(Quiet, LostMessagesAreRetransmittedAndTheExchangeCompletes) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip);
+  // Drop the first copy of every message index 2 (MM3) and 5 (MM6) and the QM3.
+  int n = 0;
+  p.net.filter = [&](Packet&) {
+    ++n;
+    return n != 3 && n != 6 && n != 9;
+  };
+  p.a.tick();
+  p.pump();
+  EXPECT_EQ(p.a.status("site").state, ConnState::kPending);
+  p.run_for(20000);
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+  expect_matching_sas(p, ip);
+}
+
+TEST_F(Quiet, DuplicatedRequestsAreAnsweredFromCacheNotReprocessed) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip);
+  std::deque<Packet> dup;
+  p.net.filter = [&](Packet& pk) {
+    dup.push_back(pk);  // deliver everything twice
+    return true;
+  };
+  p.a.tick();
+  p.pump();
+  int extra = 0;
+  p.net.filter = nullptr;
+  while (!dup.empty() && extra < 50) {
+    Packet pk = dup.front();
+    dup.pop_front();
+    (pk.to.addr == kAddrA ? p.a : p.b).on_datagram({pk.to, pk.from, pk.data});
+    ++extra;
+  }
+  p.pump();
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+  // Still exactly one pair of SAs each: duplicates were not processed again.
+  expect_matching_sas(p, ip);
+}
+
+TEST_F(Quiet, ResponseOnlyNeverInitiates) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip);
+  // Only B ticks (response-only); A never does.
+  for (int i = 0; i < 100; ++i) {
+    p.clock.t += Millis{1000};
+    p.b.tick();
+  }
+  EXPECT_EQ(p.net.sent, 0);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kDown);
+}
+
+TEST_F(Quiet, UnansweredInitiatorReportsPeerUnreachableAfterBoundedRetries) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip);
+  p.net.filter = [](Packet&) { return false; };
+  p.a.tick();
+  p.pump();
+  p.run_for(2 * 60 * 1000, 1000);
+  auto st = p.a.status("site");
+  // After the failure a bi-directional connection retries later: either ERROR or a new try.
+  EXPECT_TRUE(st.state == ConnState::kError || st.state == ConnState::kPending);
+  EXPECT_LE(p.net.sent, 2 * (1 + kMaxRetransmits) + 2);
+  // Drive exactly to the first failure to check the reason.
+  Pair q(ike, ip);
+  q.net.filter = [](Packet&) { return false; };
+  q.a.tick();
+  for (int i = 0; i < 100 && q.a.status("site").state != ConnState::kError; ++i) {
+    q.clock.t += Millis{1000};
+    q.a.tick();
+    q.pump();
+  }
+  EXPECT_EQ(q.a.status("site").reason, "peer unreachable");
+  EXPECT_EQ(q.net.sent, 1 + kMaxRetransmits);
+}
+
+TEST_F(Quiet, NatBetweenPeersFloatsTo4500AndInstallsUdpEncapsulatedSas) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip);
+  // A is behind a NAPT that keeps A's address but maps its source ports (500->1500,
+  // 4500->5500); the NAT-D hashes then disagree.
+  p.net.filter = [](Packet& pk) {
+    if (pk.from.addr == kAddrA) pk.from.port = static_cast<std::uint16_t>(pk.from.port + 1000);
+    if (pk.to.addr == kAddrA) pk.to.port = static_cast<std::uint16_t>(pk.to.port - 1000);
+    return true;
+  };
+  p.a.tick();
+  p.pump();
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  ASSERT_EQ(p.b.status("site").state, ConnState::kActive);
+  expect_matching_sas(p, ip);
+  const auto* a_out = p.ia.find(dp::Direction::kOutbound);
+  const auto* b_out = p.ib.find(dp::Direction::kOutbound);
+  EXPECT_TRUE(a_out->udp_encap);
+  EXPECT_TRUE(b_out->udp_encap);
+  EXPECT_EQ(a_out->local_port, 4500);
+  EXPECT_EQ(a_out->peer_port, 4500);
+  EXPECT_EQ(b_out->local_port, 4500);
+  EXPECT_EQ(b_out->peer_port, 5500);  // the NAT's mapped port
+}
+
+TEST_F(Quiet, ResponderLifetimeShorterThanProposedIsHonoured) {
+  IkePolicy ike;
+  IpsecPolicy ia{CipherAlg::kAes128Cbc, IntegAlg::kHmacSha1_96, DhGroup::kModp1536, 7200};
+  IpsecPolicy ib = ia;
+  ib.lifetime_s = 900;
+  Pair p(ike, ia, ike, ib);
+  p.a.tick();
+  p.pump();
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.a.status("site").child->lifetime_s, 900u);
+  EXPECT_EQ(p.b.status("site").child->lifetime_s, 900u);
+}
+
+TEST_F(Quiet, LogsNeverContainThePsk) {
+  std::string all;
+  set_log_sink([&](LogLevel, std::string_view l) { all.append(l).append("\n"); });
+  set_log_level(LogLevel::kDebug);
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip);
+  p.a.tick();
+  p.pump();
+  set_log_level(LogLevel::kInfo);
+  EXPECT_NE(all.find("CHILD SA installed"), std::string::npos);
+  EXPECT_EQ(all.find("s3cret-psk"), std::string::npos);
+}
+
+TEST(ConnectionConfig, ValidationNamesTheField) {
+  ConnectionConfig c = make_conn(true, {}, {});
+  EXPECT_TRUE(validate(c).ok());
+  c.dpd.timeout_s = c.dpd.interval_s;
+  auto r = validate(c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("dpd timeout"), std::string::npos);
+  c = make_conn(true, {}, {});
+  c.ike.lifetime_s = 59;
+  EXPECT_FALSE(validate(c).ok());
+}
+
+}  // namespace
+}  // namespace ipsecgw::ike
