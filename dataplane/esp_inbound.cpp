@@ -1,0 +1,293 @@
+// ESP tunnel-mode decapsulation, per burst (RFC 4303 §3.4; RFC 3948 for UDP encap).
+// Runs per packet: no allocation, locks, exceptions, syscalls or virtual calls.
+//
+// Order (RFC 4303 §3.4.3-3.4.4): lengths, encapsulation, replay pre-check, ICV (constant time,
+// in the engine) for the whole burst, then the replay window update, padding, next header,
+// inner header and selectors. Nothing reads the plaintext of a packet whose ICV failed.
+#include <rte_byteorder.h>
+#include <rte_cycles.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_udp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "dataplane/esp.hpp"
+#include "dataplane/esp_internal.hpp"
+
+namespace ipsecgw::dp {
+
+using namespace detail;
+
+namespace {
+
+constexpr std::uint8_t kEcnMask = 0x03;
+constexpr std::uint8_t kEcnCe = 0x03;
+
+// The parsed outer layout of an inbound packet.
+struct OuterLayout {
+  std::uint32_t esp_off;    // from the start of the outer IPv4 header
+  std::uint32_t total_len;  // outer IPv4 total length
+  std::uint32_t spi;        // host order
+  bool udp_encap;
+};
+
+bool parse_outer(const rte_mbuf* m, OuterLayout* out, DropReason* why) noexcept {
+  // Headers are read from the first segment only.
+  const std::uint32_t avail = m->data_len;
+  if (avail < kIpv4HeaderLen) { *why = DropReason::kRunt; return false; }
+  const auto* ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+  const std::uint32_t ihl = (ip->version_ihl & 0x0F) * 4u;
+  if ((ip->version_ihl >> 4) != 4 || ihl < kIpv4HeaderLen) {
+    *why = DropReason::kBadIpHeader;
+    return false;
+  }
+  const std::uint32_t total = rte_be_to_cpu_16(ip->total_length);
+  if (total < ihl) { *why = DropReason::kBadIpHeader; return false; }
+  if (ihl > avail || total > m->pkt_len) { *why = DropReason::kRunt; return false; }
+  // Fragments are reassembled by the gateway before they get here.
+  if ((rte_be_to_cpu_16(ip->fragment_offset) & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0) {
+    *why = DropReason::kFragError;
+    return false;
+  }
+  const auto* l4 = reinterpret_cast<const std::uint8_t*>(ip) + ihl;
+  std::uint32_t esp_off = ihl;
+  bool encap = false;
+  if (ip->next_proto_id == kIpProtoUdp) {
+    if (total < ihl + kUdpHeaderLen || avail < ihl + kUdpHeaderLen) {
+      *why = DropReason::kRunt;
+      return false;
+    }
+    const auto* udp = reinterpret_cast<const rte_udp_hdr*>(l4);
+    if (rte_be_to_cpu_16(udp->dst_port) != kNatTPort) { *why = DropReason::kNotForUs; return false; }
+    const std::uint32_t udp_len = rte_be_to_cpu_16(udp->dgram_len);
+    if (udp_len < kUdpHeaderLen || udp_len > total - ihl) {
+      *why = DropReason::kRunt;
+      return false;
+    }
+    const std::uint32_t payload_len = std::min(udp_len, total - ihl) - kUdpHeaderLen;
+    const std::uint32_t in_seg = avail - ihl - kUdpHeaderLen;
+    switch (classify_udp4500(l4 + kUdpHeaderLen, std::min(payload_len, in_seg))) {
+      case Udp4500Kind::kEsp: break;
+      case Udp4500Kind::kRunt: *why = DropReason::kRunt; return false;
+      default: *why = DropReason::kNotForUs; return false;  // IKE or keepalive: not ESP
+    }
+    esp_off += kUdpHeaderLen;
+    encap = true;
+  } else if (ip->next_proto_id != kIpProtoEsp) {
+    *why = DropReason::kNotForUs;
+    return false;
+  }
+  if (total < esp_off + kEspHeaderLen || avail < esp_off + kEspHeaderLen) {
+    *why = DropReason::kRunt;
+    return false;
+  }
+  std::uint32_t spi_be;
+  std::memcpy(&spi_be, reinterpret_cast<const std::uint8_t*>(ip) + esp_off, 4);
+  out->esp_off = esp_off;
+  out->total_len = total;
+  out->spi = rte_be_to_cpu_32(spi_be);
+  out->udp_encap = encap;
+  return true;
+}
+
+}  // namespace
+
+Udp4500Kind classify_udp4500(const std::uint8_t* payload, std::uint32_t len) noexcept {
+  if (len == 1 && payload[0] == 0xFF) return Udp4500Kind::kKeepalive;  // RFC 3948 §2.3
+  if (len < 4) return Udp4500Kind::kRunt;
+  if (payload[0] == 0 && payload[1] == 0 && payload[2] == 0 && payload[3] == 0)
+    return Udp4500Kind::kIke;  // non-ESP marker, RFC 3948 §2.2
+  if (len < kEspHeaderLen) return Udp4500Kind::kRunt;
+  return Udp4500Kind::kEsp;
+}
+
+bool esp_inbound_parse(const rte_mbuf* m, EspInboundInfo* info, DropReason* why) noexcept {
+  OuterLayout l;
+  DropReason r = DropReason::kRunt;
+  if (!parse_outer(m, &l, &r)) {
+    if (why != nullptr) *why = r;
+    return false;
+  }
+  info->spi = l.spi;
+  info->udp_encap = l.udp_encap;
+  return true;
+}
+
+std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
+                          std::span<Sa* const> sas, LcoreStats& st) noexcept {
+  // Contract: n <= kMaxBurst. Extra packets (up to 2 * kMaxBurst) are dropped as kNoSpace.
+  const unsigned total_n = static_cast<unsigned>(
+      std::min({pkts.size(), sas.size(), std::size_t{2 * kMaxBurst}}));
+  const unsigned n = std::min(total_n, kMaxBurst);
+  std::uint8_t verdict[kMaxBurst * 2];
+  std::uint32_t seq[kMaxBurst];
+  std::uint32_t inner_len[kMaxBurst];
+  crypto::EspCryptoOp ops[kMaxBurst];
+  std::uint8_t op_pkt[kMaxBurst];
+  std::uint8_t outer_tos[kMaxBurst];
+  std::uint16_t strip[kMaxBurst];
+  unsigned o = 0;
+
+  auto fail = [&](unsigned i, Sa* sa, DropReason r) {
+    verdict[i] = static_cast<std::uint8_t>(r);
+    count_drop(st, sa, r);
+  };
+
+  // (1) Before the ICV: lengths, encapsulation, replay pre-check.
+  for (unsigned i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    Sa* sa = sas[i];
+    verdict[i] = kGood;
+    if (sa == nullptr) { fail(i, nullptr, DropReason::kNoSa); continue; }
+    if (sa->dead.load(std::memory_order_relaxed)) { fail(i, sa, DropReason::kSaDown); continue; }
+    if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
+      fail(i, sa, DropReason::kNoSpace);
+      continue;
+    }
+    OuterLayout l;
+    DropReason why = DropReason::kRunt;
+    if (!parse_outer(m, &l, &why)) { fail(i, sa, why); continue; }
+    if (l.spi != sa->spi) { fail(i, sa, DropReason::kNoSa); continue; }
+    if (l.udp_encap != ((sa->flags & kSaUdpEncap) != 0)) {
+      fail(i, sa, DropReason::kEncapMismatch);
+      continue;
+    }
+    const std::uint32_t esp_len = l.total_len - l.esp_off;
+    if (esp_len < kEspCipherOffset + sa->icv_len) { fail(i, sa, DropReason::kRunt); continue; }
+    const std::uint32_t cipher_len = esp_len - kEspCipherOffset - sa->icv_len;
+    // RFC 4303 §2.4 / RFC 3602 §3: whole AES blocks, at least one (it holds the trailer).
+    if (cipher_len == 0 || cipher_len % crypto::kAesBlock != 0) {
+      fail(i, sa, DropReason::kBadLength);
+      continue;
+    }
+    auto* esp = rte_pktmbuf_mtod_offset(m, std::uint8_t*, l.esp_off);
+    std::uint32_t seq_be;
+    std::memcpy(&seq_be, esp + 4, 4);
+    seq[i] = rte_be_to_cpu_32(seq_be);
+    // RFC 4303 §3.4.3: reject duplicates before spending the ICV computation.
+    if (sa->flags & kSaAntiReplay) {
+      const ReplayVerdict v = sa->replay.check(seq[i]);
+      if (v != ReplayVerdict::kOk) {
+        fail(i, sa, v == ReplayVerdict::kReplay ? DropReason::kReplay : DropReason::kOutsideWindow);
+        continue;
+      }
+    }
+    outer_tos[i] = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->type_of_service;
+    strip[i] = static_cast<std::uint16_t>(l.esp_off + kEspCipherOffset);
+
+    crypto::EspCryptoOp& op = ops[o];
+    op.ks = &sa->keys;
+    op.data = esp;
+    op.auth_len = kEspCipherOffset + cipher_len;
+    op.cipher_offset = kEspCipherOffset;
+    op.cipher_len = cipher_len;
+    op.iv = esp + kEspIvOffset;
+    op.icv = esp + op.auth_len;
+    op.status = crypto::OpStatus::kOk;
+    op_pkt[o++] = static_cast<std::uint8_t>(i);
+  }
+  for (unsigned i = n; i < total_n; ++i) {
+    verdict[i] = static_cast<std::uint8_t>(DropReason::kNoSpace);
+    count_drop(st, sas[i], DropReason::kNoSpace);
+  }
+
+  // (2) ICV (constant time) and decryption for the whole burst (RFC 4303 §3.4.4).
+  if (o != 0) engine.decrypt(std::span<crypto::EspCryptoOp>(ops, o));
+
+  // (3) After the ICV, in packet order (so the window sees the burst's order).
+  for (unsigned k = 0; k < o; ++k) {
+    const unsigned i = op_pkt[k];
+    Sa* sa = sas[i];
+    const crypto::EspCryptoOp& op = ops[k];
+    switch (op.status) {
+      case crypto::OpStatus::kOk: break;
+      case crypto::OpStatus::kBadIcv: fail(i, sa, DropReason::kBadIcv); continue;
+      case crypto::OpStatus::kBadLength: fail(i, sa, DropReason::kBadLength); continue;
+      default: fail(i, sa, DropReason::kCryptoError); continue;
+    }
+    // RFC 4303 §3.4.3: the window moves only for authenticated packets; re-checked here
+    // because one burst may carry the same number twice.
+    if (sa->flags & kSaAntiReplay) {
+      const ReplayVerdict v = sa->replay.update(seq[i]);
+      if (v != ReplayVerdict::kOk) {
+        fail(i, sa, v == ReplayVerdict::kReplay ? DropReason::kReplay : DropReason::kOutsideWindow);
+        continue;
+      }
+    }
+    // RFC 4303 §2.4-2.6: ... | pad 1, 2, ..., n | pad length | next header | ICV.
+    const std::uint8_t* pt = op.data + kEspCipherOffset;
+    const std::uint32_t clen = op.cipher_len;
+    const std::uint32_t pad = pt[clen - 2];
+    const std::uint8_t next_header = pt[clen - 1];
+    if (pad + kEspTrailerLen > clen) { fail(i, sa, DropReason::kBadPadding); continue; }
+    const std::uint8_t* padp = pt + clen - kEspTrailerLen - pad;
+    std::uint8_t bad = 0;
+    for (std::uint32_t p = 0; p < pad; ++p) bad |= padp[p] ^ static_cast<std::uint8_t>(p + 1);
+    if (bad != 0) { fail(i, sa, DropReason::kBadPadding); continue; }
+    if (next_header != kIpProtoIpip) { fail(i, sa, DropReason::kBadNextHeader); continue; }
+
+    // Inner IPv4 header sanity.
+    const std::uint32_t payload_len = clen - kEspTrailerLen - pad;
+    if (payload_len < kIpv4HeaderLen) { fail(i, sa, DropReason::kBadIpHeader); continue; }
+    auto* inner = reinterpret_cast<rte_ipv4_hdr*>(const_cast<std::uint8_t*>(pt));
+    const std::uint32_t ihl = (inner->version_ihl & 0x0F) * 4u;
+    const std::uint32_t ilen = rte_be_to_cpu_16(inner->total_length);
+    if ((inner->version_ihl >> 4) != 4 || ihl < kIpv4HeaderLen || ilen < ihl ||
+        ilen > payload_len) {
+      fail(i, sa, DropReason::kBadIpHeader);
+      continue;
+    }
+    // RFC 4301 §5.2: the inner addresses must match the SA's selectors.
+    if (!sa->peer_subnet.contains(rte_be_to_cpu_32(inner->src_addr)) ||
+        !sa->local_subnet.contains(rte_be_to_cpu_32(inner->dst_addr))) {
+      fail(i, sa, DropReason::kSelectorMismatch);
+      continue;
+    }
+    // RFC 6040 §4.2: a CE mark on the outer header reaches an ECN-capable inner header.
+    if ((outer_tos[i] & kEcnMask) == kEcnCe && (inner->type_of_service & kEcnMask) != 0 &&
+        (inner->type_of_service & kEcnMask) != kEcnCe) {
+      inner->type_of_service |= kEcnCe;
+      inner->hdr_checksum = 0;
+      inner->hdr_checksum = rte_ipv4_cksum(inner);
+    }
+    inner_len[i] = ilen;
+  }
+
+  // (4) Volume limits and counters per run of one SA; strip the good packets.
+  const std::uint64_t now = o != 0 ? rte_rdtsc() : 0;
+  for (unsigned i = 0; i < n;) {
+    Sa* sa = sas[i];
+    unsigned j = i + 1;
+    while (j < n && sas[j] == sa) ++j;
+    if (sa != nullptr) {
+      const std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
+      const std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
+      std::uint64_t p = 0, b = 0;
+      for (unsigned x = i; x < j; ++x) {
+        if (verdict[x] != kGood) continue;
+        if (!within_limits(*sa, p0 + p, b0 + b, inner_len[x])) {
+          fail(x, sa, DropReason::kSaDown);
+          continue;
+        }
+        ++p;
+        b += inner_len[x];
+        rte_mbuf* m = pkts[x];
+        rte_pktmbuf_adj(m, strip[x]);
+        rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->pkt_len - inner_len[x]));
+      }
+      if (p != 0) {
+        sa->counters.packets.fetch_add(p, std::memory_order_relaxed);
+        sa->counters.bytes.fetch_add(b, std::memory_order_relaxed);
+        sa->counters.last_used_tsc.store(now, std::memory_order_relaxed);
+        st.esp_in_packets += p;
+        st.esp_in_bytes += b;
+      }
+    }
+    i = j;
+  }
+  return partition_burst(pkts.data(), verdict, total_n);
+}
+
+}  // namespace ipsecgw::dp

@@ -1,0 +1,59 @@
+// Helpers shared by esp_outbound.cpp and esp_inbound.cpp (per-packet code; not a public API).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "dataplane/sa.hpp"
+#include "dataplane/stats.hpp"
+
+struct rte_mbuf;
+
+namespace ipsecgw::dp::detail {
+
+constexpr std::uint32_t kEspIvOffset = kEspHeaderLen;                           // IV after SPI+seq
+constexpr std::uint32_t kEspCipherOffset = kEspHeaderLen + crypto::kEspIvLen;  // 24
+constexpr std::uint32_t kEspTrailerLen = 2;  // pad length + next header (RFC 4303 §2.4-2.6)
+
+// Counts a drop for the lcore and, when the SA is known, for the SA (relaxed: drops are rare).
+inline void count_drop(LcoreStats& st, Sa* sa, DropReason r) noexcept {
+  st.drop(r);
+  if (sa != nullptr)
+    sa->counters.drops[static_cast<unsigned>(r)].fetch_add(1, std::memory_order_relaxed);
+}
+
+// Per-packet verdict while a burst is processed: kGood or a DropReason.
+constexpr std::uint8_t kGood = 0xFF;
+
+// Moves good packets to the front (stable) and bad ones after them (stable), returns #good.
+inline std::uint16_t partition_burst(rte_mbuf** pkts, const std::uint8_t* verdict,
+                                     unsigned n) noexcept {
+  rte_mbuf* bad[64];
+  unsigned ng = 0, nb = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    if (verdict[i] == kGood) pkts[ng++] = pkts[i];
+    else bad[nb++] = pkts[i];
+  }
+  for (unsigned i = 0; i < nb; ++i) pkts[ng + i] = bad[i];
+  return static_cast<std::uint16_t>(ng);
+}
+
+// Volume limits (RFC 4301 §4.4.2.1 lifetimes in bytes/packets) for a run of packets through one
+// SA: given the SA's totals before the run plus what the run has accepted so far, decides
+// whether one more packet of `bytes` may pass. Raises the soft event once (when crossing) and the
+// hard one (also marking the SA dead). Returns false when the packet must be dropped (kSaDown).
+inline bool within_limits(Sa& sa, std::uint64_t pkts_before, std::uint64_t bytes_before,
+                          std::uint64_t bytes) noexcept {
+  const std::uint64_t p = pkts_before + 1, b = bytes_before + bytes;
+  if ((sa.hard_packets != 0 && p > sa.hard_packets) || (sa.hard_bytes != 0 && b > sa.hard_bytes)) {
+    sa.dead.store(true, std::memory_order_relaxed);
+    sa.events.fetch_or(kEvHardLimit, std::memory_order_relaxed);
+    return false;
+  }
+  if ((sa.soft_packets != 0 && pkts_before < sa.soft_packets && p >= sa.soft_packets) ||
+      (sa.soft_bytes != 0 && bytes_before < sa.soft_bytes && b >= sa.soft_bytes))
+    sa.events.fetch_or(kEvSoftLimit, std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace ipsecgw::dp::detail

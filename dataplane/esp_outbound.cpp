@@ -1,0 +1,221 @@
+// ESP tunnel-mode encapsulation, per burst (RFC 4303 §3.1.2, §3.3; RFC 3948 for UDP encap).
+// Runs per packet: no allocation, locks, exceptions, syscalls or virtual calls.
+//
+//   inner IPv4 packet  ->  outer IPv4 | [UDP 4500] | SPI | seq | IV | inner | pad | pl | nh | ICV
+//
+// Phases over the burst: (1) per-packet checks (SA alive, single segment, IPv4 inner, MTU,
+// head/tail room); (2) per burst-run of one SA: sequence numbers reserved with one fetch_add,
+// exhaustion and volume limits; (3) headers and trailer written, IVs from one random_bytes call;
+// (4) one encrypt call for the whole burst; (5) counters flushed per run, burst partitioned.
+#include <rte_byteorder.h>
+#include <rte_cycles.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_udp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "dataplane/esp.hpp"
+#include "dataplane/esp_internal.hpp"
+
+namespace ipsecgw::dp {
+
+using namespace detail;
+
+namespace {
+
+constexpr std::uint16_t kDfBit = 0x4000;  // host order, in fragment_offset
+constexpr std::uint64_t kMaxSeq = 0xFFFFFFFFull;
+
+// Outer IPv4 identification: a per-lcore counter (RFC 6864: only needs to be unique per
+// src/dst/proto while fragments may be in flight).
+thread_local std::uint16_t t_ip_id = 0;
+
+constexpr std::uint32_t padded_len(std::uint32_t inner_len) noexcept {
+  // RFC 4303 §2.4: payload + padding + pad length + next header is a multiple of the AES block.
+  return (inner_len + kEspTrailerLen + crypto::kAesBlock - 1) & ~std::uint32_t{crypto::kAesBlock - 1};
+}
+
+}  // namespace
+
+std::uint32_t esp_outbound_size(const Sa& sa, std::uint32_t inner_len) noexcept {
+  return sa.outer_hdr_len + padded_len(inner_len) + sa.icv_len;
+}
+
+std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
+                           std::span<Sa* const> sas, LcoreStats& st) noexcept {
+  // Contract: n <= kMaxBurst. Extra packets (up to 2 * kMaxBurst) are dropped as kNoSpace.
+  const unsigned total_n = static_cast<unsigned>(
+      std::min({pkts.size(), sas.size(), std::size_t{2 * kMaxBurst}}));
+  const unsigned n = std::min(total_n, kMaxBurst);
+  std::uint8_t verdict[kMaxBurst * 2];
+  std::uint32_t clen[kMaxBurst];
+  std::uint32_t seq[kMaxBurst];
+
+  auto fail = [&](unsigned i, Sa* sa, DropReason r) {
+    verdict[i] = static_cast<std::uint8_t>(r);
+    count_drop(st, sa, r);
+  };
+
+  // (1) Per-packet checks.
+  for (unsigned i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    Sa* sa = sas[i];
+    verdict[i] = kGood;
+    if (sa == nullptr) { fail(i, nullptr, DropReason::kNoSa); continue; }
+    if (sa->dead.load(std::memory_order_relaxed)) { fail(i, sa, DropReason::kSaDown); continue; }
+    if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
+      fail(i, sa, DropReason::kNoSpace);
+      continue;
+    }
+    const std::uint32_t inner_len = m->pkt_len;
+    if (inner_len < kIpv4HeaderLen) { fail(i, sa, DropReason::kRunt); continue; }
+    const auto* inner = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+    if ((inner->version_ihl >> 4) != 4) { fail(i, sa, DropReason::kBadIpHeader); continue; }
+    clen[i] = padded_len(inner_len);
+    const std::uint32_t tail = clen[i] - inner_len + sa->icv_len;
+    if (sa->outer_hdr_len + clen[i] + sa->icv_len > sa->mtu) {
+      fail(i, sa, DropReason::kMtuExceeded);
+      continue;
+    }
+    if (rte_pktmbuf_headroom(m) < sa->outer_hdr_len || rte_pktmbuf_tailroom(m) < tail) {
+      fail(i, sa, DropReason::kNoSpace);
+      continue;
+    }
+  }
+  for (unsigned i = n; i < total_n; ++i) {  // contract: n <= kMaxBurst
+    verdict[i] = static_cast<std::uint8_t>(DropReason::kNoSpace);
+    count_drop(st, sas[i], DropReason::kNoSpace);
+  }
+
+  // (2) Sequence numbers and volume limits, per run of consecutive packets of one SA.
+  for (unsigned i = 0; i < n;) {
+    Sa* sa = sas[i];
+    unsigned j = i + 1;
+    while (j < n && sas[j] == sa) ++j;
+    if (sa != nullptr) {
+      unsigned k = 0;
+      for (unsigned x = i; x < j; ++x) k += verdict[x] == kGood;
+      if (k != 0) {
+        // RFC 4303 §3.3.3: the counter never cycles; values past 2^32-1 are not sent.
+        std::uint64_t s = sa->seq_next.fetch_add(k, std::memory_order_relaxed);
+        std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
+        std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
+        for (unsigned x = i; x < j; ++x) {
+          if (verdict[x] != kGood) continue;
+          const std::uint64_t this_seq = s++;
+          if (this_seq > kMaxSeq) {
+            sa->events.fetch_or(kEvSeqExhausted, std::memory_order_relaxed);
+            fail(x, sa, DropReason::kSeqExhausted);
+            continue;
+          }
+          if (!within_limits(*sa, p0, b0, pkts[x]->pkt_len)) {
+            fail(x, sa, DropReason::kSaDown);
+            continue;
+          }
+          ++p0;
+          b0 += pkts[x]->pkt_len;
+          seq[x] = static_cast<std::uint32_t>(this_seq);
+        }
+      }
+    }
+    i = j;
+  }
+
+  // (3) Headers, trailer, IVs.
+  unsigned n_ops = 0;
+  for (unsigned i = 0; i < n; ++i) n_ops += verdict[i] == kGood;
+  alignas(16) std::uint8_t ivs[kMaxBurst * crypto::kEspIvLen];
+  if (n_ops != 0) engine.random_bytes(ivs, n_ops * crypto::kEspIvLen);  // RFC 3602 §3: unpredictable
+
+  crypto::EspCryptoOp ops[kMaxBurst];
+  std::uint8_t op_pkt[kMaxBurst];
+  unsigned o = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    if (verdict[i] != kGood) continue;
+    rte_mbuf* m = pkts[i];
+    const Sa& sa = *sas[i];
+    const std::uint32_t inner_len = m->pkt_len;
+    const std::uint32_t pad = clen[i] - inner_len - kEspTrailerLen;
+
+    const auto* inner = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+    const std::uint8_t inner_tos = inner->type_of_service;
+    const bool inner_df = (rte_be_to_cpu_16(inner->fragment_offset) & kDfBit) != 0;
+
+    auto* out = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_prepend(m, sa.outer_hdr_len));
+    auto* tail = reinterpret_cast<std::uint8_t*>(
+        rte_pktmbuf_append(m, static_cast<std::uint16_t>(pad + kEspTrailerLen + sa.icv_len)));
+    const std::uint32_t esp_off = sa.outer_hdr_len - kEspCipherOffset;
+    std::memcpy(out, sa.hdr_template, esp_off + 4);  // IPv4 [+ UDP] + SPI
+
+    // Outer IPv4 (RFC 4301 §5.1.2.1): DSCP copied; ECN copied (RFC 6040 §4.1 normal mode).
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(out);
+    const std::uint32_t total = m->pkt_len;
+    ip->type_of_service = inner_tos;
+    ip->total_length = rte_cpu_to_be_16(static_cast<std::uint16_t>(total));
+    ip->packet_id = rte_cpu_to_be_16(t_ip_id++);
+    const bool df = sa.df == DfPolicy::kSet || (sa.df == DfPolicy::kCopy && inner_df);
+    ip->fragment_offset = rte_cpu_to_be_16(df ? kDfBit : 0);
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    if (sa.flags & kSaUdpEncap) {
+      // RFC 3948 §2.1 / §3.1.2: UDP length, checksum zero.
+      auto* udp = reinterpret_cast<rte_udp_hdr*>(out + kIpv4HeaderLen);
+      udp->dgram_len = rte_cpu_to_be_16(static_cast<std::uint16_t>(total - kIpv4HeaderLen));
+      udp->dgram_cksum = 0;
+    }
+    std::uint8_t* esp = out + esp_off;
+    const std::uint32_t seq_be = rte_cpu_to_be_32(seq[i]);
+    std::memcpy(esp + 4, &seq_be, 4);
+    std::memcpy(esp + kEspIvOffset, ivs + o * crypto::kEspIvLen, crypto::kEspIvLen);
+
+    // RFC 4303 §2.4: padding bytes 1, 2, 3, ...; then pad length and next header (IPv4).
+    for (std::uint32_t p = 0; p < pad; ++p) tail[p] = static_cast<std::uint8_t>(p + 1);
+    tail[pad] = static_cast<std::uint8_t>(pad);
+    tail[pad + 1] = kIpProtoIpip;
+
+    crypto::EspCryptoOp& op = ops[o];
+    op.ks = &sa.keys;
+    op.data = esp;
+    op.auth_len = kEspCipherOffset + clen[i];
+    op.cipher_offset = kEspCipherOffset;
+    op.cipher_len = clen[i];
+    op.iv = esp + kEspIvOffset;
+    op.icv = esp + op.auth_len;
+    op.status = crypto::OpStatus::kOk;
+    op_pkt[o] = static_cast<std::uint8_t>(i);
+    clen[i] = inner_len;  // from here on: the inner length, for the counters
+    ++o;
+  }
+
+  // (4) All crypto of the burst at once.
+  if (o != 0) engine.encrypt(std::span<crypto::EspCryptoOp>(ops, o));
+  for (unsigned k = 0; k < o; ++k)
+    if (ops[k].status != crypto::OpStatus::kOk) fail(op_pkt[k], sas[op_pkt[k]], DropReason::kCryptoError);
+
+  // (5) Counters, flushed once per run.
+  const std::uint64_t now = o != 0 ? rte_rdtsc() : 0;
+  for (unsigned i = 0; i < n;) {
+    Sa* sa = sas[i];
+    unsigned j = i + 1;
+    while (j < n && sas[j] == sa) ++j;
+    std::uint64_t p = 0, b = 0;
+    for (unsigned x = i; x < j; ++x) {
+      if (verdict[x] != kGood) continue;
+      ++p;
+      b += clen[x];
+    }
+    if (p != 0) {
+      sa->counters.packets.fetch_add(p, std::memory_order_relaxed);
+      sa->counters.bytes.fetch_add(b, std::memory_order_relaxed);
+      sa->counters.last_used_tsc.store(now, std::memory_order_relaxed);
+      st.esp_out_packets += p;
+      st.esp_out_bytes += b;
+    }
+    i = j;
+  }
+  return partition_burst(pkts.data(), verdict, total_n);
+}
+
+}  // namespace ipsecgw::dp

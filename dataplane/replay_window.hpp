@@ -1,0 +1,104 @@
+// Inbound anti-replay window (RFC 4303 §3.4.3), 32-bit sequence numbers (no ESN).
+//
+// The window covers the `size` sequence numbers ending at the highest one verified so far
+// (`top`). A bitmap remembers which of them were received. The bitmap is a fixed ring of
+// kMaxSize bits indexed by seq % kMaxSize (no allocation, no pointers: the SA is built with
+// rte_zmalloc and placement new). Because size <= kMaxSize, every sequence number inside the
+// window has its own bit; when `top` advances, the bits of the newly covered numbers are cleared
+// first, so stale bits from numbers kMaxSize or more below `top` never count.
+//
+// Use (RFC 4303 §3.4.3): check() before the ICV is verified (no state change, so a forged packet
+// cannot move the window), update() only after the ICV verified. update() checks again, since
+// two packets of one burst may carry the same number and both pass the pre-check.
+//
+// One owner (the worker that owns the SA): no atomics.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace ipsecgw::dp {
+
+enum class ReplayVerdict : std::uint8_t {
+  kOk,
+  kReplay,         // inside the window and already received
+  kOutsideWindow,  // left of the window (too old), or 0 which is never sent (RFC 4303 §3.3.3)
+};
+
+class ReplayWindow {
+ public:
+  static constexpr std::uint32_t kMaxSize = 4096;  // bits
+
+  ReplayWindow() noexcept = default;
+  explicit ReplayWindow(std::uint32_t size) noexcept { reset(size); }
+
+  // Empties the window. size 0 disables anti-replay checks; sizes above kMaxSize are clamped
+  // (sa_create rejects them before).
+  void reset(std::uint32_t size) noexcept {
+    size_ = size > kMaxSize ? kMaxSize : size;
+    top_ = 0;
+    std::memset(bits_, 0, sizeof bits_);
+  }
+
+  std::uint32_t size() const noexcept { return size_; }
+  bool enabled() const noexcept { return size_ != 0; }
+  // Highest sequence number verified so far (0 = none yet).
+  std::uint32_t top() const noexcept { return top_; }
+
+  // Pre-ICV check; changes nothing.
+  ReplayVerdict check(std::uint32_t seq) const noexcept {
+    if (seq == 0) return ReplayVerdict::kOutsideWindow;  // never valid (RFC 4303 §3.3.3)
+    if (size_ == 0 || seq > top_) return ReplayVerdict::kOk;
+    const std::uint32_t behind = top_ - seq;
+    if (behind >= size_) return ReplayVerdict::kOutsideWindow;
+    return test_bit(seq) ? ReplayVerdict::kReplay : ReplayVerdict::kOk;
+  }
+
+  // After the ICV verified: checks again and, when still acceptable, records seq (sliding the
+  // window right when seq is beyond the top). Returns the verdict of the re-check.
+  ReplayVerdict update(std::uint32_t seq) noexcept {
+    const ReplayVerdict v = check(seq);
+    if (v != ReplayVerdict::kOk) return v;
+    if (seq > top_) {
+      if (size_ != 0) clear_after_top(seq - top_);
+      top_ = seq;
+    }
+    if (size_ != 0) set_bit(seq);
+    return ReplayVerdict::kOk;
+  }
+
+ private:
+  static constexpr std::uint32_t kMask = kMaxSize - 1;
+  static constexpr std::uint32_t kWords = kMaxSize / 64;
+
+  bool test_bit(std::uint32_t seq) const noexcept {
+    const std::uint32_t p = seq & kMask;
+    return (bits_[p >> 6] >> (p & 63)) & 1u;
+  }
+  void set_bit(std::uint32_t seq) noexcept {
+    const std::uint32_t p = seq & kMask;
+    bits_[p >> 6] |= std::uint64_t{1} << (p & 63);
+  }
+  // Clears the bits of top_+1 .. top_+count (the numbers the window slides over).
+  void clear_after_top(std::uint32_t count) noexcept {
+    if (count >= kMaxSize) {
+      std::memset(bits_, 0, sizeof bits_);
+      return;
+    }
+    std::uint32_t pos = (top_ + 1) & kMask;
+    while (count != 0) {
+      const std::uint32_t off = pos & 63;
+      const std::uint32_t n = (64 - off) < count ? (64 - off) : count;
+      const std::uint64_t mask = n == 64 ? ~std::uint64_t{0} : ((std::uint64_t{1} << n) - 1) << off;
+      bits_[pos >> 6] &= ~mask;
+      pos = (pos + n) & kMask;
+      count -= n;
+    }
+  }
+
+  std::uint32_t top_ = 0;
+  std::uint32_t size_ = 0;
+  std::uint64_t bits_[kWords] = {};
+};
+
+}  // namespace ipsecgw::dp

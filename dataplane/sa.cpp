@@ -1,0 +1,147 @@
+// Runtime SA construction and teardown (control core only; never per packet).
+#include "dataplane/sa.hpp"
+
+#include <rte_byteorder.h>
+#include <rte_ip.h>
+#include <rte_malloc.h>
+#include <rte_udp.h>
+
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "dataplane/esp.hpp"
+
+namespace ipsecgw::dp {
+
+static_assert(sizeof(ReplayWindow) <= 4096 / 8 + 64, "replay window is a fixed bitmap");
+static_assert(alignof(Sa) == 64);
+static_assert(offsetof(Sa, hdr_template) < 128, "hot fields must stay in the first cache lines");
+
+namespace {
+
+constexpr std::uint16_t kMinMtu = 576;    // RFC 791 minimum reassembly size every host accepts
+constexpr std::uint16_t kMaxMtu = 9216;   // jumbo
+
+bool prefix_ok(const Ipv4Prefix& p) noexcept {
+  return p.len <= 32 && (p.addr & ~p.mask()) == 0;
+}
+
+Result<void> validate(const SaSpec& s) {
+  // RFC 4303 §2.1: SPI 0 is reserved for local use, 1..255 reserved by IANA.
+  if (s.spi < 256) return make_error("spi: must be >= 256 (RFC 4303 §2.1), got " +
+                                     std::to_string(s.spi));
+  if (s.enc_key.size() != crypto::cipher_key_len(s.cipher))
+    return make_error("enc_key: " + std::string(crypto::to_string(s.cipher)) + " needs " +
+                      std::to_string(crypto::cipher_key_len(s.cipher)) + " bytes, got " +
+                      std::to_string(s.enc_key.size()));
+  if (s.auth_key.size() != crypto::integ_key_len(s.integ))
+    return make_error("auth_key: " + std::string(crypto::to_string(s.integ)) + " needs " +
+                      std::to_string(crypto::integ_key_len(s.integ)) + " bytes, got " +
+                      std::to_string(s.auth_key.size()));
+  if (s.replay_window > ReplayWindow::kMaxSize)
+    return make_error("replay_window: must be 0..4096, got " + std::to_string(s.replay_window));
+  if (!prefix_ok(s.local_subnet)) return make_error("local_subnet: host bits set or length > 32");
+  if (!prefix_ok(s.peer_subnet)) return make_error("peer_subnet: host bits set or length > 32");
+  if (s.dir == Direction::kOutbound) {
+    if (s.mtu < kMinMtu || s.mtu > kMaxMtu)
+      return make_error("mtu: must be " + std::to_string(kMinMtu) + ".." +
+                        std::to_string(kMaxMtu) + ", got " + std::to_string(s.mtu));
+    if (s.local_addr == 0) return make_error("local_addr: outbound SA needs a tunnel source");
+    if (s.peer_addr == 0) return make_error("peer_addr: outbound SA needs a tunnel destination");
+    if (s.ttl == 0) return make_error("ttl: must be 1..255");
+  }
+  if (s.udp_encap) {
+    if (s.local_port == 0) return make_error("local_port: must be non-zero with udp_encap");
+    if (s.peer_port == 0) return make_error("peer_port: must be non-zero with udp_encap");
+  }
+  if (s.soft_bytes != 0 && s.hard_bytes != 0 && s.soft_bytes > s.hard_bytes)
+    return make_error("soft_bytes: must not exceed hard_bytes");
+  if (s.soft_packets != 0 && s.hard_packets != 0 && s.soft_packets > s.hard_packets)
+    return make_error("soft_packets: must not exceed hard_packets");
+  return {};
+}
+
+// Outer IPv4 [+ UDP] + ESP SPI; lengths, ID, TOS, DF, checksum and sequence filled per packet.
+void build_template(Sa& sa) noexcept {
+  std::uint8_t* p = sa.hdr_template;
+  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(p);
+  ip->version_ihl = 0x45;  // version 4, IHL 5 (no options)
+  ip->time_to_live = sa.ttl;
+  ip->next_proto_id = (sa.flags & kSaUdpEncap) ? kIpProtoUdp : kIpProtoEsp;
+  ip->src_addr = rte_cpu_to_be_32(sa.local_addr);
+  ip->dst_addr = rte_cpu_to_be_32(sa.peer_addr);
+  std::size_t off = kIpv4HeaderLen;
+  if (sa.flags & kSaUdpEncap) {
+    // RFC 3948 §2.1: UDP header, checksum zero (§3.1.2).
+    auto* udp = reinterpret_cast<rte_udp_hdr*>(p + off);
+    udp->src_port = rte_cpu_to_be_16(sa.local_port);
+    udp->dst_port = rte_cpu_to_be_16(sa.peer_port);
+    udp->dgram_cksum = 0;
+    off += kUdpHeaderLen;
+  }
+  std::memcpy(p + off, &sa.spi_be, 4);  // RFC 4303 §2.1
+}
+
+}  // namespace
+
+Result<Sa*> sa_create(const SaSpec& spec, int socket_id) {
+  if (auto v = validate(spec); !v) return Error{v.error()};
+
+  void* mem = rte_zmalloc_socket("ipsecgw_sa", sizeof(Sa), 64, socket_id);
+  if (mem == nullptr) return make_error("sa: out of memory (rte_zmalloc_socket)");
+  Sa* sa = new (mem) Sa();
+
+  if (auto ks = crypto::make_key_schedule(sa->keys, spec.cipher, spec.enc_key.span(), spec.integ,
+                                          spec.auth_key.span());
+      !ks) {
+    sa_destroy(sa);
+    return make_error(ks.error());
+  }
+
+  sa->spi = spec.spi;
+  sa->spi_be = rte_cpu_to_be_32(spec.spi);
+  sa->dir = spec.dir;
+  sa->flags = static_cast<std::uint8_t>((spec.udp_encap ? kSaUdpEncap : 0) |
+                                        (spec.replay_window != 0 ? kSaAntiReplay : 0));
+  sa->icv_len = static_cast<std::uint8_t>(crypto::icv_len(spec.integ));
+  sa->df = spec.df;
+  sa->outer_hdr_len = static_cast<std::uint16_t>(
+      kIpv4HeaderLen + (spec.udp_encap ? kUdpHeaderLen : 0) + kEspHeaderLen + crypto::kEspIvLen);
+  sa->mtu = spec.mtu;
+  sa->conn_id = spec.conn_id;
+  sa->local_subnet = spec.local_subnet;
+  sa->peer_subnet = spec.peer_subnet;
+  sa->local_addr = spec.local_addr;
+  sa->peer_addr = spec.peer_addr;
+  sa->local_port = spec.local_port;
+  sa->peer_port = spec.peer_port;
+  sa->ttl = spec.ttl;
+  sa->hard_bytes = spec.hard_bytes;
+  sa->hard_packets = spec.hard_packets;
+  sa->soft_bytes = spec.soft_bytes;
+  sa->soft_packets = spec.soft_packets;
+  sa->replay.reset(spec.replay_window);
+  sa->seq_next.store(1, std::memory_order_relaxed);  // RFC 4303 §3.3.3: first packet is 1
+  build_template(*sa);
+  return sa;
+}
+
+void sa_destroy(Sa* sa) noexcept {
+  if (sa == nullptr) return;
+  sa->keys.wipe();
+  sa->~Sa();
+  rte_free(sa);
+}
+
+SaCounters sa_read_counters(const Sa& sa) noexcept {
+  SaCounters c;
+  c.packets = sa.counters.packets.load(std::memory_order_relaxed);
+  c.bytes = sa.counters.bytes.load(std::memory_order_relaxed);
+  c.last_used_tsc = sa.counters.last_used_tsc.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < kDropReasonCount; ++i)
+    c.drops[i] = sa.counters.drops[i].load(std::memory_order_relaxed);
+  return c;
+}
+
+}  // namespace ipsecgw::dp
