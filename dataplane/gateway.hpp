@@ -57,6 +57,11 @@ struct GatewayConfig {
   unsigned mbufs = 0;                 // 0 = sized from ports/queues/workers
   unsigned rx_desc = 1024, tx_desc = 1024;
   std::uint32_t replay_window_default = 64;
+  // Added by the gateway: a worker that found no work for 1024 loops sleeps this long (RCU
+  // offline meanwhile); 0 = pure busy polling. Useful on shared/few-core machines.
+  unsigned idle_sleep_us = 0;
+  // Added by the gateway: register /ipsecgw/* rte_telemetry commands (once per process).
+  bool telemetry = true;
 };
 
 struct PortCounters {

@@ -45,6 +45,9 @@ class Rcu {
 class InboundSaTable;
 class OutboundSpd;
 
+// Threading: the control thread is the ONLY writer (every member except lookup_*; no locks
+// inside). Workers call lookup_* while online in the Rcu and keep no Sa* past a quiescent().
+// The destructor drains: workers must be stopped or offline by then.
 class DpSaInstaller final : public SaInstaller {
  public:
   // capacity: max SAs per direction.
@@ -63,6 +66,8 @@ class DpSaInstaller final : public SaInstaller {
   unsigned reclaim() noexcept;
   // Block until everything unlinked so far is freed (shutdown, tests).
   void drain() noexcept;
+  // How many deferred frees are still waiting for a grace period (telemetry, tests).
+  std::size_t pending_reclaims() const noexcept;
 
   // ---- worker side: lock-free, no allocation ----
   // out[i] = inbound SA for spis[i] (host order) or nullptr. n <= 64.

@@ -66,6 +66,14 @@ void Daemon::reap(Conn& c) {
     if ((*it)->failed()) {
       c.last_error = (*it)->failure();
       c.retry_at = ctx_.clock->now() + kRetryAfterFailure;
+      if ((*it)->dead_peer()) {
+        if (c.cfg.dpd.action == DpdAction::kRestart) {
+          log(LogLevel::kInfo, c.cfg.name + ": DPD action restart: initiating again");
+          c.restart_now = true;
+        } else {
+          c.retry_at = Millis::max();  // hold: no automatic re-initiation
+        }
+      }
       (*it)->teardown(false);
       it = c.sas.erase(it);
     } else {
@@ -118,6 +126,11 @@ void Daemon::tick() {
   for (auto& c : conns_) {
     for (auto& sa : c->sas) sa->tick(now);
     reap(*c);
+    if (c->restart_now) {
+      c->restart_now = false;
+      if (c->cfg.admin_state_up && c->sas.empty()) start(*c);
+      continue;
+    }
     if (c->cfg.admin_state_up && c->cfg.initiator == InitiatorMode::kBidirectional &&
         c->sas.empty() && now >= c->retry_at)
       start(*c);

@@ -36,7 +36,10 @@ class Daemon final : public dp::DatagramHandler {
   // Starts Main Mode now (also for response-only connections: an explicit operator action).
   Result<void> initiate(const std::string& name);
   void on_datagram(const dp::DatagramView& d) override;
-  // Retransmissions, reaping failed SAs, auto-initiation of bi-directional connections.
+  // Retransmissions, DPD (RFC 3706), reaping failed SAs, auto-initiation of bi-directional
+  // connections. A dead peer's SAs are deleted; DPD action "restart" initiates again at once
+  // (also for response-only connections, like strongSwan's dpd_action=restart), "hold" leaves
+  // the connection down (ERROR "dead peer detected (DPD)") until the peer initiates.
   void tick();
   ConnectionStatus status(const std::string& name) const;
   std::vector<std::string> connection_names() const;
@@ -47,7 +50,11 @@ class Daemon final : public dp::DatagramHandler {
     std::vector<std::unique_ptr<IkeSa>> sas;
     std::string last_error;
     Millis retry_at{0};
+    bool restart_now = false;  // DPD action restart: initiate on the next tick
+    bool contacted = false;    // an ISAKMP SA was established with this peer before
   };
+  void housekeeping(Conn& c, Millis now);
+  void on_event(const dp::SaEvent& e);
   Conn* find_conn(const std::string& name) const;
   void reap(Conn& c);
   void start(Conn& c);

@@ -86,6 +86,9 @@ struct IkeSa::Phase1 {
 };
 
 struct IkeSa::Quick {
+  enum class Stage : std::uint8_t { kNew, kQm1Sent, kQm2Sent, kDone } stage = Stage::kNew;
+  bool initiator = false;
+  bool in_installed = false;  // responder: inbound SA added when QM2 went out
   std::uint32_t mid = 0;
   Bytes iv;
   std::uint32_t spi_in = 0, spi_out = 0;
@@ -118,6 +121,7 @@ IkeSa::IkeSa(Role role, const ConnectionConfig& cfg, IkeContext ctx, dp::UdpEndp
     : role_(role), cfg_(&cfg), ctx_(ctx), local_(local), remote_(remote),
       state_(role == Role::kInitiator ? State::kMm1Sent : State::kInit),
       p1_(std::make_unique<Phase1>()) {
+  created_ = ctx.clock->now();
   p1_->hash = cfg.ike.hash;
   p1_->enc_key_len = crypto::cipher_key_len(cfg.ike.cipher);
   p1_->lifetime_s = cfg.ike.lifetime_s;
@@ -126,8 +130,8 @@ IkeSa::IkeSa(Role role, const ConnectionConfig& cfg, IkeContext ctx, dp::UdpEndp
 }
 
 IkeSa::~IkeSa() {
-  if (qm_ && qm_->spi_reserved && ctx_.installer != nullptr)
-    ctx_.installer->release_spi(qm_->spi_in);
+  for (auto& [mid, q] : qms_)
+    if (q->spi_reserved && ctx_.installer != nullptr) ctx_.installer->release_spi(q->spi_in);
 }
 
 std::string IkeSa::tag() const {
@@ -146,6 +150,34 @@ void IkeSa::send(Bytes msg, bool expect_reply) {
 }
 
 void IkeSa::tick(Millis now) {
+  if (state_ == State::kFailed || done_) return;
+  if (now >= retire_at_) {
+    log(LogLevel::kInfo, tag() + ": replaced ISAKMP SA retired");
+    teardown(true);
+    done_ = true;
+    return;
+  }
+  if (role_ == Role::kResponder && !p1_established_ && now - created_ >= kHalfOpenTimeout) {
+    fail("negotiation timed out");
+    return;
+  }
+  if (p1_established_ && now >= p1_hard_) {
+    // Hard phase-1 expiry: RFC 2408 §4.5 leaves this to policy; we delete everything.
+    log(LogLevel::kInfo, tag() + ": ISAKMP SA expired");
+    teardown(true);
+    fail("ISAKMP SA expired");
+    return;
+  }
+  child_tick(now);
+  if (state_ == State::kFailed) return;
+  // RFC 3948 §2.3: NAT keepalives from the side behind the NAT keep its mapping open.
+  if (nat_local_ && child_ && child_->udp_encap && now >= keepalive_next_) {
+    keepalive_next_ = now + kNatKeepaliveInterval;
+    static const std::uint8_t kKeepalive[1] = {0xff};
+    auto r = ctx_.sender->send({local_, remote_, kKeepalive});
+    (void)r;
+  }
+  dpd_tick(now);
   if (!waiting_ || state_ == State::kFailed || now < retransmit_at_) return;
   if (retransmits_ >= kMaxRetransmits) {
     fail("peer unreachable");
@@ -195,9 +227,15 @@ void IkeSa::fail(const std::string& reason, std::uint16_t notify_type) {
   failure_ = reason;
   state_ = State::kFailed;
   waiting_ = false;
-  if (qm_ && qm_->spi_reserved) {
-    ctx_.installer->release_spi(qm_->spi_in);
-    qm_->spi_reserved = false;
+  for (auto& [mid, q] : qms_) {
+    if (q->spi_reserved) {
+      ctx_.installer->release_spi(q->spi_in);
+      q->spi_reserved = false;
+    }
+    if (q->in_installed && q->stage != Quick::Stage::kDone) {
+      (void)ctx_.installer->del_sa(dp::Direction::kInbound, q->spi_in);
+      q->in_installed = false;
+    }
   }
 }
 
@@ -294,11 +332,14 @@ void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
   }
   if (ex == ExchangeType::kQuickMode) {
     if (!(h.flags & kFlagEncryption) || p1_->last_p1_iv.empty()) return;
+    // Either side may start a Quick Mode under an established ISAKMP SA (a new CHILD SA or a
+    // rekey, RFC 2409 §5.5); each exchange is told apart by its message id.
     Bytes iv;
-    if (qm_ && qm_->mid == h.message_id) {
-      iv = qm_->iv;
-    } else if (role_ == Role::kResponder && h.message_id != 0 &&
-               (state_ == State::kPhase1Done || state_ == State::kActive)) {
+    auto it = qms_.find(h.message_id);
+    if (it != qms_.end()) {
+      if (it->second->stage == Quick::Stage::kDone) return;  // late copy of a finished one
+      iv = it->second->iv;
+    } else if (h.message_id != 0 && p1_established_) {
       iv = qm_iv(h.message_id);
     } else {
       log(LogLevel::kWarn, tag() + ": quick mode message for unknown exchange");
@@ -309,14 +350,16 @@ void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
       log(LogLevel::kWarn, tag() + ": dropping quick mode message: " + msg.error());
       return;
     }
-    if (!qm_ || qm_->mid != h.message_id) {
-      qm_ = std::make_unique<Quick>();
-      qm_->mid = h.message_id;
+    if (it == qms_.end()) {
+      auto q = std::make_unique<Quick>();
+      q->mid = h.message_id;
+      it = qms_.emplace(h.message_id, std::move(q)).first;
     }
-    qm_->iv = std::move(iv);
+    it->second->iv = std::move(iv);
     remote_ = d.remote;
     last_in_ = in;
-    qm_process(*msg);
+    qm_process(*it->second, *msg);
+    prune_quicks();
     return;
   }
   log(LogLevel::kWarn, tag() + ": unsupported exchange type " + std::to_string(h.exchange));
@@ -600,6 +643,13 @@ TaskStatus IkeSa::mm_process(const Message& m) {
       PayloadChain c;
       c.add(PayloadType::kId, id);
       c.add(PayloadType::kHash, hash_i(id));
+      if (send_initial_contact_) {
+        // RFC 2407 §4.6.3.3: protocol ISAKMP, SPI = CKY-I | CKY-R, no data.
+        Bytes spi(icookie_.begin(), icookie_.end());
+        spi.insert(spi.end(), rcookie_.begin(), rcookie_.end());
+        c.add(PayloadType::kNotify,
+              build_notify({1, kProtoIsakmp, notify::kInitialContact, spi, {}}));
+      }
       state_ = State::kMm5Sent;
       send(seal(h, c, p.iv), true);
       return TaskStatus::kNeedMore;
@@ -616,9 +666,13 @@ TaskStatus IkeSa::mm_process(const Message& m) {
       PayloadChain c;
       c.add(PayloadType::kId, my_id);
       c.add(PayloadType::kHash, hash_r(my_id));
+      for (const auto* np : m.find_all(PayloadType::kNotify))
+        if (auto n = parse_notify(np->body); n && n->type == notify::kInitialContact)
+          ic_received_ = true;
       send(seal(h, c, p.iv), false);
       p.last_p1_iv = p.iv;
       state_ = State::kPhase1Done;
+      p1_started_lifetime();
       log(LogLevel::kInfo, tag() + ": ISAKMP SA established (responder), lifetime " +
                                std::to_string(p.lifetime_s) + "s");
       return TaskStatus::kSuccess;
@@ -634,6 +688,7 @@ TaskStatus IkeSa::mm_process(const Message& m) {
       waiting_ = false;
       p.last_p1_iv = p.iv;
       state_ = State::kPhase1Done;
+      p1_started_lifetime();
       log(LogLevel::kInfo, tag() + ": ISAKMP SA established (initiator), lifetime " +
                                std::to_string(p.lifetime_s) + "s");
       return TaskStatus::kSuccess;
@@ -699,12 +754,19 @@ Bytes concat_wire(const Message& m, std::size_t from) {
 }  // namespace
 
 void IkeSa::qm_start() {
-  qm_ = std::make_unique<Quick>();
-  auto& q = *qm_;
-  while (q.mid == 0) q.mid = get32(crypto::random_bytes(4).data());
+  std::uint32_t new_mid = 0;
+  while (new_mid == 0 || qms_.count(new_mid) != 0) new_mid = get32(crypto::random_bytes(4).data());
+  auto& q = *qms_.emplace(new_mid, std::make_unique<Quick>()).first->second;
+  q.mid = new_mid;
+  q.initiator = true;
   q.iv = qm_iv(q.mid);
   auto spi = ctx_.installer->allocate_spi();
   if (!spi) {
+    q.stage = Quick::Stage::kDone;
+    if (child_) {
+      log(LogLevel::kWarn, tag() + ": rekey: SPI allocation failed: " + spi.error());
+      return;
+    }
     fail("SPI allocation failed: " + spi.error());
     return;
   }
@@ -739,9 +801,14 @@ void IkeSa::qm_start() {
   // The full chain is HASH followed by `rest`; rebuild it as one chain.
   auto parsed = parse_payloads(rest.first(), rest_wire, false);
   for (const auto& pl : *parsed) c.add(pl.type, pl.body);
-  state_ = State::kQm1Sent;
-  log(LogLevel::kInfo, tag() + ": quick mode initiated, mid " + hex(be32(q.mid)) + ", SPI in " +
-                           hex(be32(q.spi_in)));
+  q.stage = Quick::Stage::kQm1Sent;
+  if (child_) {
+    rekey_mid_ = q.mid;
+  } else {
+    state_ = State::kQm1Sent;
+  }
+  log(LogLevel::kInfo, tag() + ": quick mode " + (child_ ? "(rekey) " : "") + "initiated, mid " +
+                           hex(be32(q.mid)) + ", SPI in " + hex(be32(q.spi_in)));
   send(seal(h, c, q.iv), true);
 }
 
@@ -764,8 +831,7 @@ SecureBytes keymat(HashAlg hash, const SecureBytes& skeyid_d, const SecureBytes&
 }
 }  // namespace
 
-Result<void> IkeSa::qm_install() {
-  auto& q = *qm_;
+Result<void> IkeSa::qm_install(Quick& q, dp::Direction dir) {
   const auto& ip = cfg_->ipsec;
   const std::size_t ek = crypto::cipher_key_len(ip.cipher), ak = crypto::integ_key_len(ip.integ);
   const bool encap = encap_mode() != ipa::kTunnel;
@@ -789,23 +855,143 @@ Result<void> IkeSa::qm_install() {
     s.mtu = cfg_->mtu;
     return s;
   };
-  // Inbound first, then outbound (which points the policy at it).
-  if (auto r = ctx_.installer->add_sa(make(dp::Direction::kInbound, q.spi_in)); !r)
-    return make_error("inbound SA install failed: " + r.error());
-  q.spi_reserved = false;
+  // Inbound first, then outbound (which points the policy at it, replacing the SA it held:
+  // make-before-break).
+  if (dir == dp::Direction::kInbound) {
+    if (auto r = ctx_.installer->add_sa(make(dp::Direction::kInbound, q.spi_in)); !r)
+      return make_error("inbound SA install failed: " + r.error());
+    q.spi_reserved = false;
+    q.in_installed = true;
+    return {};
+  }
   if (auto r = ctx_.installer->add_sa(make(dp::Direction::kOutbound, q.spi_out)); !r) {
     (void)ctx_.installer->del_sa(dp::Direction::kInbound, q.spi_in);
+    q.in_installed = false;
     return make_error("outbound SA install failed: " + r.error());
   }
-  child_ = ChildSaInfo{q.spi_in, q.spi_out, encap, remote_.port, q.lifetime_s};
-  log(LogLevel::kInfo, tag() + ": CHILD SA installed, SPI in " + hex(be32(q.spi_in)) + " out " +
-                           hex(be32(q.spi_out)) + (encap ? " (UDP-encapsulated)" : "") +
-                           ", lifetime " + std::to_string(q.lifetime_s) + "s");
+  (void)encap;
   return {};
 }
 
-TaskStatus IkeSa::qm_process(const Message& m) {
-  auto& q = *qm_;
+Millis IkeSa::soft_expiry(Millis start, std::uint32_t lifetime_s, bool creator) const {
+  const std::uint64_t life_ms = std::uint64_t{lifetime_s} * 1000;
+  std::uint64_t margin = life_ms * kPassiveMarginPct / 100;
+  if (creator) {
+    const std::uint64_t jitter_range = life_ms * kRekeyJitterPct / 100;
+    const std::uint64_t r = get32(crypto::random_bytes(4).data());
+    margin = life_ms * kRekeyMarginPct / 100 + (jitter_range == 0 ? 0 : r % (jitter_range + 1));
+  }
+  return start + Millis(static_cast<Millis::rep>(life_ms - margin));
+}
+
+void IkeSa::p1_started_lifetime() {
+  const Millis now = ctx_.clock->now();
+  p1_established_ = true;
+  p1_soft_ = soft_expiry(now, p1_->lifetime_s, role_ == Role::kInitiator);
+  p1_hard_ = now + Millis(std::uint64_t{p1_->lifetime_s} * 1000);
+}
+
+bool IkeSa::wants_reauth(Millis now) const {
+  return p1_established_ && !replaced_ && !done_ && state_ != State::kFailed &&
+         retire_at_ == Millis::max() && now >= p1_soft_;
+}
+
+void IkeSa::retire_at(Millis at) {
+  if (at < retire_at_) retire_at_ = at;
+}
+
+std::vector<std::uint32_t> IkeSa::retiring_inbound_spis() const {
+  std::vector<std::uint32_t> v;
+  for (const auto& r : retiring_) v.push_back(r.spi_in);
+  return v;
+}
+
+// The CHILD SA negotiated by `q` is now fully installed: it becomes the current one; a
+// replaced one keeps its inbound SA for kRekeyGrace (the outbound one was re-pointed).
+void IkeSa::child_activate(Quick& q) {
+  const Millis now = ctx_.clock->now();
+  const bool encap = encap_mode() != ipa::kTunnel;
+  if (child_) {
+    retiring_.push_back({child_->spi_in, child_->spi_out, now + kRekeyGrace});
+    log(LogLevel::kInfo, tag() + ": CHILD SA rekeyed, old SPI in " + hex(be32(child_->spi_in)) +
+                             " out " + hex(be32(child_->spi_out)) + " retired in " +
+                             std::to_string(kRekeyGrace.count()) + "ms");
+  }
+  child_ = ChildSaInfo{q.spi_in, q.spi_out, encap, remote_.port, q.lifetime_s};
+  child_installed_ = now;
+  child_soft_ = soft_expiry(now, q.lifetime_s, q.initiator);
+  child_hard_ = now + Millis(std::uint64_t{q.lifetime_s} * 1000);
+  if (rekey_mid_ == q.mid) rekey_mid_ = 0;
+  q.stage = Quick::Stage::kDone;
+  q.dh.reset();
+  q.gxy = SecureBytes();
+  state_ = State::kActive;
+  last_alive_ = now;
+  last_in_packets_ = 0;
+  log(LogLevel::kInfo, tag() + ": CHILD SA installed, SPI in " + hex(be32(q.spi_in)) + " out " +
+                           hex(be32(q.spi_out)) + (encap ? " (UDP-encapsulated)" : "") +
+                           ", lifetime " + std::to_string(q.lifetime_s) + "s");
+}
+
+void IkeSa::rekey_child() {
+  if (!p1_established_ || state_ == State::kFailed || done_ || rekey_mid_ != 0 || !child_ ||
+      retire_at_ != Millis::max())
+    return;
+  qm_start();
+}
+
+// Deletes one CHILD SA pair; the outbound one only while it still holds the policy (after a
+// rekey the data plane already replaced it).
+void IkeSa::delete_child(std::uint32_t spi_in, std::uint32_t spi_out, bool notify_peer,
+                         bool del_outbound) {
+  if (notify_peer) {
+    // RFC 2408 §3.15: the SPI we receive with, which the peer sends to.
+    send_informational(PayloadType::kDelete, build_delete({1, kProtoEsp, 4, {be32(spi_in)}}));
+  }
+  if (del_outbound) (void)ctx_.installer->del_sa(dp::Direction::kOutbound, spi_out);
+  (void)ctx_.installer->del_sa(dp::Direction::kInbound, spi_in);
+}
+
+void IkeSa::child_tick(Millis now) {
+  for (auto it = retiring_.begin(); it != retiring_.end();) {
+    if (now >= it->at) {
+      log(LogLevel::kInfo, tag() + ": deleting replaced CHILD SA, SPI in " + hex(be32(it->spi_in)));
+      delete_child(it->spi_in, it->spi_out, true, false);
+      it = retiring_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!child_ || replaced_ || retire_at_ != Millis::max()) return;
+  if (now >= child_hard_) {
+    log(LogLevel::kWarn, tag() + ": CHILD SA hard lifetime expired, SPI in " +
+                             hex(be32(child_->spi_in)));
+    delete_child(child_->spi_in, child_->spi_out, true, true);
+    child_.reset();
+    state_ = State::kPhase1Done;
+    return;
+  }
+  if (now >= child_soft_ && rekey_mid_ == 0) {
+    log(LogLevel::kInfo, tag() + ": CHILD SA soft lifetime reached: rekeying");
+    rekey_child();
+  }
+}
+
+void IkeSa::prune_quicks() {
+  // Keep a few finished exchanges so late retransmissions are recognised; drop the rest.
+  std::size_t done = 0;
+  for (const auto& [mid, q] : qms_) done += q->stage == Quick::Stage::kDone;
+  for (auto it = qms_.begin(); it != qms_.end() && done > 4;) {
+    if (it->second->stage == Quick::Stage::kDone) {
+      it = qms_.erase(it);
+      --done;
+    } else {
+      ++it;
+    }
+  }
+}
+
+TaskStatus IkeSa::qm_process(Quick& q, const Message& m) {
   const auto& ip = cfg_->ipsec;
   Header h;
   h.icookie = icookie_;
@@ -821,7 +1007,22 @@ TaskStatus IkeSa::qm_process(const Message& m) {
   auto qfail = [&](const std::string& why, std::uint16_t n) {
     log(LogLevel::kWarn, tag() + ": quick mode failed: " + why);
     if (n != 0) send_informational(PayloadType::kNotify, build_notify({1, kProtoEsp, n, {}, {}}));
-    fail(why);
+    if (!child_) {
+      fail(why);
+      return TaskStatus::kFailed;
+    }
+    // A failed rekey leaves the current CHILD SA in place (retried at the next soft expiry
+    // check, at the latest until the hard lifetime); the ISAKMP SA stays up.
+    if (q.spi_reserved) ctx_.installer->release_spi(q.spi_in);
+    q.spi_reserved = false;
+    if (q.in_installed) (void)ctx_.installer->del_sa(dp::Direction::kInbound, q.spi_in);
+    q.in_installed = false;
+    q.stage = Quick::Stage::kDone;
+    if (rekey_mid_ == q.mid) {
+      rekey_mid_ = 0;
+      child_soft_ = ctx_.clock->now() + kRetransmitBase * 5;
+    }
+    waiting_ = false;
     return TaskStatus::kFailed;
   };
   // The SA, nonce, KE and IDs of a QM1/QM2.
@@ -843,7 +1044,7 @@ TaskStatus IkeSa::qm_process(const Message& m) {
     return id.id_type == kIdIpv4AddrSubnet && id.data == id_subnet(p);
   };
 
-  if (role_ == Role::kResponder && (state_ == State::kPhase1Done || state_ == State::kActive)) {
+  if (!q.initiator && q.stage == Quick::Stage::kNew) {
     // QM1 -> QM2 = HDR*, HASH(2), SA, Nr [, KE] [, IDci, IDcr]
     if (!hash_ok(crypto::prf(p1_->hash, bv(p1_->skeyid_a), {mid, concat_wire(m, 1)})))
       return qfail("QM1: HASH(1) mismatch", notify::kInvalidHashInformation);
@@ -910,14 +1111,18 @@ TaskStatus IkeSa::qm_process(const Message& m) {
     c.add(PayloadType::kHash, h2.span());
     auto parsed = parse_payloads(rest.first(), rest_wire, false);
     for (const auto& pl : parsed.value()) c.add(pl.type, pl.body);
-    state_ = State::kQm2Sent;
+    // Our new inbound SA exists before the initiator can send on it (it switches its outbound
+    // SA when QM2 arrives); ours is switched when HASH(3) arrives.
+    if (auto r = qm_install(q, dp::Direction::kInbound); !r) return qfail(r.error(), 0);
+    q.stage = Quick::Stage::kQm2Sent;
+    if (!child_) state_ = State::kQm2Sent;
     log(LogLevel::kInfo, tag() + ": quick mode response, mid " + hex(mid) + ", SPI in " +
                              hex(be32(q.spi_in)) + " out " + hex(be32(q.spi_out)));
     send(seal(h, c, q.iv), true);  // retransmitted until HASH(3) arrives
     return TaskStatus::kNeedMore;
   }
 
-  if (role_ == Role::kInitiator && state_ == State::kQm1Sent) {
+  if (q.initiator && q.stage == Quick::Stage::kQm1Sent) {
     // QM2 -> QM3 = HDR*, HASH(3)
     if (!hash_ok(crypto::prf(p1_->hash, bv(p1_->skeyid_a), {mid, q.ni, concat_wire(m, 1)})))
       return qfail("QM2: HASH(2) mismatch", notify::kInvalidHashInformation);
@@ -948,21 +1153,22 @@ TaskStatus IkeSa::qm_process(const Message& m) {
     // HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
     const std::uint8_t zero = 0;
     SecureBytes h3 = crypto::prf(p1_->hash, bv(p1_->skeyid_a), {{&zero, 1}, mid, q.ni, q.nr});
-    if (auto r = qm_install(); !r) return qfail(r.error(), 0);
+    if (auto r = qm_install(q, dp::Direction::kInbound); !r) return qfail(r.error(), 0);
+    if (auto r = qm_install(q, dp::Direction::kOutbound); !r) return qfail(r.error(), 0);
     PayloadChain c;
     c.add(PayloadType::kHash, h3.span());
-    state_ = State::kActive;
     send(seal(h, c, q.iv), false);
+    child_activate(q);
     return TaskStatus::kSuccess;
   }
 
-  if (role_ == Role::kResponder && state_ == State::kQm2Sent) {
+  if (!q.initiator && q.stage == Quick::Stage::kQm2Sent) {
     const std::uint8_t zero = 0;
     if (!hash_ok(crypto::prf(p1_->hash, bv(p1_->skeyid_a), {{&zero, 1}, mid, q.ni, q.nr})))
       return qfail("QM3: HASH(3) mismatch", notify::kInvalidHashInformation);
     waiting_ = false;
-    if (auto r = qm_install(); !r) return qfail(r.error(), 0);
-    state_ = State::kActive;
+    if (auto r = qm_install(q, dp::Direction::kOutbound); !r) return qfail(r.error(), 0);
+    child_activate(q);
     return TaskStatus::kSuccess;
   }
   return TaskStatus::kNeedMore;
@@ -981,11 +1187,17 @@ void IkeSa::informational(const Message& m) {
       log(LogLevel::kWarn, tag() + ": informational with bad HASH dropped");
       return;
     }
+    last_alive_ = ctx_.clock->now();  // an authenticated message: the peer is alive
   }
   for (const auto& pl : m.payloads) {
     if (pl.type == PayloadType::kNotify) {
       auto n = parse_notify(pl.body);
       if (!n) continue;
+      if (n->type == notify::kRUThere || n->type == notify::kRUThereAck) {
+        // RFC 3706 §5: only accepted protected, within an established ISAKMP SA.
+        if (protected_msg) dpd_notify(*n);
+        continue;
+      }
       log(LogLevel::kInfo, tag() + ": notify " + std::to_string(n->type) +
                                (protected_msg ? "" : " (unprotected)"));
       if (n->type >= 16384) continue;  // status notifications
@@ -1002,24 +1214,123 @@ void IkeSa::informational(const Message& m) {
     } else if (pl.type == PayloadType::kDelete && protected_msg) {
       auto d = parse_delete(pl.body);
       if (!d) continue;
-      log(LogLevel::kInfo, tag() + ": peer deleted " +
-                               (d->protocol == kProtoIsakmp ? "ISAKMP SA" : "ESP SA"));
-      if (d->protocol == kProtoIsakmp || (child_ && d->protocol == kProtoEsp)) {
+      if (d->protocol == kProtoIsakmp) {
+        const bool ours = std::any_of(d->spis.begin(), d->spis.end(), [&](const Bytes& spi) {
+          return spi.size() == 16 && std::equal(icookie_.begin(), icookie_.end(), spi.begin()) &&
+                 std::equal(rcookie_.begin(), rcookie_.end(), spi.begin() + 8);
+        });
+        if (!ours) continue;
+        log(LogLevel::kInfo, tag() + ": peer deleted the ISAKMP SA");
         teardown(false);
         fail("deleted by peer");
+        return;
+      }
+      if (d->protocol != kProtoEsp) continue;
+      // RFC 2408 §3.15: the SPIs are the peer's inbound ones, i.e. our outbound SPIs.
+      for (const auto& spi_b : d->spis) {
+        if (spi_b.size() != 4) continue;
+        const std::uint32_t spi = get32(spi_b.data());
+        auto r = std::find_if(retiring_.begin(), retiring_.end(),
+                              [&](const Retiring& x) { return x.spi_out == spi; });
+        if (r != retiring_.end()) {
+          log(LogLevel::kInfo, tag() + ": peer deleted replaced CHILD SA, SPI out " + hex(spi_b));
+          delete_child(r->spi_in, r->spi_out, false, false);
+          retiring_.erase(r);
+        } else if (child_ && child_->spi_out == spi) {
+          log(LogLevel::kInfo, tag() + ": peer deleted the CHILD SA, SPI out " + hex(spi_b));
+          teardown(false);
+          fail("deleted by peer");
+          return;
+        }
       }
     }
   }
 }
 
-void IkeSa::teardown(bool notify_peer) {
-  if (child_) {
-    if (notify_peer) {
-      DeletePayload d{1, kProtoEsp, 4, {be32(child_->spi_in)}};
-      send_informational(PayloadType::kDelete, build_delete(d));
+// ---- Dead peer detection (RFC 3706) ----
+
+// R-U-THERE / R-U-THERE-ACK: a Notify with protocol ISAKMP, SPI = CKY-I | CKY-R and a 32-bit
+// sequence number as data (RFC 3706 §5.1, §7), sent in a protected informational exchange.
+void IkeSa::send_dpd(std::uint16_t type, std::uint32_t seq) {
+  Bytes spi(icookie_.begin(), icookie_.end());
+  spi.insert(spi.end(), rcookie_.begin(), rcookie_.end());
+  send_informational(PayloadType::kNotify, build_notify({1, kProtoIsakmp, type, spi, be32(seq)}));
+}
+
+void IkeSa::dpd_notify(const NotifyPayload& n) {
+  if (state_ < State::kPhase1Done || n.data.size() != 4) return;
+  if (n.spi.size() == 16 && (!std::equal(icookie_.begin(), icookie_.end(), n.spi.begin()) ||
+                             !std::equal(rcookie_.begin(), rcookie_.end(), n.spi.begin() + 8))) {
+    log(LogLevel::kWarn, tag() + ": DPD notify for other cookies ignored");
+    return;
+  }
+  const std::uint32_t seq = get32(n.data.data());
+  if (n.type == notify::kRUThere) {
+    send_dpd(notify::kRUThereAck, seq);  // §5.1: echo the sequence number
+    return;
+  }
+  // §7: an ACK must carry the sequence number of an R-U-THERE we sent and have not seen
+  // acknowledged; others are stale or forged.
+  if (dpd_outstanding_ && seq - dpd_first_seq_ <= dpd_seq_ - dpd_first_seq_) {
+    dpd_outstanding_ = false;
+  } else {
+    log(LogLevel::kDebug, tag() + ": unexpected R-U-THERE-ACK seq " + std::to_string(seq));
+  }
+}
+
+void IkeSa::dpd_tick(Millis now) {
+  if (state_ != State::kActive || !peer_dpd_ || !child_) return;
+  // Inbound ESP proves liveness as well as IKE does (§5.3: only query an idle peer).
+  if (ctx_.installer != nullptr) {
+    if (auto c = ctx_.installer->query_sa(dp::Direction::kInbound, child_->spi_in);
+        c && c->packets != last_in_packets_) {
+      last_in_packets_ = c->packets;
+      last_alive_ = now;
+      dpd_outstanding_ = false;
     }
-    (void)ctx_.installer->del_sa(dp::Direction::kOutbound, child_->spi_out);
-    (void)ctx_.installer->del_sa(dp::Direction::kInbound, child_->spi_in);
+  }
+  const Millis interval{std::chrono::seconds(cfg_->dpd.interval_s)};
+  const Millis timeout{std::chrono::seconds(cfg_->dpd.timeout_s)};
+  if (dpd_outstanding_) {
+    if (now - dpd_first_sent_ >= timeout) {
+      log(LogLevel::kWarn, tag() + ": dead peer detected: no R-U-THERE-ACK within " +
+                               std::to_string(cfg_->dpd.timeout_s) + "s (DPD action " +
+                               (cfg_->dpd.action == DpdAction::kRestart ? "restart" : "hold") + ")");
+      dpd_dead_ = true;
+      teardown(false);
+      fail("dead peer detected (DPD)");
+      return;
+    }
+    if (now >= dpd_next_) {
+      send_dpd(notify::kRUThere, ++dpd_seq_);
+      dpd_next_ = now + interval;
+    }
+    return;
+  }
+  if (now - last_alive_ < interval) return;
+  if (dpd_seq_ == 0) {
+    while (dpd_seq_ == 0) dpd_seq_ = get32(crypto::random_bytes(4).data()) & 0x7fffffffU;
+  } else {
+    ++dpd_seq_;
+  }
+  dpd_first_seq_ = dpd_seq_;
+  dpd_outstanding_ = true;
+  dpd_first_sent_ = now;
+  dpd_next_ = now + interval;
+  log(LogLevel::kDebug, tag() + ": DPD R-U-THERE seq " + std::to_string(dpd_seq_));
+  send_dpd(notify::kRUThere, dpd_seq_);
+}
+
+void IkeSa::teardown(bool notify_peer) {
+  for (const auto& r : retiring_) delete_child(r.spi_in, r.spi_out, notify_peer, false);
+  retiring_.clear();
+  for (auto& [mid, q] : qms_) {  // a Quick Mode in flight may have added its inbound SA
+    if (q->in_installed && q->stage != Quick::Stage::kDone)
+      (void)ctx_.installer->del_sa(dp::Direction::kInbound, q->spi_in);
+    q->in_installed = false;
+  }
+  if (child_) {
+    delete_child(child_->spi_in, child_->spi_out, notify_peer, true);
     child_.reset();
   }
   if (notify_peer && p1_->keys && !p1_->last_p1_iv.empty()) {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "crypto/ike_crypto.hpp"
 #include "dataplane/api/datagram.hpp"
@@ -65,6 +66,17 @@ extern const Bytes kVidDpd;
 constexpr Millis kRetransmitBase{2000};
 constexpr int kMaxRetransmits = 4;
 
+// Lifetimes (RFC 2409 §4.5 leaves rekeying policy to the implementation; these follow
+// strongSwan): whoever created an SA rekeys it at lifetime - (10% + random 0..5%); the other
+// side only if that has not happened by lifetime - kPassiveMarginPct. The replaced CHILD SAs
+// keep working for kRekeyGrace (packets in flight under the old SPI), then are deleted with a
+// Delete notification. An incomplete negotiation as responder is dropped after kHalfOpenTimeout.
+constexpr unsigned kRekeyMarginPct = 10, kRekeyJitterPct = 5, kPassiveMarginPct = 3;
+constexpr Millis kRekeyGrace{5000};
+constexpr Millis kHalfOpenTimeout{60000};
+// NAT keepalive (RFC 3948 §2.3): one 0xFF byte to the peer's 4500 from the side behind a NAT.
+constexpr Millis kNatKeepaliveInterval{20000};
+
 class IkeSa {
  public:
   enum class State : std::uint8_t {
@@ -99,8 +111,37 @@ class IkeSa {
   const std::optional<ChildSaInfo>& child() const { return child_; }
   bool nat_detected() const { return nat_local_ || nat_remote_; }
   const dp::UdpEndpoint& remote() const { return remote_; }
+  // Dead peer detection (RFC 3706) found the peer dead; the SA has failed and its CHILD SAs
+  // are deleted. The daemon applies the connection's DPD action (hold | restart).
+  bool dead_peer() const { return dpd_dead_; }
+  bool peer_supports_dpd() const { return peer_dpd_; }
   // Deletes installed CHILD SAs (and tells the peer when `notify_peer`).
   void teardown(bool notify_peer);
+
+  // ---- lifetimes and rekeying ----
+  // Starts a Quick Mode that replaces the current CHILD SA (make-before-break); no-op while
+  // one is already in flight or there is no ISAKMP SA. Used for soft expiry and SaEvents.
+  void rekey_child();
+  bool rekeying() const { return rekey_mid_ != 0; }
+  // SPIs of replaced CHILD SAs still inside their grace period.
+  std::vector<std::uint32_t> retiring_inbound_spis() const;
+  // The ISAKMP SA is due for re-establishment (soft phase-1 expiry) and has not been replaced.
+  bool wants_reauth(Millis now) const;
+  // A newer ISAKMP SA (re-established Main Mode) takes over this one's job.
+  void mark_replaced() { replaced_ = true; }
+  bool replaced() const { return replaced_; }
+  // After `at`: delete the CHILD SAs and the ISAKMP SA, telling the peer; then done().
+  void retire_at(Millis at);
+  // Retired (or hard-expired) without failure: the daemon drops it.
+  bool done() const { return done_; }
+  // When the current CHILD SA was installed (zero: none).
+  Millis child_installed_at() const { return child_ ? child_installed_ : Millis{0}; }
+  bool established() const { return p1_established_; }
+  // INITIAL-CONTACT (RFC 2407 §4.6.3.3): sent in MM5 when set before start(); received: the
+  // peer forgot all earlier state (cleared by the daemon after it acted).
+  void set_initial_contact(bool v) { send_initial_contact_ = v; }
+  bool initial_contact_received() const { return ic_received_; }
+  void clear_initial_contact_received() { ic_received_ = false; }
   std::string tag() const;  // "conn i-cookie_r-cookie" for log lines
 
  private:
@@ -128,11 +169,24 @@ class IkeSa {
 
   // Quick Mode (RFC 2409 §5.5)
   void qm_start();
-  TaskStatus qm_process(const Message& m);
+  TaskStatus qm_process(Quick& q, const Message& m);
   Bytes qm_iv(std::uint32_t mid) const;
-  Result<void> qm_install();
+  Result<void> qm_install(Quick& q, dp::Direction dir);
+  void child_activate(Quick& q);
+  void p1_started_lifetime();
+  Millis soft_expiry(Millis start, std::uint32_t lifetime_s, bool creator) const;
+  void child_tick(Millis now);
+  void delete_child(std::uint32_t spi_in, std::uint32_t spi_out, bool notify_peer,
+                    bool del_outbound);
+  void prune_quicks();
 
   void informational(const Message& m);
+
+  // DPD (RFC 3706): R-U-THERE after `interval` without proof of liveness, repeated every
+  // interval while unanswered; the peer is dead when none is acknowledged within `timeout`.
+  void dpd_tick(Millis now);
+  void send_dpd(std::uint16_t type, std::uint32_t seq);
+  void dpd_notify(const NotifyPayload& n);
 
   Role role_;
   const ConnectionConfig* cfg_;
@@ -142,10 +196,34 @@ class IkeSa {
   std::string failure_;
   Cookie icookie_{}, rcookie_{};
   std::unique_ptr<Phase1> p1_;
-  std::unique_ptr<Quick> qm_;
+  std::map<std::uint32_t, std::unique_ptr<Quick>> qms_;  // by message id
   std::optional<ChildSaInfo> child_;
+  // lifetimes
+  struct Retiring {
+    std::uint32_t spi_in, spi_out;
+    Millis at;
+  };
+  std::vector<Retiring> retiring_;
+  Millis created_{0};
+  Millis child_installed_{0}, child_soft_{0}, child_hard_{0};
+  std::uint32_t rekey_mid_ = 0;  // our replacing Quick Mode in flight
+  bool p1_established_ = false;
+  Millis p1_soft_{0}, p1_hard_{0};
+  bool replaced_ = false, done_ = false;
+  Millis retire_at_{Millis::max()};
+  bool send_initial_contact_ = false, ic_received_ = false;
+  Millis keepalive_next_{0};
   bool peer_nat_t_ = false, peer_nat_t_draft_ = false, peer_dpd_ = false;
   bool nat_local_ = false, nat_remote_ = false;
+
+  // DPD state (RFC 3706 §7: sequence numbers, ACK must echo the R-U-THERE's)
+  Millis last_alive_{0};           // last authenticated message or inbound ESP from the peer
+  std::uint64_t last_in_packets_ = 0;
+  std::uint32_t dpd_seq_ = 0;      // last R-U-THERE sequence number sent
+  std::uint32_t dpd_first_seq_ = 0;  // first one of the unanswered run
+  bool dpd_outstanding_ = false;
+  Millis dpd_first_sent_{0}, dpd_next_{0};
+  bool dpd_dead_ = false;
 
   // retransmission / duplicate detection
   Bytes last_in_, last_out_;

@@ -53,7 +53,14 @@ class FakeInstaller final : public dp::SaInstaller {
     deleted.emplace_back(dir, spi);
     return {};
   }
-  std::optional<dp::SaCounters> query_sa(dp::Direction, std::uint32_t) override { return {}; }
+  std::optional<dp::SaCounters> query_sa(dp::Direction d, std::uint32_t) override {
+    if (!report_counters || d != dp::Direction::kInbound) return std::nullopt;
+    dp::SaCounters c;
+    c.packets = in_packets;
+    return c;
+  }
+  bool report_counters = false;
+  std::uint64_t in_packets = 0;  // what query_sa reports for inbound SAs
   std::vector<dp::SaEvent> poll_events() override { return {}; }
   const dp::SaSpec* find(dp::Direction d) const {
     for (const auto& s : sas)
@@ -107,6 +114,7 @@ struct Pair {
   FakeInstaller ia{0x1000}, ib{0x2000};
   Daemon a{sa, ia, clock}, b{sb, ib, clock};
 
+  Pair() = default;  // connections added by the test
   Pair(const IkePolicy& ike, const IpsecPolicy& ipsec) { add(ike, ipsec, ike, ipsec); }
   Pair(const IkePolicy& ike_a, const IpsecPolicy& ipsec_a, const IkePolicy& ike_b,
        const IpsecPolicy& ipsec_b, std::string psk_b = "s3cret-psk") {
@@ -400,6 +408,118 @@ TEST_F(Quiet, LogsNeverContainThePsk) {
   set_log_level(LogLevel::kInfo);
   EXPECT_NE(all.find("CHILD SA installed"), std::string::npos);
   EXPECT_EQ(all.find("s3cret-psk"), std::string::npos);
+}
+
+// ---- Dead peer detection (RFC 3706) ----
+
+bool is_exchange(const Packet& pk, ExchangeType t) {
+  auto h = parse_header(pk.data);
+  return h && h->exchange == static_cast<std::uint8_t>(t);
+}
+bool is_new_main_mode(const Packet& pk) {
+  auto h = parse_header(pk.data);
+  static const Cookie kZero{};
+  return h && h->exchange == static_cast<std::uint8_t>(ExchangeType::kIdentityProtection) &&
+         h->rcookie == kZero;
+}
+
+// A probes (interval 5 s, timeout 20 s, `action`); B answers but never probes itself within
+// the test, so A's informational messages are R-U-THEREs and B's are ACKs.
+struct DpdPair : Pair {
+  explicit DpdPair(DpdAction action) {
+    ConnectionConfig ca = make_conn(true, {}, {});
+    ca.dpd = {action, 5, 20};
+    ConnectionConfig cb = make_conn(false, {}, {});
+    cb.dpd = {DpdAction::kHold, 100000, 200000};
+    EXPECT_TRUE(a.add_connection(std::move(ca)).ok());
+    EXPECT_TRUE(b.add_connection(std::move(cb)).ok());
+    net.filter = [this](Packet& pk) {
+      if (pk.from.addr == kAddrA && is_exchange(pk, ExchangeType::kInformational)) ++probes;
+      if (pk.from.addr == kAddrB && is_exchange(pk, ExchangeType::kInformational)) ++acks;
+      if (pk.from.addr == kAddrA && is_new_main_mode(pk)) ++mm1_from_a;
+      return !(drop_from_b && pk.from.addr == kAddrB);
+    };
+    a.tick();
+    pump();
+  }
+  bool drop_from_b = false;
+  int probes = 0, acks = 0, mm1_from_a = 0;
+};
+
+TEST_F(Quiet, DpdProbesAnIdlePeerAndStaysActiveWhileItAnswers) {
+  DpdPair p(DpdAction::kHold);
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  p.run_for(4000, 1000);
+  EXPECT_EQ(p.probes, 0);  // not idle for an interval yet
+  p.run_for(120000, 1000);
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+  // One R-U-THERE per idle interval, each acknowledged.
+  EXPECT_GE(p.probes, 120 / 5 - 2);
+  EXPECT_LE(p.probes, 120 / 5 + 1);
+  EXPECT_EQ(p.acks, p.probes);
+  EXPECT_TRUE(p.ia.deleted.empty());
+  EXPECT_EQ(p.mm1_from_a, 1);
+}
+
+TEST_F(Quiet, DpdHoldDeletesSasOfADeadPeerAndDoesNotReinitiate) {
+  DpdPair p(DpdAction::kHold);
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  const auto spi_in = p.a.status("site").child->spi_in;
+  const auto spi_out = p.a.status("site").child->spi_out;
+  p.drop_from_b = true;
+  // Idle after 5 s, first R-U-THERE then; dead 20 s later without an ACK.
+  p.run_for(24000, 1000);
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+  EXPECT_TRUE(p.ia.deleted.empty());
+  p.run_for(2000, 1000);
+  auto st = p.a.status("site");
+  EXPECT_EQ(st.state, ConnState::kError);
+  EXPECT_EQ(st.reason, "dead peer detected (DPD)");
+  // R-U-THERE repeated every interval while unanswered: at 5, 10, 15, 20 s.
+  EXPECT_EQ(p.probes, 4);
+  ASSERT_EQ(p.ia.deleted.size(), 2u);
+  EXPECT_EQ(p.ia.deleted[0], std::make_pair(dp::Direction::kOutbound, spi_out));
+  EXPECT_EQ(p.ia.deleted[1], std::make_pair(dp::Direction::kInbound, spi_in));
+  // hold: even with the network back, A does not initiate on its own.
+  p.drop_from_b = false;
+  p.run_for(10 * 60 * 1000, 5000);
+  EXPECT_EQ(p.mm1_from_a, 1);
+  EXPECT_EQ(p.a.status("site").state, ConnState::kError);
+}
+
+TEST_F(Quiet, DpdRestartReinitiatesAtOnceAndComesBackActive) {
+  DpdPair p(DpdAction::kRestart);
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  const auto old_in = p.a.status("site").child->spi_in;
+  p.drop_from_b = true;
+  for (int i = 0; i < 60 && p.a.status("site").state == ConnState::kActive; ++i)
+    p.run_for(1000, 1000);
+  EXPECT_EQ(p.ia.deleted.size(), 2u);
+  EXPECT_EQ(p.mm1_from_a, 2);  // the restart's MM1 went out on the detecting tick
+  p.drop_from_b = false;
+  p.run_for(30000, 1000);  // the lost MM1 is retransmitted
+  auto st = p.a.status("site");
+  ASSERT_EQ(st.state, ConnState::kActive);
+  EXPECT_NE(st.child->spi_in, old_in);
+  EXPECT_EQ(p.ia.sas.size(), 4u);
+}
+
+TEST_F(Quiet, DpdCountsInboundEspAsLivenessAndDoesNotProbe) {
+  DpdPair p(DpdAction::kHold);
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  p.ia.report_counters = true;
+  p.drop_from_b = true;  // no IKE from B at all, but ESP keeps arriving
+  for (int i = 0; i < 120; ++i) {
+    ++p.ia.in_packets;
+    p.run_for(1000, 1000);
+  }
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.probes, 0);
+  // Traffic stops: probing starts after an interval, death after the timeout.
+  p.run_for(30000, 1000);
+  EXPECT_GT(p.probes, 0);
+  EXPECT_EQ(p.a.status("site").reason, "dead peer detected (DPD)");
 }
 
 TEST(ConnectionConfig, ValidationNamesTheField) {

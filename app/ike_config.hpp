@@ -1,0 +1,28 @@
+// Maps the YAML model (app/config.hpp, Neutron VPNaaS names) onto the IKE daemon's connection
+// configuration (ike/config.hpp). No DPDK: tests/app checks the mapping directly.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "app/config.hpp"
+#include "ike/config.hpp"
+
+namespace ipsecgw::app {
+
+// One ike::ConnectionConfig per enabled site connection without manual_keys, in configuration
+// order; id = index in ipsec_site_connections + 1 (the conn_id manual_sa_specs also uses).
+//   ikepolicy:   encryption_algorithm -> cipher, auth_algorithm -> hash, pfs -> Main Mode DH
+//                group (group2/5/14 = MODP 1024/1536/2048, RFC 2409 §6.2, RFC 3526 §3),
+//                lifetime.value -> lifetime_s
+//   ipsecpolicy: cipher, integ (HMAC-SHA1-96 / HMAC-SHA-256-128), pfs -> Quick Mode PFS group
+//   dpd:         hold/clear/restart-by-peer -> hold (delete, wait for the peer or our own
+//                re-initiation), restart -> restart; disabled -> hold with a one-year interval
+//   mtu:         min(connection mtu, unprotected port mtu), as for static SAs
+//   local_addr:  vpnservice.external_v4_ip
+std::vector<ike::ConnectionConfig> ike_connection_configs(const Config& cfg);
+
+// A DPD interval long enough to mean "never" for dpd: {action: disabled}.
+inline constexpr std::uint32_t kDpdDisabledIntervalS = 365u * 86400u;
+
+}  // namespace ipsecgw::app

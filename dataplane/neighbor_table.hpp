@@ -1,0 +1,100 @@
+// The ARP cache the workers read without locks (RFC 826 resolution is done on the control
+// lcore, which is the only writer).
+//
+// A fixed open-addressing table of (key, mac) pairs of 64-bit atomics. Entries are never removed,
+// only added or updated, so a reader that finds a key never sees it reused for another address:
+//  - insert: the writer stores the MAC word first, then publishes the key (release);
+//  - update: one 64-bit store of the MAC word (a reader sees the old or the new MAC, never a mix);
+//  - lookup: the reader loads the key (acquire), then the MAC word.
+// The key is (side + 1) << 32 | ipv4, so the same address may live on both ports; 0 = empty.
+// The MAC word holds the 48-bit MAC and bit 48 "valid" (0 = incomplete or withdrawn).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+#include "dataplane/gateway.hpp"
+
+namespace ipsecgw::dp {
+
+enum class Side : std::uint8_t { kUnprotected = 0, kProtected = 1 };
+
+class NeighborTable {
+ public:
+  static constexpr unsigned kSize = 4096;  // power of two; at most kSize - 1 entries
+
+  NeighborTable() : e_(new Entry[kSize]) {}
+
+  // Worker side: lock-free, no allocation.
+  bool lookup(Side s, Ipv4 ip, MacAddr* out) const noexcept {
+    const std::uint64_t key = make_key(s, ip);
+    for (unsigned i = 0, h = hash(key); i < kSize; ++i, h = (h + 1) & (kSize - 1)) {
+      const std::uint64_t k = e_[h].key.load(std::memory_order_acquire);
+      if (k == 0) return false;
+      if (k != key) continue;
+      const std::uint64_t w = e_[h].mac.load(std::memory_order_acquire);
+      if ((w & kValid) == 0) return false;
+      for (int b = 0; b < 6; ++b) (*out)[b] = static_cast<std::uint8_t>(w >> (8 * (5 - b)));
+      return true;
+    }
+    return false;
+  }
+
+  // Control lcore only. Returns false when the table is full.
+  bool set(Side s, Ipv4 ip, const MacAddr& mac) noexcept {
+    std::uint64_t w = kValid;
+    for (int b = 0; b < 6; ++b) w |= std::uint64_t{mac[b]} << (8 * (5 - b));
+    return store(make_key(s, ip), w);
+  }
+  // Marks an entry invalid (workers miss on it); keeps the slot.
+  void invalidate(Side s, Ipv4 ip) noexcept {
+    const std::uint64_t key = make_key(s, ip);
+    for (unsigned i = 0, h = hash(key); i < kSize; ++i, h = (h + 1) & (kSize - 1)) {
+      const std::uint64_t k = e_[h].key.load(std::memory_order_relaxed);
+      if (k == 0) return;
+      if (k == key) {
+        e_[h].mac.store(0, std::memory_order_release);
+        return;
+      }
+    }
+  }
+  unsigned size() const noexcept { return used_; }
+
+ private:
+  static constexpr std::uint64_t kValid = std::uint64_t{1} << 48;
+  struct alignas(16) Entry {
+    std::atomic<std::uint64_t> key{0};
+    std::atomic<std::uint64_t> mac{0};
+  };
+
+  static std::uint64_t make_key(Side s, Ipv4 ip) noexcept {
+    return (std::uint64_t{static_cast<std::uint8_t>(s)} + 1) << 32 | ip;
+  }
+  static unsigned hash(std::uint64_t key) noexcept {
+    return static_cast<unsigned>((key * 0x9E3779B97F4A7C15ull) >> 52) & (kSize - 1);
+  }
+  bool store(std::uint64_t key, std::uint64_t w) noexcept {
+    for (unsigned i = 0, h = hash(key); i < kSize; ++i, h = (h + 1) & (kSize - 1)) {
+      const std::uint64_t k = e_[h].key.load(std::memory_order_relaxed);
+      if (k == key) {
+        e_[h].mac.store(w, std::memory_order_release);
+        return true;
+      }
+      if (k == 0) {
+        if (used_ + 1 >= kSize) return false;
+        e_[h].mac.store(w, std::memory_order_relaxed);
+        e_[h].key.store(key, std::memory_order_release);
+        ++used_;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  std::unique_ptr<Entry[]> e_;
+  unsigned used_ = 0;
+};
+
+}  // namespace ipsecgw::dp

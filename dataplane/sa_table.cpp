@@ -1,0 +1,310 @@
+// DpSaInstaller: the SA tables the workers read without locks (see dataplane/sa_table.hpp).
+//
+// Threading contract:
+//  - ONE writer: every DpSaInstaller member except lookup_inbound/lookup_outbound runs on the
+//    control thread only (the control lcore's loop, the static config loader before workers
+//    start, IKE). Nothing here takes a lock; two writers would corrupt the tables.
+//  - Workers call lookup_inbound/lookup_outbound between Rcu::online and Rcu::offline, and do
+//    not keep an Sa* across a Rcu::quiescent call.
+//  - Unlink, then free after a grace period: a deleted or replaced SA (and hash key slot, SPD
+//    table or policy slot) goes to the Reclaimer, which frees it (sa_destroy wipes the keys) once
+//    every online worker has reported a quiescent state past the unlink. The control loop calls
+//    reclaim() once per iteration; drain() blocks (shutdown, tests).
+#include <rte_errno.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <sys/random.h>
+
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "dataplane/reclaimer.hpp"
+#include "dataplane/sa_table.hpp"
+#include "dataplane/spd.hpp"
+
+namespace ipsecgw::dp {
+namespace {
+
+std::atomic<unsigned> g_hash_seq{0};  // rte_hash names must be unique per process
+
+std::string hex_spi(std::uint32_t spi) {
+  char b[16];
+  std::snprintf(b, sizeof b, "0x%08" PRIx32, spi);
+  return b;
+}
+
+constexpr unsigned kMaxCapacity = 1u << 20;
+
+}  // namespace
+
+// SPI (host order) -> Sa*, an rte_hash with lock-free concurrent readers
+// (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF, which also implies "no free on delete": a deleted
+// key's slot stays reserved until free_position(), called after the grace period, so a reader
+// in the middle of a lookup never sees the slot reused for another key).
+class InboundSaTable {
+ public:
+  static Result<std::unique_ptr<InboundSaTable>> create(unsigned capacity, int socket_id) {
+    char name[RTE_HASH_NAMESIZE];
+    std::snprintf(name, sizeof name, "ipsecgw_sa_in_%u", g_hash_seq.fetch_add(1));
+    rte_hash_parameters p{};
+    p.name = name;
+    // Headroom: cuckoo hashing fills up before 100%, and deleted keys hold their slots until
+    // their grace period ends.
+    p.entries = capacity * 2 < 64 ? 64 : capacity * 2;
+    p.key_len = sizeof(std::uint32_t);
+    p.hash_func = rte_hash_crc;
+    p.hash_func_init_val = 0;
+    p.socket_id = socket_id;
+    p.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
+    rte_hash* h = rte_hash_create(&p);
+    if (h == nullptr)
+      return make_error(std::string("inbound SA table: rte_hash_create failed: ") +
+                        rte_strerror(rte_errno));
+    std::unique_ptr<InboundSaTable> t(new InboundSaTable());
+    t->h_ = h;
+    return t;
+  }
+  ~InboundSaTable() { rte_hash_free(h_); }
+
+  // Adds, or atomically replaces the data of an existing key (readers see old or new).
+  Result<void> insert(std::uint32_t spi, Sa* sa) {
+    int rc = rte_hash_add_key_data(h_, &spi, sa);
+    if (rc < 0)
+      return make_error("spi: cannot add inbound SPI " + hex_spi(spi) +
+                        " to the hash: " + rte_strerror(-rc));
+    return {};
+  }
+  // Unlinks; returns the key position to free after the grace period (or < 0).
+  std::int32_t erase(std::uint32_t spi) noexcept { return rte_hash_del_key(h_, &spi); }
+  void free_position(std::int32_t pos) noexcept { rte_hash_free_key_with_position(h_, pos); }
+
+  void lookup(const std::uint32_t* spis, unsigned n, Sa** out) const noexcept {
+    const void* keys[RTE_HASH_LOOKUP_BULK_MAX];
+    void* data[RTE_HASH_LOOKUP_BULK_MAX];
+    for (unsigned base = 0; base < n; base += RTE_HASH_LOOKUP_BULK_MAX) {
+      const unsigned m = n - base < RTE_HASH_LOOKUP_BULK_MAX ? n - base : RTE_HASH_LOOKUP_BULK_MAX;
+      for (unsigned i = 0; i < m; ++i) keys[i] = &spis[base + i];
+      std::uint64_t hits = 0;
+      if (rte_hash_lookup_bulk_data(h_, keys, m, &hits, data) < 0) hits = 0;
+      for (unsigned i = 0; i < m; ++i)
+        out[base + i] = (hits >> i) & 1 ? static_cast<Sa*>(data[i]) : nullptr;
+    }
+  }
+
+ private:
+  InboundSaTable() = default;
+  rte_hash* h_ = nullptr;
+};
+
+struct DpSaInstaller::Impl {
+  struct OutEntry {
+    Sa* sa;
+    PolicySlot* slot;
+  };
+
+  Impl(Rcu& r, unsigned cap, int socket)
+      : rcu(r), capacity(cap), socket_id(socket), reclaimer(r.qsbr()), spd(reclaimer, socket) {}
+
+  Rcu& rcu;
+  unsigned capacity;
+  int socket_id;
+  Reclaimer reclaimer;
+  std::unique_ptr<InboundSaTable> in;
+  OutboundSpd spd;
+  // Control-side mirrors of what is installed (queries, events, capacity, all_sas).
+  std::unordered_map<std::uint32_t, Sa*> inbound;
+  std::unordered_map<std::uint32_t, OutEntry> outbound;
+  std::unordered_set<std::uint32_t> reserved;  // allocate_spi'd, not yet added or released
+
+  Result<void> add_inbound(SaSpec& spec);
+  Result<void> add_outbound(SaSpec& spec);
+  void defer_destroy(Sa* sa) {
+    reclaimer.defer([sa] { sa_destroy(sa); });
+  }
+};
+
+Result<std::unique_ptr<DpSaInstaller>> DpSaInstaller::create(Rcu& rcu, unsigned capacity,
+                                                              int socket_id) {
+  if (capacity == 0 || capacity > kMaxCapacity)
+    return make_error("capacity: must be 1.." + std::to_string(kMaxCapacity) + ", got " +
+                      std::to_string(capacity));
+  auto impl = std::make_unique<Impl>(rcu, capacity, socket_id);
+  auto in = InboundSaTable::create(capacity, socket_id);
+  if (!in) return make_error(in.error());
+  impl->in = std::move(*in);
+  std::unique_ptr<DpSaInstaller> d(new DpSaInstaller());
+  d->impl_ = std::move(impl);
+  return d;
+}
+
+DpSaInstaller::~DpSaInstaller() {
+  if (!impl_) return;
+  // Workers must be stopped or offline by now (or drain() would wait for them).
+  impl_->reclaimer.drain();
+  for (auto& [spi, sa] : impl_->inbound) sa_destroy(sa);
+  for (auto& [spi, e] : impl_->outbound) sa_destroy(e.sa);
+  // ~OutboundSpd frees the policy slots and the last table; ~InboundSaTable the hash.
+}
+
+Result<std::uint32_t> DpSaInstaller::allocate_spi() {
+  if (impl_->reserved.size() >= 2 * static_cast<std::size_t>(impl_->capacity) + 64)
+    return make_error("spi: too many SPIs reserved and not yet used (release_spi missing?)");
+  for (int tries = 0; tries < 1000; ++tries) {
+    std::uint32_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v))
+      return make_error("spi: getrandom failed");
+    // RFC 4303 §2.1: 0 is reserved for local use and 1..255 by IANA.
+    if (v < 256) continue;
+    if (impl_->inbound.count(v) != 0 || impl_->reserved.count(v) != 0) continue;
+    impl_->reserved.insert(v);
+    return v;
+  }
+  return make_error("spi: no free SPI found");
+}
+
+void DpSaInstaller::release_spi(std::uint32_t spi) { impl_->reserved.erase(spi); }
+
+Result<void> DpSaInstaller::Impl::add_inbound(SaSpec& spec) {
+  auto it = inbound.find(spec.spi);
+  if (it != inbound.end() && it->second->conn_id != spec.conn_id)
+    return make_error("spi: inbound SPI " + hex_spi(spec.spi) +
+                      " is already installed for connection " +
+                      std::to_string(it->second->conn_id));
+  if (it == inbound.end() && inbound.size() >= capacity)
+    return make_error("capacity: inbound SA table is full (" + std::to_string(capacity) + ")");
+  auto sa = sa_create(spec, socket_id);
+  if (!sa) return make_error(sa.error());
+  // Add, or (same SPI, same connection: a static SA re-keyed) replace the data atomically.
+  if (auto r = in->insert(spec.spi, *sa); !r) {
+    sa_destroy(*sa);
+    return r;
+  }
+  if (it != inbound.end()) {
+    defer_destroy(it->second);
+    it->second = *sa;
+  } else {
+    inbound.emplace(spec.spi, *sa);
+  }
+  reserved.erase(spec.spi);
+  return {};
+}
+
+Result<void> DpSaInstaller::Impl::add_outbound(SaSpec& spec) {
+  PolicySlot* slot = spd.find(spec.local_subnet, spec.peer_subnet);
+  auto it = outbound.find(spec.spi);
+  if (it != outbound.end() && it->second.slot != slot)
+    return make_error("spi: outbound SPI " + hex_spi(spec.spi) +
+                      " is already installed for other selectors (connection " +
+                      std::to_string(it->second.sa->conn_id) + ")");
+  if (slot == nullptr && spd.size() >= capacity)
+    return make_error("capacity: outbound policy table is full (" + std::to_string(capacity) +
+                      ")");
+  auto created = sa_create(spec, socket_id);
+  if (!created) return make_error(created.error());
+  Sa* sa = *created;
+  if (slot != nullptr) {
+    // Make-before-break rekey: one store re-points the tunnel; the old SA is freed after the
+    // grace period (RFC 4301 §4.4.2: the SAD entry is replaced, the SPD entry stays).
+    Sa* old = slot->sa.exchange(sa, std::memory_order_acq_rel);
+    outbound.erase(old->spi);
+    defer_destroy(old);
+  } else {
+    auto s = spd.add(spec.local_subnet, spec.peer_subnet, sa);
+    if (!s) {
+      sa_destroy(sa);
+      return make_error(s.error());
+    }
+    slot = *s;
+  }
+  outbound[spec.spi] = OutEntry{sa, slot};
+  return {};
+}
+
+Result<void> DpSaInstaller::add_sa(SaSpec spec) {
+  return spec.dir == Direction::kInbound ? impl_->add_inbound(spec) : impl_->add_outbound(spec);
+}
+
+Result<void> DpSaInstaller::del_sa(Direction dir, std::uint32_t spi) {
+  Impl& m = *impl_;
+  if (dir == Direction::kInbound) {
+    auto it = m.inbound.find(spi);
+    if (it == m.inbound.end()) return make_error("spi: no inbound SA " + hex_spi(spi));
+    const std::int32_t pos = m.in->erase(spi);
+    if (pos < 0)
+      return make_error("spi: inbound SA " + hex_spi(spi) + " missing from the hash");
+    Sa* sa = it->second;
+    m.inbound.erase(it);
+    InboundSaTable* tbl = m.in.get();
+    m.reclaimer.defer([tbl, pos, sa] {
+      tbl->free_position(pos);
+      sa_destroy(sa);
+    });
+    return {};
+  }
+  auto it = m.outbound.find(spi);
+  if (it == m.outbound.end()) return make_error("spi: no outbound SA " + hex_spi(spi));
+  // The tunnel's policy goes with its current SA (its slot is freed by the SPD after the grace
+  // period).
+  if (auto r = m.spd.remove(it->second.slot); !r) return r;
+  m.defer_destroy(it->second.sa);
+  m.outbound.erase(it);
+  return {};
+}
+
+std::optional<SaCounters> DpSaInstaller::query_sa(Direction dir, std::uint32_t spi) {
+  if (dir == Direction::kInbound) {
+    auto it = impl_->inbound.find(spi);
+    if (it == impl_->inbound.end()) return std::nullopt;
+    return sa_read_counters(*it->second);
+  }
+  auto it = impl_->outbound.find(spi);
+  if (it == impl_->outbound.end()) return std::nullopt;
+  return sa_read_counters(*it->second.sa);
+}
+
+namespace {
+void collect_events(Sa* sa, std::vector<SaEvent>& out) {
+  // Load first: no write to the SA's cache line unless a worker raised something.
+  if (sa->events.load(std::memory_order_relaxed) == 0) return;
+  const std::uint8_t ev = sa->events.exchange(0, std::memory_order_acq_rel);
+  if (ev & kEvSeqExhausted) out.push_back({SaEventKind::kSeqExhausted, sa->dir, sa->spi, sa->conn_id});
+  if (ev & kEvSoftLimit) out.push_back({SaEventKind::kSoftLimit, sa->dir, sa->spi, sa->conn_id});
+  if (ev & kEvHardLimit) out.push_back({SaEventKind::kHardLimit, sa->dir, sa->spi, sa->conn_id});
+}
+}  // namespace
+
+std::vector<SaEvent> DpSaInstaller::poll_events() {
+  std::vector<SaEvent> out;
+  for (auto& [spi, sa] : impl_->inbound) collect_events(sa, out);
+  for (auto& [spi, e] : impl_->outbound) collect_events(e.sa, out);
+  return out;
+}
+
+unsigned DpSaInstaller::reclaim() noexcept { return impl_->reclaimer.reclaim(); }
+void DpSaInstaller::drain() noexcept { impl_->reclaimer.drain(); }
+std::size_t DpSaInstaller::pending_reclaims() const noexcept {
+  return impl_->reclaimer.pending();
+}
+
+void DpSaInstaller::lookup_inbound(const std::uint32_t* spis, unsigned n, Sa** out) const noexcept {
+  impl_->in->lookup(spis, n, out);
+}
+
+void DpSaInstaller::lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n,
+                                    Sa** out) const noexcept {
+  impl_->spd.lookup(src, dst, n, out);
+}
+
+std::vector<const Sa*> DpSaInstaller::all_sas() const {
+  std::vector<const Sa*> v;
+  v.reserve(impl_->inbound.size() + impl_->outbound.size());
+  for (auto& [spi, sa] : impl_->inbound) v.push_back(sa);
+  for (auto& [spi, e] : impl_->outbound) v.push_back(e.sa);
+  return v;
+}
+
+}  // namespace ipsecgw::dp

@@ -1,0 +1,85 @@
+// OutboundSpd: the outbound security policy database (private to dataplane/sa_table.cpp).
+//
+// A policy is one tunnel's selectors (local subnet, peer subnet), i.e. RFC 4301 §4.4.1 SPD
+// entries restricted to what our connections use: inner src in local_subnet and inner dst in
+// peer_subnet, any protocol and port. Each policy owns a PolicySlot holding the tunnel's current
+// outbound SA in one std::atomic<Sa*>: a rekey re-points it with one store (make-before-break).
+//
+// Lookup structure: DPDK rte_acl over two MASK fields (src, dst), rebuilt from all policies on
+// every policy add/remove and published with one atomic pointer store; the old one is freed by
+// the Reclaimer after a grace period. Why rte_acl: classification is lock-free, read-only, in
+// bulk (SIMD over a burst), its cost does not grow with the number of policies the way a list
+// scan would, and its memory is proportional to the rules (rte_lpm's DIR-24-8 would cost 64 MiB
+// per rebuilt table). Rebuilding costs milliseconds, which is fine for the control plane (policy
+// changes are tunnel up/down; rekeys only re-point a slot and rebuild nothing).
+//
+// Most specific wins: priority = 1 + peer_len * 33 + local_len, so the longest peer (dst)
+// prefix wins first, then the longest local (src) prefix. Two different matching policies can
+// never tie (equal lengths and both matching means equal prefixes).
+//
+// Threads: the control thread is the only writer; workers call lookup() and must be RCU readers.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include "common/result.hpp"
+#include "dataplane/api/types.hpp"
+#include "dataplane/reclaimer.hpp"
+#include "dataplane/sa.hpp"
+
+struct rte_acl_ctx;
+
+namespace ipsecgw::dp {
+
+struct alignas(64) PolicySlot {
+  std::atomic<Sa*> sa{nullptr};  // the tunnel's current outbound SA; never null while published
+  Ipv4Prefix local_subnet;
+  Ipv4Prefix peer_subnet;
+};
+
+// One immutable, published lookup structure.
+struct SpdTable {
+  rte_acl_ctx* acl = nullptr;
+  std::vector<PolicySlot*> slots;  // ACL userdata u -> slots[u - 1]
+  ~SpdTable();
+};
+
+class OutboundSpd {
+ public:
+  OutboundSpd(Reclaimer& reclaimer, int socket_id) noexcept
+      : reclaimer_(reclaimer), socket_id_(socket_id) {}
+  ~OutboundSpd();  // only once no worker can look up any more (after drain)
+  OutboundSpd(const OutboundSpd&) = delete;
+  OutboundSpd& operator=(const OutboundSpd&) = delete;
+
+  // ---- control thread ----
+  PolicySlot* find(const Ipv4Prefix& local, const Ipv4Prefix& peer) const noexcept;
+  // New policy pointing at `sa`; builds and publishes a new table (old one deferred-freed).
+  Result<PolicySlot*> add(const Ipv4Prefix& local, const Ipv4Prefix& peer, Sa* sa);
+  // Unlink the policy: publish a table without it; the slot is freed after a grace period.
+  // Returns an error only when the new table cannot be built (nothing changes then).
+  Result<void> remove(PolicySlot* slot);
+  std::size_t size() const noexcept { return policies_.size(); }
+
+  // ---- workers: lock-free, no allocation ----
+  void lookup(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out) const noexcept;
+
+ private:
+  using Key = std::tuple<Ipv4, std::uint8_t, Ipv4, std::uint8_t>;
+  static Key key(const Ipv4Prefix& l, const Ipv4Prefix& p) noexcept {
+    return {l.addr, l.len, p.addr, p.len};
+  }
+  Result<SpdTable*> build(const std::vector<PolicySlot*>& slots) const;
+  void publish(SpdTable* t);
+
+  Reclaimer& reclaimer_;
+  int socket_id_;
+  std::map<Key, PolicySlot*> policies_;
+  alignas(64) std::atomic<SpdTable*> cur_{nullptr};
+};
+
+}  // namespace ipsecgw::dp

@@ -1,0 +1,457 @@
+// Per packet: the worker lcores' poll loop. RX bursts of 32 from both ports, classification,
+// ESP inbound/outbound through dataplane/esp.hpp, inner fragmentation, L2 rewrite and TX.
+// No allocation (except mbufs), no locks, no exceptions, no syscalls on this path; every packet
+// that is not transmitted or punted is counted under a DropReason and freed here.
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_ip_frag.h>
+#include <rte_lcore.h>
+#include <rte_ring.h>
+#include <rte_udp.h>
+
+#include "dataplane/gateway_impl.hpp"
+
+namespace ipsecgw::dp {
+namespace {
+
+constexpr std::uint16_t kRxBurst = kMaxBurst;
+constexpr unsigned kIdleLoopsBeforeSleep = 1024;
+
+inline void drop(WorkerCtx& w, rte_mbuf* m, DropReason r) noexcept {
+  w.stats.drop(r);
+  rte_pktmbuf_free(m);
+}
+
+void tx_flush(GatewayImpl& g, WorkerCtx& w, Side s) noexcept {
+  TxBuf& b = w.tx[static_cast<unsigned>(s)];
+  if (b.n == 0) return;
+  const PortState& p = g.ports[static_cast<unsigned>(s)];
+  unsigned sent;
+  if (w.has_txq[static_cast<unsigned>(s)]) {
+    sent = rte_eth_tx_burst(p.cfg.port_id, static_cast<std::uint16_t>(w.idx), b.pkts, b.n);
+    w.stats.tx_packets += sent;
+    for (unsigned i = sent; i < b.n; ++i) drop(w, b.pkts[i], DropReason::kTxFull);
+  } else {
+    // No TX queue of our own on this port: hand over to worker 0, which owns queue 0.
+    sent = rte_ring_enqueue_burst(p.handoff, reinterpret_cast<void**>(b.pkts), b.n, nullptr);
+    for (unsigned i = sent; i < b.n; ++i) drop(w, b.pkts[i], DropReason::kRingFull);
+  }
+  b.n = 0;
+}
+
+inline void tx_add(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf* m) noexcept {
+  TxBuf& b = w.tx[static_cast<unsigned>(s)];
+  if (b.n == kTxBufLen) tx_flush(g, w, s);
+  b.pkts[b.n++] = m;
+}
+
+inline void punt(WorkerCtx& w, rte_mbuf* m, PuntKind k, std::uint16_t arg = 0) noexcept {
+  set_punt(m, k, arg);
+  if (rte_ring_sp_enqueue(w.punt, m) != 0) {
+    drop(w, m, DropReason::kRingFull);
+    return;
+  }
+  w.stats.punted++;
+}
+
+// Ask the control lcore to resolve `ip` on side `s`, at most once per 100 ms per address from
+// this lcore.
+void request_resolve(GatewayImpl& g, WorkerCtx& w, Side s, Ipv4 ip) noexcept {
+  const std::uint64_t key = std::uint64_t{static_cast<std::uint8_t>(s)} << 32 | ip;
+  const unsigned slot = static_cast<unsigned>((key * 0x9E3779B97F4A7C15ull) >> 58);
+  const std::uint64_t now = rte_rdtsc();
+  if (w.rl_key[slot] == key + 1 && now - w.rl_tsc[slot] < g.hz / 10) return;
+  w.rl_key[slot] = key + 1;
+  w.rl_tsc[slot] = now;
+  void* msg = reinterpret_cast<void*>(static_cast<std::uintptr_t>(key));
+  (void)rte_ring_sp_enqueue(w.resolve, msg);  // full: the next miss asks again
+}
+
+// Prepends Ethernet towards IPv4 next hop `nh` on side `s` and queues for TX.
+void l2_out(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf* m, Ipv4 nh) noexcept {
+  MacAddr mac;
+  if (nh == 0) {
+    drop(w, m, DropReason::kNoRoute);
+    return;
+  }
+  if (!g.neigh.lookup(s, nh, &mac)) {
+    drop(w, m, DropReason::kNoRoute);
+    request_resolve(g, w, s, nh);
+    return;
+  }
+  char* p = rte_pktmbuf_prepend(m, kEthHdrLen);
+  if (p == nullptr) {
+    drop(w, m, DropReason::kNoSpace);
+    return;
+  }
+  auto* eth = reinterpret_cast<rte_ether_hdr*>(p);
+  std::memcpy(eth->dst_addr.addr_bytes, mac.data(), 6);
+  std::memcpy(eth->src_addr.addr_bytes, g.ports[static_cast<unsigned>(s)].mac.data(), 6);
+  eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+  tx_add(g, w, s, m);
+}
+
+// A decrypted inner packet (data at its IPv4 header): forward out the protected port. The
+// gateway is a router for the inner packet, so the inner TTL is decremented once here
+// (RFC 4301 §5.2: after tunnel decapsulation the packet is forwarded as any IP packet).
+void route_inner(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
+  auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
+  if (ip->time_to_live <= 1) {
+    drop(w, m, DropReason::kTtlExceeded);
+    return;
+  }
+  if (rte_pktmbuf_pkt_len(m) > g.cfg.protected_port.mtu || m->nb_segs != 1) {
+    drop(w, m, DropReason::kMtuExceeded);
+    return;
+  }
+  ttl_decrement(ip);
+  w.stats.forwarded++;
+  l2_out(g, w, Side::kProtected, m,
+         next_hop(g.cfg, Side::kProtected, rte_be_to_cpu_32(ip->dst_addr)));
+}
+
+// Outer packets (data at the outer IPv4 header) addressed to us: parse, look up by SPI,
+// decrypt and verify as one burst, then forward the inner packets.
+void esp_in(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept {
+  rte_mbuf* ok[kMaxBurst];
+  std::uint32_t spis[kMaxBurst];
+  Sa* sas[kMaxBurst];
+  unsigned k = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    EspInboundInfo info;
+    DropReason why = DropReason::kBadIpHeader;
+    if (!esp_inbound_parse(pkts[i], &info, &why)) {
+      drop(w, pkts[i], why);
+      continue;
+    }
+    ok[k] = pkts[i];
+    spis[k++] = info.spi;
+  }
+  if (k == 0) return;
+  g.inst->lookup_inbound(spis, k, sas);
+  const std::uint16_t good =
+      esp_inbound(*w.engine, std::span<rte_mbuf*>(ok, k), std::span<Sa* const>(sas, k), w.stats);
+  for (unsigned i = good; i < k; ++i) rte_pktmbuf_free(ok[i]);  // counted by esp_inbound
+  for (unsigned i = 0; i < good; ++i) route_inner(g, w, ok[i]);
+}
+
+// Outer packets from esp_outbound: Ethernet to the peer (on-link) or the unprotected gateway.
+void esp_out_flush(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, Sa** sas,
+                   unsigned& n) noexcept {
+  if (n == 0) return;
+  const std::uint16_t good =
+      esp_outbound(*w.engine, std::span<rte_mbuf*>(pkts, n), std::span<Sa* const>(sas, n),
+                   w.stats);
+  for (unsigned i = good; i < n; ++i) rte_pktmbuf_free(pkts[i]);  // counted by esp_outbound
+  Ipv4 last_dst = 0, last_nh = 0;
+  for (unsigned i = 0; i < good; ++i) {
+    const auto* ip = rte_pktmbuf_mtod(pkts[i], const rte_ipv4_hdr*);
+    const Ipv4 dst = rte_be_to_cpu_32(ip->dst_addr);
+    if (dst != last_dst || i == 0) {
+      last_dst = dst;
+      last_nh = next_hop(g.cfg, Side::kUnprotected, dst);
+    }
+    l2_out(g, w, Side::kUnprotected, pkts[i], last_nh);
+  }
+  n = 0;
+}
+
+inline void esp_out_add(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, Sa** sas, unsigned& n,
+                        rte_mbuf* m, Sa* sa) noexcept {
+  if (n == kMaxBurst) esp_out_flush(g, w, pkts, sas, n);
+  pkts[n] = m;
+  sas[n++] = sa;
+}
+
+// Protected-side traffic with no tunnel and UnmatchedPolicy::kForward: routed in the clear.
+void forward_plain(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
+  auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
+  if (ip->time_to_live <= 1) {
+    drop(w, m, DropReason::kTtlExceeded);
+    return;
+  }
+  if (rte_pktmbuf_pkt_len(m) > g.cfg.unprotected.mtu) {
+    drop(w, m, DropReason::kMtuExceeded);
+    return;
+  }
+  ttl_decrement(ip);
+  w.stats.forwarded++;
+  l2_out(g, w, Side::kUnprotected, m,
+         next_hop(g.cfg, Side::kUnprotected, rte_be_to_cpu_32(ip->dst_addr)));
+}
+
+// Inner packets from the protected side (data at IPv4): policy lookup, MTU handling, ESP.
+void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
+              const Ipv4* dst, unsigned n) noexcept {
+  Sa* sas[kMaxBurst];
+  g.inst->lookup_outbound(src, dst, n, sas);
+  rte_mbuf* ep[kMaxBurst];
+  Sa* es[kMaxBurst];
+  unsigned ne = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    Sa* sa = sas[i];
+    if (sa == nullptr) {
+      if (g.cfg.unmatched == UnmatchedPolicy::kForward) {
+        forward_plain(g, w, m);
+      } else {
+        drop(w, m, DropReason::kNoPolicy);
+      }
+      continue;
+    }
+    auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
+    if (ip->time_to_live <= 1) {
+      drop(w, m, DropReason::kTtlExceeded);
+      continue;
+    }
+    const std::uint32_t len = rte_pktmbuf_pkt_len(m);
+    if (esp_outbound_size(*sa, len) <= sa->mtu) {
+      ttl_decrement(ip);
+      esp_out_add(g, w, ep, es, ne, m, sa);
+      continue;
+    }
+    const std::uint16_t fit = max_inner_len(*sa);
+    if ((rte_be_to_cpu_16(ip->fragment_offset) & RTE_IPV4_HDR_DF_FLAG) != 0) {
+      // RFC 1191 / RFC 4301 §8.1: tell the inner sender the largest size that fits the tunnel.
+      w.stats.drop(DropReason::kMtuExceeded);
+      rte_pktmbuf_prepend(m, kEthHdrLen);  // the received Ethernet header is still there
+      punt(w, m, PuntKind::kFragNeeded, fit);
+      continue;
+    }
+    // Too big without DF: fragment the INNER packet, then encrypt each fragment on its own
+    // (RFC 4301 §8.1 "pre-fragmentation"). The peer decrypts complete ESP packets and the inner
+    // destination reassembles; outer fragments would make the peer gateway reassemble, which
+    // strongSwan/Linux and most gateways expect to avoid (and which costs them memory per
+    // flow). RFC 791 §2.3: fragment payloads are multiples of 8 bytes.
+    const std::uint16_t ihl = static_cast<std::uint16_t>((ip->version_ihl & 0x0f) * 4);
+    if (fit <= ihl + 8) {
+      drop(w, m, DropReason::kMtuExceeded);
+      continue;
+    }
+    const std::uint16_t frag_mtu = static_cast<std::uint16_t>(ihl + ((fit - ihl) & ~7u));
+    ttl_decrement(ip);
+    rte_mbuf* frags[kMaxFragsOut];
+    const int nf = rte_ipv4_fragment_packet(m, frags, kMaxFragsOut, frag_mtu, g.pool, g.pool);
+    if (nf <= 0) {
+      drop(w, m, DropReason::kNoSpace);
+      continue;
+    }
+    rte_pktmbuf_free(m);
+    for (int f = 0; f < nf; ++f) {
+      rte_mbuf* fm = frags[f];
+      // Fragments are chains (a header mbuf + an indirect one on the original data): ESP
+      // works in place on one segment.
+      if (rte_pktmbuf_linearize(fm) != 0) {
+        drop(w, fm, DropReason::kNoSpace);
+        continue;
+      }
+      auto* fip = rte_pktmbuf_mtod(fm, rte_ipv4_hdr*);
+      fip->hdr_checksum = 0;
+      fip->hdr_checksum = rte_ipv4_cksum(fip);
+      esp_out_add(g, w, ep, es, ne, fm, sa);
+    }
+  }
+  esp_out_flush(g, w, ep, es, ne);
+}
+
+void rx_burst(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf** pkts, unsigned n) noexcept {
+  const PortConfig& pc = s == Side::kUnprotected ? g.cfg.unprotected : g.cfg.protected_port;
+  rte_mbuf* esp[kMaxBurst];
+  unsigned n_esp = 0;
+  rte_mbuf* ob[kMaxBurst];
+  Ipv4 src[kMaxBurst], dst[kMaxBurst];
+  unsigned n_ob = 0;
+  w.stats.rx_packets += n;
+
+  const std::uint16_t port_id = pc.port_id;
+  for (unsigned i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    m->port = port_id;  // the slow path tells the sides apart by it (not all PMDs set it)
+    if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
+    if (m->nb_segs != 1 && rte_pktmbuf_linearize(m) != 0) {
+      drop(w, m, DropReason::kNoSpace);
+      continue;
+    }
+    const std::uint32_t len = rte_pktmbuf_data_len(m);
+    if (len < kEthHdrLen) {
+      drop(w, m, DropReason::kRunt);
+      continue;
+    }
+    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+    const std::uint16_t type = rte_be_to_cpu_16(eth->ether_type);
+    if (type == RTE_ETHER_TYPE_ARP) {
+      punt(w, m, PuntKind::kArp);
+      continue;
+    }
+    if (type != RTE_ETHER_TYPE_IPV4) {
+      drop(w, m, DropReason::kNotForUs);
+      continue;
+    }
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(const_cast<rte_ether_hdr*>(eth) + 1);
+    const std::uint32_t l3 = len - kEthHdrLen;
+    if (l3 < sizeof(rte_ipv4_hdr)) {
+      drop(w, m, DropReason::kRunt);
+      continue;
+    }
+    const std::uint32_t ihl = (ip->version_ihl & 0x0f) * 4u;
+    if ((ip->version_ihl >> 4) != 4 || ihl < sizeof(rte_ipv4_hdr)) {
+      drop(w, m, DropReason::kBadIpHeader);
+      continue;
+    }
+    if (l3 < ihl) {
+      drop(w, m, DropReason::kRunt);
+      continue;
+    }
+    const std::uint32_t tot = rte_be_to_cpu_16(ip->total_length);
+    if (tot < ihl) {
+      drop(w, m, DropReason::kBadIpHeader);
+      continue;
+    }
+    if (tot > l3) {
+      drop(w, m, DropReason::kRunt);
+      continue;
+    }
+    if (rte_raw_cksum(ip, ihl) != 0xFFFF) {  // RFC 791 header checksum (no offload assumed)
+      drop(w, m, DropReason::kBadIpHeader);
+      continue;
+    }
+    if (l3 > tot) rte_pktmbuf_trim(m, static_cast<std::uint16_t>(l3 - tot));  // Ethernet pad
+    const Ipv4 d = rte_be_to_cpu_32(ip->dst_addr);
+    const std::uint8_t proto = ip->next_proto_id;
+
+    if (d == pc.addr) {
+      if (rte_ipv4_frag_pkt_is_fragmented(ip)) {
+        // Outer fragments (or fragmented IKE): reassembled on the control lcore.
+        if (s == Side::kUnprotected && (proto == kIpProtoEsp || proto == kIpProtoUdp)) {
+          punt(w, m, PuntKind::kFrag);
+        } else {
+          drop(w, m, DropReason::kNotForUs);
+        }
+        continue;
+      }
+      if (proto == IPPROTO_ICMP) {
+        const auto* icmp = reinterpret_cast<const std::uint8_t*>(ip) + ihl;
+        if (tot >= ihl + 8 && icmp[0] == RTE_IP_ICMP_ECHO_REQUEST) {
+          punt(w, m, PuntKind::kIcmpEcho);
+        } else {
+          drop(w, m, DropReason::kNotForUs);
+        }
+        continue;
+      }
+      if (s == Side::kProtected) {
+        drop(w, m, DropReason::kNotForUs);
+        continue;
+      }
+      if (proto == kIpProtoEsp) {
+        rte_pktmbuf_adj(m, kEthHdrLen);
+        esp[n_esp++] = m;
+        continue;
+      }
+      if (proto == kIpProtoUdp) {
+        if (tot < ihl + kUdpHeaderLen) {
+          drop(w, m, DropReason::kRunt);
+          continue;
+        }
+        const auto* udp = reinterpret_cast<const rte_udp_hdr*>(
+            reinterpret_cast<const std::uint8_t*>(ip) + ihl);
+        const std::uint16_t dport = rte_be_to_cpu_16(udp->dst_port);
+        if (dport == kNatTPort) {
+          const auto* pl = reinterpret_cast<const std::uint8_t*>(udp + 1);
+          switch (classify_udp4500(pl, tot - ihl - kUdpHeaderLen)) {
+            case Udp4500Kind::kEsp:
+              rte_pktmbuf_adj(m, kEthHdrLen);
+              esp[n_esp++] = m;
+              break;
+            case Udp4500Kind::kIke: punt(w, m, PuntKind::kIke); break;
+            case Udp4500Kind::kKeepalive:  // RFC 3948 §2.3: the receiver ignores it
+              w.stats.keepalives++;
+              rte_pktmbuf_free(m);
+              break;
+            case Udp4500Kind::kRunt: drop(w, m, DropReason::kRunt); break;
+          }
+          continue;
+        }
+        if (dport == kIkePort) {
+          punt(w, m, PuntKind::kIke);
+          continue;
+        }
+      }
+      drop(w, m, DropReason::kNotForUs);
+      continue;
+    }
+
+    if (s == Side::kUnprotected) {  // no clear-text transit from the public side
+      drop(w, m, DropReason::kNotForUs);
+      continue;
+    }
+    const Ipv4 bcast = pc.subnet.addr | ~pc.subnet.mask();
+    if (d >= 0xE0000000u || (pc.subnet.len < 31 && d == bcast) || d == 0) {
+      drop(w, m, DropReason::kNotForUs);  // multicast/broadcast are not tunnelled
+      continue;
+    }
+    rte_pktmbuf_adj(m, kEthHdrLen);
+    src[n_ob] = rte_be_to_cpu_32(ip->src_addr);
+    dst[n_ob] = d;
+    ob[n_ob++] = m;
+  }
+  if (n_esp != 0) esp_in(g, w, esp, n_esp);
+  if (n_ob != 0) outbound(g, w, ob, src, dst, n_ob);
+}
+
+}  // namespace
+
+int GatewayImpl::worker_main(void* arg) {
+  auto* w = static_cast<WorkerCtx*>(arg);
+  w->g->worker_loop(*w);
+  return 0;
+}
+
+void GatewayImpl::worker_loop(WorkerCtx& w) noexcept {
+  rcu->register_thread(w.idx);
+  rcu->online(w.idx);
+  rte_mbuf* pkts[kRxBurst];
+  unsigned idle = 0;
+  while (!stop_flag.load(std::memory_order_acquire)) {
+    unsigned got = 0;
+    for (unsigned s = 0; s < 2; ++s) {
+      if (!w.has_rxq[s]) continue;
+      const std::uint16_t n = rte_eth_rx_burst(ports[s].cfg.port_id,
+                                               static_cast<std::uint16_t>(w.idx), pkts, kRxBurst);
+      if (n != 0) rx_burst(*this, w, static_cast<Side>(s), pkts, n);
+      got += n;
+    }
+    const unsigned ni =
+        rte_ring_sc_dequeue_burst(w.inject, reinterpret_cast<void**>(pkts), kRxBurst, nullptr);
+    if (ni != 0) esp_in(*this, w, pkts, ni);
+    got += ni;
+    if (w.idx == 0) {  // TX on behalf of lcores without a queue of their own
+      for (unsigned s = 0; s < 2; ++s) {
+        if (ports[s].handoff == nullptr) continue;
+        const unsigned nh = rte_ring_sc_dequeue_burst(
+            ports[s].handoff, reinterpret_cast<void**>(pkts), kRxBurst, nullptr);
+        if (nh == 0) continue;
+        got += nh;
+        const std::uint16_t sent =
+            rte_eth_tx_burst(ports[s].cfg.port_id, 0, pkts, static_cast<std::uint16_t>(nh));
+        w.stats.tx_packets += sent;
+        for (unsigned i = sent; i < nh; ++i) drop(w, pkts[i], DropReason::kTxFull);
+      }
+    }
+    tx_flush(*this, w, Side::kUnprotected);
+    tx_flush(*this, w, Side::kProtected);
+    rcu->quiescent(w.idx);
+    if (got != 0 || cfg.idle_sleep_us == 0) {
+      idle = 0;
+    } else if (++idle >= kIdleLoopsBeforeSleep) {
+      rcu->offline(w.idx);  // never sleep while holding RCU readers' state
+      rte_delay_us_sleep(cfg.idle_sleep_us);
+      rcu->online(w.idx);
+    }
+  }
+  tx_flush(*this, w, Side::kUnprotected);
+  tx_flush(*this, w, Side::kProtected);
+  rcu->offline(w.idx);
+  rcu->unregister_thread(w.idx);
+}
+
+}  // namespace ipsecgw::dp

@@ -1,0 +1,50 @@
+// Helpers shared by test_sa_table and test_sa_concurrency.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "dataplane/api/sa_installer.hpp"
+#include "dataplane/sa.hpp"
+
+namespace ipsecgw::dp::testutil {
+
+constexpr std::uint32_t kConnMagic = 0x5a000000;
+
+// A key that is a function of the SPI, so a reader can tell a live SA's key schedule from a
+// wiped (zeroed) or reused one: AES-128's first round key is the cipher key itself.
+inline void key_for(std::uint32_t spi, std::uint8_t out[16]) {
+  for (unsigned i = 0; i < 16; ++i)
+    out[i] = static_cast<std::uint8_t>((spi >> (8 * (i % 4))) ^ (0xa5 + 17 * i));
+}
+
+inline SaSpec make_spec(Direction dir, std::uint32_t spi, Ipv4Prefix local = {0x0a000000, 8},
+                        Ipv4Prefix peer = {0xc0a80000, 16}, std::uint32_t conn = 0) {
+  SaSpec s;
+  s.dir = dir;
+  s.spi = spi;
+  s.conn_id = conn != 0 ? conn : (spi ^ kConnMagic);
+  s.cipher = crypto::CipherAlg::kAes128Cbc;
+  s.integ = crypto::IntegAlg::kHmacSha1_96;
+  std::uint8_t k[16];
+  key_for(spi, k);
+  s.enc_key = crypto::SecureBytes(k, 16);
+  s.auth_key = crypto::SecureBytes(20);
+  for (unsigned i = 0; i < 20; ++i) s.auth_key[i] = static_cast<std::uint8_t>(spi + i);
+  s.local_addr = 0xc6336401;  // 198.51.100.1
+  s.peer_addr = 0xcb007101;   // 203.0.113.1
+  s.local_subnet = local;
+  s.peer_subnet = peer;
+  return s;
+}
+
+// True when `sa` is a live SA for `spi` built by make_spec: identity fields and key schedule.
+inline bool sa_is_live(const Sa* sa, std::uint32_t spi) {
+  if (sa == nullptr || sa->spi != spi) return false;
+  std::uint8_t k[16];
+  key_for(spi, k);
+  return std::memcmp(sa->keys.enc_keys, k, 16) == 0 && sa->keys.cipher_key_bytes == 16 &&
+         sa->keys.icv_bytes == 12;
+}
+
+}  // namespace ipsecgw::dp::testutil

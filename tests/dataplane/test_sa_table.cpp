@@ -1,0 +1,409 @@
+// DpSaInstaller / Rcu: inbound SPI table, outbound SPD (most specific policy wins), rekey
+// re-pointing, RCU-deferred freeing, SPI allocation, validation errors and events.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "dataplane/sa_table.hpp"
+#include "tests/dataplane/sa_table_test_util.hpp"
+
+namespace ipsecgw::dp {
+namespace {
+
+using testutil::make_spec;
+using testutil::sa_is_live;
+
+class SaTable : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = Rcu::create(4);
+    ASSERT_TRUE(r) << r.error();
+    rcu_ = std::move(*r);
+    auto d = DpSaInstaller::create(*rcu_, 256);
+    ASSERT_TRUE(d) << d.error();
+    inst_ = std::move(*d);
+  }
+  void TearDown() override {
+    inst_.reset();
+    rcu_.reset();
+  }
+  Sa* in(std::uint32_t spi) {
+    Sa* out = nullptr;
+    inst_->lookup_inbound(&spi, 1, &out);
+    return out;
+  }
+  Sa* out(Ipv4 src, Ipv4 dst) {
+    Sa* o = nullptr;
+    inst_->lookup_outbound(&src, &dst, 1, &o);
+    return o;
+  }
+  std::unique_ptr<Rcu> rcu_;
+  std::unique_ptr<DpSaInstaller> inst_;
+};
+
+TEST_F(SaTable, InboundAddLookupDelete) {
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x1000)));
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x2000)));
+  std::uint32_t spis[3] = {0x2000, 0x3000, 0x1000};
+  Sa* res[3];
+  inst_->lookup_inbound(spis, 3, res);
+  EXPECT_TRUE(sa_is_live(res[0], 0x2000));
+  EXPECT_EQ(res[1], nullptr);
+  EXPECT_TRUE(sa_is_live(res[2], 0x1000));
+  EXPECT_EQ(res[2]->dir, Direction::kInbound);
+
+  ASSERT_TRUE(inst_->del_sa(Direction::kInbound, 0x1000));
+  EXPECT_EQ(in(0x1000), nullptr);
+  EXPECT_TRUE(sa_is_live(in(0x2000), 0x2000));
+  EXPECT_EQ(inst_->reclaim(), 1u);  // no reader registered: the grace period is immediate
+  EXPECT_FALSE(inst_->query_sa(Direction::kInbound, 0x1000));
+  EXPECT_TRUE(inst_->query_sa(Direction::kInbound, 0x2000));
+
+  // The freed key position is reusable: the same SPI can come back.
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x1000)));
+  EXPECT_TRUE(sa_is_live(in(0x1000), 0x1000));
+}
+
+TEST_F(SaTable, UnknownSpiLooksUpAsNull) {
+  EXPECT_EQ(in(0x1234), nullptr);
+  std::vector<std::uint32_t> spis(64);
+  for (unsigned i = 0; i < 64; ++i) spis[i] = 0x5000 + i;
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x5000 + 7)));
+  std::vector<Sa*> res(64, reinterpret_cast<Sa*>(1));
+  inst_->lookup_inbound(spis.data(), 64, res.data());
+  for (unsigned i = 0; i < 64; ++i) {
+    if (i == 7) EXPECT_TRUE(sa_is_live(res[i], 0x5007));
+    else EXPECT_EQ(res[i], nullptr) << i;
+  }
+}
+
+TEST_F(SaTable, DeleteUnknownSpiNamesTheSpi) {
+  auto r = inst_->del_sa(Direction::kInbound, 0x4242);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("spi"), std::string::npos) << r.error();
+  r = inst_->del_sa(Direction::kOutbound, 0x4242);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("spi"), std::string::npos) << r.error();
+}
+
+TEST_F(SaTable, InboundReplaceWithSameSpiSwapsTheSa) {
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x1000, {}, {}, 7)));
+  Sa* first = in(0x1000);
+  ASSERT_NE(first, nullptr);
+  auto spec = make_spec(Direction::kInbound, 0x1000, {}, {}, 7);
+  spec.replay_window = 128;
+  ASSERT_TRUE(inst_->add_sa(std::move(spec)));
+  Sa* second = in(0x1000);
+  ASSERT_TRUE(sa_is_live(second, 0x1000));
+  EXPECT_NE(first, second);
+  EXPECT_EQ(inst_->all_sas().size(), 1u);
+  EXPECT_EQ(inst_->reclaim(), 1u);  // the old one
+
+  // Another connection may not take over an installed SPI.
+  auto r = inst_->add_sa(make_spec(Direction::kInbound, 0x1000, {}, {}, 8));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("spi"), std::string::npos) << r.error();
+  EXPECT_EQ(in(0x1000), second);
+}
+
+constexpr Ipv4 ip(unsigned a, unsigned b, unsigned c, unsigned d) {
+  return (a << 24) | (b << 16) | (c << 8) | d;
+}
+
+TEST_F(SaTable, OutboundMostSpecificPolicyWins) {
+  // No policy: every lookup misses.
+  EXPECT_EQ(out(ip(10, 1, 2, 3), ip(192, 168, 1, 5)), nullptr);
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x101, {ip(10, 0, 0, 0), 8},
+                                      {ip(192, 168, 0, 0), 16})));
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x102, {ip(10, 1, 0, 0), 16},
+                                      {ip(192, 168, 0, 0), 16})));
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x103, {ip(10, 0, 0, 0), 8},
+                                      {ip(192, 168, 1, 0), 24})));
+  // Longest peer (destination) prefix first ...
+  EXPECT_TRUE(sa_is_live(out(ip(10, 1, 2, 3), ip(192, 168, 1, 5)), 0x103));
+  // ... then the longest local (source) prefix.
+  EXPECT_TRUE(sa_is_live(out(ip(10, 1, 2, 3), ip(192, 168, 2, 1)), 0x102));
+  EXPECT_TRUE(sa_is_live(out(ip(10, 2, 0, 1), ip(192, 168, 2, 1)), 0x101));
+  EXPECT_EQ(out(ip(172, 16, 0, 1), ip(192, 168, 2, 1)), nullptr);
+  EXPECT_EQ(out(ip(10, 1, 2, 3), ip(8, 8, 8, 8)), nullptr);
+
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x104, {0, 0}, {0, 0})));
+  EXPECT_TRUE(sa_is_live(out(ip(172, 16, 0, 1), ip(8, 8, 8, 8)), 0x104));
+  EXPECT_TRUE(sa_is_live(out(ip(10, 1, 2, 3), ip(192, 168, 1, 5)), 0x103));
+
+  // Removing the /24 tunnel falls back to the next most specific one.
+  ASSERT_TRUE(inst_->del_sa(Direction::kOutbound, 0x103));
+  EXPECT_TRUE(sa_is_live(out(ip(10, 1, 2, 3), ip(192, 168, 1, 5)), 0x102));
+  inst_->drain();
+}
+
+// Independent reference: a brute-force scan over the policies with the documented order.
+TEST_F(SaTable, OutboundLookupMatchesBruteForceOverManyPolicies) {
+  std::mt19937 rng(12345);
+  struct Pol {
+    Ipv4Prefix l, p;
+    std::uint32_t spi;
+  };
+  std::vector<Pol> pols;
+  std::set<std::tuple<Ipv4, int, Ipv4, int>> seen;
+  auto rnd_prefix = [&](Ipv4 base) {
+    std::uint8_t len = static_cast<std::uint8_t>(8 + rng() % 25);  // 8..32
+    Ipv4Prefix p;
+    p.len = len;
+    p.addr = (base | (rng() & 0x0003ffff)) & p.mask();
+    return p;
+  };
+  for (std::uint32_t i = 0; pols.size() < 200; ++i) {
+    Pol p{rnd_prefix(ip(10, 0, 0, 0)), rnd_prefix(ip(172, 16, 0, 0)), 0x1000 + i};
+    if (!seen.insert({p.l.addr, p.l.len, p.p.addr, p.p.len}).second) continue;
+    pols.push_back(p);
+    ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, p.spi, p.l, p.p)));
+  }
+  constexpr unsigned kN = 20000;
+  std::vector<Ipv4> src(kN), dst(kN);
+  for (unsigned i = 0; i < kN; ++i) {
+    src[i] = ip(10, 0, 0, 0) | (rng() & 0x0003ffff);
+    dst[i] = ip(172, 16, 0, 0) | (rng() & 0x0003ffff);
+  }
+  std::vector<Sa*> res(kN);
+  inst_->lookup_outbound(src.data(), dst.data(), kN, res.data());  // chunks of 64 inside
+  unsigned hits = 0;
+  for (unsigned i = 0; i < kN; ++i) {
+    const Pol* best = nullptr;
+    for (const auto& p : pols) {
+      if (!p.l.contains(src[i]) || !p.p.contains(dst[i])) continue;
+      if (best == nullptr || p.p.len > best->p.len ||
+          (p.p.len == best->p.len && p.l.len > best->l.len))
+        best = &p;
+    }
+    if (best == nullptr) {
+      EXPECT_EQ(res[i], nullptr) << i;
+    } else {
+      ++hits;
+      ASSERT_NE(res[i], nullptr) << i;
+      EXPECT_EQ(res[i]->spi, best->spi) << i;
+    }
+  }
+  EXPECT_GT(hits, kN / 20);  // the sample exercises matches, not just misses
+}
+
+TEST_F(SaTable, OutboundRekeyRepointsToTheNewSa) {
+  const Ipv4Prefix l{ip(10, 0, 0, 0), 8}, p{ip(192, 168, 0, 0), 16};
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0xa001, l, p)));
+  EXPECT_TRUE(sa_is_live(out(ip(10, 0, 0, 1), ip(192, 168, 0, 1)), 0xa001));
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0xa002, l, p)));
+  EXPECT_TRUE(sa_is_live(out(ip(10, 0, 0, 1), ip(192, 168, 0, 1)), 0xa002));
+  // The previous SA is gone from the tables (and freed after the grace period).
+  EXPECT_FALSE(inst_->query_sa(Direction::kOutbound, 0xa001));
+  EXPECT_TRUE(inst_->query_sa(Direction::kOutbound, 0xa002));
+  EXPECT_EQ(inst_->all_sas().size(), 1u);
+  EXPECT_EQ(inst_->reclaim(), 1u);
+
+  // An outbound SPI already used by other selectors is refused.
+  auto r = inst_->add_sa(make_spec(Direction::kOutbound, 0xa002, l, {ip(192, 169, 0, 0), 16}));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("spi"), std::string::npos) << r.error();
+
+  // Deleting the current SA removes the policy.
+  ASSERT_TRUE(inst_->del_sa(Direction::kOutbound, 0xa002));
+  EXPECT_EQ(out(ip(10, 0, 0, 1), ip(192, 168, 0, 1)), nullptr);
+  EXPECT_EQ(inst_->reclaim(), 3u);  // the SA, its policy slot, the previous SPD table
+}
+
+// A worker that looked an SA up and has not yet reported a quiescent state keeps it alive: the
+// control thread's reclaim() frees nothing until the worker reports, then frees it.
+TEST_F(SaTable, DeletedSaIsNotFreedBeforeTheReaderIsQuiescent) {
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x7777)));
+  std::atomic<int> step{0};
+  std::atomic<bool> live_while_held{false}, live_after_reclaim_attempts{false};
+  std::thread reader([&] {
+    rcu_->register_thread(1);
+    rcu_->online(1);
+    Sa* held = in(0x7777);
+    live_while_held = sa_is_live(held, 0x7777);
+    step = 1;
+    while (step.load() != 2) std::this_thread::yield();
+    // The writer has deleted it and tried to reclaim: the SA must be intact still.
+    live_after_reclaim_attempts = sa_is_live(held, 0x7777);
+    held = nullptr;
+    rcu_->quiescent(1);
+    step = 3;
+    while (step.load() != 4) std::this_thread::yield();
+    rcu_->offline(1);
+    rcu_->unregister_thread(1);
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  ASSERT_TRUE(inst_->del_sa(Direction::kInbound, 0x7777));
+  EXPECT_EQ(in(0x7777), nullptr);  // unlinked at once for new lookups
+  unsigned early = 0;
+  for (int i = 0; i < 100; ++i) early += inst_->reclaim();
+  step = 2;
+  while (step.load() != 3) std::this_thread::yield();
+  const unsigned after = inst_->reclaim();
+  step = 4;
+  reader.join();
+  EXPECT_TRUE(live_while_held.load());
+  EXPECT_EQ(early, 0u);
+  EXPECT_TRUE(live_after_reclaim_attempts.load());
+  EXPECT_EQ(after, 1u);
+}
+
+// Same for an outbound rekey: the replaced SA survives while a reader holds it.
+TEST_F(SaTable, ReplacedOutboundSaIsNotFreedBeforeTheReaderIsQuiescent) {
+  const Ipv4Prefix l{ip(10, 0, 0, 0), 8}, p{ip(192, 168, 0, 0), 16};
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0xb001, l, p)));
+  rcu_->register_thread(2);
+  rcu_->online(2);
+  Sa* held = out(ip(10, 0, 0, 1), ip(192, 168, 0, 1));  // this thread acts as the reader too
+  ASSERT_TRUE(sa_is_live(held, 0xb001));
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0xb002, l, p)));
+  EXPECT_EQ(inst_->reclaim(), 0u);
+  EXPECT_TRUE(sa_is_live(held, 0xb001));
+  rcu_->quiescent(2);
+  EXPECT_EQ(inst_->reclaim(), 1u);
+  rcu_->offline(2);
+  rcu_->unregister_thread(2);
+}
+
+TEST_F(SaTable, OfflineReaderDoesNotHoldUpReclaim) {
+  rcu_->register_thread(0);
+  rcu_->online(0);
+  rcu_->offline(0);  // e.g. a worker sleeping on an empty queue
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x9999)));
+  ASSERT_TRUE(inst_->del_sa(Direction::kInbound, 0x9999));
+  EXPECT_EQ(inst_->reclaim(), 1u);
+  rcu_->unregister_thread(0);
+}
+
+TEST_F(SaTable, AllocateSpiIsUniqueAndAtLeast256) {
+  std::set<std::uint32_t> got;
+  for (int i = 0; i < 500; ++i) {
+    auto s = inst_->allocate_spi();
+    ASSERT_TRUE(s) << s.error();
+    EXPECT_GE(*s, 256u);
+    EXPECT_TRUE(got.insert(*s).second) << "duplicate SPI " << *s;
+  }
+  // Installing an allocated SPI consumes the reservation; releasing the rest frees them.
+  const std::uint32_t first = *got.begin();
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, first)));
+  for (auto s : got) inst_->release_spi(s);
+  for (int i = 0; i < 200; ++i) {
+    auto s = inst_->allocate_spi();
+    ASSERT_TRUE(s);
+    EXPECT_NE(*s, first);  // installed SPIs are never handed out
+    inst_->release_spi(*s);
+  }
+}
+
+TEST_F(SaTable, TooManyOutstandingReservationsIsAnError) {
+  bool failed = false;
+  for (int i = 0; i < 10000 && !failed; ++i) {
+    auto s = inst_->allocate_spi();
+    if (!s) {
+      failed = true;
+      EXPECT_NE(s.error().find("spi"), std::string::npos) << s.error();
+    }
+  }
+  EXPECT_TRUE(failed);
+}
+
+TEST_F(SaTable, InvalidSpecsAreRejectedNamingTheField) {
+  auto expect_err = [&](SaSpec s, const char* field) {
+    auto r = inst_->add_sa(std::move(s));
+    ASSERT_FALSE(r) << field;
+    EXPECT_NE(r.error().find(field), std::string::npos) << r.error();
+  };
+  expect_err(make_spec(Direction::kInbound, 255), "spi");
+  expect_err(make_spec(Direction::kOutbound, 0), "spi");
+  auto s = make_spec(Direction::kOutbound, 0x1000);
+  s.local_addr = 0;
+  expect_err(std::move(s), "local_addr");
+  s = make_spec(Direction::kOutbound, 0x1000);
+  s.peer_addr = 0;
+  expect_err(std::move(s), "peer_addr");
+  s = make_spec(Direction::kOutbound, 0x1000);
+  s.mtu = 100;
+  expect_err(std::move(s), "mtu");
+  s = make_spec(Direction::kInbound, 0x1000);
+  s.replay_window = 5000;
+  expect_err(std::move(s), "replay_window");
+  s = make_spec(Direction::kInbound, 0x1000);
+  s.peer_subnet = {ip(192, 168, 1, 1), 24};  // host bits set
+  expect_err(std::move(s), "peer_subnet");
+  s = make_spec(Direction::kInbound, 0x1000);
+  s.enc_key = crypto::SecureBytes(15);
+  expect_err(std::move(s), "enc_key");
+  // Nothing of the failed attempts got installed.
+  EXPECT_TRUE(inst_->all_sas().empty());
+  EXPECT_EQ(in(0x1000), nullptr);
+  EXPECT_EQ(out(ip(10, 0, 0, 1), ip(192, 168, 0, 1)), nullptr);
+}
+
+TEST(SaTableCapacity, FullTablesRefuseNamingCapacity) {
+  auto rcu = Rcu::create(1);
+  ASSERT_TRUE(rcu);
+  auto inst = DpSaInstaller::create(**rcu, 4);
+  ASSERT_TRUE(inst) << inst.error();
+  for (std::uint32_t i = 0; i < 4; ++i)
+    ASSERT_TRUE((*inst)->add_sa(make_spec(Direction::kInbound, 0x100 + i)));
+  auto r = (*inst)->add_sa(make_spec(Direction::kInbound, 0x200));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("capacity"), std::string::npos) << r.error();
+  for (std::uint32_t i = 0; i < 4; ++i)
+    ASSERT_TRUE((*inst)->add_sa(make_spec(Direction::kOutbound, 0x100 + i, {ip(10, 0, 0, 0), 8},
+                                          {ip(172, 16, static_cast<unsigned>(i), 0), 24})));
+  r = (*inst)->add_sa(make_spec(Direction::kOutbound, 0x200, {ip(10, 0, 0, 0), 8},
+                                {ip(172, 17, 0, 0), 24}));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("capacity"), std::string::npos) << r.error();
+  auto bad = DpSaInstaller::create(**rcu, 0);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("capacity"), std::string::npos);
+}
+
+TEST_F(SaTable, PollEventsReportsAndClearsWorkerFlags) {
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x3001, {}, {}, 11)));
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x3002, {ip(10, 0, 0, 0), 8},
+                                      {ip(192, 168, 0, 0), 16}, 12)));
+  EXPECT_TRUE(inst_->poll_events().empty());
+  in(0x3001)->events.fetch_or(kEvSoftLimit);
+  out(ip(10, 0, 0, 1), ip(192, 168, 0, 1))->events.fetch_or(kEvSeqExhausted | kEvHardLimit);
+  auto ev = inst_->poll_events();
+  ASSERT_EQ(ev.size(), 3u);
+  std::sort(ev.begin(), ev.end(), [](const SaEvent& a, const SaEvent& b) {
+    return std::tie(a.spi, a.kind) < std::tie(b.spi, b.kind);
+  });
+  EXPECT_EQ(ev[0].kind, SaEventKind::kSoftLimit);
+  EXPECT_EQ(ev[0].spi, 0x3001u);
+  EXPECT_EQ(ev[0].dir, Direction::kInbound);
+  EXPECT_EQ(ev[0].conn_id, 11u);
+  EXPECT_EQ(ev[1].kind, SaEventKind::kSeqExhausted);
+  EXPECT_EQ(ev[1].spi, 0x3002u);
+  EXPECT_EQ(ev[1].dir, Direction::kOutbound);
+  EXPECT_EQ(ev[1].conn_id, 12u);
+  EXPECT_EQ(ev[2].kind, SaEventKind::kHardLimit);
+  EXPECT_TRUE(inst_->poll_events().empty());  // flags were cleared
+}
+
+TEST_F(SaTable, QuerySaReadsTheWorkersCounters) {
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x4001)));
+  Sa* sa = in(0x4001);
+  sa->counters.packets.fetch_add(5);
+  sa->counters.bytes.fetch_add(700);
+  sa->counters.drops[static_cast<unsigned>(DropReason::kReplay)].fetch_add(2);
+  auto c = inst_->query_sa(Direction::kInbound, 0x4001);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->packets, 5u);
+  EXPECT_EQ(c->bytes, 700u);
+  EXPECT_EQ(c->drops[static_cast<unsigned>(DropReason::kReplay)], 2u);
+  EXPECT_FALSE(inst_->query_sa(Direction::kOutbound, 0x4001));
+}
+
+}  // namespace
+}  // namespace ipsecgw::dp
