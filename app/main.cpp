@@ -281,21 +281,36 @@ std::string describe_row(const ConnRow& r) {
 std::mutex g_conn_mu;
 std::vector<ConnRow> g_conn_rows;
 
+// Columns, like /ipsecgw/sa (DPDK 22.11 telemetry nests only arrays in dicts, and dict keys
+// must be plain names, which connection names need not be): row i of every array is one
+// connection.
 int tel_connections(const char*, const char*, rte_tel_data* d) {
   std::lock_guard lk(g_conn_mu);
+  std::vector<ConnRow> rows = g_conn_rows;
+  if (rows.size() > RTE_TEL_MAX_ARRAY_ENTRIES) rows.resize(RTE_TEL_MAX_ARRAY_ENTRIES);
   rte_tel_data_start_dict(d);
-  for (const auto& r : g_conn_rows) {
-    rte_tel_data* c = rte_tel_data_alloc();
-    if (c == nullptr) return -1;
-    rte_tel_data_start_dict(c);
-    rte_tel_data_add_dict_string(c, "peer", r.peer.c_str());
-    rte_tel_data_add_dict_string(c, "state", r.state.c_str());
-    rte_tel_data_add_dict_string(c, "reason", r.reason.c_str());
-    rte_tel_data_add_dict_u64(c, "spi_in", r.spi_in);
-    rte_tel_data_add_dict_u64(c, "spi_out", r.spi_out);
-    rte_tel_data_add_dict_int(c, "udp_encap", r.udp_encap ? 1 : 0);
-    rte_tel_data_add_dict_container(d, r.name.c_str(), c, 0);
-  }
+  rte_tel_data_add_dict_u64(d, "count", rows.size());
+  auto add_str = [&](const char* name, auto get) {
+    rte_tel_data* a = rte_tel_data_alloc();
+    if (a == nullptr) return;
+    rte_tel_data_start_array(a, RTE_TEL_STRING_VAL);
+    for (const ConnRow& r : rows) rte_tel_data_add_array_string(a, get(r).c_str());
+    if (rte_tel_data_add_dict_container(d, name, a, 0) != 0) rte_tel_data_free(a);
+  };
+  auto add_u64 = [&](const char* name, auto get) {
+    rte_tel_data* a = rte_tel_data_alloc();
+    if (a == nullptr) return;
+    rte_tel_data_start_array(a, RTE_TEL_U64_VAL);
+    for (const ConnRow& r : rows) rte_tel_data_add_array_u64(a, get(r));
+    if (rte_tel_data_add_dict_container(d, name, a, 0) != 0) rte_tel_data_free(a);
+  };
+  add_str("name", [](const ConnRow& r) { return r.name; });
+  add_str("peer", [](const ConnRow& r) { return r.peer; });
+  add_str("state", [](const ConnRow& r) { return r.state; });
+  add_str("reason", [](const ConnRow& r) { return r.reason; });
+  add_u64("spi_in", [](const ConnRow& r) { return std::uint64_t{r.spi_in}; });
+  add_u64("spi_out", [](const ConnRow& r) { return std::uint64_t{r.spi_out}; });
+  add_u64("udp_encap", [](const ConnRow& r) { return std::uint64_t{r.udp_encap}; });
   return 0;
 }
 

@@ -25,6 +25,42 @@ namespace {
 constexpr std::uint8_t kEcnMask = 0x03;
 constexpr std::uint8_t kEcnCe = 0x03;
 
+// RFC 4303 §2.4 padding check for the common case of pad <= 15 (what we and most peers send):
+// the 16 bytes just before the trailer, compared with [.., 1, 2, ..., pad] under a mask, as two
+// 64-bit words. kPadExpect[pad + k] / kPadMask[pad + k] give byte k of the expected window.
+alignas(16) constexpr std::uint8_t kPadExpect[32] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0,  0,  0,  0,
+                                                     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+alignas(16) constexpr std::uint8_t kPadMask[32] = {
+    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+
+// True when the `pad` bytes before `trailer` are 1, 2, ..., pad. For pad <= 15 it reads the 16
+// bytes before the trailer, which may start inside the IV (ciphertext >= one block, and the ESP
+// header and IV precede it), never outside the packet.
+inline bool padding_ok(const std::uint8_t* trailer, std::uint32_t pad) noexcept {
+  if (pad <= 15) {
+    std::uint64_t w[2], e[2], k[2];
+    std::memcpy(w, trailer - 16, 16);
+    std::memcpy(e, kPadExpect + pad, 16);
+    std::memcpy(k, kPadMask + pad, 16);
+    return (((w[0] ^ e[0]) & k[0]) | ((w[1] ^ e[1]) & k[1])) == 0;
+  }
+  const std::uint8_t* padp = trailer - pad;
+  std::uint8_t bad = 0;
+  for (std::uint32_t p = 0; p < pad; ++p) bad |= padp[p] ^ static_cast<std::uint8_t>(p + 1);
+  return bad == 0;
+}
+
+// Whether a whole run of k packets / run_bytes bytes stays clear of every volume limit (no soft
+// crossing, no hard overrun), so within_limits() need not be called per packet.
+inline bool run_clear_of_limits(const Sa& sa, std::uint64_t p0, std::uint64_t b0, std::uint64_t k,
+                                std::uint64_t run_bytes) noexcept {
+  const std::uint64_t p = p0 + k, b = b0 + run_bytes;
+  return (sa.hard_packets == 0 || p <= sa.hard_packets) && (sa.hard_bytes == 0 || b <= sa.hard_bytes) &&
+         (sa.soft_packets == 0 || p < sa.soft_packets || p0 >= sa.soft_packets) &&
+         (sa.soft_bytes == 0 || b < sa.soft_bytes || b0 >= sa.soft_bytes);
+}
+
 // The parsed outer layout of an inbound packet.
 struct OuterLayout {
   std::uint32_t esp_off;    // from the start of the outer IPv4 header
@@ -135,13 +171,20 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     count_drop(st, sa, r);
   };
 
-  // (1) Before the ICV: lengths, encapsulation, replay pre-check.
+  // (1) Before the ICV: lengths, encapsulation, replay pre-check. The SA's dead flag is read
+  // once per run of packets of one SA.
+  const Sa* last_sa = nullptr;
+  bool last_dead = false;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     Sa* sa = sas[i];
     verdict[i] = kGood;
     if (sa == nullptr) { fail(i, nullptr, DropReason::kNoSa); continue; }
-    if (sa->dead.load(std::memory_order_relaxed)) { fail(i, sa, DropReason::kSaDown); continue; }
+    if (sa != last_sa) {
+      last_sa = sa;
+      last_dead = sa->dead.load(std::memory_order_relaxed);
+    }
+    if (last_dead) { fail(i, sa, DropReason::kSaDown); continue; }
     if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
       fail(i, sa, DropReason::kNoSpace);
       continue;
@@ -222,10 +265,10 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     const std::uint32_t pad = pt[clen - 2];
     const std::uint8_t next_header = pt[clen - 1];
     if (pad + kEspTrailerLen > clen) { fail(i, sa, DropReason::kBadPadding); continue; }
-    const std::uint8_t* padp = pt + clen - kEspTrailerLen - pad;
-    std::uint8_t bad = 0;
-    for (std::uint32_t p = 0; p < pad; ++p) bad |= padp[p] ^ static_cast<std::uint8_t>(p + 1);
-    if (bad != 0) { fail(i, sa, DropReason::kBadPadding); continue; }
+    if (!padding_ok(pt + clen - kEspTrailerLen, pad)) {
+      fail(i, sa, DropReason::kBadPadding);
+      continue;
+    }
     if (next_header != kIpProtoIpip) { fail(i, sa, DropReason::kBadNextHeader); continue; }
 
     // Inner IPv4 header sanity.
@@ -264,18 +307,29 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     if (sa != nullptr) {
       const std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
       const std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
+      std::uint64_t k = 0, run_bytes = 0;
+      for (unsigned x = i; x < j; ++x) {
+        if (verdict[x] != kGood) continue;
+        ++k;
+        run_bytes += inner_len[x];
+      }
+      // Common case: the whole run is clear of the limits, no per-packet check.
+      const bool clear = run_clear_of_limits(*sa, p0, b0, k, run_bytes);
       std::uint64_t p = 0, b = 0;
       for (unsigned x = i; x < j; ++x) {
         if (verdict[x] != kGood) continue;
-        if (!within_limits(*sa, p0 + p, b0 + b, inner_len[x])) {
+        if (!clear && !within_limits(*sa, p0 + p, b0 + b, inner_len[x])) {
           fail(x, sa, DropReason::kSaDown);
           continue;
         }
         ++p;
         b += inner_len[x];
+        // Single segment (linearized in phase 1): strip the outer headers and the ESP trailer
+        // and ICV by moving the data window (rte_pktmbuf_adj + trim, without their re-checks).
         rte_mbuf* m = pkts[x];
-        rte_pktmbuf_adj(m, strip[x]);
-        rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->pkt_len - inner_len[x]));
+        m->data_off = static_cast<std::uint16_t>(m->data_off + strip[x]);
+        m->data_len = static_cast<std::uint16_t>(inner_len[x]);
+        m->pkt_len = inner_len[x];
       }
       if (p != 0) {
         sa->counters.packets.fetch_add(p, std::memory_order_relaxed);

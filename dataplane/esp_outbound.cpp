@@ -37,6 +37,51 @@ constexpr std::uint32_t padded_len(std::uint32_t inner_len) noexcept {
   return (inner_len + kEspTrailerLen + crypto::kAesBlock - 1) & ~std::uint32_t{crypto::kAesBlock - 1};
 }
 
+// RFC 4303 §2.4 default padding: 1, 2, 3, ... (at most 15 bytes for a 16-byte block).
+alignas(16) constexpr std::uint8_t kPadBytes[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+// The outer header template is copied with one fixed-size copy: IPv4 (20) + SPI (4) + 8 bytes
+// that are overwritten afterwards (seq + IV start), or IPv4 (20) + UDP (8) + SPI (4).
+constexpr std::uint32_t kTemplateCopy = 32;
+static_assert(kTemplateCopy <= sizeof(Sa::hdr_template));
+static_assert(kTemplateCopy <= kIpv4HeaderLen + kEspHeaderLen + crypto::kEspIvLen,
+              "must stay inside the shortest outer header");
+
+inline std::uint16_t load16(const std::uint8_t* p) noexcept {
+  std::uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// One's-complement sum (RFC 1071) of the outer IPv4 header words that are the same for every
+// packet of an SA (TTL/protocol, source, destination), as native-order 16-bit loads like
+// rte_raw_cksum. Computed once per burst-run; per packet only the 4 changing words are added.
+inline std::uint32_t ip_cksum_base(const Sa& sa) noexcept {
+  const std::uint8_t* t = sa.hdr_template;
+  return std::uint32_t{load16(t + 8)} + load16(t + 12) + load16(t + 14) + load16(t + 16) +
+         load16(t + 18);
+}
+
+// Finishes the header checksum from the per-run base and the words at offsets 0, 2, 4, 6
+// (version/TOS, total length, ID, flags/fragment offset), which are already written. The same
+// value rte_ipv4_cksum() computes (checksum field taken as zero): ~ of the folded sum.
+inline std::uint16_t ip_cksum_finish(std::uint32_t base, const std::uint8_t* ip) noexcept {
+  std::uint32_t sum = base + load16(ip) + load16(ip + 2) + load16(ip + 4) + load16(ip + 6);
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  return static_cast<std::uint16_t>(~sum);
+}
+
+// Whether a whole run of k packets / run_bytes bytes stays clear of every volume limit (no soft
+// crossing, no hard overrun), so within_limits() need not be called per packet.
+inline bool run_clear_of_limits(const Sa& sa, std::uint64_t p0, std::uint64_t b0, std::uint64_t k,
+                                std::uint64_t run_bytes) noexcept {
+  const std::uint64_t p = p0 + k, b = b0 + run_bytes;
+  return (sa.hard_packets == 0 || p <= sa.hard_packets) && (sa.hard_bytes == 0 || b <= sa.hard_bytes) &&
+         (sa.soft_packets == 0 || p < sa.soft_packets || p0 >= sa.soft_packets) &&
+         (sa.soft_bytes == 0 || b < sa.soft_bytes || b0 >= sa.soft_bytes);
+}
+
 }  // namespace
 
 std::uint32_t esp_outbound_size(const Sa& sa, std::uint32_t inner_len) noexcept {
@@ -58,13 +103,19 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     count_drop(st, sa, r);
   };
 
-  // (1) Per-packet checks.
+  // (1) Per-packet checks. The SA's dead flag is read once per run of packets of one SA.
+  const Sa* last_sa = nullptr;
+  bool last_dead = false;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     Sa* sa = sas[i];
     verdict[i] = kGood;
     if (sa == nullptr) { fail(i, nullptr, DropReason::kNoSa); continue; }
-    if (sa->dead.load(std::memory_order_relaxed)) { fail(i, sa, DropReason::kSaDown); continue; }
+    if (sa != last_sa) {
+      last_sa = sa;
+      last_dead = sa->dead.load(std::memory_order_relaxed);
+    }
+    if (last_dead) { fail(i, sa, DropReason::kSaDown); continue; }
     if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
       fail(i, sa, DropReason::kNoSpace);
       continue;
@@ -96,12 +147,24 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     while (j < n && sas[j] == sa) ++j;
     if (sa != nullptr) {
       unsigned k = 0;
-      for (unsigned x = i; x < j; ++x) k += verdict[x] == kGood;
+      std::uint64_t run_bytes = 0;
+      for (unsigned x = i; x < j; ++x) {
+        if (verdict[x] != kGood) continue;
+        ++k;
+        run_bytes += pkts[x]->pkt_len;
+      }
       if (k != 0) {
         // RFC 4303 §3.3.3: the counter never cycles; values past 2^32-1 are not sent.
         std::uint64_t s = sa->seq_next.fetch_add(k, std::memory_order_relaxed);
         std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
         std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
+        if (s + k - 1 <= kMaxSeq && run_clear_of_limits(*sa, p0, b0, k, run_bytes)) {
+          // Common case: the whole run gets consecutive numbers, no per-packet limit checks.
+          for (unsigned x = i; x < j; ++x)
+            if (verdict[x] == kGood) seq[x] = static_cast<std::uint32_t>(s++);
+          i = j;
+          continue;
+        }
         for (unsigned x = i; x < j; ++x) {
           if (verdict[x] != kGood) continue;
           const std::uint64_t this_seq = s++;
@@ -132,34 +195,53 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   crypto::EspCryptoOp ops[kMaxBurst];
   std::uint8_t op_pkt[kMaxBurst];
   unsigned o = 0;
+  // Per-SA values, recomputed only when the SA changes between consecutive packets.
+  const Sa* cur = nullptr;
+  std::uint32_t ck_base = 0, esp_off = 0, trailer_room = 0;
+  std::uint16_t df_set = 0, df_copy_mask = 0;
+  bool udp = false;
+  std::uint16_t ip_id = t_ip_id;
   for (unsigned i = 0; i < n; ++i) {
     if (verdict[i] != kGood) continue;
     rte_mbuf* m = pkts[i];
     const Sa& sa = *sas[i];
+    if (&sa != cur) {
+      cur = &sa;
+      ck_base = ip_cksum_base(sa);
+      esp_off = sa.outer_hdr_len - kEspCipherOffset;
+      trailer_room = kEspTrailerLen + sa.icv_len;
+      // DF (RFC 4301 §8.1): set, clear, or copied from the inner header (bit masks, no branch).
+      df_set = sa.df == DfPolicy::kSet ? kDfBit : 0;
+      df_copy_mask = sa.df == DfPolicy::kCopy ? kDfBit : 0;
+      udp = (sa.flags & kSaUdpEncap) != 0;
+    }
     const std::uint32_t inner_len = m->pkt_len;
     const std::uint32_t pad = clen[i] - inner_len - kEspTrailerLen;
 
-    const auto* inner = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+    // Single segment (checked in phase 1), head and tail room checked: grow the mbuf directly
+    // (what rte_pktmbuf_prepend/append do, without their re-checks and last-segment walk).
+    auto* inner_p = rte_pktmbuf_mtod(m, std::uint8_t*);
+    const auto* inner = reinterpret_cast<const rte_ipv4_hdr*>(inner_p);
     const std::uint8_t inner_tos = inner->type_of_service;
-    const bool inner_df = (rte_be_to_cpu_16(inner->fragment_offset) & kDfBit) != 0;
-
-    auto* out = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_prepend(m, sa.outer_hdr_len));
-    auto* tail = reinterpret_cast<std::uint8_t*>(
-        rte_pktmbuf_append(m, static_cast<std::uint16_t>(pad + kEspTrailerLen + sa.icv_len)));
-    const std::uint32_t esp_off = sa.outer_hdr_len - kEspCipherOffset;
-    std::memcpy(out, sa.hdr_template, esp_off + 4);  // IPv4 [+ UDP] + SPI
+    const std::uint16_t inner_frag = rte_be_to_cpu_16(inner->fragment_offset);
+    std::uint8_t* tail = inner_p + inner_len;
+    const std::uint32_t grow = sa.outer_hdr_len + pad + trailer_room;
+    m->data_off = static_cast<std::uint16_t>(m->data_off - sa.outer_hdr_len);
+    m->data_len = static_cast<std::uint16_t>(m->data_len + grow);
+    m->pkt_len += grow;
+    std::uint8_t* out = inner_p - sa.outer_hdr_len;
+    std::memcpy(out, sa.hdr_template, kTemplateCopy);  // IPv4 [+ UDP] + SPI
 
     // Outer IPv4 (RFC 4301 §5.1.2.1): DSCP copied; ECN copied (RFC 6040 §4.1 normal mode).
     auto* ip = reinterpret_cast<rte_ipv4_hdr*>(out);
     const std::uint32_t total = m->pkt_len;
     ip->type_of_service = inner_tos;
     ip->total_length = rte_cpu_to_be_16(static_cast<std::uint16_t>(total));
-    ip->packet_id = rte_cpu_to_be_16(t_ip_id++);
-    const bool df = sa.df == DfPolicy::kSet || (sa.df == DfPolicy::kCopy && inner_df);
-    ip->fragment_offset = rte_cpu_to_be_16(df ? kDfBit : 0);
-    ip->hdr_checksum = 0;
-    ip->hdr_checksum = rte_ipv4_cksum(ip);
-    if (sa.flags & kSaUdpEncap) {
+    ip->packet_id = rte_cpu_to_be_16(ip_id++);
+    ip->fragment_offset =
+        rte_cpu_to_be_16(static_cast<std::uint16_t>(df_set | (inner_frag & df_copy_mask)));
+    ip->hdr_checksum = ip_cksum_finish(ck_base, out);
+    if (udp) {
       // RFC 3948 §2.1 / §3.1.2: UDP length, checksum zero.
       auto* udp = reinterpret_cast<rte_udp_hdr*>(out + kIpv4HeaderLen);
       udp->dgram_len = rte_cpu_to_be_16(static_cast<std::uint16_t>(total - kIpv4HeaderLen));
@@ -170,8 +252,11 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     std::memcpy(esp + 4, &seq_be, 4);
     std::memcpy(esp + kEspIvOffset, ivs + o * crypto::kEspIvLen, crypto::kEspIvLen);
 
-    // RFC 4303 §2.4: padding bytes 1, 2, 3, ...; then pad length and next header (IPv4).
-    for (std::uint32_t p = 0; p < pad; ++p) tail[p] = static_cast<std::uint8_t>(p + 1);
+    // RFC 4303 §2.4: padding bytes 1, 2, 3, ...; then pad length and next header (IPv4). One
+    // 16-byte copy when the appended bytes (pad + trailer + ICV) can hold it: the bytes past the
+    // padding are overwritten by the trailer here and the ICV by the crypto.
+    if (pad + trailer_room >= sizeof kPadBytes) std::memcpy(tail, kPadBytes, sizeof kPadBytes);
+    else std::memcpy(tail, kPadBytes, pad);
     tail[pad] = static_cast<std::uint8_t>(pad);
     tail[pad + 1] = kIpProtoIpip;
 
@@ -188,6 +273,7 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     clen[i] = inner_len;  // from here on: the inner length, for the counters
     ++o;
   }
+  t_ip_id = ip_id;
 
   // (4) All crypto of the burst at once.
   if (o != 0) engine.encrypt(std::span<crypto::EspCryptoOp>(ops, o));

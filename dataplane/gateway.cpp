@@ -82,6 +82,7 @@ void add_stats(LcoreStats& t, const LcoreStats& s) {
   t.punted += s.punted;
   t.forwarded += s.forwarded;
   t.keepalives += s.keepalives;
+  t.handed_off += s.handed_off;
 }
 
 // The named scalar counters of LcoreStats, in report and telemetry order.
@@ -95,6 +96,7 @@ constexpr StatField kStatFields[] = {
     {"punted", &LcoreStats::punted},
     {"forwarded", &LcoreStats::forwarded},
     {"keepalives", &LcoreStats::keepalives},
+    {"handed_off", &LcoreStats::handed_off},
     {"esp_in_packets", &LcoreStats::esp_in_packets},
     {"esp_in_bytes", &LcoreStats::esp_in_bytes},
     {"esp_out_packets", &LcoreStats::esp_out_packets},
@@ -264,15 +266,24 @@ Result<void> GatewayImpl::setup_port(PortState& p) {
     return make_error("port " + std::to_string(id) + ": dev_info: " + rte_strerror(-rc));
   rte_eth_conf conf{};
   // RSS on the IP addresses only: all packets of one SA (same outer addresses) land on one
-  // queue, so one worker owns its replay window (dataplane/sa.hpp).
+  // queue, so they mostly reach the worker that owns the SA; the rest are handed over to it
+  // (one owner per inbound SA, dataplane/sa.hpp).
   if (p.nq_rx > 1 && (info.flow_type_rss_offloads & RTE_ETH_RSS_IP) != 0) {
     conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
     conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_IP & info.flow_type_rss_offloads;
     p.rss = true;
   }
-  if (int rc = rte_eth_dev_configure(id, p.nq_rx, p.nq_tx, &conf); rc != 0)
+  int crc = rte_eth_dev_configure(id, p.nq_rx, p.nq_tx, &conf);
+  if (crc != 0 && p.nq_tx > p.nq_rx) {
+    // Some PMDs (net_tap) want as many TX as RX queues: then the control lcore has no TX
+    // queue of its own and sends through the hand-off ring.
+    p.nq_tx = p.nq_rx;
+    p.ctl_has_txq = p.nq_tx > workers;
+    crc = rte_eth_dev_configure(id, p.nq_rx, p.nq_tx, &conf);
+  }
+  if (crc != 0)
     return make_error("port " + std::to_string(id) + ": configure " + std::to_string(p.nq_rx) +
-                      " rx / " + std::to_string(p.nq_tx) + " tx queues: " + rte_strerror(-rc));
+                      " rx / " + std::to_string(p.nq_tx) + " tx queues: " + rte_strerror(-crc));
   p.configured = true;
   std::uint16_t nrx = static_cast<std::uint16_t>(cfg.rx_desc);
   std::uint16_t ntx = static_cast<std::uint16_t>(cfg.tx_desc);
@@ -358,11 +369,6 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& cfg) {
     std::uint16_t ntx = static_cast<std::uint16_t>(cfg.tx_desc);
     rte_eth_dev_adjust_nb_rx_tx_desc(p.cfg.port_id, &nrx, &ntx);
     desc_total += p.nq_rx * nrx + p.nq_tx * ntx;
-    if (p.nq_tx < g.workers + 1) {
-      p.handoff = rte_ring_create(name_of("hoff", inst, s).c_str(), kHandoffRingSize, socket,
-                                  RING_F_SC_DEQ);
-      if (p.handoff == nullptr) return make_error("cannot create the TX hand-off ring");
-    }
   }
 
   // Every mbuf that can sit somewhere at once: RX/TX descriptors, per-lcore TX buffers and
@@ -385,8 +391,15 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& cfg) {
                                     kJumboDataRoom, socket);
   if (g.jumbo == nullptr) return make_error("cannot create the reassembly mbuf pool");
 
-  for (PortState& p : g.ports)
+  for (unsigned s = 0; s < 2; ++s) {
+    PortState& p = g.ports[s];
     if (auto r = g.setup_port(p); !r) return make_error(r.error());
+    if (p.nq_tx < g.workers + 1) {  // some lcore has no TX queue of its own on this port
+      p.handoff = rte_ring_create(name_of("hoff", inst, s).c_str(), kHandoffRingSize, socket,
+                                  RING_F_SC_DEQ);
+      if (p.handoff == nullptr) return make_error("cannot create the TX hand-off ring");
+    }
+  }
 
   auto rcu = Rcu::create(g.workers);
   if (!rcu) return make_error(rcu.error());
@@ -410,8 +423,10 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& cfg) {
                                RING_F_SP_ENQ | RING_F_SC_DEQ);
     wc->resolve = rte_ring_create(name_of("res", inst, idx).c_str(), kResolveRingSize, socket,
                                   RING_F_SP_ENQ | RING_F_SC_DEQ);
+    // Multi-producer: the control lcore (reassembled ESP) and the other workers (packets of SAs
+    // this worker owns) enqueue; only this worker dequeues.
     wc->inject = rte_ring_create(name_of("inj", inst, idx).c_str(), kInjectRingSize, socket,
-                                 RING_F_SP_ENQ | RING_F_SC_DEQ);
+                                 RING_F_SC_DEQ);
     if (wc->punt == nullptr || wc->resolve == nullptr || wc->inject == nullptr) {
       g.w.push_back(std::move(wc));
       return make_error("cannot create the worker rings");

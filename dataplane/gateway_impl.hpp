@@ -36,7 +36,7 @@ constexpr std::uint16_t kEthHdrLen = 14;
 constexpr std::uint16_t kIkePort = 500;
 constexpr unsigned kPuntRingSize = 1024;
 constexpr unsigned kResolveRingSize = 256;
-constexpr unsigned kInjectRingSize = 256;
+constexpr unsigned kInjectRingSize = 1024;  // reassembled ESP + hand-offs to the SA owner
 constexpr unsigned kHandoffRingSize = 2048;
 constexpr unsigned kTxBufLen = 64;
 constexpr unsigned kMaxFragsOut = 16;        // inner fragments per packet
@@ -84,7 +84,10 @@ struct alignas(64) WorkerCtx {
   bool has_txq[2] = {false, false};  // else TX goes through the port's handoff ring
   rte_ring* punt = nullptr;     // SP/SC worker -> control: frames for the slow path
   rte_ring* resolve = nullptr;  // SP/SC worker -> control: next hops to resolve (ARP)
-  rte_ring* inject = nullptr;   // SP/SC control -> worker: reassembled ESP for the inbound path
+  // MP/SC -> this worker: outer ESP packets (data at the outer IPv4 header) for its inbound
+  // path: reassembled ESP from the control lcore, and packets of SAs this worker owns handed
+  // over by the other workers (dataplane/sa.hpp: one owner per inbound SA).
+  rte_ring* inject = nullptr;
   std::unique_ptr<crypto::EspEngine> engine;
   TxBuf tx[2];
   // Rate limit of resolve requests: a tiny direct-mapped (key, tsc) table.

@@ -1,11 +1,25 @@
 // The data plane's runtime SA: what workers read per packet. Built once from an SaSpec on the
 // control core (key schedule, outer header template, offsets), then only its sequence number,
-// replay window, counters and event flags change.
+// replay window, counters, owner and event flags change.
 //
-// Threading: an SA is owned by one worker at a time for packet processing (the gateway makes one
-// SA's packets reach one lcore), so the inbound replay window needs no atomics. The outbound
-// sequence number is an atomic reserved once per burst-run (seq += n), and counters are relaxed
-// atomics flushed once per burst-run, so the control plane can read them while workers run.
+// Threading:
+//  - Inbound: one owner per SA (as VPP's ipsec_sa_t thread index). The first worker that looks
+//    the SA up for a packet claims it (`owner`: compare-and-swap from kNoOwner to its worker
+//    index); from then on a worker that finds an SA owned by another worker hands the packet to
+//    that worker's hand-off ring (the gateway's inject ring, multi-producer) instead of
+//    decrypting it. So the replay window has exactly one writer whatever RSS, multi-queue RX or
+//    reassembly (outer fragments are reassembled on the control lcore and injected to worker
+//    0, which hands them on) do, and needs no atomics. RSS on the outer addresses keeps most
+//    packets on their owner's queue, so hand-offs stay rare. The owner never changes for the
+//    life of an Sa: a deleted and re-installed SA (same SPI or not) is a new Sa, claimed afresh.
+//    A packet therefore moves at most once per Sa instance. An SA that no worker looked up is
+//    unowned; packets without an SA (kNoSa) are counted where they are.
+//  - Outbound: not owned (`owner` stays kNoOwner). Any worker may encrypt for the SA: the
+//    sequence number is an atomic reserved once per burst-run (seq += n), so numbers are unique
+//    though two workers may put them on the wire slightly out of order, which the peer's replay
+//    window accepts (RFC 4303 §3.4.3).
+//  - Counters are relaxed atomics flushed once per burst-run (both directions), so the control
+//    plane can read them while workers run, and `events`/`dead` are atomics.
 #pragma once
 
 #include <atomic>
@@ -26,6 +40,8 @@ constexpr std::uint16_t kNatTPort = 4500;       // RFC 3948
 constexpr std::uint8_t kIpProtoEsp = 50;
 constexpr std::uint8_t kIpProtoIpip = 4;        // ESP next header in tunnel mode
 constexpr std::uint8_t kIpProtoUdp = 17;
+
+constexpr std::uint16_t kNoOwner = 0xFFFF;  // Sa::owner before any worker claimed it
 
 enum SaFlags : std::uint8_t {
   kSaUdpEncap = 1 << 0,
@@ -73,6 +89,9 @@ struct alignas(64) Sa {
   // Set by workers, read and cleared by the control plane's event poll.
   std::atomic<std::uint8_t> events{0};
   std::atomic<bool> dead{false};  // hard limit reached: drop with kSaDown
+  // Inbound: the index of the worker that processes this SA's packets, kNoOwner until the
+  // first worker claims it (see the threading note above). Unused for outbound SAs.
+  std::atomic<std::uint16_t> owner{kNoOwner};
 
   // Inbound anti-replay state (one owner, no atomics).
   alignas(64) ReplayWindow replay;

@@ -503,10 +503,10 @@ void GatewayImpl::handle_frag(rte_mbuf* m) noexcept {
                                     Udp4500Kind::kEsp;
   }
   if (esp) {
-    // Copy into one jumbo segment (ESP works in place on one segment) and hand it to the
-    // worker 0 inbound path. With several workers and multi-queue RX, the SA's other packets
-    // may be on another worker: reassembled ESP is expected to be rare (peers fragment the
-    // inner packet, RFC 4301 §8.1), and the replay window then sees one extra writer.
+    // Copy into one jumbo segment (ESP works in place on one segment) and inject it into
+    // worker 0's inbound path, which hands it on to the SA's owner when that is another worker
+    // (one owner per inbound SA, dataplane/sa.hpp): the replay window keeps one writer. The
+    // control lcore is no RCU reader, so it does not look the SA up itself.
     rte_mbuf* j = rte_pktmbuf_alloc(jumbo);
     char* dst = (j != nullptr && tot <= kJumboDataRoom - RTE_PKTMBUF_HEADROOM)
                     ? rte_pktmbuf_append(j, static_cast<std::uint16_t>(tot))
@@ -526,7 +526,7 @@ void GatewayImpl::handle_frag(rte_mbuf* m) noexcept {
     jip->hdr_checksum = 0;
     jip->hdr_checksum = rte_ipv4_cksum(jip);
     j->port = ports[0].cfg.port_id;
-    if (rte_ring_sp_enqueue(w[0]->inject, j) != 0) {
+    if (rte_ring_mp_enqueue(w[0]->inject, j) != 0) {
       ctl_stats.drop(DropReason::kRingFull);
       rte_pktmbuf_free(j);
     }

@@ -110,8 +110,30 @@ void route_inner(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
          next_hop(g.cfg, Side::kProtected, rte_be_to_cpu_32(ip->dst_addr)));
 }
 
-// Outer packets (data at the outer IPv4 header) addressed to us: parse, look up by SPI,
-// decrypt and verify as one burst, then forward the inner packets.
+// Hands `n` outer ESP packets to the worker that owns their SA (its inject ring, multi-
+// producer). A full ring drops the rest as kRingFull.
+void hand_off(GatewayImpl& g, WorkerCtx& w, unsigned to, rte_mbuf** pkts, unsigned n) noexcept {
+  const unsigned sent = rte_ring_mp_enqueue_burst(g.w[to]->inject,
+                                                  reinterpret_cast<void**>(pkts), n, nullptr);
+  w.stats.handed_off += sent;
+  for (unsigned i = sent; i < n; ++i) drop(w, pkts[i], DropReason::kRingFull);
+}
+
+// One owner per inbound SA (dataplane/sa.hpp): true when this worker processes `sa`'s packets,
+// claiming an unowned SA on the way; else `*to` is the owner.
+inline bool owns(const WorkerCtx& w, Sa& sa, std::uint16_t* to) noexcept {
+  std::uint16_t o = sa.owner.load(std::memory_order_acquire);
+  if (o == kNoOwner &&
+      sa.owner.compare_exchange_strong(o, static_cast<std::uint16_t>(w.idx),
+                                       std::memory_order_acq_rel, std::memory_order_acquire))
+    return true;
+  *to = o;
+  return o == w.idx;
+}
+
+// Outer packets (data at the outer IPv4 header) addressed to us: parse, look up by SPI, pass
+// the packets of SAs owned by another worker to that worker, decrypt and verify the rest as
+// one burst, then forward the inner packets. Packets without an SA are counted here (kNoSa).
 void esp_in(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept {
   rte_mbuf* ok[kMaxBurst];
   std::uint32_t spis[kMaxBurst];
@@ -129,9 +151,44 @@ void esp_in(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept 
   }
   if (k == 0) return;
   g.inst->lookup_inbound(spis, k, sas);
-  const std::uint16_t good =
-      esp_inbound(*w.engine, std::span<rte_mbuf*>(ok, k), std::span<Sa* const>(sas, k), w.stats);
-  for (unsigned i = good; i < k; ++i) rte_pktmbuf_free(ok[i]);  // counted by esp_inbound
+
+  // Keep ours in order; gather the others' by owner (a burst usually has one SA).
+  rte_mbuf* away[kMaxBurst];
+  std::uint16_t away_to[kMaxBurst];
+  unsigned na = 0, mine = 0;
+  for (unsigned i = 0; i < k; ++i) {
+    std::uint16_t to = kNoOwner;
+    if (sas[i] == nullptr || owns(w, *sas[i], &to)) {
+      ok[mine] = ok[i];
+      sas[mine++] = sas[i];
+    } else {
+      away[na] = ok[i];
+      away_to[na++] = to;
+    }
+  }
+  while (na != 0) {
+    const std::uint16_t to = away_to[0];
+    rte_mbuf* batch[kMaxBurst];
+    unsigned nb = 0, rest = 0;
+    for (unsigned i = 0; i < na; ++i) {
+      if (away_to[i] == to) {
+        batch[nb++] = away[i];
+      } else {
+        away[rest] = away[i];
+        away_to[rest++] = away_to[i];
+      }
+    }
+    na = rest;
+    if (to < g.workers) {
+      hand_off(g, w, to, batch, nb);
+    } else {
+      for (unsigned i = 0; i < nb; ++i) drop(w, batch[i], DropReason::kRingFull);  // unreachable
+    }
+  }
+  if (mine == 0) return;
+  const std::uint16_t good = esp_inbound(*w.engine, std::span<rte_mbuf*>(ok, mine),
+                                         std::span<Sa* const>(sas, mine), w.stats);
+  for (unsigned i = good; i < mine; ++i) rte_pktmbuf_free(ok[i]);  // counted by esp_inbound
   for (unsigned i = 0; i < good; ++i) route_inner(g, w, ok[i]);
 }
 

@@ -1,5 +1,7 @@
 #include "ike/daemon.hpp"
 
+#include <algorithm>
+
 #include "ike/log.hpp"
 
 namespace ipsecgw::ike {
@@ -49,8 +51,85 @@ void Daemon::start(Conn& c) {
                                     dp::UdpEndpoint{c.cfg.local_addr, 500},
                                     dp::UdpEndpoint{c.cfg.peer_addr, 500});
   IkeSa* p = sa.get();
+  // RFC 2407 §4.6.3.3: INITIAL-CONTACT on the first negotiation with this peer, so that it
+  // drops whatever it kept from an earlier run of ours.
+  p->set_initial_contact(!c.contacted);
   c.sas.push_back(std::move(sa));
   p->start();
+}
+
+// Lifetimes across IKE SAs of one connection, INITIAL-CONTACT, bookkeeping.
+void Daemon::housekeeping(Conn& c, Millis now) {
+  for (std::size_t i = 0; i < c.sas.size(); ++i) {
+    IkeSa& sa = *c.sas[i];
+    if (sa.established()) c.contacted = true;
+    if (sa.initial_contact_received()) {
+      sa.clear_initial_contact_received();
+      // The peer started afresh: everything else we hold with it is stale. Drop it without
+      // telling the peer (it has no state for it).
+      log(LogLevel::kInfo, sa.tag() + ": INITIAL-CONTACT: removing other SAs with this peer");
+      for (auto& other : c.sas)
+        if (other.get() != &sa) {
+          other->teardown(false);
+          other->retire_at(Millis{0});  // done on its next tick; no failure recorded
+          other->mark_replaced();
+        }
+      std::unique_ptr<IkeSa> keep = std::move(c.sas[i]);
+      c.sas.clear();
+      c.sas.push_back(std::move(keep));
+      return housekeeping(c, now);
+    }
+  }
+  // Phase 1 re-established before it expires (a new Main Mode, then a new Quick Mode under it).
+  if (c.cfg.admin_state_up) {
+    for (std::size_t i = 0; i < c.sas.size(); ++i) {
+      if (!c.sas[i]->wants_reauth(now)) continue;
+      log(LogLevel::kInfo, c.sas[i]->tag() + ": ISAKMP SA soft lifetime reached: re-establishing");
+      c.sas[i]->mark_replaced();
+      start(c);
+      break;
+    }
+  }
+  // The newest IKE SA with an installed CHILD SA carries the connection; older ones (replaced
+  // by our re-establishment or the peer's, or whose CHILD SA the peer re-created under a new
+  // ISAKMP SA) are deleted after the grace period, with Delete notifications.
+  // A re-establishment that failed (reaped) leaves the replaced SA alone: it carries on.
+  for (std::size_t i = 0; i < c.sas.size(); ++i) {
+    IkeSa& old = *c.sas[i];
+    if (!old.replaced() || old.failed() || old.done() || old.retiring()) continue;
+    const bool successor = std::any_of(c.sas.begin() + static_cast<std::ptrdiff_t>(i) + 1,
+                                       c.sas.end(), [](const auto& s) {
+                                         return !s->failed() && !s->done();
+                                       });
+    if (!successor) old.unmark_replaced();
+  }
+  std::size_t last = c.sas.size();
+  for (std::size_t i = 0; i < c.sas.size(); ++i)
+    if (c.sas[i]->child() && !c.sas[i]->failed() && !c.sas[i]->done()) last = i;
+  if (last == c.sas.size()) return;
+  for (std::size_t i = 0; i < last; ++i) {
+    IkeSa& old = *c.sas[i];
+    if (old.failed() || old.done() || (!old.child() && !old.replaced())) continue;
+    old.mark_replaced();
+    old.retire_at(now + kRekeyGrace);
+  }
+}
+
+void Daemon::on_event(const dp::SaEvent& e) {
+  for (auto& c : conns_) {
+    if (c->cfg.id != e.conn_id) continue;
+    for (auto& sa : c->sas) {
+      const auto& ch = sa->child();
+      if (!ch || (e.dir == dp::Direction::kInbound ? ch->spi_in : ch->spi_out) != e.spi) continue;
+      log(LogLevel::kInfo, sa->tag() + ": data plane reports " +
+                               (e.kind == dp::SaEventKind::kSeqExhausted ? "sequence number exhaustion"
+                                : e.kind == dp::SaEventKind::kSoftLimit  ? "soft volume limit"
+                                                                         : "hard volume limit") +
+                               ": rekeying");
+      sa->rekey_child();
+      return;
+    }
+  }
 }
 
 Result<void> Daemon::initiate(const std::string& name) {
@@ -63,6 +142,10 @@ Result<void> Daemon::initiate(const std::string& name) {
 
 void Daemon::reap(Conn& c) {
   for (auto it = c.sas.begin(); it != c.sas.end();) {
+    if ((*it)->done()) {
+      it = c.sas.erase(it);
+      continue;
+    }
     if ((*it)->failed()) {
       c.last_error = (*it)->failure();
       c.retry_at = ctx_.clock->now() + kRetryAfterFailure;
@@ -98,6 +181,7 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
           h->exchange == static_cast<std::uint8_t>(ExchangeType::kIdentityProtection))
         continue;  // our own MM1 reflected back: not for us
       sa->handle(d, *h);
+      housekeeping(*c, ctx_.clock->now());
       reap(*c);
       return;
     }
@@ -110,10 +194,24 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
   }
   for (auto& c : conns_) {
     if (c->cfg.peer_addr != d.remote.addr || !c->cfg.admin_state_up) continue;
+    // Both sides initiated at once: rather than two ISAKMP SAs each with a CHILD SA pair (of
+    // which one would have to be deleted again), the side with the higher address abandons its
+    // own negotiation while it has produced nothing yet and answers the peer's. The peer's
+    // half-open responder state for ours times out (kHalfOpenTimeout).
+    const bool only_pending_own = !c->sas.empty() && std::all_of(
+        c->sas.begin(), c->sas.end(), [](const auto& s) {
+          return s->role() == Role::kInitiator && !s->child() && !s->failed() && !s->replaced();
+        });
+    if (only_pending_own && c->cfg.local_addr > c->cfg.peer_addr) {
+      log(LogLevel::kInfo, c->cfg.name + ": simultaneous initiation: yielding to the peer's");
+      for (auto& s : c->sas) s->teardown(true);  // Delete for an ISAKMP SA we may have got
+      c->sas.clear();
+    }
     auto sa = std::make_unique<IkeSa>(Role::kResponder, c->cfg, ctx_, d.local, d.remote);
     IkeSa* p = sa.get();
     c->sas.push_back(std::move(sa));
     p->handle(d, *h);
+    housekeeping(*c, ctx_.clock->now());
     reap(*c);
     return;
   }
@@ -123,8 +221,12 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
 
 void Daemon::tick() {
   const Millis now = ctx_.clock->now();
+  // Sequence-number exhaustion and volume limits come from the data plane (RFC 4303 §3.3.3:
+  // a new SA before the counter cycles).
+  for (const auto& e : ctx_.installer->poll_events()) on_event(e);
   for (auto& c : conns_) {
-    for (auto& sa : c->sas) sa->tick(now);
+    for (std::size_t i = 0; i < c->sas.size(); ++i) c->sas[i]->tick(now);
+    housekeeping(*c, now);
     reap(*c);
     if (c->restart_now) {
       c->restart_now = false;
@@ -141,14 +243,16 @@ ConnectionStatus Daemon::status(const std::string& name) const {
   ConnectionStatus st;
   const Conn* c = find_conn(name);
   if (c == nullptr) return st;
-  for (const auto& sa : c->sas) {
-    if (sa->state() == IkeSa::State::kActive) {
+  for (auto it = c->sas.rbegin(); it != c->sas.rend(); ++it) {  // newest first
+    const auto& sa = *it;
+    if (sa->state() == IkeSa::State::kActive && sa->child()) {
       st.state = ConnState::kActive;
       st.child = sa->child();
       return st;
     }
-    if (!sa->failed()) st.state = ConnState::kPending;
   }
+  for (const auto& sa : c->sas)
+    if (!sa->failed() && !sa->done()) st.state = ConnState::kPending;
   if (st.state == ConnState::kDown && !c->last_error.empty()) {
     st.state = ConnState::kError;
     st.reason = c->last_error;

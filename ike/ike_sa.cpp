@@ -89,10 +89,12 @@ struct IkeSa::Quick {
   enum class Stage : std::uint8_t { kNew, kQm1Sent, kQm2Sent, kDone } stage = Stage::kNew;
   bool initiator = false;
   bool in_installed = false;  // responder: inbound SA added when QM2 went out
+  Millis started{0};
   std::uint32_t mid = 0;
   Bytes iv;
   std::uint32_t spi_in = 0, spi_out = 0;
   Bytes ni, nr;
+  Bytes last_sent;  // our last message of this exchange
   std::optional<crypto::DhKeyPair> dh;
   SecureBytes gxy;
   std::uint32_t lifetime_s = 0;
@@ -279,7 +281,7 @@ void IkeSa::send_informational(PayloadType t, const Bytes& body) {
 // ---- dispatch ----
 
 void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
-  if (state_ == State::kFailed) return;
+  if (state_ == State::kFailed || done_) return;
   const Bytes in(d.payload.begin(), d.payload.end());
   // A retransmitted request: answer from the last response, do not process it again.
   if (in == last_in_ && !last_out_.empty()) {
@@ -759,6 +761,7 @@ void IkeSa::qm_start() {
   auto& q = *qms_.emplace(new_mid, std::make_unique<Quick>()).first->second;
   q.mid = new_mid;
   q.initiator = true;
+  q.started = ctx_.clock->now();
   q.iv = qm_iv(q.mid);
   auto spi = ctx_.installer->allocate_spi();
   if (!spi) {
@@ -810,6 +813,7 @@ void IkeSa::qm_start() {
   log(LogLevel::kInfo, tag() + ": quick mode " + (child_ ? "(rekey) " : "") + "initiated, mid " +
                            hex(be32(q.mid)) + ", SPI in " + hex(be32(q.spi_in)));
   send(seal(h, c, q.iv), true);
+  q.last_sent = last_out_;
 }
 
 // KEYMAT = prf(SKEYID_d, [g(qm)^xy |] protocol | SPI | Ni_b | Nr_b), expanded as
@@ -970,6 +974,22 @@ void IkeSa::child_tick(Millis now) {
     child_.reset();
     state_ = State::kPhase1Done;
     return;
+  }
+  if (rekey_mid_ != 0) {
+    // Our rekey got no answer in time (its retransmissions may also have been displaced by a
+    // peer's exchange on the same SA): abandon it; the next soft-expiry check starts another.
+    auto it = qms_.find(rekey_mid_);
+    if (it == qms_.end() || now - it->second->started >= kRekeyAbandonAfter) {
+      log(LogLevel::kWarn, tag() + ": rekey quick mode unanswered: abandoned");
+      if (it != qms_.end()) {
+        Quick& q = *it->second;
+        if (q.spi_reserved) ctx_.installer->release_spi(q.spi_in);
+        q.spi_reserved = false;
+        q.stage = Quick::Stage::kDone;
+        if (last_out_ == q.last_sent) waiting_ = false;
+      }
+      rekey_mid_ = 0;
+    }
   }
   if (now >= child_soft_ && rekey_mid_ == 0) {
     log(LogLevel::kInfo, tag() + ": CHILD SA soft lifetime reached: rekeying");

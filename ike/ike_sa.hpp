@@ -74,6 +74,8 @@ constexpr int kMaxRetransmits = 4;
 constexpr unsigned kRekeyMarginPct = 10, kRekeyJitterPct = 5, kPassiveMarginPct = 3;
 constexpr Millis kRekeyGrace{5000};
 constexpr Millis kHalfOpenTimeout{60000};
+// Our rekey Quick Mode is given up after this long without completing (then retried).
+constexpr Millis kRekeyAbandonAfter{30000};
 // NAT keepalive (RFC 3948 §2.3): one 0xFF byte to the peer's 4500 from the side behind a NAT.
 constexpr Millis kNatKeepaliveInterval{20000};
 
@@ -129,9 +131,12 @@ class IkeSa {
   bool wants_reauth(Millis now) const;
   // A newer ISAKMP SA (re-established Main Mode) takes over this one's job.
   void mark_replaced() { replaced_ = true; }
+  // The replacement failed before taking over: this one carries on (and may try again).
+  void unmark_replaced() { replaced_ = false; }
   bool replaced() const { return replaced_; }
   // After `at`: delete the CHILD SAs and the ISAKMP SA, telling the peer; then done().
   void retire_at(Millis at);
+  bool retiring() const { return retire_at_ != Millis::max(); }
   // Retired (or hard-expired) without failure: the daemon drops it.
   bool done() const { return done_; }
   // When the current CHILD SA was installed (zero: none).

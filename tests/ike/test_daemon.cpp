@@ -2,10 +2,12 @@
 // (strongSwan's unit-test style): Main Mode + Quick Mode end to end.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "ike/daemon.hpp"
 #include "ike/log.hpp"
@@ -44,15 +46,28 @@ class FakeInstaller final : public dp::SaInstaller {
  public:
   Result<std::uint32_t> allocate_spi() override { return next_spi_++; }
   void release_spi(std::uint32_t spi) override { released.insert(spi); }
+  // Models DpSaInstaller: inbound SAs by SPI; one outbound SA per selector pair, replaced by
+  // a later add (make-before-break) and deleted only while it is the current one.
   Result<void> add_sa(dp::SaSpec s) override {
     order.push_back(s.dir);
+    if (s.dir == dp::Direction::kInbound) live_in.insert(s.spi);
+    else out_current = s.spi;
     sas.push_back(std::move(s));
     return {};
   }
   Result<void> del_sa(dp::Direction dir, std::uint32_t spi) override {
     deleted.emplace_back(dir, spi);
+    if (dir == dp::Direction::kInbound) {
+      if (live_in.erase(spi) == 0) return make_error("no inbound SA");
+    } else {
+      if (out_current != spi) return make_error("no outbound SA");
+      out_current = 0;
+    }
     return {};
   }
+  std::set<std::uint32_t> live_in;
+  std::uint32_t out_current = 0;
+  std::vector<dp::SaEvent> events;  // handed out by the next poll_events()
   std::optional<dp::SaCounters> query_sa(dp::Direction d, std::uint32_t) override {
     if (!report_counters || d != dp::Direction::kInbound) return std::nullopt;
     dp::SaCounters c;
@@ -61,7 +76,7 @@ class FakeInstaller final : public dp::SaInstaller {
   }
   bool report_counters = false;
   std::uint64_t in_packets = 0;  // what query_sa reports for inbound SAs
-  std::vector<dp::SaEvent> poll_events() override { return {}; }
+  std::vector<dp::SaEvent> poll_events() override { return std::exchange(events, {}); }
   const dp::SaSpec* find(dp::Direction d) const {
     for (const auto& s : sas)
       if (s.dir == d) return &s;
@@ -176,6 +191,24 @@ void expect_matching_sas(const Pair& p, const IpsecPolicy& ip) {
   EXPECT_EQ(b_out->peer_addr, kAddrA);
   EXPECT_EQ(a_out->conn_id, 7u);
   EXPECT_EQ(b_out->conn_id, 9u);
+}
+
+// The SAs added at positions [from, from+2) on both sides (inbound, outbound) match.
+void expect_matching_sas_at(const Pair& p, std::size_t from) {
+  ASSERT_GE(p.ia.sas.size(), from + 2);
+  ASSERT_GE(p.ib.sas.size(), from + 2);
+  const dp::SaSpec *a_in = nullptr, *a_out = nullptr, *b_in = nullptr, *b_out = nullptr;
+  for (std::size_t i = from; i < from + 2; ++i) {
+    (p.ia.sas[i].dir == dp::Direction::kInbound ? a_in : a_out) = &p.ia.sas[i];
+    (p.ib.sas[i].dir == dp::Direction::kInbound ? b_in : b_out) = &p.ib.sas[i];
+  }
+  ASSERT_TRUE(a_in && a_out && b_in && b_out);
+  EXPECT_EQ(a_out->spi, b_in->spi);
+  EXPECT_EQ(b_out->spi, a_in->spi);
+  EXPECT_EQ(bytes(a_out->enc_key), bytes(b_in->enc_key));
+  EXPECT_EQ(bytes(a_out->auth_key), bytes(b_in->auth_key));
+  EXPECT_EQ(bytes(b_out->enc_key), bytes(a_in->enc_key));
+  EXPECT_EQ(bytes(b_out->auth_key), bytes(a_in->auth_key));
 }
 
 class Quiet : public ::testing::Test {
@@ -520,6 +553,256 @@ TEST_F(Quiet, DpdCountsInboundEspAsLivenessAndDoesNotProbe) {
   p.run_for(30000, 1000);
   EXPECT_GT(p.probes, 0);
   EXPECT_EQ(p.a.status("site").reason, "dead peer detected (DPD)");
+}
+
+// ---- lifetimes, rekeying, Delete, INITIAL-CONTACT, NAT keepalive, simultaneous start ----
+
+// The live SA pairs of the two sides form exactly one matching pair in each direction.
+void expect_one_live_pair(const Pair& p) {
+  ASSERT_EQ(p.ia.live_in.size(), 1u);
+  ASSERT_EQ(p.ib.live_in.size(), 1u);
+  EXPECT_EQ(p.ia.out_current, *p.ib.live_in.begin());
+  EXPECT_EQ(p.ib.out_current, *p.ia.live_in.begin());
+}
+
+std::size_t outbound_adds(const FakeInstaller& in) {
+  return static_cast<std::size_t>(
+      std::count(in.order.begin(), in.order.end(), dp::Direction::kOutbound));
+}
+
+IpsecPolicy short_child() {
+  IpsecPolicy ip;
+  ip.lifetime_s = 60;
+  return ip;
+}
+
+TEST_F(Quiet, ChildSaIsRekeyedBeforeExpiryMakeBeforeBreakAndOldPairDeletedAfterGrace) {
+  IkePolicy ike;
+  Pair p(ike, short_child());
+  p.a.tick();
+  p.pump();
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  const auto old_a = *p.a.status("site").child;
+  // Soft expiry of the creator (A): 60 s - (10..15)% = 51..54 s; nothing before 51 s.
+  p.run_for(50000, 500);
+  EXPECT_EQ(p.ia.sas.size(), 2u);
+  p.run_for(4500, 500);
+  ASSERT_EQ(p.ia.sas.size(), 4u);  // one rekey: a new inbound and outbound SA on each side
+  ASSERT_EQ(p.ib.sas.size(), 4u);
+  const auto now_a = *p.a.status("site").child;
+  EXPECT_NE(now_a.spi_in, old_a.spi_in);
+  EXPECT_NE(now_a.spi_out, old_a.spi_out);
+  EXPECT_EQ(p.b.status("site").child->spi_in, now_a.spi_out);
+  // B added its new inbound SA (when sending QM2) before A's outbound switched to it, and A
+  // its new inbound before its outbound.
+  EXPECT_EQ(p.ib.order[2], dp::Direction::kInbound);
+  EXPECT_EQ(p.ia.order[2], dp::Direction::kInbound);
+  EXPECT_EQ(p.ia.order[3], dp::Direction::kOutbound);
+  // Within the grace period the old inbound SAs still work.
+  EXPECT_EQ(p.ia.live_in.count(old_a.spi_in), 1u);
+  EXPECT_EQ(p.ib.live_in.count(old_a.spi_out), 1u);
+  p.run_for(kRekeyGrace.count() + 1000, 500);
+  expect_one_live_pair(p);
+  EXPECT_EQ(p.ia.out_current, now_a.spi_out);
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+  // Keys of the new pair match across the sides.
+  expect_matching_sas_at(p, 2);
+  // And it keeps going: several more lifetimes, always one live pair after the grace period.
+  for (int i = 0; i < 3; ++i) {
+    p.run_for(60000, 500);
+  }
+  EXPECT_GE(outbound_adds(p.ia), 4u);
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+  p.run_for(kRekeyGrace.count() + 1000, 500);
+  expect_one_live_pair(p);
+}
+
+TEST_F(Quiet, ResponderRekeysWhenTheInitiatorDoesNotByItsLaterMargin) {
+  IkePolicy ike;
+  Pair p(ike, short_child());
+  p.a.tick();
+  p.pump();
+  const auto old_b = *p.b.status("site").child;
+  // A's rekey Quick Mode is lost until B has started its own.
+  bool b_started = false;
+  p.net.filter = [&](Packet& pk) {
+    if (pk.data.size() < 28 || pk.data[18] != static_cast<std::uint8_t>(ExchangeType::kQuickMode))
+      return true;
+    if (pk.from.addr == kAddrB) b_started = true;
+    return pk.from.addr == kAddrB || b_started;
+  };
+  p.run_for(57000, 500);
+  EXPECT_FALSE(b_started);  // B waits past A's window (85..90% of 60 s)
+  p.run_for(2000, 500);     // B's margin: 97% = 58.2 s
+  ASSERT_TRUE(b_started);
+  ASSERT_EQ(p.b.status("site").state, ConnState::kActive);
+  const auto now_b = *p.b.status("site").child;
+  EXPECT_NE(now_b.spi_in, old_b.spi_in);
+  // B initiated this one: it installed inbound then outbound on QM2.
+  EXPECT_EQ(p.ib.sas[2].dir, dp::Direction::kInbound);
+  EXPECT_EQ(p.ib.sas[2].spi, now_b.spi_in);
+  EXPECT_EQ(p.ib.sas[3].spi, now_b.spi_out);
+  EXPECT_EQ(p.a.status("site").child->spi_in, now_b.spi_out);
+  p.run_for(kRekeyGrace.count() + 1000, 500);
+  // Whatever A's late copies of its own rekey did, after the grace period and A's abandon
+  // timeout exactly one pair is live and in use.
+  p.run_for(static_cast<int>(kRekeyAbandonAfter.count()) + kRekeyGrace.count() + 1000, 500);
+  expect_one_live_pair(p);
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+}
+
+TEST_F(Quiet, HardExpiryWithoutSuccessfulRekeyDeletesThePairAndPeerHonoursTheDelete) {
+  IkePolicy ike;
+  Pair p(ike, short_child());
+  p.a.tick();
+  p.pump();
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  const auto c = *p.a.status("site").child;
+  // From now on every Quick Mode message is lost: no rekey can succeed; informational
+  // exchanges still pass.
+  p.net.filter = [](Packet& pk) {
+    return pk.data.size() < 28 || pk.data[18] != static_cast<std::uint8_t>(ExchangeType::kQuickMode);
+  };
+  // A ticks and its messages are delivered before B ticks: B learns of A's hard expiry from
+  // A's Delete, not from its own timer.
+  for (int t = 0; t < 61000; t += 500) {
+    p.clock.t += Millis{500};
+    p.a.tick();
+    p.pump();
+    p.b.tick();
+    p.pump();
+  }
+  EXPECT_EQ(p.ia.live_in.count(c.spi_in), 0u);
+  EXPECT_EQ(p.ia.out_current, 0u);
+  EXPECT_EQ(p.ib.live_in.count(c.spi_out), 0u);
+  EXPECT_EQ(p.ib.out_current, 0u);
+  auto sb = p.b.status("site");
+  EXPECT_EQ(sb.state, ConnState::kError);
+  EXPECT_EQ(sb.reason, "deleted by peer");
+}
+
+TEST_F(Quiet, SequenceExhaustionEventFromTheDataPlaneRekeysAtOnce) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip);
+  p.a.tick();
+  p.pump();
+  const auto c = *p.a.status("site").child;
+  p.ib.events.push_back({dp::SaEventKind::kSeqExhausted, dp::Direction::kOutbound, c.spi_in, 9});
+  p.run_for(500, 500);
+  ASSERT_EQ(p.ia.sas.size(), 4u);
+  EXPECT_NE(p.a.status("site").child->spi_in, c.spi_in);
+  p.run_for(kRekeyGrace.count() + 1000, 500);
+  expect_one_live_pair(p);
+  // A soft volume limit on A's side does the same.
+  const auto c2 = *p.a.status("site").child;
+  p.ia.events.push_back({dp::SaEventKind::kSoftLimit, dp::Direction::kOutbound, c2.spi_out, 7});
+  p.run_for(kRekeyGrace.count() + 1500, 500);
+  EXPECT_EQ(p.ia.sas.size(), 6u);
+  EXPECT_NE(p.a.status("site").child->spi_out, c2.spi_out);
+  expect_one_live_pair(p);
+}
+
+TEST_F(Quiet, PhaseOneIsReestablishedBeforeExpiryAndTheOldIkeSaRetired) {
+  IkePolicy ike;
+  ike.lifetime_s = 120;
+  IpsecPolicy ip;
+  Pair p(ike, ip);
+  int mm1 = 0;
+  p.net.filter = [&](Packet& pk) {
+    static const Cookie kZero{};
+    if (pk.data.size() >= 28 && pk.data[18] == 2 &&
+        std::equal(kZero.begin(), kZero.end(), pk.data.begin() + 8))
+      ++mm1;
+    return true;
+  };
+  p.a.tick();
+  p.pump();
+  const auto c = *p.a.status("site").child;
+  for (int t = 0; t < 125000; t += 500) {
+    p.run_for(500, 500);
+    ASSERT_EQ(p.a.status("site").state, ConnState::kActive) << t;
+    ASSERT_EQ(p.b.status("site").state, ConnState::kActive) << t;
+  }
+  EXPECT_EQ(mm1, 2);  // the first Main Mode and one re-establishment
+  EXPECT_NE(p.a.status("site").child->spi_in, c.spi_in);
+  expect_one_live_pair(p);
+}
+
+TEST_F(Quiet, InitialContactFromARestartedPeerRemovesItsStaleSas) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip);
+  p.a.tick();
+  p.pump();
+  const auto old_b = *p.b.status("site").child;
+  // A restarts without telling B: a fresh daemon and data plane, the same addresses.
+  FakeInstaller ia2{0x5000};
+  auto a2 = std::make_unique<Daemon>(p.sa, ia2, p.clock);
+  ASSERT_TRUE(a2->add_connection(make_conn(true, ike, ip)).ok());
+  a2->tick();
+  for (int i = 0; i < 200 && !p.net.q.empty(); ++i) {
+    Packet pk = p.net.q.front();
+    p.net.q.pop_front();
+    if (pk.to.addr == kAddrA) a2->on_datagram({pk.to, pk.from, pk.data});
+    else p.b.on_datagram({pk.to, pk.from, pk.data});
+  }
+  ASSERT_EQ(a2->status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.ib.live_in.count(old_b.spi_in), 0u);  // removed on INITIAL-CONTACT
+  ASSERT_EQ(p.ib.live_in.size(), 1u);
+  EXPECT_EQ(*p.ib.live_in.begin(), a2->status("site").child->spi_out);
+  EXPECT_EQ(p.ib.out_current, a2->status("site").child->spi_in);
+}
+
+TEST_F(Quiet, SimultaneousInitiationEndsWithOnePairInEachDirection) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p;
+  auto cb = make_conn(false, ike, ip);
+  cb.initiator = InitiatorMode::kBidirectional;
+  ASSERT_TRUE(p.a.add_connection(make_conn(true, ike, ip)).ok());
+  ASSERT_TRUE(p.b.add_connection(std::move(cb)).ok());
+  p.a.tick();
+  p.b.tick();  // both MM1s are on the wire before either is delivered
+  p.pump();
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  ASSERT_EQ(p.b.status("site").state, ConnState::kActive);
+  expect_one_live_pair(p);
+  EXPECT_EQ(outbound_adds(p.ia), 1u);
+  EXPECT_EQ(outbound_adds(p.ib), 1u);
+  // The abandoned half-open negotiation times out without disturbing the connection.
+  p.run_for(static_cast<int>(kHalfOpenTimeout.count()) + 5000, 1000);
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+  expect_one_live_pair(p);
+  EXPECT_EQ(p.ia.sas.size(), 2u);
+  EXPECT_EQ(p.ib.sas.size(), 2u);
+}
+
+TEST_F(Quiet, NatKeepalivesGoFromTheSideBehindTheNatEvery20s) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip);
+  int ka_from_a = 0, ka_from_b = 0;
+  p.net.filter = [&](Packet& pk) {
+    const bool ka = pk.data == Bytes{0xff};
+    if (ka) {
+      EXPECT_EQ(pk.to.port, 4500);
+      EXPECT_EQ(pk.from.port, 4500);  // as sent, before the NAT maps it
+      (pk.from.addr == kAddrA ? ka_from_a : ka_from_b)++;
+    }
+    if (pk.from.addr == kAddrA) pk.from.port = static_cast<std::uint16_t>(pk.from.port + 1000);
+    if (pk.to.addr == kAddrA) pk.to.port = static_cast<std::uint16_t>(pk.to.port - 1000);
+    return !ka;  // B's data plane would not pass them to IKE
+  };
+  p.a.tick();
+  p.pump();
+  ASSERT_TRUE(p.a.status("site").child->udp_encap);
+  p.run_for(61000, 500);
+  EXPECT_GE(ka_from_a, 3);
+  EXPECT_LE(ka_from_a, 4);
+  EXPECT_EQ(ka_from_b, 0);
 }
 
 TEST(ConnectionConfig, ValidationNamesTheField) {

@@ -63,7 +63,7 @@ ws_integ() { case $1 in sha1) echo "HMAC-SHA-1-96 [RFC2404]";; sha256) echo "HMA
 start_ours() {
 	local name=$1 mode=$2 out=$3; shift 3
 	printf '%s\n' "$PSK_OURS" >"$PN_WORK/psk-$name"
-	ip netns exec "$(pn_nsname us)" timeout 60 "$PEER_BIN" --name "$name" \
+	ip netns exec "$(pn_nsname us)" timeout "${OUR_TIMEOUT:-60}" "$PEER_BIN" --name "$name" \
 		--local "$US_IP" --peer "$SS_IP" --local-subnet "$US_NET" --peer-subnet "$SS_NET" \
 		--psk-file "$PN_WORK/psk-$name" "$mode" "$@" >"$out" 2>"$out.log" &
 	OUR_PID=$!
@@ -277,8 +277,60 @@ case_dpd() {
 	pn_ss_stop ss
 }
 
+# Lifetimes: our CHILD SA lives 60 s and the ISAKMP SA 100 s (strongSwan's are 1 h, so every
+# rekey is ours). Over 130 s we must rekey the CHILD SA make-before-break under the ISAKMP SA
+# (soft expiry at 51..54 s), re-establish phase 1 (85..90 s) and delete the replaced SAs with
+# Delete notifications: the SPIs change, strongSwan keeps an INSTALLED CHILD SA with our
+# current SPIs throughout, and we never leave ACTIVE.
+case_rekey() {
+	local name=rekey out="$PN_WORK/ours-rekey" rc=0 sas st our_in our_out t adds
+	PSK_OURS=$PSK
+	pn_ss_start ss ss role=responder local_addr=$SS_IP remote_addr=$US_IP local_ts=$SS_NET \
+		remote_ts=$US_NET psk="$PSK" keylog=yes || { fail "$name: charon did not start"; return 1; }
+	OUR_TIMEOUT=150 start_ours "$name" --initiator "$out" --esp-lifetime 60 --ike-lifetime 100 \
+		--duration 130 --keys-out "$PN_WORK/keys-$name" || { pn_ss_stop ss; return 1; }
+	wait_for "$out" '^state ACTIVE' 20 || { fail "$name: never ACTIVE: $(tail -5 "$out.log")"; pn_ss_stop ss; return 1; }
+	for t in $(seq 12); do  # every 10 s: strongSwan has an INSTALLED CHILD SA
+		sleep 10
+		sas=$(pn_swanctl ss --list-sas 2>&1)
+		grep -qE '^  net: #[0-9]+, reqid [0-9]+, INSTALLED' <<<"$sas" ||
+			fail "$name: strongSwan has no INSTALLED CHILD SA after $((t * 10)) s: $sas"
+	done
+	wait_ours || rc=$?
+	[ $rc = 0 ] || fail "$name: ike_udp_peer exited $rc: $(tail -3 "$out"; tail -5 "$out.log")"
+	sed -n '/^state ACTIVE/,$p' "$out" | grep -q '^state \(ERROR\|PENDING\|DOWN\)' &&
+		fail "$name: left ACTIVE once up: $(grep '^state' "$out")"
+	adds=$(grep -c '^SA add inbound' "$out")
+	[ "$adds" -ge 3 ] || fail "$name: expected >= 3 inbound SAs (2 rekeys) in 130 s, got $adds"
+	grep -q 'CHILD SA soft lifetime reached: rekeying' "$out.log" || fail "$name: no CHILD SA rekey logged"
+	grep -q 'ISAKMP SA soft lifetime reached: re-establishing' "$out.log" || fail "$name: no phase-1 re-establishment logged"
+	# every replaced inbound SA but the current one was deleted
+	[ "$(grep -c '^SA del inbound' "$out")" = $((adds - 1)) ] ||
+		fail "$name: $adds inbound SAs added but $(grep -c '^SA del inbound' "$out") deleted (want $((adds - 1)))"
+	st=$(grep "^connection $name: " "$out" | tail -1)
+	[[ $st == "connection $name: ACTIVE "* ]] || fail "$name: final status '$st'"
+	our_in=$(sed -n 's/.* spi_in=\([0-9a-f]*\).*/\1/p' <<<"$st")
+	our_out=$(sed -n 's/.* spi_out=\([0-9a-f]*\).*/\1/p' <<<"$st")
+	[ "$our_in" != "$(grep -m1 '^SA add inbound' "$out" | sed 's/.* spi=\([0-9a-f]*\).*/\1/')" ] ||
+		fail "$name: inbound SPI never changed"
+	sas=$(pn_swanctl ss --list-sas 2>&1)
+	printf '%s\n' "$sas" >"$PN_WORK/list-sas-$name"
+	grep -q "^    in  $our_out," <<<"$sas" && grep -q "^    out $our_in," <<<"$sas" ||
+		fail "$name: strongSwan's CHILD SA SPIs differ from our current $our_in/$our_out: $sas"
+	pn_log "$name: strongSwan at the end: $(grep -cE '^  net: #' <<<"$sas") CHILD SA(s), $(grep -cE '^peer: #' <<<"$sas") IKE SA(s):"
+	printf '%s\n' "$sas" >&2
+	if [ "$FAILS" != 0 ]; then
+		pn_log "--- our log ($name) ---"; cat "$out" "$out.log" >&2
+		pn_log "--- charon log (tail) ---"; grep -v '^\S* [0-9]*\[CHD\] *[0-9]*: ' "$(pn_ss_log ss)" | tail -60 >&2
+	else
+		pass "$name: $adds CHILD SAs over 130 s, phase 1 re-established, strongSwan INSTALLED throughout"
+	fi
+	pn_ss_stop ss
+}
+
 run_case() {
 	case $1 in
+	rekey) case_rekey ;;
 	initiated-by-strongswan) established ss aes128-sha1-modp1024 aes128-sha1-modp1024 ;;
 	we-initiate)             established us aes256-sha256-modp2048 aes256-sha256-modp2048 ;;
 	sweep)

@@ -78,7 +78,9 @@ class UdpTransport final : public dp::DatagramSender {
 
   // RFC 3948 §2.2: on port 4500 IKE carries a 4-byte zero non-ESP marker.
   Result<void> send(const dp::DatagramView& d) override {
-    const bool natt = d.local.port == 4500 || d.remote.port == 4500;
+    // ... except a NAT keepalive (RFC 3948 §2.3: the single octet 0xFF, never an IKE message).
+    const bool keepalive = d.payload.size() == 1 && d.payload[0] == 0xff;
+    const bool natt = (d.local.port == 4500 || d.remote.port == 4500) && !keepalive;
     std::vector<std::uint8_t> buf;
     if (natt) buf.assign(4, 0);
     buf.insert(buf.end(), d.payload.begin(), d.payload.end());

@@ -6,8 +6,14 @@ with --udp, ESP in UDP 4500 (RFC 3948, no non-ESP marker). Each ESP packet must 
 decrypt with the configured static keys to an IPv4 packet between the two protected subnets, in
 the direction of its SA. Outer IP fragments are reassembled first.
 
+With --allow-ike (IKE-negotiated SAs, e.g. against strongSwan) IKE between the gateways is
+allowed too: UDP 500<->500, and on 4500 datagrams with the 4-byte non-ESP marker or 1-byte
+NAT-keepalives (RFC 3948 §2.2, §2.3); they are counted, not decrypted. --auth sha256 selects
+HMAC-SHA-256-128 (RFC 4868); the AES key size follows the key's length.
+
 usage: verify_capture.py PCAP --gw-a IP --gw-b IP --net-a CIDR --net-b CIDR [--udp]
            --sa-ab SPI:ENCHEX:AUTHHEX --sa-ba SPI:ENCHEX:AUTHHEX [--min-esp N] [--expect-tcp]
+           [--allow-ike] [--auth sha1|sha256]
 """
 import argparse
 import ipaddress
@@ -19,10 +25,13 @@ from scapy.layers.inet import defragment
 from scapy.layers.ipsec import SecurityAssociation
 
 
-def parse_sa(text, src, dst):
+AUTH_ALGOS = {"sha1": "HMAC-SHA1-96", "sha256": "SHA2-256-128"}
+
+
+def parse_sa(text, src, dst, auth_name="sha1"):
     spi, enc, auth = text.split(":")
     sa = SecurityAssociation(ESP, spi=int(spi, 0), crypt_algo="AES-CBC",
-                             crypt_key=bytes.fromhex(enc), auth_algo="HMAC-SHA1-96",
+                             crypt_key=bytes.fromhex(enc), auth_algo=AUTH_ALGOS[auth_name],
                              auth_key=bytes.fromhex(auth),
                              tunnel_header=IP(src=src, dst=dst))
     return int(spi, 0), sa
@@ -40,11 +49,13 @@ def main():
     ap.add_argument("--udp", action="store_true")
     ap.add_argument("--min-esp", type=int, default=1)
     ap.add_argument("--expect-tcp", action="store_true")
+    ap.add_argument("--allow-ike", action="store_true")
+    ap.add_argument("--auth", choices=sorted(AUTH_ALGOS), default="sha1")
     a = ap.parse_args()
 
     net_a, net_b = ipaddress.ip_network(a.net_a), ipaddress.ip_network(a.net_b)
-    spi_ab, sa_ab = parse_sa(a.sa_ab, a.gw_a, a.gw_b)
-    spi_ba, sa_ba = parse_sa(a.sa_ba, a.gw_b, a.gw_a)
+    spi_ab, sa_ab = parse_sa(a.sa_ab, a.gw_a, a.gw_b, a.auth)
+    spi_ba, sa_ba = parse_sa(a.sa_ba, a.gw_b, a.gw_a, a.auth)
     # (outer src, outer dst) -> (spi, SA, inner src net, inner dst net)
     dirs = {(a.gw_a, a.gw_b): (spi_ab, sa_ab, net_a, net_b),
             (a.gw_b, a.gw_a): (spi_ba, sa_ba, net_b, net_a)}
@@ -67,6 +78,18 @@ def main():
             errors.append("packet not between the gateways: %s" % ip.summary())
             continue
         spi, sa, src_net, dst_net = dirs[key]
+        if a.allow_ike and ip.proto == 17 and UDP in ip:
+            sport, dport = ip[UDP].sport, ip[UDP].dport
+            payload = bytes(ip[UDP].payload)
+            if sport == 500 and dport == 500:
+                stats["ike"] += 1
+                continue
+            if sport == 4500 and dport == 4500 and payload[:4] == b"\0\0\0\0":
+                stats["ike"] += 1
+                continue
+            if sport == 4500 and dport == 4500 and payload == b"\xff":
+                stats["nat keepalive"] += 1
+                continue
         if a.udp:
             if ip.proto != 17 or UDP not in ip or ip[UDP].sport != 4500 or ip[UDP].dport != 4500:
                 errors.append("not ESP-in-UDP 4500: %s" % ip.summary())
