@@ -429,7 +429,10 @@ Result<void> GatewayImpl::send_datagram(const DatagramView& d) {
   if (d.remote.addr == 0 || d.remote.port == 0) return make_error("datagram without a peer");
   const UdpEndpoint local{d.local.addr != 0 ? d.local.addr : cfg.unprotected.addr,
                           d.local.port != 0 ? d.local.port : kIkePort};
-  const bool marker = local.port == kNatTPort || d.remote.port == kNatTPort;
+  // RFC 3948 §2.2: IKE on port 4500 carries the non-ESP marker; a NAT keepalive (§2.3) is the
+  // single byte 0xFF with no marker (an IKE message is never one byte long).
+  const bool keepalive = d.payload.size() == 1 && d.payload[0] == 0xFF;
+  const bool marker = !keepalive && (local.port == kNatTPort || d.remote.port == kNatTPort);
   const std::uint32_t l4 =
       kUdpHeaderLen + (marker ? 4u : 0u) + static_cast<std::uint32_t>(d.payload.size());
   const std::uint32_t ipl = kIpv4HeaderLen + l4;

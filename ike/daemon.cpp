@@ -225,6 +225,17 @@ void Daemon::tick() {
   // a new SA before the counter cycles).
   for (const auto& e : ctx_.installer->poll_events()) on_event(e);
   for (auto& c : conns_) {
+    // A replaced ISAKMP SA about to be retired: its CHILD SAs' Deletes also go out under the
+    // newest ISAKMP SA, since the peer may have moved them there (strongSwan adopts IKEv1
+    // CHILD SAs into a re-established ISAKMP SA and ignores Deletes under the old one).
+    IkeSa* newest = nullptr;
+    for (auto& sa : c->sas)
+      if (sa->child() && !sa->retiring() && !sa->failed() && !sa->done()) newest = sa.get();
+    if (newest != nullptr)
+      for (auto& sa : c->sas)
+        if (sa.get() != newest && sa->retiring() && now >= sa->retire_time() && !sa->done() &&
+            !sa->failed())
+          for (std::uint32_t spi : sa->inbound_spis()) newest->send_esp_delete(spi);
     for (std::size_t i = 0; i < c->sas.size(); ++i) c->sas[i]->tick(now);
     housekeeping(*c, now);
     reap(*c);

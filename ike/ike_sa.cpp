@@ -956,6 +956,16 @@ void IkeSa::delete_child(std::uint32_t spi_in, std::uint32_t spi_out, bool notif
   (void)ctx_.installer->del_sa(dp::Direction::kInbound, spi_in);
 }
 
+void IkeSa::send_esp_delete(std::uint32_t spi_in) {
+  send_informational(PayloadType::kDelete, build_delete({1, kProtoEsp, 4, {be32(spi_in)}}));
+}
+
+std::vector<std::uint32_t> IkeSa::inbound_spis() const {
+  std::vector<std::uint32_t> v = retiring_inbound_spis();
+  if (child_) v.push_back(child_->spi_in);
+  return v;
+}
+
 void IkeSa::child_tick(Millis now) {
   for (auto it = retiring_.begin(); it != retiring_.end();) {
     if (now >= it->at) {

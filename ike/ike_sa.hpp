@@ -137,6 +137,11 @@ class IkeSa {
   // After `at`: delete the CHILD SAs and the ISAKMP SA, telling the peer; then done().
   void retire_at(Millis at);
   bool retiring() const { return retire_at_ != Millis::max(); }
+  Millis retire_time() const { return retire_at_; }
+  // Sends a Delete for one of the peer's ESP SAs (our inbound SPI) under this ISAKMP SA.
+  void send_esp_delete(std::uint32_t spi_in);
+  // Our inbound SPIs of every CHILD SA this IKE SA still holds (current and replaced).
+  std::vector<std::uint32_t> inbound_spis() const;
   // Retired (or hard-expired) without failure: the daemon drops it.
   bool done() const { return done_; }
   // When the current CHILD SA was installed (zero: none).

@@ -424,6 +424,24 @@ TEST_F(GatewayTest, IkeOnPort4500GetsTheNonEspMarkerAndIsStrippedOnReceive) {
   EXPECT_EQ(gw_->total_stats().keepalives, 1u);
 }
 
+TEST_F(GatewayTest, NatKeepaliveIsSentAsOneByteWithoutTheNonEspMarker) {
+  boot([](GatewayConfig& c) { c.neighbors.push_back({kOnLinkPeer, kPeerMac}); });
+  const Bytes keepalive = {0xff};
+  DatagramView d;
+  d.local = {kUnprotAddr, 4500};
+  d.remote = {kOnLinkPeer, 4500};
+  d.payload = keepalive;
+  ASSERT_TRUE(gw_->datagram_sender().send(d).ok());
+  auto ip = wait_for(u_, 0x0800, 1, 17);
+  ASSERT_EQ(ip.size(), 1u);
+  const Bytes pkt(ip[0].begin() + 14, ip[0].end());
+  // RFC 3948 §2.3: the UDP payload is the single octet 0xFF.
+  ASSERT_EQ(pkt.size(), 20u + 8 + 1);
+  EXPECT_EQ(be16(pkt.data() + 24), 9u);  // UDP length
+  EXPECT_EQ(pkt[28], 0xff);
+  EXPECT_EQ(udp_checksum_residue(pkt), 0);
+}
+
 TEST_F(GatewayTest, AnswersIcmpEchoToItsAddress) {
   boot();
   Bytes echo = {8, 0, 0, 0, 0x12, 0x34, 0x00, 0x07, 'p', 'i', 'n', 'g', 1, 2, 3};

@@ -317,6 +317,8 @@ case_rekey() {
 	printf '%s\n' "$sas" >"$PN_WORK/list-sas-$name"
 	grep -q "^    in  $our_out," <<<"$sas" && grep -q "^    out $our_in," <<<"$sas" ||
 		fail "$name: strongSwan's CHILD SA SPIs differ from our current $our_in/$our_out: $sas"
+	[ "$(grep -cE '^  net: #' <<<"$sas")" = 1 ] ||
+		fail "$name: strongSwan kept a replaced CHILD SA (our Delete not honoured): $sas"
 	pn_log "$name: strongSwan at the end: $(grep -cE '^  net: #' <<<"$sas") CHILD SA(s), $(grep -cE '^peer: #' <<<"$sas") IKE SA(s):"
 	printf '%s\n' "$sas" >&2
 	if [ "$FAILS" != 0 ]; then
