@@ -244,7 +244,7 @@ sweep)
     gw_config || exit 1
     for i in 1 2 3; do
       c=to-s$i
-      ss_start "s$i" "s$i" "${CONN_PEER[$c]}" "${CONN_NET[$c]}" $([ $round = we ] && echo responder || echo initiator) \
+      ss_start "s$i" "s$i" "${CONN_PEER[$c]}" "${CONN_NET[$c]}" "$([ $round = we ] && echo responder || echo initiator)" \
         "${CONN_IKE[$c]}" "${CONN_ESP[$c]}" || exit 1
     done
     step "round: $([ $round = we ] && echo 'ipsecgw initiates' || echo 'strongSwan initiates') (3 connections)"
