@@ -181,6 +181,13 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
           h->exchange == static_cast<std::uint8_t>(ExchangeType::kIdentityProtection))
         continue;  // our own MM1 reflected back: not for us
       sa->handle(d, *h);
+      // strongSwan moves the CHILD SAs of a re-established IKEv1 SA onto the new one and may
+      // delete them there: a Delete under any ISAKMP SA of the connection counts.
+      for (std::uint32_t spi : sa->take_foreign_esp_deletes())
+        for (auto& other : c->sas)
+          if (other.get() != sa.get() && !other->failed() && !other->done() &&
+              other->peer_deleted_esp(spi))
+            break;
       housekeeping(*c, ctx_.clock->now());
       reap(*c);
       return;

@@ -1260,21 +1260,33 @@ void IkeSa::informational(const Message& m) {
       for (const auto& spi_b : d->spis) {
         if (spi_b.size() != 4) continue;
         const std::uint32_t spi = get32(spi_b.data());
-        auto r = std::find_if(retiring_.begin(), retiring_.end(),
-                              [&](const Retiring& x) { return x.spi_out == spi; });
-        if (r != retiring_.end()) {
-          log(LogLevel::kInfo, tag() + ": peer deleted replaced CHILD SA, SPI out " + hex(spi_b));
-          delete_child(r->spi_in, r->spi_out, false, false);
-          retiring_.erase(r);
-        } else if (child_ && child_->spi_out == spi) {
-          log(LogLevel::kInfo, tag() + ": peer deleted the CHILD SA, SPI out " + hex(spi_b));
-          teardown(false);
-          fail("deleted by peer");
-          return;
-        }
+        if (!peer_deleted_esp(spi)) foreign_esp_deletes_.push_back(spi);
+        if (state_ == State::kFailed) return;
       }
     }
   }
+}
+
+bool IkeSa::peer_deleted_esp(std::uint32_t spi_out) {
+  auto r = std::find_if(retiring_.begin(), retiring_.end(),
+                        [&](const Retiring& x) { return x.spi_out == spi_out; });
+  if (r != retiring_.end()) {
+    log(LogLevel::kInfo, tag() + ": peer deleted replaced CHILD SA, SPI out " + hex(be32(spi_out)));
+    delete_child(r->spi_in, r->spi_out, false, false);
+    retiring_.erase(r);
+    return true;
+  }
+  if (child_ && child_->spi_out == spi_out) {
+    log(LogLevel::kInfo, tag() + ": peer deleted the CHILD SA, SPI out " + hex(be32(spi_out)));
+    teardown(false);
+    if (retire_at_ != Millis::max()) {
+      done_ = true;  // a newer ISAKMP SA carries the connection: nothing failed
+    } else {
+      fail("deleted by peer");
+    }
+    return true;
+  }
+  return false;
 }
 
 // ---- Dead peer detection (RFC 3706) ----

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "crypto/ike_crypto.hpp"
@@ -140,6 +141,16 @@ class IkeSa {
   Millis retire_time() const { return retire_at_; }
   // Sends a Delete for one of the peer's ESP SAs (our inbound SPI) under this ISAKMP SA.
   void send_esp_delete(std::uint32_t spi_in);
+  // The peer deleted its inbound ESP SA `spi_out` (our outbound SPI): removes the CHILD SA
+  // pair of this IKE SA it belongs to; false when none does. A retiring ISAKMP SA (a newer one
+  // carries the connection) losing its current pair is done, not failed.
+  bool peer_deleted_esp(std::uint32_t spi_out);
+  // ESP Deletes received under this ISAKMP SA for SPIs it does not hold (the peer may have
+  // moved a CHILD SA of an older ISAKMP SA of the connection onto this one): the daemon hands
+  // them to the other IKE SAs of the connection.
+  std::vector<std::uint32_t> take_foreign_esp_deletes() {
+    return std::exchange(foreign_esp_deletes_, {});
+  }
   // Our inbound SPIs of every CHILD SA this IKE SA still holds (current and replaced).
   std::vector<std::uint32_t> inbound_spis() const;
   // Retired (or hard-expired) without failure: the daemon drops it.
@@ -214,6 +225,7 @@ class IkeSa {
     Millis at;
   };
   std::vector<Retiring> retiring_;
+  std::vector<std::uint32_t> foreign_esp_deletes_;
   Millis created_{0};
   Millis child_installed_{0}, child_soft_{0}, child_hard_{0};
   std::uint32_t rekey_mid_ = 0;  // our replacing Quick Mode in flight

@@ -6,7 +6,10 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
+#include <string>
+#include <vector>
 #include <utility>
 
 #include "ike/daemon.hpp"
@@ -728,6 +731,69 @@ TEST_F(Quiet, PhaseOneIsReestablishedBeforeExpiryAndTheOldIkeSaRetired) {
   EXPECT_EQ(mm1, 2);  // the first Main Mode and one re-establishment
   EXPECT_NE(p.a.status("site").child->spi_in, c.spi_in);
   expect_one_live_pair(p);
+}
+
+// The interop sequence against strongSwan: the CHILD SA is rekeyed under ISAKMP SA #1, then
+// phase 1 is re-established (#2) with a new CHILD SA. strongSwan moves the CHILD SAs of #1 onto
+// #2 (IKEv1 reauthentication) and ignores Deletes for them under #1, so the still-installed
+// CHILD SA of #1 must be deleted with a Delete under #2. B plays strongSwan here: everything A
+// sends under #1 after #2 started is lost, and A ticks (and is heard) before B's own retirement.
+TEST_F(Quiet, ChildOfAReplacedIsakmpSaIsDeletedUnderTheNewestOne) {
+  std::vector<std::string> lines;
+  set_log_sink([&](LogLevel, std::string_view l) { lines.emplace_back(l); });
+  IkePolicy ike;
+  ike.lifetime_s = 100;  // soft expiry of the creator at 85..90 s
+  Pair p(ike, short_child());  // CHILD SA rekey at 51..54 s
+  std::optional<Cookie> first, second;
+  p.net.filter = [&](Packet& pk) {
+    auto h = parse_header(pk.data);
+    if (!h) return true;
+    if (is_new_main_mode(pk) && pk.from.addr == kAddrA) (first ? second : first) = h->icookie;
+    return !(second && pk.from.addr == kAddrA && h->icookie == *first);
+  };
+  auto step = [&] {  // A first and delivered, then B
+    p.clock.t += Millis{500};
+    p.a.tick();
+    p.pump();
+    p.b.tick();
+    p.pump();
+  };
+  p.a.tick();
+  p.pump();
+  ASSERT_TRUE(first.has_value());
+  const auto c1 = *p.a.status("site").child;
+  // Rekeyed under #1, old pair deleted after the grace period, before #2 starts.
+  for (int t = 0; t < 60000; t += 500) step();
+  ASSERT_FALSE(second.has_value());
+  const auto c2 = *p.a.status("site").child;
+  ASSERT_NE(c2.spi_in, c1.spi_in);
+  expect_one_live_pair(p);
+  // #2 with its own CHILD SA; #1 and its CHILD SA (c2) retired after the grace period.
+  for (int t = 0; t < 40000; t += 500) {
+    step();
+    ASSERT_EQ(p.a.status("site").state, ConnState::kActive) << t;
+    ASSERT_EQ(p.b.status("site").state, ConnState::kActive) << t;
+  }
+  ASSERT_TRUE(second.has_value());
+  const auto c3 = *p.a.status("site").child;
+  EXPECT_NE(c3.spi_in, c2.spi_in);
+  // B removed c2 because of A's Delete under #2 (A's copies under #1 never arrived).
+  const std::string want = "site " + hex(*first);
+  const std::string del = ": peer deleted the CHILD SA, SPI out ";
+  const bool honoured = std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
+    return l.rfind(want, 0) == 0 && l.find(del) != std::string::npos &&
+           l.find(hex(Bytes{static_cast<std::uint8_t>(c2.spi_in >> 24),
+                            static_cast<std::uint8_t>(c2.spi_in >> 16),
+                            static_cast<std::uint8_t>(c2.spi_in >> 8),
+                            static_cast<std::uint8_t>(c2.spi_in)})) != std::string::npos;
+  });
+  EXPECT_TRUE(honoured) << "B never received a Delete for the CHILD SA of #1 under #2";
+  // Exactly one pair on each side, the one negotiated under #2.
+  expect_one_live_pair(p);
+  EXPECT_EQ(*p.ia.live_in.begin(), c3.spi_in);
+  EXPECT_EQ(p.ia.out_current, c3.spi_out);
+  EXPECT_EQ(p.ib.live_in.count(c2.spi_out), 0u);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
 }
 
 TEST_F(Quiet, InitialContactFromARestartedPeerRemovesItsStaleSas) {

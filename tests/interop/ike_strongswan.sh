@@ -324,6 +324,10 @@ case_rekey() {
 	if [ "$FAILS" != 0 ]; then
 		pn_log "--- our log ($name) ---"; cat "$out" "$out.log" >&2
 		pn_log "--- charon log (tail) ---"; grep -v '^\S* [0-9]*\[CHD\] *[0-9]*: ' "$(pn_ss_log ss)" | tail -60 >&2
+		# each replaced CHILD SA needs a Delete that charon honours: under the newest ISAKMP
+		# SA once charon adopted it there (a second copy under the old one is "not found")
+		pn_log "--- charon Deletes and adoptions ---"
+		grep -E 'received DELETE|adopting|CHILD_SA not found|closing CHILD_SA' "$(pn_ss_log ss)" >&2
 	else
 		pass "$name: $adds CHILD SAs over 130 s, phase 1 re-established, strongSwan INSTALLED throughout"
 	fi
