@@ -513,12 +513,17 @@ int main(int argc, char** argv) {
             refresh_status();
             next_ike = now + kIkeTickEvery;
           }
-          if (now >= next_events) {
+          // With IKE running, the daemon owns the data plane's events (it polls them in tick()
+          // to rekey on sequence exhaustion / limits and to negotiate on acquires); taking them
+          // here would steal them. Without IKE (static SAs only) they are logged here.
+          if (!ike && now >= next_events) {
             for (const auto& ev : gw->installer().poll_events()) {
               const char* what = ev.kind == ipsecgw::dp::SaEventKind::kSeqExhausted
                                      ? "sequence numbers exhausted"
                                  : ev.kind == ipsecgw::dp::SaEventKind::kSoftLimit
                                      ? "soft limit reached"
+                                 : ev.kind == ipsecgw::dp::SaEventKind::kAcquire
+                                     ? "traffic for a tunnel without SA (acquire)"
                                      : "hard limit reached";
               APP_LOG(WARNING, "%s SA spi 0x%08x (connection %u): %s",
                       ev.dir == ipsecgw::dp::Direction::kInbound ? "inbound" : "outbound",

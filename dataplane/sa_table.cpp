@@ -10,6 +10,7 @@
 //    table or policy slot) goes to the Reclaimer, which frees it (sa_destroy wipes the keys) once
 //    every online worker has reported a quiescent state past the unlink. The control loop calls
 //    reclaim() once per iteration; drain() blocks (shutdown, tests).
+#include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
@@ -119,6 +120,8 @@ struct DpSaInstaller::Impl {
   std::unordered_map<std::uint32_t, Sa*> inbound;
   std::unordered_map<std::uint32_t, OutEntry> outbound;
   std::unordered_set<std::uint32_t> reserved;  // allocate_spi'd, not yet added or released
+  std::unordered_map<std::uint32_t, PolicySlot*> traps;  // conn_id -> its trap policy
+  std::uint64_t acquire_interval = 0;  // TSC cycles between acquires of one policy
 
   Result<void> add_inbound(SaSpec& spec);
   Result<void> add_outbound(SaSpec& spec);
@@ -133,6 +136,8 @@ Result<std::unique_ptr<DpSaInstaller>> DpSaInstaller::create(Rcu& rcu, unsigned 
     return make_error("capacity: must be 1.." + std::to_string(kMaxCapacity) + ", got " +
                       std::to_string(capacity));
   auto impl = std::make_unique<Impl>(rcu, capacity, socket_id);
+  impl->acquire_interval = rte_get_tsc_hz();  // ~1 s
+  if (impl->acquire_interval == 0) impl->acquire_interval = 1;
   auto in = InboundSaTable::create(capacity, socket_id);
   if (!in) return make_error(in.error());
   impl->in = std::move(*in);
@@ -208,10 +213,14 @@ Result<void> DpSaInstaller::Impl::add_outbound(SaSpec& spec) {
   Sa* sa = *created;
   if (slot != nullptr) {
     // Make-before-break rekey: one store re-points the tunnel; the old SA is freed after the
-    // grace period (RFC 4301 §4.4.2: the SAD entry is replaced, the SPD entry stays).
+    // grace period (RFC 4301 §4.4.2: the SAD entry is replaced, the SPD entry stays). A trap
+    // (no SA) is filled the same way.
     Sa* old = slot->sa.exchange(sa, std::memory_order_acq_rel);
-    outbound.erase(old->spi);
-    defer_destroy(old);
+    if (old != nullptr) {
+      outbound.erase(old->spi);
+      defer_destroy(old);
+    }
+    if (!slot->trapped) slot->conn_id = spec.conn_id;
   } else {
     auto s = spd.add(spec.local_subnet, spec.peer_subnet, sa);
     if (!s) {
@@ -219,6 +228,7 @@ Result<void> DpSaInstaller::Impl::add_outbound(SaSpec& spec) {
       return make_error(s.error());
     }
     slot = *s;
+    slot->conn_id = spec.conn_id;
   }
   outbound[spec.spi] = OutEntry{sa, slot};
   return {};
@@ -248,8 +258,14 @@ Result<void> DpSaInstaller::del_sa(Direction dir, std::uint32_t spi) {
   auto it = m.outbound.find(spi);
   if (it == m.outbound.end()) return make_error("spi: no outbound SA " + hex_spi(spi));
   // The tunnel's policy goes with its current SA (its slot is freed by the SPD after the grace
-  // period).
-  if (auto r = m.spd.remove(it->second.slot); !r) return r;
+  // period), unless the connection trapped it: then the slot stays, empty, so the tunnel's
+  // packets are held and acquire a new SA instead of becoming unmatched traffic.
+  PolicySlot* slot = it->second.slot;
+  if (slot->trapped) {
+    slot->sa.store(nullptr, std::memory_order_release);
+  } else if (auto r = m.spd.remove(slot); !r) {
+    return r;
+  }
   m.defer_destroy(it->second.sa);
   m.outbound.erase(it);
   return {};
@@ -264,6 +280,51 @@ std::optional<SaCounters> DpSaInstaller::query_sa(Direction dir, std::uint32_t s
   auto it = impl_->outbound.find(spi);
   if (it == impl_->outbound.end()) return std::nullopt;
   return sa_read_counters(*it->second.sa);
+}
+
+Result<void> DpSaInstaller::install_trap(std::uint32_t conn_id, Ipv4Prefix local_subnet,
+                                         Ipv4Prefix peer_subnet) {
+  Impl& m = *impl_;
+  if ((local_subnet.addr & ~local_subnet.mask()) != 0 || local_subnet.len > 32 ||
+      (peer_subnet.addr & ~peer_subnet.mask()) != 0 || peer_subnet.len > 32)
+    return make_error("trap: selectors " + format_prefix(local_subnet) + " -> " +
+                      format_prefix(peer_subnet) + " have host bits set");
+  PolicySlot* slot = m.spd.find(local_subnet, peer_subnet);
+  auto cur = m.traps.find(conn_id);
+  if (cur != m.traps.end() && cur->second == slot) return {};  // already trapped
+  if (slot != nullptr && slot->trapped)
+    return make_error("trap: selectors " + format_prefix(local_subnet) + " -> " +
+                      format_prefix(peer_subnet) + " are trapped by connection " +
+                      std::to_string(slot->conn_id));
+  if (slot == nullptr && m.spd.size() >= m.capacity)
+    return make_error("capacity: outbound policy table is full (" +
+                      std::to_string(m.capacity) + ")");
+  if (cur != m.traps.end())  // the connection's selectors changed: drop the old trap
+    if (auto r = remove_trap(conn_id); !r) return r;
+  if (slot == nullptr) {
+    auto s = m.spd.add(local_subnet, peer_subnet, nullptr);
+    if (!s) return make_error(s.error());
+    slot = *s;
+  }
+  slot->trapped = true;
+  slot->conn_id = conn_id;
+  m.traps[conn_id] = slot;
+  return {};
+}
+
+Result<void> DpSaInstaller::remove_trap(std::uint32_t conn_id) {
+  Impl& m = *impl_;
+  auto it = m.traps.find(conn_id);
+  if (it == m.traps.end()) return make_error("trap: none for connection " + std::to_string(conn_id));
+  PolicySlot* slot = it->second;
+  // An SA still installed keeps its policy (del_sa removes both later); an empty trap goes now.
+  if (slot->sa.load(std::memory_order_relaxed) == nullptr) {
+    if (auto r = m.spd.remove(slot); !r) return r;
+  } else {
+    slot->trapped = false;
+  }
+  m.traps.erase(it);
+  return {};
 }
 
 namespace {
@@ -281,6 +342,11 @@ std::vector<SaEvent> DpSaInstaller::poll_events() {
   std::vector<SaEvent> out;
   for (auto& [spi, sa] : impl_->inbound) collect_events(sa, out);
   for (auto& [spi, e] : impl_->outbound) collect_events(e.sa, out);
+  for (auto& [conn_id, slot] : impl_->traps) {
+    if (!slot->acquire_pending.load(std::memory_order_relaxed)) continue;
+    if (slot->acquire_pending.exchange(false, std::memory_order_acq_rel))
+      out.push_back({SaEventKind::kAcquire, Direction::kOutbound, 0, conn_id});
+  }
   return out;
 }
 
@@ -297,6 +363,19 @@ void DpSaInstaller::lookup_inbound(const std::uint32_t* spis, unsigned n, Sa** o
 void DpSaInstaller::lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n,
                                     Sa** out) const noexcept {
   impl_->spd.lookup(src, dst, n, out);
+}
+
+void DpSaInstaller::lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out,
+                                    PolicySlot** policies) const noexcept {
+  impl_->spd.lookup(src, dst, n, out, policies);
+}
+
+void DpSaInstaller::raise_acquire(PolicySlot* policy, std::uint64_t now_tsc) const noexcept {
+  policy_raise_acquire(*policy, now_tsc, impl_->acquire_interval);
+}
+
+std::uint64_t DpSaInstaller::acquire_interval() const noexcept {
+  return impl_->acquire_interval;
 }
 
 std::vector<const Sa*> DpSaInstaller::all_sas() const {

@@ -44,6 +44,7 @@ class Rcu {
 
 class InboundSaTable;
 class OutboundSpd;
+struct PolicySlot;
 
 // Threading: the control thread is the ONLY writer (every member except lookup_*; no locks
 // inside). Workers call lookup_* while online in the Rcu and keep no Sa* past a quiescent().
@@ -60,6 +61,10 @@ class DpSaInstaller final : public SaInstaller {
   Result<void> add_sa(SaSpec spec) override;
   Result<void> del_sa(Direction dir, std::uint32_t spi) override;
   std::optional<SaCounters> query_sa(Direction dir, std::uint32_t spi) override;
+  Result<void> install_trap(std::uint32_t conn_id, Ipv4Prefix local_subnet,
+                            Ipv4Prefix peer_subnet) override;
+  Result<void> remove_trap(std::uint32_t conn_id) override;
+  // Also reports kAcquire for trap policies a worker raised one on since the last poll.
   std::vector<SaEvent> poll_events() override;
 
   // Control loop: free what past grace periods allow. Returns how many were freed.
@@ -74,6 +79,15 @@ class DpSaInstaller final : public SaInstaller {
   void lookup_inbound(const std::uint32_t* spis, unsigned n, Sa** out) const noexcept;
   // out[i] = outbound SA for the policy matching (src[i], dst[i]) (host order) or nullptr.
   void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out) const noexcept;
+  // As above, plus policies[i]: the matching policy or nullptr. out[i] == nullptr with
+  // policies[i] != nullptr: the tunnel is trapped (no SA yet): drop, never forward in the
+  // clear, and raise_acquire(policies[i]).
+  void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out,
+                       PolicySlot** policies) const noexcept;
+  // Ask the control plane for an SA for a trapped policy: at most one acquire per policy per
+  // acquire_interval() TSC cycles (about 1 s), whichever workers see its packets.
+  void raise_acquire(PolicySlot* policy, std::uint64_t now_tsc) const noexcept;
+  std::uint64_t acquire_interval() const noexcept;
 
   // Every installed SA (control thread only), e.g. for telemetry and the exit report.
   std::vector<const Sa*> all_sas() const;

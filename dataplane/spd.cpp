@@ -134,9 +134,21 @@ Result<void> OutboundSpd::remove(PolicySlot* slot) {
 }
 
 void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out) const noexcept {
+  PolicySlot* slots[kChunk];
+  for (unsigned base = 0; base < n; base += kChunk) {
+    const unsigned m = n - base < kChunk ? n - base : kChunk;
+    lookup(src + base, dst + base, m, out + base, slots);
+  }
+}
+
+void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out,
+                         PolicySlot** slots) const noexcept {
   const SpdTable* t = cur_.load(std::memory_order_acquire);
   if (t == nullptr || t->acl == nullptr) {
-    for (unsigned i = 0; i < n; ++i) out[i] = nullptr;
+    for (unsigned i = 0; i < n; ++i) {
+      out[i] = nullptr;
+      slots[i] = nullptr;
+    }
     return;
   }
   AclKey keys[kChunk];
@@ -150,12 +162,17 @@ void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out)
       data[i] = reinterpret_cast<const std::uint8_t*>(&keys[i]);
     }
     if (rte_acl_classify(t->acl, data, res, m, 1) != 0) {
-      for (unsigned i = 0; i < m; ++i) out[base + i] = nullptr;
+      for (unsigned i = 0; i < m; ++i) {
+        out[base + i] = nullptr;
+        slots[base + i] = nullptr;
+      }
       continue;
     }
-    for (unsigned i = 0; i < m; ++i)
-      out[base + i] =
-          res[i] == 0 ? nullptr : t->slots[res[i] - 1]->sa.load(std::memory_order_acquire);
+    for (unsigned i = 0; i < m; ++i) {
+      PolicySlot* s = res[i] == 0 ? nullptr : t->slots[res[i] - 1];
+      slots[base + i] = s;
+      out[base + i] = s == nullptr ? nullptr : s->sa.load(std::memory_order_acquire);
+    }
   }
 }
 

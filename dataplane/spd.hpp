@@ -35,11 +35,34 @@ struct rte_acl_ctx;
 
 namespace ipsecgw::dp {
 
+// A policy slot with a null `sa` is a trap (SaInstaller::install_trap): it still matches, so
+// its packets are held back (DropReason::kTrapped) rather than treated as unmatched, and the
+// worker raises an acquire through it, rate-limited by `acquire_tsc`.
 struct alignas(64) PolicySlot {
-  std::atomic<Sa*> sa{nullptr};  // the tunnel's current outbound SA; never null while published
+  std::atomic<Sa*> sa{nullptr};  // the tunnel's current outbound SA; null: trapped, no SA yet
+  // Worker side of acquires: TSC of the last one raised (0 = never) and a pending flag that
+  // the control thread's poll_events() takes.
+  std::atomic<std::uint64_t> acquire_tsc{0};
+  std::atomic<bool> acquire_pending{false};
   Ipv4Prefix local_subnet;
   Ipv4Prefix peer_subnet;
+  // Control thread only.
+  std::uint32_t conn_id = 0;  // the connection of the trap or of the current SA
+  bool trapped = false;       // install_trap'd: stays when the outbound SA goes
 };
+
+// Worker: raise an acquire for a trapped slot unless one was raised less than `interval` TSC
+// cycles before `now` (one CAS winner per interval across workers). Not per packet in steady
+// state: only packets of a tunnel that is down get here.
+inline void policy_raise_acquire(PolicySlot& slot, std::uint64_t now,
+                                 std::uint64_t interval) noexcept {
+  std::uint64_t last = slot.acquire_tsc.load(std::memory_order_relaxed);
+  if (last != 0 && now - last < interval) return;
+  if (!slot.acquire_tsc.compare_exchange_strong(last, now == 0 ? 1 : now,
+                                                std::memory_order_relaxed))
+    return;  // another worker raised it just now
+  slot.acquire_pending.store(true, std::memory_order_release);
+}
 
 // One immutable, published lookup structure.
 struct SpdTable {
@@ -58,15 +81,24 @@ class OutboundSpd {
 
   // ---- control thread ----
   PolicySlot* find(const Ipv4Prefix& local, const Ipv4Prefix& peer) const noexcept;
-  // New policy pointing at `sa`; builds and publishes a new table (old one deferred-freed).
+  // New policy pointing at `sa` (nullptr: a trap); builds and publishes a new table (old one
+  // deferred-freed).
   Result<PolicySlot*> add(const Ipv4Prefix& local, const Ipv4Prefix& peer, Sa* sa);
   // Unlink the policy: publish a table without it; the slot is freed after a grace period.
   // Returns an error only when the new table cannot be built (nothing changes then).
   Result<void> remove(PolicySlot* slot);
   std::size_t size() const noexcept { return policies_.size(); }
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [k, slot] : policies_) f(*slot);
+  }
 
   // ---- workers: lock-free, no allocation ----
   void lookup(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out) const noexcept;
+  // As lookup, plus slots[i]: the matching policy or nullptr (out[i] null with slots[i] set:
+  // trapped). The slot stays valid until the caller's next quiescent state.
+  void lookup(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out,
+              PolicySlot** slots) const noexcept;
 
  private:
   using Key = std::tuple<Ipv4, std::uint8_t, Ipv4, std::uint8_t>;

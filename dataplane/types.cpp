@@ -64,6 +64,7 @@ std::string_view to_string(DropReason r) noexcept {
     case DropReason::kTxFull: return "tx_full";
     case DropReason::kNotForUs: return "not_for_us";
     case DropReason::kSaDown: return "sa_down";
+    case DropReason::kTrapped: return "trapped";
     case DropReason::kCount: break;
   }
   return "unknown";

@@ -241,14 +241,25 @@ void forward_plain(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
 void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
               const Ipv4* dst, unsigned n) noexcept {
   Sa* sas[kMaxBurst];
-  g.inst->lookup_outbound(src, dst, n, sas);
+  PolicySlot* pols[kMaxBurst];
+  g.inst->lookup_outbound(src, dst, n, sas, pols);
   rte_mbuf* ep[kMaxBurst];
   Sa* es[kMaxBurst];
   unsigned ne = 0;
+  std::uint64_t now = 0;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     Sa* sa = sas[i];
     if (sa == nullptr) {
+      if (pols[i] != nullptr) {
+        // Trapped: the tunnel exists but has no SA (not up yet, DPD hold, expired, deleted by
+        // the peer). Never the clear-text path: hold the packet back (dropped, RFC 4301 §5.1
+        // leaves queueing optional) and ask IKE for an SA (rate-limited per policy).
+        drop(w, m, DropReason::kTrapped);
+        if (now == 0) now = rte_rdtsc();
+        g.inst->raise_acquire(pols[i], now);
+        continue;
+      }
       if (g.cfg.unmatched == UnmatchedPolicy::kForward) {
         forward_plain(g, w, m);
       } else {

@@ -30,7 +30,33 @@ Result<void> Daemon::add_connection(ConnectionConfig cfg) {
                         " (the PSK is chosen by peer address)");
   auto c = std::make_unique<Conn>();
   c->cfg = std::move(cfg);
+  if (c->cfg.admin_state_up) {
+    // Trap policy (strongSwan's "trap"): traffic for the tunnel is held back and acquires an
+    // SA instead of meeting the unmatched-traffic rule, before the first negotiation and after
+    // DPD hold, expiry or a peer Delete alike. The data plane keeps it when SAs go.
+    if (auto r = ctx_.installer->install_trap(c->cfg.id, c->cfg.local_subnet,
+                                              c->cfg.peer_subnet)) {
+      c->trapped = true;
+    } else {
+      log(LogLevel::kWarn, c->cfg.name + ": no trap policy: " + r.error());
+    }
+  }
   conns_.push_back(std::move(c));
+  return {};
+}
+
+Result<void> Daemon::remove_connection(const std::string& name) {
+  auto it = std::find_if(conns_.begin(), conns_.end(),
+                         [&](const auto& c) { return c->cfg.name == name; });
+  if (it == conns_.end()) return make_error("no connection named " + name);
+  Conn& c = **it;
+  for (auto& sa : c.sas)
+    if (!sa->failed() && !sa->done()) sa->teardown(true);
+  if (c.trapped)
+    if (auto r = ctx_.installer->remove_trap(c.cfg.id); !r)
+      log(LogLevel::kWarn, c.cfg.name + ": removing the trap policy: " + r.error());
+  log(LogLevel::kInfo, c.cfg.name + ": connection removed");
+  conns_.erase(it);
   return {};
 }
 
@@ -116,6 +142,11 @@ void Daemon::housekeeping(Conn& c, Millis now) {
 }
 
 void Daemon::on_event(const dp::SaEvent& e) {
+  if (e.kind == dp::SaEventKind::kAcquire) {
+    for (auto& c : conns_)
+      if (c->cfg.id == e.conn_id) on_acquire(*c);
+    return;
+  }
   for (auto& c : conns_) {
     if (c->cfg.id != e.conn_id) continue;
     for (auto& sa : c->sas) {
@@ -130,6 +161,22 @@ void Daemon::on_event(const dp::SaEvent& e) {
       return;
     }
   }
+}
+
+// A packet hit the connection's trap: it has no outbound SA. Negotiate one unless that is not
+// ours to do (response-only, admin down), one is already under way (the data plane repeats
+// acquires about once a second while packets keep coming), or a failure's retry timer runs
+// (it initiates when it fires). A DPD hold ends here: traffic asks for the tunnel again.
+void Daemon::on_acquire(Conn& c) {
+  if (!c.cfg.admin_state_up || c.cfg.initiator != InitiatorMode::kBidirectional) return;
+  const bool busy = std::any_of(c.sas.begin(), c.sas.end(),
+                                [](const auto& s) { return !s->failed() && !s->done(); });
+  if (busy) return;
+  const Millis now = ctx_.clock->now();
+  if (c.retry_at != Millis::max() && now < c.retry_at) return;
+  log(LogLevel::kInfo, c.cfg.name + ": acquire: traffic for the tunnel, initiating");
+  c.retry_at = Millis{0};
+  start(c);
 }
 
 Result<void> Daemon::initiate(const std::string& name) {

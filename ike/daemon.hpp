@@ -32,14 +32,22 @@ class Daemon final : public dp::DatagramHandler {
   Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clock& clock);
   ~Daemon() override;
 
+  // Also installs the connection's trap policy (dp::SaInstaller::install_trap) when it is
+  // admin up: from then on its traffic waits for an SA instead of being unmatched.
   Result<void> add_connection(ConnectionConfig cfg);
+  // Administrative removal: deletes its SAs (telling the peer) and removes its trap.
+  Result<void> remove_connection(const std::string& name);
   // Starts Main Mode now (also for response-only connections: an explicit operator action).
   Result<void> initiate(const std::string& name);
   void on_datagram(const dp::DatagramView& d) override;
   // Retransmissions, DPD (RFC 3706), reaping failed SAs, auto-initiation of bi-directional
   // connections. A dead peer's SAs are deleted; DPD action "restart" initiates again at once
   // (also for response-only connections, like strongSwan's dpd_action=restart), "hold" leaves
-  // the connection down (ERROR "dead peer detected (DPD)") until the peer initiates.
+  // the connection down (ERROR "dead peer detected (DPD)") until the peer initiates or traffic
+  // for it hits the trap. Data-plane acquires (kAcquire: a packet matched the trap while the
+  // connection had no SA) start a negotiation for a bi-directional connection that has none
+  // in progress and is not waiting out kRetryAfterFailure; a response-only one waits for its
+  // peer.
   void tick();
   ConnectionStatus status(const std::string& name) const;
   std::vector<std::string> connection_names() const;
@@ -52,9 +60,11 @@ class Daemon final : public dp::DatagramHandler {
     Millis retry_at{0};
     bool restart_now = false;  // DPD action restart: initiate on the next tick
     bool contacted = false;    // an ISAKMP SA was established with this peer before
+    bool trapped = false;      // its trap policy is installed in the data plane
   };
   void housekeeping(Conn& c, Millis now);
   void on_event(const dp::SaEvent& e);
+  void on_acquire(Conn& c);
   Conn* find_conn(const std::string& name) const;
   void reap(Conn& c);
   void start(Conn& c);

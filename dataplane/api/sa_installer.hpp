@@ -53,7 +53,10 @@ struct SaCounters {
   std::uint64_t last_used_tsc = 0;  // 0 = never
 };
 
-enum class SaEventKind : std::uint8_t { kSeqExhausted, kSoftLimit, kHardLimit };
+// kAcquire: a packet matched a connection's trap policy while it had no outbound SA (spi 0,
+// dir outbound, conn_id set); raised at most about once a second per policy. IKE answers it by
+// negotiating (RFC 4301 §4.4.1 "acquire" in the spirit of PF_KEY SADB_ACQUIRE).
+enum class SaEventKind : std::uint8_t { kSeqExhausted, kSoftLimit, kHardLimit, kAcquire };
 
 struct SaEvent {
   SaEventKind kind;
@@ -74,6 +77,21 @@ class SaInstaller {
   virtual Result<void> add_sa(SaSpec spec) = 0;
   virtual Result<void> del_sa(Direction dir, std::uint32_t spi) = 0;
   virtual std::optional<SaCounters> query_sa(Direction dir, std::uint32_t spi) = 0;
+  // Trap policy (strongSwan's "trap", PF_KEY's larval policy): the connection's selectors stay
+  // in the SPD while it has no outbound SA, so its packets are dropped (never sent in the clear)
+  // and raise kAcquire instead of falling through to the unmatched-traffic rule. Deleting the
+  // connection's outbound SA leaves the trap; adding one for the same selectors fills it. Only
+  // remove_trap (connection removed) takes the policy away. One trap per conn_id; installing
+  // again replaces it.
+  virtual Result<void> install_trap(std::uint32_t conn_id, Ipv4Prefix local_subnet,
+                                    Ipv4Prefix peer_subnet) {
+    (void)conn_id, (void)local_subnet, (void)peer_subnet;
+    return make_error("trap: not supported by this installer");
+  }
+  virtual Result<void> remove_trap(std::uint32_t conn_id) {
+    (void)conn_id;
+    return make_error("trap: not supported by this installer");
+  }
   // Events coming back from the data plane (polled on the control lcore).
   virtual std::vector<SaEvent> poll_events() = 0;
 };

@@ -55,6 +55,7 @@ enum class DropReason : std::uint8_t {
   kTxFull,            // the TX queue did not take the packet
   kNotForUs,          // unsupported protocol / not addressed to us
   kSaDown,            // SA removed/expired while the packet was in flight
+  kTrapped,           // matched a trap policy with no SA yet: held back, IKE acquired
   kCount
 };
 

@@ -631,6 +631,50 @@ TEST_F(GatewayTest, UnmatchedTrafficIsForwardedInTheClearWhenPolicySaysSo) {
   EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
 }
 
+// DPD hold / expiry / peer Delete: the connection's trap keeps its selectors in the SPD, so
+// its traffic is held back (counted as trapped, IKE asked for an SA) and never leaks in the
+// clear, even where unmatched traffic is forwarded. A new outbound SA fills the trap again.
+TEST_F(GatewayTest, TrappedTrafficIsHeldAndAcquiresButIsNeverForwardedInTheClear) {
+  boot([](GatewayConfig& c) { c.unmatched = UnmatchedPolicy::kForward; });
+  install_tunnel();
+  SaInstaller& inst = gw_->installer();
+  ASSERT_TRUE(inst.install_trap(7, {0x0A010000, 16}, {0x0A020000, 16}));
+  ASSERT_TRUE(inst.del_sa(Direction::kOutbound, kSpiOut));  // the tunnel goes down
+  for (int i = 0; i < 3; ++i)
+    inject(p_, eth(p_.mac, kHostMac, 0x0800, make_inner(60, kLocalHost, kPeerHost)));
+  // Unmatched traffic after them, still forwarded: once it is out, the trapped ones were seen.
+  const Bytes other = make_inner(50, kLocalHost, 0x08080808);
+  inject(p_, eth(p_.mac, kHostMac, 0x0800, other));
+  wait_rx(4);
+  auto out = wait_for(u_, 0x0800, 1);
+  ASSERT_EQ(out.size(), 1u) << "only the unmatched packet may leave";
+  EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(other));
+  const LcoreStats t = gw_->total_stats();
+  EXPECT_EQ(t.dropped(DropReason::kTrapped), 3u);
+  EXPECT_EQ(t.dropped(DropReason::kNoPolicy), 0u);
+  EXPECT_EQ(t.forwarded, 1u);
+  EXPECT_EQ(t.esp_out_packets, 0u);
+  EXPECT_NE(gw_->report().find("drop_trapped=3"), std::string::npos) << gw_->report();
+  // One acquire for the connection (worker flags collapse until the control plane polls).
+  std::vector<SaEvent> acq;
+  for (const auto& e : inst.poll_events())
+    if (e.kind == SaEventKind::kAcquire) acq.push_back(e);
+  ASSERT_EQ(acq.size(), 1u);
+  EXPECT_EQ(acq[0].conn_id, 7u);
+  EXPECT_EQ(acq[0].spi, 0u);
+  EXPECT_EQ(acq[0].dir, Direction::kOutbound);
+
+  // IKE negotiated a new SA: the same policy carries traffic again.
+  SaSpec o = make_spec(Direction::kOutbound, kCombos[0], false, kSpiOut);
+  ASSERT_TRUE(inst.add_sa(std::move(o)).ok());
+  const Bytes inner = make_inner(100, kLocalHost, kPeerHost);
+  inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
+  auto esp = wait_for(u_, 0x0800, 1, 50);
+  ASSERT_EQ(esp.size(), 1u);
+  SaPtr rx = peer_rx_sa();
+  EXPECT_EQ(decrypt(rx.get(), Bytes(esp[0].begin() + 14, esp[0].end())), forwarded(inner));
+}
+
 TEST_F(GatewayTest, UnresolvedNextHopIsDroppedAndResolved) {
   boot([](GatewayConfig& c) { c.neighbors.clear(); });
   install_tunnel();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dataplane/sa_table.hpp"
+#include "dataplane/spd.hpp"
 #include "tests/dataplane/sa_table_test_util.hpp"
 
 namespace ipsecgw::dp {
@@ -404,6 +405,134 @@ TEST_F(SaTable, QuerySaReadsTheWorkersCounters) {
   EXPECT_EQ(c->drops[static_cast<unsigned>(DropReason::kReplay)], 2u);
   EXPECT_FALSE(inst_->query_sa(Direction::kOutbound, 0x4001));
 }
+
+// ---- trap policies (SaInstaller::install_trap) ----
+
+class SaTableTrap : public SaTable {
+ protected:
+  // One lookup through the policy-returning variant: {SA, policy}.
+  std::pair<Sa*, PolicySlot*> pol(Ipv4 src, Ipv4 dst) {
+    Sa* o = reinterpret_cast<Sa*>(1);
+    PolicySlot* p = reinterpret_cast<PolicySlot*>(1);
+    inst_->lookup_outbound(&src, &dst, 1, &o, &p);
+    return {o, p};
+  }
+  std::vector<SaEvent> acquires() {
+    std::vector<SaEvent> v;
+    for (const auto& e : inst_->poll_events())
+      if (e.kind == SaEventKind::kAcquire) v.push_back(e);
+    return v;
+  }
+  static constexpr Ipv4Prefix kLocal{0x0a000000, 8};    // 10/8
+  static constexpr Ipv4Prefix kPeer{0xc0a80000, 16};    // 192.168/16
+  static constexpr Ipv4 kSrc = 0x0a000001, kDst = 0xc0a80001;
+};
+
+TEST_F(SaTableTrap, TrapMatchesWithoutSaWhileUnmatchedTrafficHasNoPolicy) {
+  ASSERT_TRUE(inst_->install_trap(7, kLocal, kPeer));
+  auto [sa, p] = pol(kSrc, kDst);
+  EXPECT_EQ(sa, nullptr);
+  ASSERT_NE(p, nullptr);  // trapped, not "no policy"
+  EXPECT_EQ(p->local_subnet, kLocal);
+  EXPECT_EQ(p->peer_subnet, kPeer);
+  auto [sa2, p2] = pol(0x0b000001, kDst);  // outside the selectors
+  EXPECT_EQ(sa2, nullptr);
+  EXPECT_EQ(p2, nullptr);
+  EXPECT_EQ(out(kSrc, kDst), nullptr);  // the plain lookup still reports "no SA"
+}
+
+TEST_F(SaTableTrap, OutboundSaFillsTheTrapAndItsDeleteLeavesTheTrap) {
+  ASSERT_TRUE(inst_->install_trap(7, kLocal, kPeer));
+  PolicySlot* trap = pol(kSrc, kDst).second;
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x4001, kLocal, kPeer, 7)));
+  auto [sa, p] = pol(kSrc, kDst);
+  EXPECT_TRUE(sa_is_live(sa, 0x4001));
+  EXPECT_EQ(p, trap);  // re-pointed, not a new policy
+  // A rekey re-points; DPD hold / expiry / peer Delete removes the SA: the trap stays.
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x4002, kLocal, kPeer, 7)));
+  EXPECT_TRUE(sa_is_live(pol(kSrc, kDst).first, 0x4002));
+  ASSERT_TRUE(inst_->del_sa(Direction::kOutbound, 0x4002));
+  auto [sa3, p3] = pol(kSrc, kDst);
+  EXPECT_EQ(sa3, nullptr);
+  EXPECT_EQ(p3, trap);
+  EXPECT_FALSE(inst_->query_sa(Direction::kOutbound, 0x4002));
+  EXPECT_EQ(inst_->reclaim(), 2u);  // both SAs freed, the policy slot is not
+  // A new negotiation fills the same trap again.
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x4003, kLocal, kPeer, 7)));
+  EXPECT_TRUE(sa_is_live(pol(kSrc, kDst).first, 0x4003));
+  EXPECT_EQ(pol(kSrc, kDst).second, trap);
+}
+
+TEST_F(SaTableTrap, WithoutTrapDeletingTheSaRemovesThePolicy) {
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x4001, kLocal, kPeer, 7)));
+  ASSERT_NE(pol(kSrc, kDst).second, nullptr);
+  ASSERT_TRUE(inst_->del_sa(Direction::kOutbound, 0x4001));
+  auto [sa, p] = pol(kSrc, kDst);
+  EXPECT_EQ(sa, nullptr);
+  EXPECT_EQ(p, nullptr);
+}
+
+TEST_F(SaTableTrap, TrapOverAnInstalledSaSurvivesItsDelete) {
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x4001, kLocal, kPeer, 7)));
+  ASSERT_TRUE(inst_->install_trap(7, kLocal, kPeer));
+  EXPECT_TRUE(sa_is_live(pol(kSrc, kDst).first, 0x4001));  // the SA keeps carrying traffic
+  ASSERT_TRUE(inst_->del_sa(Direction::kOutbound, 0x4001));
+  auto [sa, p] = pol(kSrc, kDst);
+  EXPECT_EQ(sa, nullptr);
+  EXPECT_NE(p, nullptr);
+}
+
+TEST_F(SaTableTrap, RemoveTrapRemovesAnEmptyPolicyButNotAnInstalledSa) {
+  ASSERT_TRUE(inst_->install_trap(7, kLocal, kPeer));
+  ASSERT_TRUE(inst_->remove_trap(7));
+  EXPECT_EQ(pol(kSrc, kDst).second, nullptr);
+  EXPECT_FALSE(inst_->remove_trap(7));  // nothing left to remove
+
+  ASSERT_TRUE(inst_->install_trap(7, kLocal, kPeer));
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x4001, kLocal, kPeer, 7)));
+  ASSERT_TRUE(inst_->remove_trap(7));
+  EXPECT_TRUE(sa_is_live(pol(kSrc, kDst).first, 0x4001));
+  // No longer trapped: the SA's delete now takes the policy with it.
+  ASSERT_TRUE(inst_->del_sa(Direction::kOutbound, 0x4001));
+  EXPECT_EQ(pol(kSrc, kDst).second, nullptr);
+}
+
+TEST_F(SaTableTrap, SelectorsTrappedByAnotherConnectionAreRefused) {
+  ASSERT_TRUE(inst_->install_trap(7, kLocal, kPeer));
+  ASSERT_TRUE(inst_->install_trap(7, kLocal, kPeer));  // idempotent
+  auto r = inst_->install_trap(8, kLocal, kPeer);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("trapped by connection 7"), std::string::npos) << r.error();
+  EXPECT_FALSE(inst_->install_trap(9, {0x0a000001, 8}, kPeer));  // host bits set
+  // Re-installing with other selectors moves the connection's trap.
+  ASSERT_TRUE(inst_->install_trap(7, {0x0a010000, 16}, kPeer));
+  EXPECT_EQ(pol(0x0a020001, kDst).second, nullptr);
+  EXPECT_NE(pol(0x0a010001, kDst).second, nullptr);
+}
+
+TEST_F(SaTableTrap, AcquireIsRaisedOncePerIntervalAndReportedOnce) {
+  ASSERT_TRUE(inst_->install_trap(7, kLocal, kPeer));
+  PolicySlot* p = pol(kSrc, kDst).second;
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(acquires().empty());
+  const std::uint64_t iv = inst_->acquire_interval();
+  ASSERT_GT(iv, 1u);
+  const std::uint64_t t0 = 1000;
+  inst_->raise_acquire(p, t0);
+  inst_->raise_acquire(p, t0 + 1);  // same interval: no second event
+  auto ev = acquires();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, SaEventKind::kAcquire);
+  EXPECT_EQ(ev[0].conn_id, 7u);
+  EXPECT_EQ(ev[0].spi, 0u);
+  EXPECT_EQ(ev[0].dir, Direction::kOutbound);
+  EXPECT_TRUE(acquires().empty());  // taken by the poll
+  inst_->raise_acquire(p, t0 + iv - 1);
+  EXPECT_TRUE(acquires().empty());  // still inside the interval
+  inst_->raise_acquire(p, t0 + iv);
+  EXPECT_EQ(acquires().size(), 1u);
+}
+
 
 }  // namespace
 }  // namespace ipsecgw::dp

@@ -24,8 +24,10 @@
 #                the data plane) within timeout + slack; charon started again with the same
 #                configuration -> we re-initiate, ACTIVE with new SPIs matching swanctl, ping.
 #   dpd-hold     dpd hold 1 s / 4 s. charon SIGKILLed -> status ERROR (dead peer detected
-#                (DPD)), /ipsecgw/sa empty, no re-initiation by us while charon is back, the
-#                process stays up; charon initiates -> ACTIVE again, ping; exit 0 on SIGTERM.
+#                (DPD)), /ipsecgw/sa empty, no re-initiation by us while charon is back and no
+#                traffic flows, the process stays up; a ping from hostA hits the connection's
+#                trap policy (counted as drop_trapped, never sent in the clear) and its acquire
+#                makes us initiate -> ACTIVE again, ping; exit 0 on SIGTERM.
 #   rekey        ipsecpolicy lifetime 60 s, ipsecgw initiates; ping every 0.2 s for ~120 s
 #                while at least two CHILD SA rekeys happen (our SPIs change, swanctl agrees);
 #                every ping must be answered.
@@ -398,8 +400,16 @@ dpd-restart|dpd-hold)
     after=$(grep -ac 'initiating main mode' "$LOG")
     [ "$after" = "$before" ] && wait_status "$c" 'ERROR' 0 && pass "hold: no re-initiation by us, still ERROR" ||
       fail "hold: we initiated again ($before -> $after) or status changed: $(status_line "$c")"
-    step "strongSwan initiates"
-    pn_ss_initiate ss 20 || fail "swanctl --initiate failed: $(tail -3 "$(pn_ss_dir ss)/initiate.out")"
+    step "traffic from hostA hits the trap: the acquire makes us initiate"
+    timeout 15 ip netns exec "$(ig_ns hostA)" ping -n -c 10 -i 1 -W 1 10.2.0.1 >/dev/null 2>&1 &
+    pinger=$!
+    if wait_log 'acquire: traffic for the tunnel, initiating' 10; then
+      pass "our log: $(grep -a 'acquire: traffic for the tunnel' "$LOG" | tail -1 | sed 's/.*ipsecgw.ike: //')"
+    else fail "no acquire-driven initiation 10 s after the ping: $(tail -5 "$LOG")"; fi
+    trapped=$(telemetry /ipsecgw/stats | $PY -c 'import json,sys; print(json.load(sys.stdin)["/ipsecgw/stats"]["total_drop_trapped"])' 2>/dev/null)
+    [ "${trapped:-0}" -ge 1 ] 2>/dev/null && pass "held packets counted as drop_trapped ($trapped)" ||
+      fail "total_drop_trapped '${trapped:-?}', want >= 1"
+    kill "$pinger" 2>/dev/null; wait "$pinger" 2>/dev/null
   fi
   check_tunnel "$c" ss 10.2.0.1
   echo "     back ACTIVE $(( $(date +%s) - back )) s after charon restarted"
