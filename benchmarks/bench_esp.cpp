@@ -95,7 +95,7 @@ struct Burst {
 };
 
 void bm_outbound(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a, std::size_t len) {
-  auto eng = crypto::EspEngine::create();
+  auto eng = crypto::EspEngine::create(bench_arch());
   auto sa = sa_create(spec(Direction::kOutbound, c, a));
   if (!eng || !sa || pool() == nullptr) {
     state.SkipWithError("setup failed");
@@ -126,7 +126,7 @@ void bm_outbound(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg 
 }
 
 void bm_inbound(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a, std::size_t len) {
-  auto eng = crypto::EspEngine::create();
+  auto eng = crypto::EspEngine::create(bench_arch());
   auto out_sa = sa_create(spec(Direction::kOutbound, c, a));
   auto in_sa = sa_create(spec(Direction::kInbound, c, a));
   if (!eng || !out_sa || !in_sa || pool() == nullptr) {

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -23,6 +24,21 @@ inline std::string combo_name(crypto::CipherAlg c, crypto::IntegAlg a) {
                   : c == crypto::CipherAlg::kAes192Cbc ? "aes192"
                                                        : "aes256";
   return s + (a == crypto::IntegAlg::kHmacSha1_96 ? "-sha1" : "-sha256");
+}
+
+// The ipsec-mb code path for both sides of every benchmark: automatic (the fastest the CPU has),
+// or forced with IPSECGW_IMB_ARCH=sse|avx|avx2|avx512, e.g. avx2 to run the benchmarks under
+// valgrind, which cannot execute AVX-512 (docs/performance.md, instruction counts).
+inline crypto::Arch bench_arch() {
+  const char* e = std::getenv("IPSECGW_IMB_ARCH");
+  if (e == nullptr || *e == '\0') return crypto::Arch::kAuto;
+  const std::string v(e);
+  if (v == "sse") return crypto::Arch::kSse;
+  if (v == "avx") return crypto::Arch::kAvx;
+  if (v == "avx2") return crypto::Arch::kAvx2;
+  if (v == "avx512") return crypto::Arch::kAvx512;
+  if (v == "auto") return crypto::Arch::kAuto;
+  throw std::runtime_error("IPSECGW_IMB_ARCH must be sse, avx, avx2, avx512 or auto, got " + v);
 }
 
 // The AES-CBC bytes ESP ciphers for an inner packet of `inner_len` bytes: the inner packet plus
@@ -47,8 +63,15 @@ class RawIpsecMb {
         buf_(stride_ * burst + 64, 0) {
     mgr_.reset(alloc_mb_mgr(0));
     if (!mgr_) throw std::runtime_error("alloc_mb_mgr failed");
-    init_mb_mgr_auto(mgr_.get(), &arch_);
-    if (imb_get_errno(mgr_.get()) != 0) throw std::runtime_error("init_mb_mgr_auto failed");
+    // The same code path EspEngine::create(bench_arch()) picks.
+    switch (bench_arch()) {
+      case crypto::Arch::kAuto: init_mb_mgr_auto(mgr_.get(), &arch_); break;
+      case crypto::Arch::kSse: init_mb_mgr_sse(mgr_.get()); arch_ = IMB_ARCH_SSE; break;
+      case crypto::Arch::kAvx: init_mb_mgr_avx(mgr_.get()); arch_ = IMB_ARCH_AVX; break;
+      case crypto::Arch::kAvx2: init_mb_mgr_avx2(mgr_.get()); arch_ = IMB_ARCH_AVX2; break;
+      case crypto::Arch::kAvx512: init_mb_mgr_avx512(mgr_.get()); arch_ = IMB_ARCH_AVX512; break;
+    }
+    if (imb_get_errno(mgr_.get()) != 0) throw std::runtime_error("ipsec-mb manager init failed");
     std::vector<std::uint8_t> ek(crypto::cipher_key_len(c), 0x42), ak(crypto::integ_key_len(a), 0x24);
     if (auto r = crypto::make_key_schedule(ks_, c, ek, a, ak); !r) throw std::runtime_error(r.error());
     for (std::size_t i = 0; i < buf_.size(); ++i) buf_[i] = static_cast<std::uint8_t>(i * 131 + 7);

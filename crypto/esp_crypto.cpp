@@ -306,23 +306,56 @@ inline bool op_lengths_ok(const EspCryptoOp& op) noexcept {
   return std::uint64_t{op.cipher_offset} + op.cipher_len <= op.auth_len;
 }
 
-inline void complete_job(const IMB_JOB* job, bool decrypt) noexcept {
+// Constant-time ICV comparison (RFC 4303 §3.4.4.1). For the two ESP ICV lengths (12 and 16
+// bytes, fixed per SA, so branching on the length leaks nothing) the difference is OR-ed over
+// 64/32-bit words: every byte is always read, no early exit, no data-dependent branch, and the
+// accumulated value is made opaque to the optimizer so it cannot turn the OR chain into
+// comparisons that stop early. Same guarantee as CRYPTO_memcmp, which costs ~90 instructions
+// per packet here (a byte loop behind a library call); any other length goes to CRYPTO_memcmp.
+inline bool icv_equal(const std::uint8_t* a, const std::uint8_t* b, std::size_t len) noexcept {
+  std::uint64_t a0, b0, diff;
+  if (len == 12) {
+    std::uint32_t a1, b1;
+    std::memcpy(&a0, a, 8);
+    std::memcpy(&b0, b, 8);
+    std::memcpy(&a1, a + 8, 4);
+    std::memcpy(&b1, b + 8, 4);
+    diff = (a0 ^ b0) | (a1 ^ b1);
+  } else if (len == 16) {
+    std::uint64_t a1, b1;
+    std::memcpy(&a0, a, 8);
+    std::memcpy(&b0, b, 8);
+    std::memcpy(&a1, a + 8, 8);
+    std::memcpy(&b1, b + 8, 8);
+    diff = (a0 ^ b0) | (a1 ^ b1);
+  } else {
+    return CRYPTO_memcmp(a, b, len) == 0;
+  }
+  __asm__("" : "+r"(diff));  // opaque: no short-circuit rewrite of the comparison
+  return diff == 0;
+}
+
+template <bool decrypt>
+inline void complete_job(const IMB_JOB* job) noexcept {
   auto* op = static_cast<EspCryptoOp*>(job->user_data);
   if (job->status != IMB_STATUS_COMPLETED) {
     op->status = OpStatus::kCryptoError;
     return;
   }
-  if (decrypt) {
+  if constexpr (decrypt) {
     // RFC 4303 §3.4.4.1: constant-time ICV check; mismatch => the packet is dropped.
-    op->status = CRYPTO_memcmp(op->computed_icv, op->icv, op->ks->icv_bytes) == 0
-                     ? OpStatus::kOk
-                     : OpStatus::kBadIcv;
+    op->status = icv_equal(op->computed_icv, op->icv, op->ks->icv_bytes) ? OpStatus::kOk
+                                                                          : OpStatus::kBadIcv;
   } else {
     op->status = OpStatus::kOk;
   }
 }
 
-void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops, bool decrypt) noexcept {
+// One instantiation per direction, so the per-job direction choices are constants.
+template <bool decrypt>
+void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops) noexcept {
+  const EspKeySchedule* last_ks = nullptr;
+  IMB_HASH_ALG hash = IMB_AUTH_HMAC_SHA_1;
   for (EspCryptoOp& op : ops) {
     if (!op_lengths_ok(op)) {
       op.status = OpStatus::kBadLength;
@@ -330,6 +363,10 @@ void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops, bool decrypt) noexcept 
     }
     op.status = OpStatus::kCryptoError;  // overwritten when the job comes back
     const EspKeySchedule& ks = *op.ks;
+    if (&ks != last_ks) {  // bursts are mostly runs of one SA
+      last_ks = &ks;
+      hash = imb_hash(ks.integ);
+    }
     IMB_JOB* job = IMB_GET_NEXT_JOB(mgr);
     job->cipher_mode = IMB_CIPHER_CBC;
     job->enc_keys = ks.enc_keys;
@@ -341,13 +378,13 @@ void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops, bool decrypt) noexcept 
     job->msg_len_to_cipher_in_bytes = op.cipher_len;
     job->iv = op.iv;
     job->iv_len_in_bytes = kEspIvLen;
-    job->hash_alg = imb_hash(ks.integ);
+    job->hash_alg = hash;
     job->hash_start_src_offset_in_bytes = 0;
     job->msg_len_to_hash_in_bytes = op.auth_len;
     job->u.HMAC._hashed_auth_key_xor_ipad = ks.ipad;
     job->u.HMAC._hashed_auth_key_xor_opad = ks.opad;
     job->auth_tag_output_len_in_bytes = ks.icv_bytes;
-    if (decrypt) {
+    if constexpr (decrypt) {
       // RFC 4303 §3.4.4: verify the ICV over the ciphertext before decrypting.
       job->cipher_direction = IMB_DIR_DECRYPT;
       job->chain_order = IMB_ORDER_HASH_CIPHER;
@@ -363,11 +400,11 @@ void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops, bool decrypt) noexcept 
     // Jobs may complete out of order relative to the ops; user_data maps them back.
     IMB_JOB* done = IMB_SUBMIT_JOB(mgr);
     while (done != nullptr) {
-      complete_job(done, decrypt);
+      complete_job<decrypt>(done);
       done = IMB_GET_COMPLETED_JOB(mgr);
     }
   }
-  while (IMB_JOB* done = IMB_FLUSH_JOB(mgr)) complete_job(done, decrypt);
+  while (IMB_JOB* done = IMB_FLUSH_JOB(mgr)) complete_job<decrypt>(done);
 }
 
 }  // namespace
@@ -387,11 +424,11 @@ Result<std::unique_ptr<EspEngine>> EspEngine::create(Arch arch) {
 EspEngine::~EspEngine() { delete impl_; }
 
 void EspEngine::encrypt(std::span<EspCryptoOp> ops) noexcept {
-  run_burst(impl_->mgr.get(), ops, /*decrypt=*/false);
+  run_burst</*decrypt=*/false>(impl_->mgr.get(), ops);
 }
 
 void EspEngine::decrypt(std::span<EspCryptoOp> ops) noexcept {
-  run_burst(impl_->mgr.get(), ops, /*decrypt=*/true);
+  run_burst</*decrypt=*/true>(impl_->mgr.get(), ops);
 }
 
 void EspEngine::random_bytes(std::uint8_t* out, std::size_t n) noexcept {

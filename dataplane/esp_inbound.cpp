@@ -227,8 +227,7 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     op.cipher_offset = kEspCipherOffset;
     op.cipher_len = cipher_len;
     op.iv = esp + kEspIvOffset;
-    op.icv = esp + op.auth_len;
-    op.status = crypto::OpStatus::kOk;
+    op.icv = esp + op.auth_len;  // op.status: set by the engine for every op
     op_pkt[o++] = static_cast<std::uint8_t>(i);
   }
   for (unsigned i = n; i < total_n; ++i) {
@@ -239,7 +238,10 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   // (2) ICV (constant time) and decryption for the whole burst (RFC 4303 §3.4.4).
   if (o != 0) engine.decrypt(std::span<crypto::EspCryptoOp>(ops, o));
 
-  // (3) After the ICV, in packet order (so the window sees the burst's order).
+  // (3) After the ICV, in packet order (so the window sees the burst's order). The selector
+  // masks are taken once per run of packets of one SA (Ipv4Prefix::contains, unrolled).
+  const Sa* sel_sa = nullptr;
+  Ipv4 peer_mask = 0, peer_net = 0, local_mask = 0, local_net = 0;
   for (unsigned k = 0; k < o; ++k) {
     const unsigned i = op_pkt[k];
     Sa* sa = sas[i];
@@ -283,8 +285,15 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
       continue;
     }
     // RFC 4301 §5.2: the inner addresses must match the SA's selectors.
-    if (!sa->peer_subnet.contains(rte_be_to_cpu_32(inner->src_addr)) ||
-        !sa->local_subnet.contains(rte_be_to_cpu_32(inner->dst_addr))) {
+    if (sa != sel_sa) {
+      sel_sa = sa;
+      peer_mask = sa->peer_subnet.mask();
+      peer_net = sa->peer_subnet.addr;
+      local_mask = sa->local_subnet.mask();
+      local_net = sa->local_subnet.addr;
+    }
+    if ((((rte_be_to_cpu_32(inner->src_addr) & peer_mask) ^ peer_net) |
+         ((rte_be_to_cpu_32(inner->dst_addr) & local_mask) ^ local_net)) != 0) {
       fail(i, sa, DropReason::kSelectorMismatch);
       continue;
     }
@@ -302,17 +311,19 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   const std::uint64_t now = o != 0 ? rte_rdtsc() : 0;
   for (unsigned i = 0; i < n;) {
     Sa* sa = sas[i];
-    unsigned j = i + 1;
-    while (j < n && sas[j] == sa) ++j;
+    // The run [i, j) of one SA, with its good packets' count and inner bytes, in one pass.
+    std::uint64_t k = 0, run_bytes = 0;
+    unsigned j = i;
+    do {
+      if (verdict[j] == kGood) {
+        ++k;
+        run_bytes += inner_len[j];
+      }
+      ++j;
+    } while (j < n && sas[j] == sa);
     if (sa != nullptr) {
       const std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
       const std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
-      std::uint64_t k = 0, run_bytes = 0;
-      for (unsigned x = i; x < j; ++x) {
-        if (verdict[x] != kGood) continue;
-        ++k;
-        run_bytes += inner_len[x];
-      }
       // Common case: the whole run is clear of the limits, no per-packet check.
       const bool clear = run_clear_of_limits(*sa, p0, b0, k, run_bytes);
       std::uint64_t p = 0, b = 0;

@@ -460,6 +460,35 @@ TEST(EspEngineCrossCheck, AnyFlippedBitInAuthenticatedDataOrIcvFailsIcv) {
   }
 }
 
+// The ICV compare works on whole words for 12- and 16-byte ICVs: every bit of every ICV byte
+// (both words, and the tail of the 12-byte one) must be able to fail it.
+TEST(EspEngineCrossCheck, EveryBitOfTheIcvIsCompared) {
+  auto eng = engine();
+  ASSERT_TRUE(eng);
+  std::mt19937_64 rng(4242);
+  for (auto a : kIntegs) {
+    SCOPED_TRACE(std::string(to_string(a)));
+    auto sa = random_sa(rng, CipherAlg::kAes128Cbc, a);
+    Packet p(sa->ks, random_bytes(rng, kHdr), random_bytes(rng, 16), random_bytes(rng, 64));
+    eng->encrypt({&p.op, 1});
+    ASSERT_EQ(p.op.status, OpStatus::kOk);
+    const Bytes sealed = p.buf;
+    for (std::size_t byte = 0; byte < icv_len(a); ++byte) {
+      for (unsigned bit = 0; bit < 8; ++bit) {
+        p.buf = sealed;
+        p.wire(sa->ks, 64);
+        p.buf[p.op.auth_len + byte] ^= static_cast<std::uint8_t>(1u << bit);
+        eng->decrypt({&p.op, 1});
+        EXPECT_EQ(p.op.status, OpStatus::kBadIcv) << "ICV byte " << byte << " bit " << bit;
+      }
+    }
+    p.buf = sealed;
+    p.wire(sa->ks, 64);
+    eng->decrypt({&p.op, 1});
+    EXPECT_EQ(p.op.status, OpStatus::kOk);
+  }
+}
+
 TEST(EspEngineCrossCheck, MixedSaBurstsOfOneToSixtyFourMapEveryJobToItsOp) {
   auto eng = engine();
   ASSERT_TRUE(eng);
