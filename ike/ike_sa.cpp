@@ -182,7 +182,10 @@ void IkeSa::tick(Millis now) {
   dpd_tick(now);
   if (!waiting_ || state_ == State::kFailed || now < retransmit_at_) return;
   if (retransmits_ >= kMaxRetransmits) {
-    fail("peer unreachable");
+    // The peer answered MM1 and MM3: it is reachable, it just never accepted our MM5.
+    fail(state_ == State::kMm5Sent
+             ? "no response to MM5 (peer rejected our authentication? check the PSK)"
+             : "peer unreachable");
     return;
   }
   ++retransmits_;
@@ -278,6 +281,69 @@ void IkeSa::send_informational(PayloadType t, const Bytes& body) {
   (void)r;
 }
 
+// The message is processed with `from` as the peer (an answer goes where the request came
+// from); unless its HASH verified, the previous endpoint is restored afterwards, so only an
+// authenticated message moves the peer (RFC 3947 §4). After such a move (NAT rebinding) the
+// CHILD SAs must follow: the installer has no in-place endpoint update, so the pair is
+// replaced by a Quick Mode (make-before-break) whose SAs carry the new port.
+template <typename F>
+void IkeSa::with_tentative_peer(const dp::UdpEndpoint& from, F&& process) {
+  const dp::UdpEndpoint prev = remote_;
+  remote_ = from;
+  authenticated_in_ = false;
+  process();
+  if (!authenticated_in_) {
+    remote_ = prev;
+    return;
+  }
+  if (from.addr == prev.addr && from.port == prev.port) return;
+  log(LogLevel::kInfo, tag() + ": peer moved from " + dp::format_ipv4(prev.addr) + ":" +
+                           std::to_string(prev.port) + " to " + dp::format_ipv4(from.addr) +
+                           ":" + std::to_string(from.port) + " (authenticated message)");
+  // A Quick Mode in flight (this message's, perhaps) installs its pair with the new port.
+  const bool qm_in_flight = std::any_of(qms_.begin(), qms_.end(), [](const auto& q) {
+    return q.second->stage != Quick::Stage::kDone;
+  });
+  if (child_ && child_->udp_encap && child_->peer_port != from.port && state_ == State::kActive &&
+      !qm_in_flight)
+    rekey_child();
+}
+
+// A responder that cannot decrypt or verify our MM5 (a different PSK gives different keys)
+// may answer with an informational notify encrypted under its keys (strongSwan: HASH,
+// N(PAYLOAD-MALFORMED)). Its IV follows RFC 2409 Appendix B from the last phase-1 block, our
+// MM5. If it decrypts and its HASH verifies under our keys it is handled as any protected
+// informational; if not, the two sides derived different keys from the same exchange, which
+// means different PSKs: the same verdict as an MM6 that does not decrypt. The first such
+// answer only makes us resend MM5 at once: a peer that did accept it (its MM6 lost, an
+// informational of its own overtaking) answers the copy with its MM6; one that rejected it
+// rejects it again.
+void IkeSa::mm5_answered_with_informational(const dp::DatagramView& d, const Header& h) {
+  if (!p1_->keys) return;
+  Bytes iv = crypto::hash(p1_->hash, {p1_->iv, be32(h.message_id)});
+  iv.resize(kBlock);
+  auto m = open(d, h, iv);
+  authenticated_in_ = false;
+  if (m) informational(*m);
+  if (authenticated_in_ || state_ == State::kFailed) return;
+  if (++mm5_rejections_ < 2) {
+    log(LogLevel::kInfo, tag() + ": peer answered MM5 with a notify we cannot decrypt, resending MM5");
+    auto r = ctx_.sender->send({local_, remote_, last_out_});
+    (void)r;
+    return;
+  }
+  fail("authentication failed (the peer answered our MM5 with notifies encrypted under other "
+       "keys: the pre-shared keys differ)");
+}
+
+bool IkeSa::peer_mid_seen(std::uint32_t mid) const {
+  return std::find(peer_mids_.begin(), peer_mids_.end(), mid) != peer_mids_.end();
+}
+void IkeSa::note_peer_mid(std::uint32_t mid) {
+  if (peer_mids_.size() >= kPeerMidMemory) peer_mids_.erase(peer_mids_.begin());
+  peer_mids_.push_back(mid);
+}
+
 // ---- dispatch ----
 
 void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
@@ -294,7 +360,10 @@ void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
   Result<Message> msg = make_error("unset");
   if (ex == ExchangeType::kInformational) {
     if (h.flags & kFlagEncryption) {
-      if (p1_->last_p1_iv.empty()) return;
+      if (p1_->last_p1_iv.empty()) {
+        if (state_ == State::kMm5Sent) mm5_answered_with_informational(d, h);
+        return;
+      }
       Bytes iv = qm_iv(h.message_id);
       msg = open(d, h, iv);
     } else {
@@ -304,7 +373,7 @@ void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
       log(LogLevel::kWarn, tag() + ": dropping informational: " + msg.error());
       return;
     }
-    informational(*msg);
+    with_tentative_peer(d.remote, [&] { informational(*msg); });
     return;
   }
   if (ex == ExchangeType::kIdentityProtection) {
@@ -325,11 +394,28 @@ void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
         return;
       }
     }
-    // NAT-T (RFC 3947 §4): the peer may have floated to 4500 or its mapping changed.
+    // Once phase 1 is up a Main Mode message is a stale copy (an exact retransmission was
+    // answered above) or forged: it must not move the peer's port (RFC 3947 §4 floats only on
+    // authenticated messages) nor be processed.
+    if (p1_established_) {
+      log(LogLevel::kInfo, tag() + ": ignoring main mode message after phase 1");
+      return;
+    }
+    // NAT-T (RFC 3947 §4): during Main Mode the peer floats to 4500 (MM5/MM6) and its NAT
+    // mapping may change. Follow it only with a message that moves the exchange on; one that
+    // does not (a stray or forged copy) leaves the endpoints as they were.
+    const dp::UdpEndpoint prev_remote = remote_, prev_local = local_;
+    const State prev_state = state_;
     remote_ = d.remote;
     local_ = d.local;
+    const TaskStatus st = mm_process(*msg);
+    if (state_ == prev_state) {
+      remote_ = prev_remote;
+      local_ = prev_local;
+      return;
+    }
     last_in_ = in;
-    if (mm_process(*msg) == TaskStatus::kSuccess && role_ == Role::kInitiator) qm_start();
+    if (st == TaskStatus::kSuccess && role_ == Role::kInitiator) qm_start();
     return;
   }
   if (ex == ExchangeType::kQuickMode) {
@@ -342,6 +428,10 @@ void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
       if (it->second->stage == Quick::Stage::kDone) return;  // late copy of a finished one
       iv = it->second->iv;
     } else if (h.message_id != 0 && p1_established_) {
+      if (peer_mid_seen(h.message_id)) {
+        log(LogLevel::kWarn, tag() + ": replayed quick mode message dropped");
+        return;
+      }
       iv = qm_iv(h.message_id);
     } else {
       log(LogLevel::kWarn, tag() + ": quick mode message for unknown exchange");
@@ -352,15 +442,21 @@ void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
       log(LogLevel::kWarn, tag() + ": dropping quick mode message: " + msg.error());
       return;
     }
-    if (it == qms_.end()) {
+    const bool new_exchange = it == qms_.end();
+    if (new_exchange) {
       auto q = std::make_unique<Quick>();
       q->mid = h.message_id;
       it = qms_.emplace(h.message_id, std::move(q)).first;
     }
-    it->second->iv = std::move(iv);
-    remote_ = d.remote;
+    Bytes prev_iv = std::exchange(it->second->iv, std::move(iv));
+    with_tentative_peer(d.remote, [&] { qm_process(*it->second, *msg); });
+    if (!authenticated_in_) {  // bad HASH: as if it never arrived
+      if (new_exchange) qms_.erase(it);
+      else it->second->iv = std::move(prev_iv);
+      return;
+    }
     last_in_ = in;
-    qm_process(*it->second, *msg);
+    if (new_exchange) note_peer_mid(h.message_id);
     prune_quicks();
     return;
   }
@@ -1030,9 +1126,18 @@ TaskStatus IkeSa::qm_process(Quick& q, const Message& m) {
   h.message_id = q.mid;
   const Bytes mid = be32(q.mid);
   auto hash_ok = [&](const SecureBytes& expect) {
-    return !m.payloads.empty() && m.payloads[0].type == PayloadType::kHash &&
-           m.payloads[0].body.size() == expect.size() &&
-           CRYPTO_memcmp(m.payloads[0].body.data(), expect.data(), expect.size()) == 0;
+    const bool ok = !m.payloads.empty() && m.payloads[0].type == PayloadType::kHash &&
+                    m.payloads[0].body.size() == expect.size() &&
+                    CRYPTO_memcmp(m.payloads[0].body.data(), expect.data(), expect.size()) == 0;
+    authenticated_in_ |= ok;
+    return ok;
+  };
+  // A message whose HASH does not verify is not the peer's (forged, corrupted): dropped as if
+  // never received, no notify to its unauthenticated source; the exchange goes on (our
+  // retransmission or the peer's brings the real one). handle() undoes its IV step.
+  auto hash_mismatch = [&](const char* which) {
+    log(LogLevel::kWarn, tag() + ": " + which + " with bad HASH dropped");
+    return TaskStatus::kNeedMore;
   };
   auto qfail = [&](const std::string& why, std::uint16_t n) {
     log(LogLevel::kWarn, tag() + ": quick mode failed: " + why);
@@ -1077,7 +1182,7 @@ TaskStatus IkeSa::qm_process(Quick& q, const Message& m) {
   if (!q.initiator && q.stage == Quick::Stage::kNew) {
     // QM1 -> QM2 = HDR*, HASH(2), SA, Nr [, KE] [, IDci, IDcr]
     if (!hash_ok(crypto::prf(p1_->hash, bv(p1_->skeyid_a), {mid, concat_wire(m, 1)})))
-      return qfail("QM1: HASH(1) mismatch", notify::kInvalidHashInformation);
+      return hash_mismatch("QM1");
     SaPayload sa;
     Bytes ke;
     std::vector<IdPayload> ids;
@@ -1155,7 +1260,7 @@ TaskStatus IkeSa::qm_process(Quick& q, const Message& m) {
   if (q.initiator && q.stage == Quick::Stage::kQm1Sent) {
     // QM2 -> QM3 = HDR*, HASH(3)
     if (!hash_ok(crypto::prf(p1_->hash, bv(p1_->skeyid_a), {mid, q.ni, concat_wire(m, 1)})))
-      return qfail("QM2: HASH(2) mismatch", notify::kInvalidHashInformation);
+      return hash_mismatch("QM2");
     SaPayload sa;
     Bytes ke;
     std::vector<IdPayload> ids;
@@ -1195,7 +1300,7 @@ TaskStatus IkeSa::qm_process(Quick& q, const Message& m) {
   if (!q.initiator && q.stage == Quick::Stage::kQm2Sent) {
     const std::uint8_t zero = 0;
     if (!hash_ok(crypto::prf(p1_->hash, bv(p1_->skeyid_a), {{&zero, 1}, mid, q.ni, q.nr})))
-      return qfail("QM3: HASH(3) mismatch", notify::kInvalidHashInformation);
+      return hash_mismatch("QM3");
     waiting_ = false;
     if (auto r = qm_install(q, dp::Direction::kOutbound); !r) return qfail(r.error(), 0);
     child_activate(q);
@@ -1217,7 +1322,15 @@ void IkeSa::informational(const Message& m) {
       log(LogLevel::kWarn, tag() + ": informational with bad HASH dropped");
       return;
     }
+    // The HASH covers the message id but nothing orders informationals: a copy of an old one
+    // verifies too. Each exchange has a fresh random id, so a repeated one is a replay.
+    if (peer_mid_seen(m.hdr.message_id)) {
+      log(LogLevel::kWarn, tag() + ": replayed informational dropped");
+      return;
+    }
+    note_peer_mid(m.hdr.message_id);
     last_alive_ = ctx_.clock->now();  // an authenticated message: the peer is alive
+    authenticated_in_ = true;
   }
   for (const auto& pl : m.payloads) {
     if (pl.type == PayloadType::kNotify) {

@@ -202,6 +202,15 @@ class IkeSa {
   void prune_quicks();
 
   void informational(const Message& m);
+  void mm5_answered_with_informational(const dp::DatagramView& d, const Header& h);
+  // Message ids of the peer's authenticated informational and Quick Mode exchanges (the last
+  // kPeerMidMemory): a repeated one is a replay (RFC 2409 §5.5: each exchange has a unique id).
+  static constexpr std::size_t kPeerMidMemory = 256;
+  bool peer_mid_seen(std::uint32_t mid) const;
+  void note_peer_mid(std::uint32_t mid);
+  // Runs `process` for a message from `from`; the peer moves there only if it authenticated.
+  template <typename F>
+  void with_tentative_peer(const dp::UdpEndpoint& from, F&& process);
 
   // DPD (RFC 3706): R-U-THERE after `interval` without proof of liveness, repeated every
   // interval while unanswered; the peer is dead when none is acknowledged within `timeout`.
@@ -237,6 +246,9 @@ class IkeSa {
   Millis keepalive_next_{0};
   bool peer_nat_t_ = false, peer_nat_t_draft_ = false, peer_dpd_ = false;
   bool nat_local_ = false, nat_remote_ = false;
+  bool authenticated_in_ = false;  // the message being handled passed its HASH check
+  std::vector<std::uint32_t> peer_mids_;
+  int mm5_rejections_ = 0;  // undecryptable informationals received in answer to MM5
 
   // DPD state (RFC 3706 §7: sequence numbers, ACK must echo the R-U-THERE's)
   Millis last_alive_{0};           // last authenticated message or inbound ESP from the peer

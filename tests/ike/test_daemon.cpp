@@ -291,6 +291,64 @@ TEST_F(Quiet, WrongPskFailsAuthenticationOnBothSidesAndInstallsNothing) {
   EXPECT_TRUE(p.ib.sas.empty());
 }
 
+// Wrong PSK, the responder is not us (strongSwan): it cannot read our MM5 and either stays
+// silent or answers with an informational encrypted under its own keys (strongSwan: HASH,
+// N(PAYLOAD-MALFORMED)). Modelled by B's answers to MM5 being dropped, or replaced by a
+// message with the encryption flag and 32 bytes that are not ciphertext under A's keys (one
+// for each copy of MM5: A resends MM5 once to confirm before concluding).
+// Either way A reports what it saw -- never "peer unreachable": the peer answered MM1/MM3.
+TEST_F(Quiet, WrongPskAgainstASilentResponderSaysNoResponseToMm5NotUnreachable) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip, ike, ip, "another-psk");
+  int from_b = 0;
+  p.net.filter = [&](Packet& pk) { return pk.from.addr != kAddrB || ++from_b <= 2; };  // MM2, MM4
+  p.a.tick();
+  p.pump();
+  for (int i = 0; i < 100 && p.a.status("site").state != ConnState::kError; ++i) {
+    p.clock.t += Millis{1000};
+    p.a.tick();
+    p.pump();
+  }
+  EXPECT_EQ(p.a.status("site").state, ConnState::kError);
+  EXPECT_EQ(p.a.status("site").reason,
+            "no response to MM5 (peer rejected our authentication? check the PSK)");
+  EXPECT_TRUE(p.ia.sas.empty());
+}
+
+TEST_F(Quiet, WrongPskAgainstAResponderSendingAnUndecryptableNotifyIsAuthenticationFailed) {
+  IkePolicy ike;
+  IpsecPolicy ip;
+  Pair p(ike, ip, ike, ip, "another-psk");
+  int from_a = 0, rejections = 0;
+  p.net.filter = [&](Packet& pk) {
+    if (pk.from.addr != kAddrA || ++from_a <= 2) return true;  // MM1, MM3
+    // Each MM5 copy is "rejected" by the responder with an encrypted notify A cannot read.
+    ++rejections;
+    auto h = parse_header(pk.data);
+    if (!h) return false;
+    std::swap(pk.from, pk.to);
+    Header e = *h;
+    e.exchange = static_cast<std::uint8_t>(ExchangeType::kInformational);
+    e.flags |= kFlagEncryption;
+    e.message_id = 0x0badf00d;
+    e.next_payload = static_cast<std::uint8_t>(PayloadType::kHash);
+    e.length = static_cast<std::uint32_t>(kHeaderLen + 32);
+    Bytes out;
+    write_header(e, out);
+    out.insert(out.end(), 32, 0xa5);
+    pk.data = out;
+    return true;
+  };
+  p.a.tick();
+  p.pump();
+  auto st = p.a.status("site");
+  EXPECT_EQ(st.state, ConnState::kError);
+  EXPECT_EQ(st.reason.rfind("authentication failed", 0), 0u) << st.reason;
+  EXPECT_EQ(rejections, 2);  // the original MM5 and one immediate copy, no timer involved
+  EXPECT_TRUE(p.ia.sas.empty());
+}
+
 TEST_F(Quiet, MismatchedIkePolicyGivesNoProposalChosen) {
   IkePolicy ia{CipherAlg::kAes128Cbc, HashAlg::kSha1, DhGroup::kModp1536, 3600};
   IkePolicy ib{CipherAlg::kAes256Cbc, HashAlg::kSha1, DhGroup::kModp1536, 3600};
@@ -427,6 +485,160 @@ TEST_F(Quiet, NatBetweenPeersFloatsTo4500AndInstallsUdpEncapsulatedSas) {
   EXPECT_EQ(a_out->peer_port, 4500);
   EXPECT_EQ(b_out->local_port, 4500);
   EXPECT_EQ(b_out->peer_port, 5500);  // the NAT's mapped port
+}
+
+// RFC 3947 §4: the peer's port is updated only from authenticated messages. A is behind a
+// NAPT (4500 -> 5500). Datagrams from A's address but another source port that do not
+// authenticate -- a replayed MM1, a forged Main Mode message with the SA's cookies, garbage
+// "encrypted" Quick Mode and informational messages -- must not move B's idea of A's port:
+// B sends nothing there, installs nothing for it, and its next rekey still goes to 5500.
+// After a NAT rebinding (5500 -> 6500) a Quick Mode with a tampered HASH from a third port is
+// dropped without an answer and without spoiling the exchange; the authentic retransmission
+// from 6500 moves B: it answers there and the CHILD SAs installed from then on carry 6500. A
+// replayed authentic informational from a third port is a replay, not a move.
+TEST_F(Quiet, OnlyAuthenticatedMessagesFromANewPortMoveThePeerAndItsSas) {
+  IkePolicy ike;
+  ike.hash = HashAlg::kSha256;  // HASH(1) then fills plaintext block 1 alone (see below)
+  IpsecPolicy ip;
+  Pair p(ike, ip);
+  std::uint16_t nat_4500 = 5500;
+  std::optional<Packet> mm1;
+  Cookie ic{}, rc{};  // the SA's cookies, as an on-path attacker sees them
+  p.net.filter = [&](Packet& pk) {
+    if (pk.from.addr == kAddrA) {
+      if (!mm1) mm1 = pk;
+      if (auto h = parse_header(pk.data); h && h->rcookie != Cookie{}) ic = h->icookie, rc = h->rcookie;
+      pk.from.port = pk.from.port == 4500 ? nat_4500 : static_cast<std::uint16_t>(pk.from.port + 1000);
+    }
+    if (pk.to.addr == kAddrA) {
+      if (pk.to.port != 5500 && pk.to.port != 1500 && pk.to.port != nat_4500) return false;
+      pk.to.port = pk.to.port == 1500 ? 500 : 4500;
+    }
+    return true;
+  };
+  p.a.tick();
+  p.pump();
+  ASSERT_EQ(p.b.status("site").state, ConnState::kActive);
+  ASSERT_EQ(p.ib.find(dp::Direction::kOutbound)->peer_port, 5500);
+  ASSERT_TRUE(mm1.has_value());
+  const std::size_t b_sas = p.ib.sas.size();
+  const auto b_child = *p.b.status("site").child;
+  std::vector<Packet> b_sent;
+  const dp::UdpEndpoint b_ep{kAddrB, 4500}, spoof{kAddrA, 6500};
+  auto inject = [&](const Bytes& data) {
+    p.b.on_datagram({b_ep, spoof, data});
+    for (auto& pk : p.net.q) b_sent.push_back(pk);
+    p.net.q.clear();
+  };
+  // 1. a replay of A's MM1 (answered, if at all, to the old port)
+  inject(mm1->data);
+  // 2..4: messages carrying the live SA's cookies: unencrypted ID_PROT, garbage QM and
+  // garbage informational (fresh message ids, 32 random bytes of "ciphertext")
+  ASSERT_NE(rc, Cookie{});
+  auto forged = [&](ExchangeType ex, bool enc, std::uint32_t mid) {
+    Header h;
+    h.icookie = ic;
+    h.rcookie = rc;
+    h.exchange = static_cast<std::uint8_t>(ex);
+    h.message_id = mid;
+    if (enc) h.flags |= kFlagEncryption;
+    Bytes body(32, 0x5a);
+    h.next_payload = static_cast<std::uint8_t>(PayloadType::kHash);
+    h.length = static_cast<std::uint32_t>(kHeaderLen + body.size());
+    Bytes out;
+    write_header(h, out);
+    out.insert(out.end(), body.begin(), body.end());
+    return out;
+  };
+  {
+    PayloadChain c;
+    c.add(PayloadType::kKe, Bytes(128, 1));
+    c.add(PayloadType::kNonce, Bytes(16, 2));
+    Header h;
+    h.icookie = ic;
+    h.rcookie = rc;
+    h.exchange = static_cast<std::uint8_t>(ExchangeType::kIdentityProtection);
+    inject(build_message(h, c));
+  }
+  inject(forged(ExchangeType::kQuickMode, true, 0x11223344));
+  inject(forged(ExchangeType::kInformational, true, 0x55667788));
+  for (const auto& pk : b_sent) EXPECT_NE(pk.to.port, 6500) << "B answered the unauthenticated port";
+  EXPECT_EQ(p.ib.sas.size(), b_sas);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.b.status("site").child->spi_in, b_child.spi_in);
+  // B still talks to 5500: its own rekey reaches A through the NAT and the new pair carries
+  // the old, authenticated port.
+  p.ib.events.push_back({dp::SaEventKind::kSeqExhausted, dp::Direction::kOutbound,
+                         b_child.spi_out, 9});
+  p.run_for(1000, 500);
+  for (const auto& pk : b_sent) EXPECT_NE(pk.to.port, 6500);
+  ASSERT_EQ(p.ib.sas.size(), b_sas + 2);
+  EXPECT_EQ(p.ib.sas[b_sas].peer_port, 5500);
+  EXPECT_EQ(p.ib.sas[b_sas + 1].peer_port, 5500);
+  EXPECT_NE(p.b.status("site").child->spi_in, b_child.spi_in);
+  const std::size_t b_sas2 = p.ib.sas.size();
+
+  // NAT rebinding: A's 4500 now maps to 6500. A's rekey QM (authenticated) moves B.
+  // Its first QM1 is lost on the way; a tampered copy arrives from yet another port: a CBC
+  // bit flip in ciphertext block 1 garbles plaintext block 1 (HASH bytes 12..27) and flips
+  // one HASH byte in block 2, so it decrypts and parses but its HASH does not verify.
+  nat_4500 = 6500;
+  std::optional<Packet> a_qm1;
+  std::optional<Packet> a_info;  // A's last protected informational (a Delete after grace)
+  p.net.filter = [&](Packet& pk) {
+    if (pk.from.addr == kAddrA) {
+      pk.from.port = pk.from.port == 4500 ? nat_4500 : pk.from.port;
+      auto h = parse_header(pk.data);
+      if (h && h->exchange == static_cast<std::uint8_t>(ExchangeType::kInformational))
+        a_info = pk;
+      if (h && h->exchange == static_cast<std::uint8_t>(ExchangeType::kQuickMode) && !a_qm1) {
+        a_qm1 = pk;
+        return false;
+      }
+    }
+    if (pk.to.addr == kAddrA) {
+      if (pk.to.port != nat_4500) return false;  // the old mapping is gone
+      pk.to.port = 4500;
+    }
+    return true;
+  };
+  p.ia.events.push_back({dp::SaEventKind::kSeqExhausted, dp::Direction::kOutbound,
+                         p.a.status("site").child->spi_out, 7});
+  p.a.tick();
+  p.pump();
+  ASSERT_TRUE(a_qm1.has_value());
+  Bytes tampered = a_qm1->data;
+  ASSERT_GE(tampered.size(), kHeaderLen + 48);
+  tampered[kHeaderLen + 16] ^= 0x01;
+  const dp::UdpEndpoint spoof2{kAddrA, 7500};
+  p.b.on_datagram({b_ep, spoof2, tampered});
+  for (auto& pk : p.net.q) EXPECT_NE(pk.to.port, 7500) << "B answered a message that failed its HASH";
+  p.net.q.clear();
+  EXPECT_EQ(p.ib.sas.size(), b_sas2);
+  p.run_for(kRetransmitBase.count() + 1000, 500);  // A retransmits QM1 from 6500
+  ASSERT_EQ(p.ib.sas.size(), b_sas2 + 2);
+  EXPECT_EQ(p.ib.sas[b_sas2].peer_port, 6500);
+  EXPECT_EQ(p.ib.sas[b_sas2 + 1].peer_port, 6500);
+  EXPECT_EQ(p.b.status("site").child->peer_port, 6500);
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+
+  // A replayed authentic informational (A's Delete of the replaced pair, HASH valid) from
+  // another port is a replay, not a rebinding: B's next rekey still goes to 6500.
+  p.run_for(kRekeyGrace.count() + 1000, 500);
+  ASSERT_TRUE(a_info.has_value());
+  p.net.q.clear();
+  p.b.on_datagram({b_ep, spoof2, a_info->data});
+  for (auto& pk : p.net.q) EXPECT_NE(pk.to.port, 7500);
+  p.net.q.clear();
+  const std::size_t b_sas3 = p.ib.sas.size();
+  p.ib.events.push_back({dp::SaEventKind::kSeqExhausted, dp::Direction::kOutbound,
+                         p.b.status("site").child->spi_out, 9});
+  p.run_for(1000, 500);
+  ASSERT_EQ(p.ib.sas.size(), b_sas3 + 2);
+  EXPECT_EQ(p.ib.sas[b_sas3].peer_port, 6500);
+  EXPECT_EQ(p.ib.sas[b_sas3 + 1].peer_port, 6500);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
 }
 
 TEST_F(Quiet, ResponderLifetimeShorterThanProposedIsHonoured) {

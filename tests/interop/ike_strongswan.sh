@@ -13,7 +13,7 @@
 # must be UDP-encapsulated, which is checked too.
 #
 # usage: ike_strongswan.sh CASE   CASE = initiated-by-strongswan | we-initiate | sweep |
-#                                        wrong-psk | dpd-hold | dpd-restart | all
+#                                        wrong-psk | wrong-psk-we-initiate | peer-reboot | dpd-hold | dpd-restart | all
 # env:   IKE_UDP_PEER=path/to/ike_udp_peer (meson sets it), PN_KEEP=1 keeps the work dir.
 # Exit: 0 pass, 1 fail (messages on stderr say which check), 77 skip (not root, no charon).
 set -u
@@ -201,6 +201,72 @@ case_wrong_psk() {
 	pn_ss_stop ss
 }
 
+# Wrong PSK, we initiate: strongSwan (responder) cannot decrypt/verify our MM5 and answers
+# with an unencrypted INFORMATIONAL notify or not at all. We must end in ERROR with a reason
+# that says so ("authentication failed" when the peer tells us or its MM6 does not verify;
+# "no response to MM5 ..." when it stays silent) -- never "peer unreachable", since it answered
+# MM1 and MM3 -- within the retransmission budget, and install nothing.
+case_wrong_psk_we_initiate() {
+	local name=wrong-psk-we-initiate out="$PN_WORK/ours-wrong-psk-we-initiate" rc=0 sas reason
+	PSK_OURS="not-$PSK"
+	pn_ss_start ss ss role=responder local_addr=$SS_IP remote_addr=$US_IP \
+		local_ts=$SS_NET remote_ts=$US_NET psk="$PSK" || { fail "$name: charon did not start"; return 1; }
+	OUR_TIMEOUT=100 start_ours "$name" --initiator "$out" --until-error 90 \
+		--keys-out "$PN_WORK/keys-$name" || { pn_ss_stop ss; return 1; }
+	wait_ours || rc=$?
+	[ $rc = 0 ] || fail "$name: ike_udp_peer exited $rc (expected ERROR): $(tail -3 "$out")"
+	reason=$(grep "^connection $name: ERROR" "$out" | tail -1)
+	pn_log "$name: ours: ${reason:-none}"
+	pn_log "$name: strongSwan: $(grep -E 'sending|received|parsing|authentication|integrity|decrypt|verif' "$(pn_ss_log ss)" | grep -v '\[CHD\]' | tail -6 | tr '\n' '|')"
+	grep -qE "^connection $name: ERROR (authentication failed|no response to MM5)" "$out" ||
+		fail "$name: our status does not say authentication failed / no response to MM5: ${reason:-$(tail -2 "$out")}"
+	grep -q 'unreachable' <<<"$reason" && fail "$name: reported the answering peer as unreachable"
+	grep -q '^SA add' "$out" && fail "$name: we installed an SA with a wrong PSK"
+	[ -s "$PN_WORK/keys-$name" ] && fail "$name: keys written with a wrong PSK"
+	sas=$(pn_swanctl ss --list-sas 2>&1)
+	grep -qE 'ESTABLISHED|INSTALLED' <<<"$sas" && fail "$name: strongSwan lists an established SA: $sas"
+	[ $FAILS = 0 ] && pass "$name: both sides failed (ours: $reason; strongSwan: no established SA)"
+	pn_ss_stop ss
+}
+
+# A rebooted peer: strongSwan initiates, is SIGKILLed (no Delete) and started again with
+# fresh state, and initiates again; its new Main Mode carries INITIAL-CONTACT (RFC 2407
+# §4.6.3.3). We must replace the old SAs cleanly: the old inbound/outbound SAs deleted once
+# each, the new pair installed, ACTIVE with the new SPIs that the restarted charon holds.
+case_peer_reboot() {
+	local name=peer-reboot out="$PN_WORK/ours-peer-reboot" rc=0 first st sas ss_args
+	PSK_OURS=$PSK
+	# a concrete remote id: strongSwan sends INITIAL_CONTACT only to a peer it can name
+	ss_args=(role=initiator local_addr=$SS_IP remote_addr=$US_IP remote_id=$US_IP
+		local_ts=$SS_NET remote_ts=$US_NET psk="$PSK")
+	pn_ss_start ss ss "${ss_args[@]}" || { fail "$name: charon did not start"; return 1; }
+	start_ours "$name" --responder-only "$out" --duration 25 || { pn_ss_stop ss; return 1; }
+	pn_ss_initiate ss 20 || fail "$name: first initiate failed: $(cat "$(pn_ss_dir ss)/initiate.out")"
+	wait_for "$out" '^state ACTIVE' 20 || { fail "$name: never ACTIVE: $(tail -5 "$out.log")"; pn_ss_stop ss; return 1; }
+	first=$(grep -m1 '^SA add inbound' "$out" | sed 's/.* spi=\([0-9a-f]*\).*/\1/')
+	pn_ss_kill ss
+	pn_ss_start ss ss "${ss_args[@]}" || { fail "$name: charon did not restart"; return 1; }
+	pn_ss_initiate ss 20 || fail "$name: initiate after restart failed: $(cat "$(pn_ss_dir ss)/initiate.out")"
+	grep -qE 'generating ID_PROT request 0 \[ .*N\(INITIAL_CONTACT\)' "$(pn_ss_log ss)" ||
+		fail "$name: the restarted charon sent no INITIAL_CONTACT"
+	wait_ours || rc=$?
+	[ $rc = 0 ] || fail "$name: ike_udp_peer exited $rc (expected ACTIVE): $(tail -3 "$out"; tail -5 "$out.log")"
+	grep -q 'INITIAL-CONTACT: removing other SAs' "$out.log" ||
+		fail "$name: INITIAL-CONTACT not acted on: $(tail -5 "$out.log")"
+	[ "$(grep -c '^SA add' "$out")" = 4 ] || fail "$name: expected 2 pairs installed: $(grep '^SA ' "$out")"
+	[ "$(grep -c "^SA del inbound spi=$first" "$out")" = 1 ] || fail "$name: old inbound SA $first not deleted exactly once: $(grep '^SA del' "$out")"
+	[ "$(grep -c '^SA del' "$out")" -ge 1 ] && [ "$(grep -c '^SA del inbound' "$out")" = 1 ] ||
+		fail "$name: the new inbound SA was deleted too: $(grep '^SA del' "$out")"
+	st=$(grep "^connection $name: " "$out" | tail -1)
+	[[ $st == "connection $name: ACTIVE "* ]] || fail "$name: not ACTIVE after the reboot: $st"
+	[[ $st == *"spi_in=$first "* ]] && fail "$name: still the old inbound SPI: $st"
+	sas=$(pn_swanctl ss --list-sas 2>&1)
+	grep -q "^    out $(sed -n 's/.* spi_in=\([0-9a-f]*\).*/\1/p' <<<"$st")," <<<"$sas" ||
+		fail "$name: the restarted charon does not have our new CHILD SA: $sas"
+	[ "$FAILS" = 0 ] && pass "$name: old SAs (in $first) replaced after strongSwan restarted: $st"
+	pn_ss_stop ss
+}
+
 # wait_for FILE REGEX TIMEOUT_S
 wait_for() {
 	local f=$1 re=$2 i
@@ -345,9 +411,11 @@ run_case() {
 		established us aes256-sha1-modp1536 aes128-sha256-modp2048
 		established ss aes192-sha1-modp2048 aes192-sha256-modp1536 ;;
 	wrong-psk) case_wrong_psk ;;
+	wrong-psk-we-initiate) case_wrong_psk_we_initiate ;;
+	peer-reboot) case_peer_reboot ;;
 	dpd-hold) case_dpd hold ;;
 	dpd-restart) case_dpd restart ;;
-	all) for c in initiated-by-strongswan we-initiate sweep wrong-psk dpd-hold dpd-restart; do run_case $c; done ;;
+	all) for c in initiated-by-strongswan we-initiate sweep wrong-psk wrong-psk-we-initiate peer-reboot dpd-hold dpd-restart; do run_case $c; done ;;
 	*) echo "unknown case $1" >&2; exit 2 ;;
 	esac
 }
