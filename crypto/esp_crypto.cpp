@@ -439,7 +439,10 @@ void EspEngine::random_bytes(std::uint8_t* out, std::size_t n) noexcept {
     if (take > n) take = n;
     std::memcpy(out, s.rng_buf + s.rng_pos, take);
     // Used keystream is erased so a later memory disclosure cannot reveal past IVs' neighbours.
-    OPENSSL_cleanse(s.rng_buf + s.rng_pos, take);
+    // An inline memset kept alive by a compiler barrier (what OPENSSL_cleanse guarantees,
+    // without its out-of-line byte loop: one call per burst wipes the burst's IVs).
+    std::memset(s.rng_buf + s.rng_pos, 0, take);
+    asm volatile("" : : "r"(s.rng_buf + s.rng_pos) : "memory");
     s.rng_pos += take;
     out += take;
     n -= take;

@@ -6,7 +6,8 @@
 // Phases over the burst: (1) per-packet checks (SA alive, single segment, IPv4 inner, MTU,
 // head/tail room); (2) per burst-run of one SA: sequence numbers reserved with one fetch_add,
 // exhaustion and volume limits; (3) headers and trailer written, IVs from one random_bytes call;
-// (4) one encrypt call for the whole burst; (5) counters flushed per run, burst partitioned.
+// (4) one encrypt call for the whole burst; (5) crypto status and counters in one pass over the
+// ops, flushed per run of one SA; burst partitioned.
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_ip.h>
@@ -103,9 +104,12 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     count_drop(st, sa, r);
   };
 
-  // (1) Per-packet checks. The SA's dead flag is read once per run of packets of one SA.
+  // (1) Per-packet checks. The SA's dead flag and its size limits are read once per run of
+  // packets of one SA.
   const Sa* last_sa = nullptr;
   bool last_dead = false;
+  std::int64_t max_clen = 0;   // outer_hdr_len + clen + icv_len <= mtu  <=>  clen <= max_clen
+  std::uint32_t head_need = 0, icv_len = 0;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     Sa* sa = sas[i];
@@ -114,6 +118,9 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     if (sa != last_sa) {
       last_sa = sa;
       last_dead = sa->dead.load(std::memory_order_relaxed);
+      head_need = sa->outer_hdr_len;
+      icv_len = sa->icv_len;
+      max_clen = std::int64_t{sa->mtu} - head_need - icv_len;
     }
     if (last_dead) { fail(i, sa, DropReason::kSaDown); continue; }
     if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
@@ -124,13 +131,14 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     if (inner_len < kIpv4HeaderLen) { fail(i, sa, DropReason::kRunt); continue; }
     const auto* inner = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
     if ((inner->version_ihl >> 4) != 4) { fail(i, sa, DropReason::kBadIpHeader); continue; }
-    clen[i] = padded_len(inner_len);
-    const std::uint32_t tail = clen[i] - inner_len + sa->icv_len;
-    if (sa->outer_hdr_len + clen[i] + sa->icv_len > sa->mtu) {
+    const std::uint32_t c = padded_len(inner_len);
+    clen[i] = c;
+    if (std::int64_t{c} > max_clen) {
       fail(i, sa, DropReason::kMtuExceeded);
       continue;
     }
-    if (rte_pktmbuf_headroom(m) < sa->outer_hdr_len || rte_pktmbuf_tailroom(m) < tail) {
+    const std::uint32_t tail = c - inner_len + icv_len;
+    if (rte_pktmbuf_headroom(m) < head_need || rte_pktmbuf_tailroom(m) < tail) {
       fail(i, sa, DropReason::kNoSpace);
       continue;
     }
@@ -140,7 +148,9 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     count_drop(st, sas[i], DropReason::kNoSpace);
   }
 
-  // (2) Sequence numbers and volume limits, per run of consecutive packets of one SA.
+  // (2) Sequence numbers and volume limits, per run of consecutive packets of one SA. Counts
+  // the packets still good (n_ops) on the way.
+  unsigned n_ops = 0;
   for (unsigned i = 0; i < n;) {
     Sa* sa = sas[i];
     unsigned j = i + 1;
@@ -162,6 +172,7 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
           // Common case: the whole run gets consecutive numbers, no per-packet limit checks.
           for (unsigned x = i; x < j; ++x)
             if (verdict[x] == kGood) seq[x] = static_cast<std::uint32_t>(s++);
+          n_ops += k;
           i = j;
           continue;
         }
@@ -180,6 +191,7 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
           ++p0;
           b0 += pkts[x]->pkt_len;
           seq[x] = static_cast<std::uint32_t>(this_seq);
+          ++n_ops;
         }
       }
     }
@@ -187,8 +199,6 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   }
 
   // (3) Headers, trailer, IVs.
-  unsigned n_ops = 0;
-  for (unsigned i = 0; i < n; ++i) n_ops += verdict[i] == kGood;
   alignas(16) std::uint8_t ivs[kMaxBurst * crypto::kEspIvLen];
   if (n_ops != 0) engine.random_bytes(ivs, n_ops * crypto::kEspIvLen);  // RFC 3602 §3: unpredictable
 
@@ -276,22 +286,25 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   t_ip_id = ip_id;
 
   // (4) All crypto of the burst at once.
-  if (o != 0) engine.encrypt(std::span<crypto::EspCryptoOp>(ops, o));
-  for (unsigned k = 0; k < o; ++k)
-    if (ops[k].status != crypto::OpStatus::kOk) fail(op_pkt[k], sas[op_pkt[k]], DropReason::kCryptoError);
+  if (o == 0) return partition_burst(pkts.data(), verdict, total_n);
+  engine.encrypt(std::span<crypto::EspCryptoOp>(ops, o));
 
-  // (5) Counters, flushed once per run.
-  const std::uint64_t now = o != 0 ? rte_rdtsc() : 0;
-  for (unsigned i = 0; i < n;) {
-    Sa* sa = sas[i];
-    unsigned j = i + 1;
-    while (j < n && sas[j] == sa) ++j;
+  // (5) Crypto status and counters in one pass over the ops (packet order), flushed once per
+  // run of ops of one SA.
+  const std::uint64_t now = rte_rdtsc();
+  for (unsigned k = 0; k < o;) {
+    Sa* sa = sas[op_pkt[k]];
     std::uint64_t p = 0, b = 0;
-    for (unsigned x = i; x < j; ++x) {
-      if (verdict[x] != kGood) continue;
-      ++p;
-      b += clen[x];
-    }
+    do {
+      const unsigned i = op_pkt[k];
+      if (ops[k].status == crypto::OpStatus::kOk) {
+        ++p;
+        b += clen[i];
+      } else {
+        fail(i, sa, DropReason::kCryptoError);
+      }
+      ++k;
+    } while (k < o && sas[op_pkt[k]] == sa);
     if (p != 0) {
       sa->counters.packets.fetch_add(p, std::memory_order_relaxed);
       sa->counters.bytes.fetch_add(b, std::memory_order_relaxed);
@@ -299,7 +312,6 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
       st.esp_out_packets += p;
       st.esp_out_bytes += b;
     }
-    i = j;
   }
   return partition_burst(pkts.data(), verdict, total_n);
 }

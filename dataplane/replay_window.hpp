@@ -45,25 +45,40 @@ class ReplayWindow {
   // Highest sequence number verified so far (0 = none yet).
   std::uint32_t top() const noexcept { return top_; }
 
-  // Pre-ICV check; changes nothing.
+  // Pre-ICV check; changes nothing. The common case (in-order traffic: seq beyond the top) is
+  // the first test; seq > top_ >= 0 also rules out 0.
   ReplayVerdict check(std::uint32_t seq) const noexcept {
+    if (seq > top_) return ReplayVerdict::kOk;
     if (seq == 0) return ReplayVerdict::kOutsideWindow;  // never valid (RFC 4303 §3.3.3)
-    if (size_ == 0 || seq > top_) return ReplayVerdict::kOk;
-    const std::uint32_t behind = top_ - seq;
-    if (behind >= size_) return ReplayVerdict::kOutsideWindow;
+    if (size_ == 0) return ReplayVerdict::kOk;
+    if (top_ - seq >= size_) return ReplayVerdict::kOutsideWindow;
     return test_bit(seq) ? ReplayVerdict::kReplay : ReplayVerdict::kOk;
   }
 
   // After the ICV verified: checks again and, when still acceptable, records seq (sliding the
-  // window right when seq is beyond the top). Returns the verdict of the re-check.
+  // window right when seq is beyond the top). Returns the verdict of the re-check. One combined
+  // check-and-update: the in-order case (seq == top_ + 1) clears nothing and sets one bit; inside
+  // the window the bit's word is read once, tested and written back.
   ReplayVerdict update(std::uint32_t seq) noexcept {
-    const ReplayVerdict v = check(seq);
-    if (v != ReplayVerdict::kOk) return v;
     if (seq > top_) {
-      if (size_ != 0) clear_after_top(seq - top_);
+      if (size_ != 0) {
+        // Bits of the skipped numbers are cleared; seq's own bit is set whatever it held (stale).
+        const std::uint32_t gap = seq - top_ - 1;  // numbers skipped between top_ and seq
+        if (gap != 0) clear_after_top(gap);
+        const std::uint32_t p = seq & kMask;
+        bits_[p >> 6] |= std::uint64_t{1} << (p & 63);
+      }
       top_ = seq;
+      return ReplayVerdict::kOk;
     }
-    if (size_ != 0) set_bit(seq);
+    if (seq == 0) return ReplayVerdict::kOutsideWindow;
+    if (size_ == 0) return ReplayVerdict::kOk;
+    if (top_ - seq >= size_) return ReplayVerdict::kOutsideWindow;
+    const std::uint32_t p = seq & kMask;
+    std::uint64_t& w = bits_[p >> 6];
+    const std::uint64_t bit = std::uint64_t{1} << (p & 63);
+    if (w & bit) return ReplayVerdict::kReplay;
+    w |= bit;
     return ReplayVerdict::kOk;
   }
 
@@ -74,10 +89,6 @@ class ReplayWindow {
   bool test_bit(std::uint32_t seq) const noexcept {
     const std::uint32_t p = seq & kMask;
     return (bits_[p >> 6] >> (p & 63)) & 1u;
-  }
-  void set_bit(std::uint32_t seq) noexcept {
-    const std::uint32_t p = seq & kMask;
-    bits_[p >> 6] |= std::uint64_t{1} << (p & 63);
   }
   // Clears the bits of top_+1 .. top_+count (the numbers the window slides over).
   void clear_after_top(std::uint32_t count) noexcept {
