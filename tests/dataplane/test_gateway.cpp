@@ -246,9 +246,20 @@ class GatewayTest : public ::testing::Test {
                    type, proto);
   }
   // Waits until the worker counted `n` received frames in total.
+  // Waits until the workers received n frames AND finished with them: rx_packets is counted
+  // when a burst arrives, each frame's fate (a drop, punt, forward, ESP, keepalive, hand-off)
+  // while the burst is processed, so waiting on rx_packets alone races with the worker.
+  static std::uint64_t fates(const LcoreStats& t) {
+    std::uint64_t all = t.punted + t.forwarded + t.keepalives + t.handed_off + t.esp_in_packets +
+                        t.esp_out_packets;
+    for (auto d : t.drops) all += d;
+    return all;
+  }
   void wait_rx(std::uint64_t n) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (gw_->total_stats().rx_packets < n && std::chrono::steady_clock::now() < deadline) {
+    while (std::chrono::steady_clock::now() < deadline) {
+      const LcoreStats t = gw_->total_stats();
+      if (t.rx_packets >= n && fates(t) >= n) break;
       gw_->control_poll();
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
