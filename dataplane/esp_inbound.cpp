@@ -74,16 +74,20 @@ bool parse_outer(const rte_mbuf* m, OuterLayout* out, DropReason* why) noexcept 
   const std::uint32_t avail = m->data_len;
   if (avail < kIpv4HeaderLen) { *why = DropReason::kRunt; return false; }
   const auto* ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
-  const std::uint32_t ihl = (ip->version_ihl & 0x0F) * 4u;
-  if ((ip->version_ihl >> 4) != 4 || ihl < kIpv4HeaderLen) {
-    *why = DropReason::kBadIpHeader;
-    return false;
+  const std::uint8_t vihl = ip->version_ihl;
+  std::uint32_t ihl = kIpv4HeaderLen;  // 0x45: IPv4 without options, nearly every packet
+  if (vihl != 0x45) [[unlikely]] {
+    ihl = (vihl & 0x0F) * 4u;
+    if ((vihl >> 4) != 4 || ihl < kIpv4HeaderLen) {
+      *why = DropReason::kBadIpHeader;
+      return false;
+    }
   }
-  const std::uint32_t total = rte_be_to_cpu_16(ip->total_length);
+  const std::uint32_t total = net16(ip->total_length);
   if (total < ihl) { *why = DropReason::kBadIpHeader; return false; }
   if (ihl > avail || total > m->pkt_len) { *why = DropReason::kRunt; return false; }
   // Fragments are reassembled by the gateway before they get here.
-  if ((rte_be_to_cpu_16(ip->fragment_offset) & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0) {
+  if ((net16(ip->fragment_offset) & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0) {
     *why = DropReason::kFragError;
     return false;
   }
@@ -96,8 +100,8 @@ bool parse_outer(const rte_mbuf* m, OuterLayout* out, DropReason* why) noexcept 
       return false;
     }
     const auto* udp = reinterpret_cast<const rte_udp_hdr*>(l4);
-    if (rte_be_to_cpu_16(udp->dst_port) != kNatTPort) { *why = DropReason::kNotForUs; return false; }
-    const std::uint32_t udp_len = rte_be_to_cpu_16(udp->dgram_len);
+    if (net16(udp->dst_port) != kNatTPort) { *why = DropReason::kNotForUs; return false; }
+    const std::uint32_t udp_len = net16(udp->dgram_len);
     if (udp_len < kUdpHeaderLen || udp_len > total - ihl) {
       *why = DropReason::kRunt;
       return false;
@@ -123,7 +127,7 @@ bool parse_outer(const rte_mbuf* m, OuterLayout* out, DropReason* why) noexcept 
   std::memcpy(&spi_be, reinterpret_cast<const std::uint8_t*>(ip) + esp_off, 4);
   out->esp_off = esp_off;
   out->total_len = total;
-  out->spi = rte_be_to_cpu_32(spi_be);
+  out->spi = net32(spi_be);
   out->udp_encap = encap;
   return true;
 }
@@ -208,7 +212,7 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     auto* esp = rte_pktmbuf_mtod_offset(m, std::uint8_t*, l.esp_off);
     std::uint32_t seq_be;
     std::memcpy(&seq_be, esp + 4, 4);
-    seq[i] = rte_be_to_cpu_32(seq_be);
+    seq[i] = net32(seq_be);
     // RFC 4303 §3.4.3: reject duplicates before spending the ICV computation.
     if (sa->flags & kSaAntiReplay) {
       const ReplayVerdict v = sa->replay.check(seq[i]);
@@ -236,7 +240,7 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   }
 
   // (2) ICV (constant time) and decryption for the whole burst (RFC 4303 §3.4.4).
-  if (o != 0) engine.decrypt(std::span<crypto::EspCryptoOp>(ops, o));
+  if (o != 0) engine.decrypt_validated(std::span<crypto::EspCryptoOp>(ops, o));
 
   // (3) After the ICV, in packet order (so the window sees the burst's order). The selector
   // masks are taken once per run of packets of one SA (Ipv4Prefix::contains, unrolled).
@@ -277,10 +281,14 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     const std::uint32_t payload_len = clen - kEspTrailerLen - pad;
     if (payload_len < kIpv4HeaderLen) { fail(i, sa, DropReason::kBadIpHeader); continue; }
     auto* inner = reinterpret_cast<rte_ipv4_hdr*>(const_cast<std::uint8_t*>(pt));
-    const std::uint32_t ihl = (inner->version_ihl & 0x0F) * 4u;
-    const std::uint32_t ilen = rte_be_to_cpu_16(inner->total_length);
-    if ((inner->version_ihl >> 4) != 4 || ihl < kIpv4HeaderLen || ilen < ihl ||
-        ilen > payload_len) {
+    const std::uint32_t ilen = net16(inner->total_length);
+    // Common case 0x45 (no options): ihl = 20 <= ilen <= payload_len, in one unsigned compare.
+    const bool inner_ok =
+        inner->version_ihl == 0x45
+            ? ilen - kIpv4HeaderLen <= payload_len - kIpv4HeaderLen
+            : (inner->version_ihl >> 4) == 4 && (inner->version_ihl & 0x0F) * 4u >= kIpv4HeaderLen &&
+                  ilen >= (inner->version_ihl & 0x0F) * 4u && ilen <= payload_len;
+    if (!inner_ok) {
       fail(i, sa, DropReason::kBadIpHeader);
       continue;
     }
@@ -292,8 +300,8 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
       local_mask = sa->local_subnet.mask();
       local_net = sa->local_subnet.addr;
     }
-    if ((((rte_be_to_cpu_32(inner->src_addr) & peer_mask) ^ peer_net) |
-         ((rte_be_to_cpu_32(inner->dst_addr) & local_mask) ^ local_net)) != 0) {
+    if ((((net32(inner->src_addr) & peer_mask) ^ peer_net) |
+         ((net32(inner->dst_addr) & local_mask) ^ local_net)) != 0) {
       fail(i, sa, DropReason::kSelectorMismatch);
       continue;
     }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <cstdint>
 
 #include "dataplane/sa.hpp"
@@ -14,6 +15,18 @@ namespace ipsecgw::dp::detail {
 constexpr std::uint32_t kEspIvOffset = kEspHeaderLen;                           // IV after SPI+seq
 constexpr std::uint32_t kEspCipherOffset = kEspHeaderLen + crypto::kEspIvLen;  // 24
 constexpr std::uint32_t kEspTrailerLen = 2;  // pad length + next header (RFC 4303 §2.4-2.6)
+
+// Network <-> host byte order for the per-packet code. DPDK's rte_cpu_to_be_16 on x86 is an
+// `asm volatile` xchg that the compiler can neither fold nor schedule; the builtins compile to
+// the same rol/bswap (or movbe) but stay visible to the optimizer.
+constexpr std::uint16_t net16(std::uint16_t v) noexcept {
+  if constexpr (std::endian::native == std::endian::little) return __builtin_bswap16(v);
+  else return v;
+}
+constexpr std::uint32_t net32(std::uint32_t v) noexcept {
+  if constexpr (std::endian::native == std::endian::little) return __builtin_bswap32(v);
+  else return v;
+}
 
 // Counts a drop for the lcore and, when the SA is known, for the SA (relaxed: drops are rare).
 inline void count_drop(LcoreStats& st, Sa* sa, DropReason r) noexcept {

@@ -233,7 +233,7 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     auto* inner_p = rte_pktmbuf_mtod(m, std::uint8_t*);
     const auto* inner = reinterpret_cast<const rte_ipv4_hdr*>(inner_p);
     const std::uint8_t inner_tos = inner->type_of_service;
-    const std::uint16_t inner_frag = rte_be_to_cpu_16(inner->fragment_offset);
+    const std::uint16_t inner_frag = net16(inner->fragment_offset);
     std::uint8_t* tail = inner_p + inner_len;
     const std::uint32_t grow = sa.outer_hdr_len + pad + trailer_room;
     m->data_off = static_cast<std::uint16_t>(m->data_off - sa.outer_hdr_len);
@@ -246,19 +246,19 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     auto* ip = reinterpret_cast<rte_ipv4_hdr*>(out);
     const std::uint32_t total = m->pkt_len;
     ip->type_of_service = inner_tos;
-    ip->total_length = rte_cpu_to_be_16(static_cast<std::uint16_t>(total));
-    ip->packet_id = rte_cpu_to_be_16(ip_id++);
+    ip->total_length = net16(static_cast<std::uint16_t>(total));
+    ip->packet_id = net16(ip_id++);
     ip->fragment_offset =
-        rte_cpu_to_be_16(static_cast<std::uint16_t>(df_set | (inner_frag & df_copy_mask)));
+        net16(static_cast<std::uint16_t>(df_set | (inner_frag & df_copy_mask)));
     ip->hdr_checksum = ip_cksum_finish(ck_base, out);
     if (udp) {
       // RFC 3948 §2.1 / §3.1.2: UDP length, checksum zero.
       auto* udp = reinterpret_cast<rte_udp_hdr*>(out + kIpv4HeaderLen);
-      udp->dgram_len = rte_cpu_to_be_16(static_cast<std::uint16_t>(total - kIpv4HeaderLen));
+      udp->dgram_len = net16(static_cast<std::uint16_t>(total - kIpv4HeaderLen));
       udp->dgram_cksum = 0;
     }
     std::uint8_t* esp = out + esp_off;
-    const std::uint32_t seq_be = rte_cpu_to_be_32(seq[i]);
+    const std::uint32_t seq_be = net32(seq[i]);
     std::memcpy(esp + 4, &seq_be, 4);
     std::memcpy(esp + kEspIvOffset, ivs + o * crypto::kEspIvLen, crypto::kEspIvLen);
 
@@ -287,7 +287,7 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
 
   // (4) All crypto of the burst at once.
   if (o == 0) return partition_burst(pkts.data(), verdict, total_n);
-  engine.encrypt(std::span<crypto::EspCryptoOp>(ops, o));
+  engine.encrypt_validated(std::span<crypto::EspCryptoOp>(ops, o));  // lengths set above
 
   // (5) Crypto status and counters in one pass over the ops (packet order), flushed once per
   // run of ops of one SA.
