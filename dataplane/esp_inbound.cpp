@@ -51,16 +51,6 @@ inline bool padding_ok(const std::uint8_t* trailer, std::uint32_t pad) noexcept 
   return bad == 0;
 }
 
-// Whether a whole run of k packets / run_bytes bytes stays clear of every volume limit (no soft
-// crossing, no hard overrun), so within_limits() need not be called per packet.
-inline bool run_clear_of_limits(const Sa& sa, std::uint64_t p0, std::uint64_t b0, std::uint64_t k,
-                                std::uint64_t run_bytes) noexcept {
-  const std::uint64_t p = p0 + k, b = b0 + run_bytes;
-  return (sa.hard_packets == 0 || p <= sa.hard_packets) && (sa.hard_bytes == 0 || b <= sa.hard_bytes) &&
-         (sa.soft_packets == 0 || p < sa.soft_packets || p0 >= sa.soft_packets) &&
-         (sa.soft_bytes == 0 || b < sa.soft_bytes || b0 >= sa.soft_bytes);
-}
-
 // The parsed outer layout of an inbound packet.
 struct OuterLayout {
   std::uint32_t esp_off;    // from the start of the outer IPv4 header
@@ -157,10 +147,8 @@ bool esp_inbound_parse(const rte_mbuf* m, EspInboundInfo* info, DropReason* why)
 
 std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
                           std::span<Sa* const> sas, LcoreStats& st) noexcept {
-  // Contract: n <= kMaxBurst. Extra packets (up to 2 * kMaxBurst) are dropped as kNoSpace.
-  const unsigned total_n = static_cast<unsigned>(
-      std::min({pkts.size(), sas.size(), std::size_t{2 * kMaxBurst}}));
-  const unsigned n = std::min(total_n, kMaxBurst);
+  const BurstBounds bounds = burst_bounds(pkts.size(), sas.size());
+  const unsigned n = bounds.n, total_n = bounds.total_n;
   std::uint8_t verdict[kMaxBurst * 2];
   std::uint32_t seq[kMaxBurst];
   std::uint32_t inner_len[kMaxBurst];
@@ -234,10 +222,7 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     op.icv = esp + op.auth_len;  // op.status: set by the engine for every op
     op_pkt[o++] = static_cast<std::uint8_t>(i);
   }
-  for (unsigned i = n; i < total_n; ++i) {
-    verdict[i] = static_cast<std::uint8_t>(DropReason::kNoSpace);
-    count_drop(st, sas[i], DropReason::kNoSpace);
-  }
+  drop_overflow(st, sas.data(), verdict, bounds);
 
   // (2) ICV (constant time) and decryption for the whole burst (RFC 4303 §3.4.4).
   if (o != 0) engine.decrypt_validated(std::span<crypto::EspCryptoOp>(ops, o));

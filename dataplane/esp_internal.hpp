@@ -1,10 +1,13 @@
 // Helpers shared by esp_outbound.cpp and esp_inbound.cpp (per-packet code; not a public API).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 
+#include "dataplane/esp.hpp"
 #include "dataplane/sa.hpp"
 #include "dataplane/stats.hpp"
 
@@ -38,6 +41,26 @@ inline void count_drop(LcoreStats& st, Sa* sa, DropReason r) noexcept {
 // Per-packet verdict while a burst is processed: kGood or a DropReason.
 constexpr std::uint8_t kGood = 0xFF;
 
+// The burst contract (esp.hpp): at most kMaxBurst packets are processed; up to 2 * kMaxBurst
+// are accepted and those past kMaxBurst dropped as kNoSpace (see drop_overflow).
+struct BurstBounds {
+  unsigned n;        // packets processed
+  unsigned total_n;  // packets accounted for (n plus the overflow)
+};
+inline BurstBounds burst_bounds(std::size_t n_pkts, std::size_t n_sas) noexcept {
+  const auto total = static_cast<unsigned>(std::min({n_pkts, n_sas, std::size_t{2 * kMaxBurst}}));
+  return {std::min(total, kMaxBurst), total};
+}
+
+// Drops packets [b.n, b.total_n) as kNoSpace, counted for the lcore and their SA.
+inline void drop_overflow(LcoreStats& st, Sa* const* sas, std::uint8_t* verdict,
+                          BurstBounds b) noexcept {
+  for (unsigned i = b.n; i < b.total_n; ++i) {
+    verdict[i] = static_cast<std::uint8_t>(DropReason::kNoSpace);
+    count_drop(st, sas[i], DropReason::kNoSpace);
+  }
+}
+
 // Moves good packets to the front (stable) and bad ones after them (stable), returns #good.
 inline std::uint16_t partition_burst(rte_mbuf** pkts, const std::uint8_t* verdict,
                                      unsigned n) noexcept {
@@ -67,6 +90,16 @@ inline bool within_limits(Sa& sa, std::uint64_t pkts_before, std::uint64_t bytes
       (sa.soft_bytes != 0 && bytes_before < sa.soft_bytes && b >= sa.soft_bytes))
     sa.events.fetch_or(kEvSoftLimit, std::memory_order_relaxed);
   return true;
+}
+
+// Whether a whole run of k packets / run_bytes bytes stays clear of every volume limit (no soft
+// crossing, no hard overrun), so within_limits() need not be called per packet.
+inline bool run_clear_of_limits(const Sa& sa, std::uint64_t p0, std::uint64_t b0, std::uint64_t k,
+                                std::uint64_t run_bytes) noexcept {
+  const std::uint64_t p = p0 + k, b = b0 + run_bytes;
+  return (sa.hard_packets == 0 || p <= sa.hard_packets) && (sa.hard_bytes == 0 || b <= sa.hard_bytes) &&
+         (sa.soft_packets == 0 || p < sa.soft_packets || p0 >= sa.soft_packets) &&
+         (sa.soft_bytes == 0 || b < sa.soft_bytes || b0 >= sa.soft_bytes);
 }
 
 }  // namespace ipsecgw::dp::detail

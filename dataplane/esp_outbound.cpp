@@ -73,16 +73,6 @@ inline std::uint16_t ip_cksum_finish(std::uint32_t base, const std::uint8_t* ip)
   return static_cast<std::uint16_t>(~sum);
 }
 
-// Whether a whole run of k packets / run_bytes bytes stays clear of every volume limit (no soft
-// crossing, no hard overrun), so within_limits() need not be called per packet.
-inline bool run_clear_of_limits(const Sa& sa, std::uint64_t p0, std::uint64_t b0, std::uint64_t k,
-                                std::uint64_t run_bytes) noexcept {
-  const std::uint64_t p = p0 + k, b = b0 + run_bytes;
-  return (sa.hard_packets == 0 || p <= sa.hard_packets) && (sa.hard_bytes == 0 || b <= sa.hard_bytes) &&
-         (sa.soft_packets == 0 || p < sa.soft_packets || p0 >= sa.soft_packets) &&
-         (sa.soft_bytes == 0 || b < sa.soft_bytes || b0 >= sa.soft_bytes);
-}
-
 }  // namespace
 
 std::uint32_t esp_outbound_size(const Sa& sa, std::uint32_t inner_len) noexcept {
@@ -91,10 +81,8 @@ std::uint32_t esp_outbound_size(const Sa& sa, std::uint32_t inner_len) noexcept 
 
 std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
                            std::span<Sa* const> sas, LcoreStats& st) noexcept {
-  // Contract: n <= kMaxBurst. Extra packets (up to 2 * kMaxBurst) are dropped as kNoSpace.
-  const unsigned total_n = static_cast<unsigned>(
-      std::min({pkts.size(), sas.size(), std::size_t{2 * kMaxBurst}}));
-  const unsigned n = std::min(total_n, kMaxBurst);
+  const BurstBounds bounds = burst_bounds(pkts.size(), sas.size());
+  const unsigned n = bounds.n, total_n = bounds.total_n;
   std::uint8_t verdict[kMaxBurst * 2];
   std::uint32_t clen[kMaxBurst];
   std::uint32_t seq[kMaxBurst];
@@ -143,10 +131,7 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
       continue;
     }
   }
-  for (unsigned i = n; i < total_n; ++i) {  // contract: n <= kMaxBurst
-    verdict[i] = static_cast<std::uint8_t>(DropReason::kNoSpace);
-    count_drop(st, sas[i], DropReason::kNoSpace);
-  }
+  drop_overflow(st, sas.data(), verdict, bounds);
 
   // (2) Sequence numbers and volume limits, per run of consecutive packets of one SA. Counts
   // the packets still good (n_ops) on the way.
