@@ -489,7 +489,9 @@ TEST(EspEngineCrossCheck, EveryBitOfTheIcvIsCompared) {
   }
 }
 
-TEST(EspEngineCrossCheck, MixedSaBurstsOfOneToSixtyFourMapEveryJobToItsOp) {
+// `validated`: through encrypt_validated/decrypt_validated, the entry points the data path uses
+// (no per-op length check), which must give the same results for valid ops.
+void check_mixed_sa_bursts(bool validated) {
   auto eng = engine();
   ASSERT_TRUE(eng);
   std::mt19937_64 rng(99);
@@ -516,7 +518,8 @@ TEST(EspEngineCrossCheck, MixedSaBurstsOfOneToSixtyFourMapEveryJobToItsOp) {
     std::vector<EspCryptoOp> ops;
     for (auto& p : pkts) ops.push_back(p->op);
     // Ops are copied into one contiguous burst; point them back at their packet buffers.
-    eng->encrypt(ops);
+    if (validated) eng->encrypt_validated(ops);
+    else eng->encrypt(ops);
     std::vector<bool> tamper(n);
     for (std::size_t i = 0; i < n; ++i) {
       ASSERT_EQ(ops[i].status, OpStatus::kOk) << "op " << i;
@@ -530,7 +533,8 @@ TEST(EspEngineCrossCheck, MixedSaBurstsOfOneToSixtyFourMapEveryJobToItsOp) {
       tamper[i] = rng() % 5 == 0;
       if (tamper[i]) pkts[i]->buf[kCipherOff] ^= 0x80;
     }
-    eng->decrypt(ops);
+    if (validated) eng->decrypt_validated(ops);
+    else eng->decrypt(ops);
     for (std::size_t i = 0; i < n; ++i) {
       if (tamper[i]) {
         EXPECT_EQ(ops[i].status, OpStatus::kBadIcv) << "op " << i;
@@ -540,6 +544,14 @@ TEST(EspEngineCrossCheck, MixedSaBurstsOfOneToSixtyFourMapEveryJobToItsOp) {
       }
     }
   }
+}
+
+TEST(EspEngineCrossCheck, MixedSaBurstsOfOneToSixtyFourMapEveryJobToItsOp) {
+  check_mixed_sa_bursts(/*validated=*/false);
+}
+
+TEST(EspEngineCrossCheck, ValidatedEntryPointsGiveTheSameResultsForValidOps) {
+  check_mixed_sa_bursts(/*validated=*/true);
 }
 
 TEST(EspEngineCrossCheck, EveryArchTheCpuHasGivesTheSameResult) {
