@@ -13,8 +13,9 @@
 // what limits scaling is the machine (cores, SMT siblings, caches, memory bandwidth, turbo),
 // not the code sharing state. Per-iteration work is exactly that of the one-thread versions
 // (outbound: reset offsets + rewrite the 20-byte inner header, wrap seq; inbound: copy the
-// template outer packets back + empty the replay window), so threads:1 here should match
-// BM_EspOutbound / BM_EspInbound of the same combo and length.
+// template outer packets back + empty the replay window; the same OutboundBurst / InboundBurst
+// of esp_fixture.hpp run both), so threads:1 here should match BM_EspOutbound / BM_EspInbound
+// of the same combo and length.
 //
 // How to read it (scripts/lib/scaling_report.py prints all of this from --benchmark_format=json):
 //  - items_per_second (packets/s) is the AGGREGATE over the N threads (items are summed over
@@ -38,7 +39,6 @@
 // threads, for which rte_pktmbuf_alloc_bulk goes straight to the thread-safe ring).
 #include <benchmark/benchmark.h>
 #include <pthread.h>
-#include <rte_ip.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <sched.h>
@@ -49,16 +49,14 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/esp_fixture.hpp"
 #include "benchmarks/raw_crypto.hpp"
-#include "dataplane/esp.hpp"
-#include "dataplane/sa.hpp"
 
 namespace ipsecgw::bench {
 namespace {
 
 using namespace ipsecgw::dp;
 
-constexpr unsigned kBurst = 32;
 constexpr int kMaxThreads = 16;
 
 // ---- CPU affinity ----
@@ -112,10 +110,10 @@ class ThreadAffinity {
   int cpu_ = -1;
 };
 
-// ---- mbufs and SAs ----
+// ---- mbufs ----
 
-// 16 threads x 32 mbufs x 2 (inbound holds a template burst and its working burst, though not at
-// once) plus slack. Created once (C++ magic statics are thread-safe), by whichever benchmark
+// 16 threads x 32 mbufs x 2 (inbound holds its working burst and, during setup, a template
+// burst) x 2 of slack. Created once (C++ magic statics are thread-safe), by whichever benchmark
 // thread gets here first; no per-lcore cache, so any thread may allocate from it.
 rte_mempool* scale_pool() {
   static rte_mempool* p =
@@ -123,81 +121,6 @@ rte_mempool* scale_pool() {
                               2048 + RTE_PKTMBUF_HEADROOM, SOCKET_ID_ANY);
   return p;
 }
-
-SaSpec spec(Direction dir, crypto::CipherAlg c, crypto::IntegAlg a, std::uint32_t spi) {
-  SaSpec s;
-  s.dir = dir;
-  s.spi = spi;
-  s.cipher = c;
-  s.integ = a;
-  std::vector<std::uint8_t> ek(crypto::cipher_key_len(c), 0x42), ak(crypto::integ_key_len(a), 0x24);
-  s.enc_key = crypto::SecureBytes(ek.data(), ek.size());
-  s.auth_key = crypto::SecureBytes(ak.data(), ak.size());
-  s.local_addr = dir == Direction::kOutbound ? 0xC0000201 : 0xC6336402;
-  s.peer_addr = dir == Direction::kOutbound ? 0xC6336402 : 0xC0000201;
-  s.local_subnet = dir == Direction::kOutbound ? Ipv4Prefix{0x0A010000, 16} : Ipv4Prefix{0x0A020000, 16};
-  s.peer_subnet = dir == Direction::kOutbound ? Ipv4Prefix{0x0A020000, 16} : Ipv4Prefix{0x0A010000, 16};
-  s.mtu = 1600;
-  s.replay_window = 64;
-  return s;
-}
-
-std::vector<std::uint8_t> inner_packet(std::size_t len) {
-  std::vector<std::uint8_t> p(len, 0xab);
-  rte_ipv4_hdr hdr{};
-  hdr.version_ihl = 0x45;
-  hdr.total_length = rte_cpu_to_be_16(static_cast<std::uint16_t>(len));
-  hdr.time_to_live = 64;
-  hdr.next_proto_id = 17;
-  hdr.src_addr = rte_cpu_to_be_32(0x0A010005);
-  hdr.dst_addr = rte_cpu_to_be_32(0x0A020007);
-  hdr.hdr_checksum = rte_ipv4_cksum(&hdr);
-  std::memcpy(p.data(), &hdr, sizeof hdr);
-  return p;
-}
-
-// An SA owned by one benchmark thread.
-struct SaOwner {
-  Sa* sa = nullptr;
-  explicit SaOwner(const SaSpec& s) {
-    if (auto r = sa_create(s); r) sa = r.value();
-  }
-  ~SaOwner() {
-    if (sa != nullptr) sa_destroy(sa);
-  }
-  SaOwner(const SaOwner&) = delete;
-  SaOwner& operator=(const SaOwner&) = delete;
-};
-
-// One thread's 32 mbufs, allocated once before the timing loop and freed after it. On its own
-// cache lines (heap, alignas) so that no two threads write the same line.
-struct alignas(64) Burst {
-  rte_mbuf* m[kBurst] = {};
-  bool ok = false;
-  Burst() { ok = scale_pool() != nullptr && rte_pktmbuf_alloc_bulk(scale_pool(), m, kBurst) == 0; }
-  ~Burst() {
-    if (ok) rte_pktmbuf_free_bulk(m, kBurst);
-  }
-  Burst(const Burst&) = delete;
-  Burst& operator=(const Burst&) = delete;
-  void reset(std::size_t len) noexcept {
-    for (rte_mbuf* x : m) {
-      x->data_off = RTE_PKTMBUF_HEADROOM;
-      x->data_len = static_cast<std::uint16_t>(len);
-      x->pkt_len = static_cast<std::uint32_t>(len);
-    }
-  }
-  void fill(const std::vector<std::uint8_t>& b) noexcept {
-    reset(b.size());
-    for (rte_mbuf* x : m) std::memcpy(rte_pktmbuf_mtod(x, void*), b.data(), b.size());
-  }
-};
-
-// Per-thread state that the loop writes, heap-allocated on its own cache lines.
-struct alignas(64) ThreadCtx {
-  Sa* sas[kBurst] = {};
-  LcoreStats stats;
-};
 
 void set_counters(benchmark::State& state, std::size_t len) {
   const auto items = static_cast<std::int64_t>(state.iterations()) * kBurst;
@@ -214,23 +137,16 @@ void bm_scale_outbound(benchmark::State& state, crypto::CipherAlg c, crypto::Int
                        std::size_t len) {
   ThreadAffinity aff(state.thread_index());
   auto eng = crypto::EspEngine::create(bench_arch());
-  SaOwner sa(spec(Direction::kOutbound, c, a, thread_spi(state)));
-  auto b = std::make_unique<Burst>();
-  auto ctx = std::make_unique<ThreadCtx>();
+  SaOwner sa(esp_sa_spec(Direction::kOutbound, c, a, thread_spi(state)));
+  auto b = std::make_unique<Burst>(scale_pool());
   if (!aff.ok() || !eng || sa.sa == nullptr || !b->ok) {
     state.SkipWithError("setup failed (affinity, engine, SA or mbufs)");
     return;
   }
-  const auto inner = inner_packet(len);
-  b->fill(inner);
-  for (auto& s : ctx->sas) s = sa.sa;
-  crypto::EspEngine& engine = *eng.value();
+  // On the heap, on its own cache lines: the SA table of the burst and the counters.
+  auto work = std::make_unique<OutboundBurst>(*eng.value(), sa.sa, *b, len);
   for (auto _ : state) {
-    b->reset(len);
-    for (rte_mbuf* x : b->m) std::memcpy(rte_pktmbuf_mtod(x, void*), inner.data(), 20);
-    if (sa.sa->seq_next.load(std::memory_order_relaxed) > 0x80000000u)
-      sa.sa->seq_next.store(1, std::memory_order_relaxed);
-    const auto good = esp_outbound(engine, b->m, ctx->sas, ctx->stats);
+    const auto good = work->run();
     if (good != kBurst) {
       state.SkipWithError("outbound dropped packets");
       break;
@@ -244,45 +160,22 @@ void bm_scale_inbound(benchmark::State& state, crypto::CipherAlg c, crypto::Inte
                       std::size_t len) {
   ThreadAffinity aff(state.thread_index());
   auto eng = crypto::EspEngine::create(bench_arch());
-  SaOwner out_sa(spec(Direction::kOutbound, c, a, thread_spi(state)));
-  SaOwner in_sa(spec(Direction::kInbound, c, a, thread_spi(state)));
-  if (!aff.ok() || !eng || out_sa.sa == nullptr || in_sa.sa == nullptr) {
-    state.SkipWithError("setup failed (affinity, engine or SA)");
+  SaOwner out_sa(esp_sa_spec(Direction::kOutbound, c, a, thread_spi(state)));
+  SaOwner in_sa(esp_sa_spec(Direction::kInbound, c, a, thread_spi(state)));
+  auto b = std::make_unique<Burst>(scale_pool());
+  if (!aff.ok() || !eng || out_sa.sa == nullptr || in_sa.sa == nullptr || !b->ok) {
+    state.SkipWithError("setup failed (affinity, engine, SA or mbufs)");
     return;
   }
-  crypto::EspEngine& engine = *eng.value();
-  auto ctx = std::make_unique<ThreadCtx>();
   // This thread's 32 outer packets, sequence numbers 1..32, encrypted once with its own SA.
-  std::vector<std::vector<std::uint8_t>> outers;
-  {
-    auto t = std::make_unique<Burst>();
-    if (!t->ok) {
-      state.SkipWithError("setup failed (mbufs)");
-      return;
-    }
-    t->fill(inner_packet(len));
-    for (auto& s : ctx->sas) s = out_sa.sa;
-    if (esp_outbound(engine, t->m, ctx->sas, ctx->stats) != kBurst) {
-      state.SkipWithError("template encryption failed");
-      return;
-    }
-    for (rte_mbuf* x : t->m) {
-      auto* p = rte_pktmbuf_mtod(x, std::uint8_t*);
-      outers.emplace_back(p, p + x->pkt_len);
-    }
-  }
-  auto b = std::make_unique<Burst>();
-  if (!b->ok) {
-    state.SkipWithError("setup failed (mbufs)");
+  auto work = std::make_unique<InboundBurst>(*eng.value(), out_sa.sa, in_sa.sa, *b, scale_pool(),
+                                             len);
+  if (work->error() != nullptr) {
+    state.SkipWithError(work->error());
     return;
   }
-  for (auto& s : ctx->sas) s = in_sa.sa;
   for (auto _ : state) {
-    b->reset(outers[0].size());
-    for (unsigned i = 0; i < kBurst; ++i)
-      std::memcpy(rte_pktmbuf_mtod(b->m[i], void*), outers[i].data(), outers[i].size());
-    in_sa.sa->replay.reset(64);
-    const auto good = esp_inbound(engine, b->m, ctx->sas, ctx->stats);
+    const auto good = work->run();
     if (good != kBurst) {
       state.SkipWithError("inbound dropped packets");
       break;
@@ -316,10 +209,7 @@ benchmark::internal::Benchmark* threads(benchmark::internal::Benchmark* b) {
 }
 
 const bool registered = [] {
-  const std::pair<crypto::CipherAlg, crypto::IntegAlg> combos[] = {
-      {crypto::CipherAlg::kAes128Cbc, crypto::IntegAlg::kHmacSha1_96},
-      {crypto::CipherAlg::kAes256Cbc, crypto::IntegAlg::kHmacSha256_128}};
-  for (auto [c, a] : combos) {
+  for (auto [c, a] : kEspCombos) {
     for (std::size_t len : {64, 1400}) {
       const std::string suffix = combo_name(c, a) + "/" + std::to_string(len);
       threads(benchmark::RegisterBenchmark(("BM_ScaleEspOutbound/" + suffix).c_str(),
