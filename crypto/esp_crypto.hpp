@@ -117,6 +117,13 @@ class EspEngine {
   // Unpredictable IV bytes from the per-engine CSPRNG. n is any length.
   void random_bytes(std::uint8_t* out, std::size_t n) noexcept;
 
+  // The same bytes without a copy, for IVs: a view of `n` (at most kMaxRandomView) fresh
+  // keystream bytes, valid until the next call on this engine, never handed out twice. Not
+  // wiped after use: they are sent in the clear as IVs; what must stay secret (the generator's
+  // key and the keystream not yet handed out) is wiped with the engine.
+  static constexpr std::size_t kMaxRandomView = 4096;
+  const std::uint8_t* random_view(std::size_t n) noexcept;
+
   // One-shot HMAC with the schedule's precomputed pads (full digest written to out[32]);
   // used by tests (RFC 2202/4231 vectors) and as the raw-crypto baseline.
   void hmac(const EspKeySchedule& ks, const std::uint8_t* msg, std::size_t len,

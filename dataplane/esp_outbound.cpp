@@ -45,6 +45,7 @@ alignas(16) constexpr std::uint8_t kPadBytes[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 1
 // that are overwritten afterwards (seq + IV start), or IPv4 (20) + UDP (8) + SPI (4).
 constexpr std::uint32_t kTemplateCopy = 32;
 static_assert(kTemplateCopy <= sizeof(Sa::hdr_template));
+static_assert(kMaxBurst * crypto::kEspIvLen <= crypto::EspEngine::kMaxRandomView);
 static_assert(kTemplateCopy <= kIpv4HeaderLen + kEspHeaderLen + crypto::kEspIvLen,
               "must stay inside the shortest outer header");
 
@@ -184,8 +185,8 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   }
 
   // (3) Headers, trailer, IVs.
-  alignas(16) std::uint8_t ivs[kMaxBurst * crypto::kEspIvLen];
-  if (n_ops != 0) engine.random_bytes(ivs, n_ops * crypto::kEspIvLen);  // RFC 3602 §3: unpredictable
+  // RFC 3602 §3: unpredictable IVs, read straight from the engine's CSPRNG keystream.
+  const std::uint8_t* ivs = n_ops != 0 ? engine.random_view(n_ops * crypto::kEspIvLen) : nullptr;
 
   crypto::EspCryptoOp ops[kMaxBurst];
   std::uint8_t op_pkt[kMaxBurst];

@@ -684,5 +684,30 @@ TEST(EspEngineRandom, KeepsProducingFreshBytesAcrossRekeys) {
   eng->random_bytes(nullptr, 0);  // zero length is a no-op
 }
 
+TEST(EspEngineRandom, ViewsNeverRepeatABlockAcrossRefillsAndRekeys) {
+  auto eng = engine();
+  ASSERT_TRUE(eng);
+  // Bursts of IVs of varying size (16 to 512 bytes, not dividing the 4 KiB keystream buffer, so
+  // views that do not fit trigger a refill): 20 MiB crosses a rekey; no 16-byte block repeats.
+  std::set<std::array<std::uint8_t, 16>> seen;
+  std::size_t total = 0;
+  for (unsigned i = 0; total < 20u * 1024 * 1024; ++i) {
+    const std::size_t n = 16 * (1 + (i * 7) % 32);
+    const std::uint8_t* v = eng->random_view(n);
+    ASSERT_NE(v, nullptr);
+    for (std::size_t off = 0; off < n; off += 16) {
+      std::array<std::uint8_t, 16> blk;
+      std::memcpy(blk.data(), v + off, 16);
+      ASSERT_TRUE(seen.insert(blk).second) << "repeat at view " << i << " offset " << off;
+    }
+    total += n;
+  }
+  // The largest view is one whole buffer, contiguous.
+  const std::uint8_t* big = eng->random_view(EspEngine::kMaxRandomView);
+  std::size_t zero = 0;
+  for (std::size_t k = 0; k < EspEngine::kMaxRandomView; ++k) zero += big[k] == 0;
+  EXPECT_LT(zero, 64u);  // ~16 expected for random bytes; a wiped or unfilled buffer is all zero
+}
+
 }  // namespace
 }  // namespace ipsecgw::crypto
