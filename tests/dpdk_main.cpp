@@ -1,25 +1,5 @@
-// GoogleTest main for tests that need DPDK: EAL without hugepages, PCI or shared config, with a
-// per-process file prefix so test binaries run in parallel.
-#include <gtest/gtest.h>
-#include <rte_eal.h>
-#include <unistd.h>
+// GoogleTest main for tests that need DPDK, with one lcore (the main one); see
+// dpdk_main_common.hpp.
+#include "dpdk_main_common.hpp"
 
-#include <cstdio>
-#include <string>
-#include <vector>
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  std::string prefix = "--file-prefix=ipsecgw-test-" + std::to_string(getpid());
-  std::vector<std::string> args = {argv[0], "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
-                                   prefix, "--log-level=lib.eal:error", "-l", "0"};
-  std::vector<char*> eal_argv;
-  for (auto& a : args) eal_argv.push_back(a.data());
-  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-    std::fprintf(stderr, "rte_eal_init failed\n");
-    return 2;
-  }
-  int rc = RUN_ALL_TESTS();
-  rte_eal_cleanup();
-  return rc;
-}
+int main(int argc, char** argv) { return ipsecgw::testmain::run_all_tests_with_eal(argc, argv, 1); }

@@ -23,22 +23,16 @@
 #include "dataplane/gateway.hpp"
 #include "dataplane/neighbor_table.hpp"
 #include "dataplane/sa_table.hpp"
-#include "esp_test_util.hpp"
+#include "gateway_fixture.hpp"
 
 namespace ipsecgw::dp {
 namespace {
 
 using namespace testutil;
 
-constexpr Ipv4 kUnprotAddr = 0xC0000201;   // 192.0.2.1 (= kLocalGw)
-constexpr Ipv4 kUnprotGw = 0xC00002FE;     // 192.0.2.254: the way to 198.51.100.0/24
 constexpr Ipv4 kOnLinkPeer = 0xC0000202;   // 192.0.2.2
-constexpr Ipv4 kProtAddr = 0x0A010001;     // 10.1.0.1
-constexpr MacAddr kUnprotGwMac = {0x02, 0xaa, 0, 0, 0, 0xfe};
-constexpr MacAddr kHostMac = {0x02, 0xbb, 0, 0, 0, 0x05};  // 10.1.0.5 (kLocalHost)
 constexpr MacAddr kPeerMac = {0x02, 0xcc, 0, 0, 0, 0x02};  // 192.0.2.2
 constexpr MacAddr kBroadcast = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-constexpr std::uint32_t kSpiOut = 0x1000, kSpiIn = 0x2000;
 
 void put32(std::uint8_t* p, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (24 - 8 * i));
@@ -47,15 +41,6 @@ MacAddr mac_at(const std::uint8_t* p) {
   MacAddr m;
   std::copy(p, p + 6, m.begin());
   return m;
-}
-
-Bytes eth(const MacAddr& dst, const MacAddr& src, std::uint16_t type, const Bytes& payload) {
-  Bytes f(14);
-  std::copy(dst.begin(), dst.end(), f.begin());
-  std::copy(src.begin(), src.end(), f.begin() + 6);
-  put16(f.data() + 12, type);
-  f.insert(f.end(), payload.begin(), payload.end());
-  return f;
 }
 
 Bytes arp(std::uint16_t op, const MacAddr& sha, Ipv4 sip, const MacAddr& tha, Ipv4 tip) {
@@ -121,28 +106,11 @@ struct RecordingHandler : DatagramHandler {
   }
 };
 
-struct RingPort {
-  rte_ring* rx = nullptr;  // the test enqueues, the gateway's RX dequeues
-  rte_ring* tx = nullptr;  // the gateway's TX queues enqueue, the test dequeues
-  std::uint16_t port = 0;
-  MacAddr mac{};
-};
-
-class GatewayTest : public ::testing::Test {
+class GatewayTest : public GatewayFixture {
  protected:
-  static void SetUpTestSuite() {
-    if (pool_ == nullptr)
-      pool_ = rte_pktmbuf_pool_create("gw_test_pool", 4095, 0, 0, 2048 + RTE_PKTMBUF_HEADROOM,
-                                      SOCKET_ID_ANY);
-  }
-
   void SetUp() override {
-    ASSERT_NE(pool_, nullptr);
+    ASSERT_NO_FATAL_FAILURE(GatewayFixture::SetUp());
     ASSERT_GE(rte_lcore_count(), 2u);
-    base_in_use_ = rte_mempool_in_use_count(pool_);
-    auto e = crypto::EspEngine::create();
-    ASSERT_TRUE(e.ok());
-    engine_ = std::move(e.value());
   }
 
   // Creates the ports and the gateway; `u_txq` TX queues on the unprotected port (1 = no queue
@@ -150,67 +118,18 @@ class GatewayTest : public ::testing::Test {
   void boot(const std::function<void(GatewayConfig&)>& tweak = {}, unsigned u_txq = 2) {
     u_ = make_port(u_txq, 0x10);
     p_ = make_port(2, 0x20);
-    GatewayConfig c;
-    c.unprotected = {u_.port, {0xC0000200, 24}, kUnprotAddr, kUnprotGw, 1500};
-    c.protected_port = {p_.port, {0x0A010000, 16}, kProtAddr, 0, 1500};
-    c.neighbors = {{kUnprotGw, kUnprotGwMac}, {kLocalHost, kHostMac}};
-    c.rx_desc = c.tx_desc = 256;
-    c.idle_sleep_us = 20;  // the test machine is small
+    GatewayConfig c = ring_test_config(u_.port, p_.port);
     if (tweak) tweak(c);
-    auto g = Gateway::create(c);
-    ASSERT_TRUE(g.ok()) << g.error();
-    gw_ = std::move(g.value());
-    gw_->set_datagram_handler(&handler_);
-    auto s = gw_->start();
-    ASSERT_TRUE(s.ok()) << s.error();
+    start_gateway(c, &handler_);
   }
 
-  void TearDown() override {
-    if (gw_) {
-      gw_->stop();
-      gw_.reset();
-    }
-    for (RingPort* rp : {&u_, &p_}) {
-      void* o;
-      if (rp->tx != nullptr) {
-        while (rte_ring_dequeue(rp->tx, &o) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(o));
-        rte_ring_free(rp->tx);
-      }
-      if (rp->rx != nullptr) {
-        while (rte_ring_dequeue(rp->rx, &o) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(o));
-        rte_ring_free(rp->rx);
-      }
-      *rp = RingPort{};
-    }
-    EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_) << "test mbufs leaked";
+  // One RX queue, `ntx` TX queues.
+  static RingPort make_port(unsigned ntx, std::uint8_t tag) {
+    return make_ring_port({"gwt", 1, RING_F_SP_ENQ | RING_F_SC_DEQ, ntx, 1024}, tag);
   }
 
-  RingPort make_port(unsigned ntx, std::uint8_t tag) {
-    static unsigned seq = 0;
-    RingPort rp;
-    const std::string name = "gwt" + std::to_string(getpid() % 1000) + "_" + std::to_string(seq++);
-    rp.rx = rte_ring_create((name + "r").c_str(), 1024, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    rp.tx = rte_ring_create((name + "t").c_str(), 1024, SOCKET_ID_ANY, RING_F_SC_DEQ);
-    EXPECT_NE(rp.rx, nullptr);
-    EXPECT_NE(rp.tx, nullptr);
-    rte_ring* txs[2] = {rp.tx, rp.tx};
-    const int id = rte_eth_from_rings(name.c_str(), &rp.rx, 1, txs, ntx, SOCKET_ID_ANY);
-    EXPECT_GE(id, 0);
-    rp.port = static_cast<std::uint16_t>(id);
-    rte_ether_addr a = {{0x02, tag, 0, 0, 0, 0x01}};
-    (void)rte_eth_dev_default_mac_addr_set(rp.port, &a);
-    rte_eth_macaddr_get(rp.port, &a);
-    std::copy(a.addr_bytes, a.addr_bytes + 6, rp.mac.begin());
-    return rp;
-  }
-
-  void inject(RingPort& rp, const Bytes& frame) {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-    ASSERT_NE(m, nullptr);
-    std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(frame.size())), frame.data(),
-                frame.size());
-    ASSERT_EQ(rte_ring_enqueue(rp.rx, m), 0);
-  }
+  using GatewayFixture::inject;
+  void inject(RingPort& rp, const Bytes& frame) { inject(rp, 0, frame); }
 
   // Runs the control loop and collects what `rp` transmitted until `pred` holds for the frames
   // gathered so far (bounded: gives up after 5 s).
@@ -220,12 +139,7 @@ class GatewayTest : public ::testing::Test {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
     while (std::chrono::steady_clock::now() < deadline) {
       gw_->control_poll();
-      void* o;
-      while (rte_ring_dequeue(rp.tx, &o) == 0) {
-        auto* m = static_cast<rte_mbuf*>(o);
-        out.push_back(to_bytes(m));
-        rte_pktmbuf_free(m);
-      }
+      for (Bytes& f : take_tx(rp)) out.push_back(std::move(f));
       if (pred(out)) break;
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
@@ -245,7 +159,6 @@ class GatewayTest : public ::testing::Test {
     return of_type(collect(rp, [&](const auto& v) { return of_type(v, type, proto).size() >= n; }),
                    type, proto);
   }
-  // Waits until the worker counted `n` received frames in total.
   // Waits until the workers received n frames AND finished with them: rx_packets is counted
   // when a burst arrives, each frame's fate (a drop, punt, forward, ESP, keepalive, hand-off)
   // while the burst is processed, so waiting on rx_packets alone races with the worker.
@@ -265,64 +178,6 @@ class GatewayTest : public ::testing::Test {
     }
   }
 
-  void install_tunnel(std::uint16_t mtu = 1500) {
-    const Combo c = kCombos[0];  // AES-128-CBC + HMAC-SHA1-96
-    SaSpec in = make_spec(Direction::kOutbound, c, false, kSpiIn);
-    in.dir = Direction::kInbound;  // from 198.51.100.2 (10.2/16) to us (10.1/16)
-    ASSERT_TRUE(gw_->installer().add_sa(std::move(in)).ok());
-    SaSpec out = make_spec(Direction::kOutbound, c, false, kSpiOut);
-    out.mtu = mtu;
-    ASSERT_TRUE(gw_->installer().add_sa(std::move(out)).ok());
-  }
-  // The peer's view: decrypts what we send, encrypts what it sends us.
-  SaPtr peer_rx_sa() { return create_sa(make_spec(Direction::kInbound, kCombos[0], false, kSpiOut)); }
-  SaPtr peer_tx_sa() {
-    SaSpec s = make_spec(Direction::kInbound, kCombos[0], false, kSpiIn);
-    s.dir = Direction::kOutbound;
-    return create_sa(s);
-  }
-
-  // Decrypts one outer IPv4 packet with `sa`; empty when it does not verify.
-  Bytes decrypt(Sa* sa, const Bytes& outer_ip) {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-    std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(outer_ip.size())),
-                outer_ip.data(), outer_ip.size());
-    LcoreStats st;
-    Sa* sas[1] = {sa};
-    rte_mbuf* ms[1] = {m};
-    const auto good = esp_inbound(*engine_, std::span<rte_mbuf*>(ms, 1),
-                                  std::span<Sa* const>(sas, 1), st);
-    Bytes r = good == 1 ? to_bytes(m) : Bytes{};
-    rte_pktmbuf_free(m);
-    return r;
-  }
-  Bytes encrypt(Sa* sa, const Bytes& inner) {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-    std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(inner.size())), inner.data(),
-                inner.size());
-    LcoreStats st;
-    Sa* sas[1] = {sa};
-    rte_mbuf* ms[1] = {m};
-    const auto good = esp_outbound(*engine_, std::span<rte_mbuf*>(ms, 1),
-                                   std::span<Sa* const>(sas, 1), st);
-    Bytes r = good == 1 ? to_bytes(m) : Bytes{};
-    rte_pktmbuf_free(m);
-    return r;
-  }
-
-  // What a router makes of `ip` when it forwards it: TTL - 1, checksum recomputed.
-  static Bytes forwarded(Bytes ip) {
-    ip[8]--;
-    ip[10] = ip[11] = 0;
-    put16(ip.data() + 10, inet_checksum(ip.data(), (ip[0] & 0x0f) * 4u));
-    return ip;
-  }
-
-  static inline rte_mempool* pool_ = nullptr;
-  unsigned base_in_use_ = 0;
-  std::unique_ptr<crypto::EspEngine> engine_;
-  RingPort u_, p_;
-  std::unique_ptr<Gateway> gw_;
   RecordingHandler handler_;
 };
 
@@ -551,17 +406,7 @@ TEST_F(GatewayTest, OuterFragmentsAreReassembledBeforeDecryption) {
   const Bytes outer = encrypt(tx.get(), inner);
   ASSERT_GT(outer.size(), 600u);
   // Two RFC 791 fragments: 576 payload bytes (a multiple of 8) with MF, then the rest.
-  const std::size_t cut = 576;
-  Bytes f1(outer.begin(), outer.begin() + 20 + cut), f2(outer.begin(), outer.begin() + 20);
-  f2.insert(f2.end(), outer.begin() + 20 + cut, outer.end());
-  put16(f1.data() + 2, static_cast<std::uint16_t>(f1.size()));
-  put16(f1.data() + 6, 0x2000);
-  put16(f2.data() + 2, static_cast<std::uint16_t>(f2.size()));
-  put16(f2.data() + 6, cut / 8);
-  for (Bytes* f : {&f1, &f2}) {
-    (*f)[10] = (*f)[11] = 0;
-    put16(f->data() + 10, inet_checksum(f->data(), 20));
-  }
+  const auto [f1, f2] = fragment_in_two(outer, 576);
   inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, f2));  // out of order
   inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, f1));
   auto out = wait_for(p_, 0x0800, 1);

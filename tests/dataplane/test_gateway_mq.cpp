@@ -31,29 +31,14 @@
 
 #include "dataplane/gateway.hpp"
 #include "dataplane/sa_table.hpp"
-#include "esp_test_util.hpp"
+#include "gateway_fixture.hpp"
 
 namespace ipsecgw::dp {
 namespace {
 
 using namespace testutil;
 
-constexpr Ipv4 kUnprotAddr = 0xC0000201;  // 192.0.2.1 (= kLocalGw)
-constexpr Ipv4 kUnprotGw = 0xC00002FE;    // 192.0.2.254: the way to 198.51.100.0/24
-constexpr Ipv4 kProtAddr = 0x0A010001;    // 10.1.0.1
-constexpr MacAddr kUnprotGwMac = {0x02, 0xaa, 0, 0, 0, 0xfe};
-constexpr MacAddr kHostMac = {0x02, 0xbb, 0, 0, 0, 0x05};  // 10.1.0.5 (kLocalHost)
-constexpr std::uint32_t kSpiOut = 0x1000, kSpiIn = 0x2000;
 constexpr auto kBound = std::chrono::seconds(10);
-
-Bytes eth(const MacAddr& dst, const MacAddr& src, std::uint16_t type, const Bytes& payload) {
-  Bytes f(14);
-  std::copy(dst.begin(), dst.end(), f.begin());
-  std::copy(src.begin(), src.end(), f.begin() + 6);
-  put16(f.data() + 12, type);
-  f.insert(f.end(), payload.begin(), payload.end());
-  return f;
-}
 
 // An inner packet from the peer's host to ours carrying `tag` in its UDP payload.
 Bytes tagged_inner(std::uint32_t tag, Ipv4 src = kPeerHost, Ipv4 dst = kLocalHost,
@@ -64,89 +49,22 @@ Bytes tagged_inner(std::uint32_t tag, Ipv4 src = kPeerHost, Ipv4 dst = kLocalHos
 }
 std::uint32_t tag_of(const Bytes& ip) { return be32(ip.data() + 28); }
 
-// What a router makes of `ip` when it forwards it: TTL - 1, checksum recomputed.
-Bytes forwarded(Bytes ip) {
-  ip[8]--;
-  ip[10] = ip[11] = 0;
-  put16(ip.data() + 10, inet_checksum(ip.data(), (ip[0] & 0x0f) * 4u));
-  return ip;
-}
-
-struct MqPort {
-  rte_ring* rx[2] = {nullptr, nullptr};  // RX queue q: the test enqueues, worker q dequeues
-  rte_ring* tx = nullptr;                // every TX queue enqueues here, the test dequeues
-  std::uint16_t port = 0;
-  MacAddr mac{};
-};
-
-class GatewayMqTest : public ::testing::Test {
+class GatewayMqTest : public GatewayFixture {
  protected:
-  static void SetUpTestSuite() {
-    if (pool_ == nullptr)
-      pool_ = rte_pktmbuf_pool_create("gwmq_test_pool", 4095, 0, 0,
-                                      2048 + RTE_PKTMBUF_HEADROOM, SOCKET_ID_ANY);
-  }
-
   void SetUp() override {
-    ASSERT_NE(pool_, nullptr);
+    ASSERT_NO_FATAL_FAILURE(GatewayFixture::SetUp());
     ASSERT_EQ(rte_lcore_count(), 3u) << "needs the control lcore and two workers";
-    base_in_use_ = rte_mempool_in_use_count(pool_);
-    auto e = crypto::EspEngine::create();
-    ASSERT_TRUE(e.ok());
-    engine_ = std::move(e.value());
   }
 
-  void TearDown() override {
-    if (gw_) {
-      gw_->stop();
-      gw_.reset();
-    }
-    for (MqPort* rp : {&u_, &p_}) {
-      for (rte_ring* r : {rp->rx[0], rp->rx[1], rp->tx}) {
-        if (r == nullptr) continue;
-        void* o;
-        while (rte_ring_dequeue(r, &o) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(o));
-        rte_ring_free(r);
-      }
-      *rp = MqPort{};
-    }
-    EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_) << "test mbufs leaked";
-  }
-
-  MqPort make_port(std::uint8_t tag) {
-    static unsigned seq = 0;
-    MqPort rp;
-    const std::string name = "gwmq" + std::to_string(getpid() % 1000) + "_" + std::to_string(seq++);
-    for (unsigned q = 0; q < 2; ++q) {
-      rp.rx[q] = rte_ring_create((name + "r" + std::to_string(q)).c_str(), 1024, SOCKET_ID_ANY, 0);
-      EXPECT_NE(rp.rx[q], nullptr);
-    }
-    rp.tx = rte_ring_create((name + "t").c_str(), 4096, SOCKET_ID_ANY, RING_F_SC_DEQ);
-    EXPECT_NE(rp.tx, nullptr);
-    rte_ring* txs[3] = {rp.tx, rp.tx, rp.tx};
-    const int id = rte_eth_from_rings(name.c_str(), rp.rx, 2, txs, 3, SOCKET_ID_ANY);
-    EXPECT_GE(id, 0);
-    rp.port = static_cast<std::uint16_t>(id);
-    rte_ether_addr a = {{0x02, tag, 0, 0, 0, 0x01}};
-    (void)rte_eth_dev_default_mac_addr_set(rp.port, &a);
-    rte_eth_macaddr_get(rp.port, &a);
-    std::copy(a.addr_bytes, a.addr_bytes + 6, rp.mac.begin());
-    return rp;
+  // Two RX queues (one per worker), three TX queues (two workers + the control lcore).
+  static RingPort make_port(std::uint8_t tag) {
+    return make_ring_port({"gwmq", 2, 0, 3, 4096}, tag);
   }
 
   void boot_on(std::uint16_t u, std::uint16_t p) {
-    GatewayConfig c;
-    c.unprotected = {u, {0xC0000200, 24}, kUnprotAddr, kUnprotGw, 1500};
-    c.protected_port = {p, {0x0A010000, 16}, kProtAddr, 0, 1500};
-    c.neighbors = {{kUnprotGw, kUnprotGwMac}, {kLocalHost, kHostMac}};
-    c.rx_desc = c.tx_desc = 256;
-    c.idle_sleep_us = 20;  // the test machine is small
+    GatewayConfig c = ring_test_config(u, p);
     c.telemetry = false;
-    auto g = Gateway::create(c);
-    ASSERT_TRUE(g.ok()) << g.error();
-    gw_ = std::move(g.value());
-    auto s = gw_->start();
-    ASSERT_TRUE(s.ok()) << s.error();
+    start_gateway(c);
   }
   void boot() {
     u_ = make_port(0x10);
@@ -154,64 +72,12 @@ class GatewayMqTest : public ::testing::Test {
     boot_on(u_.port, p_.port);
   }
 
-  void install_tunnel() {
-    SaSpec in = make_spec(Direction::kOutbound, kCombos[0], false, kSpiIn);
-    in.dir = Direction::kInbound;  // from 198.51.100.2 (10.2/16) to us (10.1/16)
-    ASSERT_TRUE(gw_->installer().add_sa(std::move(in)).ok());
-    ASSERT_TRUE(gw_->installer().add_sa(make_spec(Direction::kOutbound, kCombos[0], false, kSpiOut)).ok());
-  }
-  void remove_tunnel() {
-    ASSERT_TRUE(gw_->installer().del_sa(Direction::kInbound, kSpiIn).ok());
-    ASSERT_TRUE(gw_->installer().del_sa(Direction::kOutbound, kSpiOut).ok());
-  }
-  SaPtr peer_rx_sa() { return create_sa(make_spec(Direction::kInbound, kCombos[0], false, kSpiOut)); }
-  SaPtr peer_tx_sa() {
-    SaSpec s = make_spec(Direction::kInbound, kCombos[0], false, kSpiIn);
-    s.dir = Direction::kOutbound;
-    return create_sa(s);
-  }
-
-  Bytes run_esp(Sa* sa, const Bytes& in, bool outbound) {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-    std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(in.size())), in.data(), in.size());
-    LcoreStats st;
-    Sa* sas[1] = {sa};
-    rte_mbuf* ms[1] = {m};
-    const auto good = outbound ? esp_outbound(*engine_, std::span<rte_mbuf*>(ms, 1),
-                                              std::span<Sa* const>(sas, 1), st)
-                               : esp_inbound(*engine_, std::span<rte_mbuf*>(ms, 1),
-                                             std::span<Sa* const>(sas, 1), st);
-    Bytes r = good == 1 ? to_bytes(m) : Bytes{};
-    rte_pktmbuf_free(m);
-    return r;
-  }
-  Bytes encrypt(Sa* sa, const Bytes& inner) { return run_esp(sa, inner, true); }
-  Bytes decrypt(Sa* sa, const Bytes& outer) { return run_esp(sa, outer, false); }
-
-  // Enqueues `frame` on RX queue `q` of `rp`; false when the ring or the pool is full.
-  static bool try_inject(MqPort& rp, unsigned q, const Bytes& frame) {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-    if (m == nullptr) return false;
-    std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(frame.size())), frame.data(),
-                frame.size());
-    if (rte_ring_enqueue(rp.rx[q], m) != 0) {
-      rte_pktmbuf_free(m);
-      return false;
-    }
-    return true;
-  }
-  void inject(MqPort& rp, unsigned q, const Bytes& frame) { ASSERT_TRUE(try_inject(rp, q, frame)); }
   Bytes esp_frame(const Bytes& outer) { return eth(u_.mac, kUnprotGwMac, 0x0800, outer); }
 
   // Moves what `rp` transmitted (IPv4 frames only, Ethernet stripped) into `out`.
-  static void drain(MqPort& rp, std::vector<Bytes>& out) {
-    void* o;
-    while (rte_ring_dequeue(rp.tx, &o) == 0) {
-      auto* m = static_cast<rte_mbuf*>(o);
-      Bytes f = to_bytes(m);
-      rte_pktmbuf_free(m);
+  static void drain(RingPort& rp, std::vector<Bytes>& out) {
+    for (const Bytes& f : take_tx(rp))
       if (f.size() >= 34 && be16(f.data() + 12) == 0x0800) out.emplace_back(f.begin() + 14, f.end());
-    }
   }
   // Runs the control loop and drains both ports until `pred` holds (bounded).
   bool run_until(const std::function<bool()>& pred) {
@@ -231,11 +97,6 @@ class GatewayMqTest : public ::testing::Test {
     return n;
   }
 
-  static inline rte_mempool* pool_ = nullptr;
-  unsigned base_in_use_ = 0;
-  std::unique_ptr<crypto::EspEngine> engine_;
-  MqPort u_, p_;
-  std::unique_ptr<Gateway> gw_;
   std::vector<Bytes> to_prot_, to_unprot_;
 };
 
@@ -320,17 +181,7 @@ TEST_F(GatewayMqTest, ReassembledEspIsHandedToTheWorkerThatOwnsTheSa) {
 
   const Bytes outer = encrypt(tx.get(), in1);
   ASSERT_GT(outer.size(), 600u);
-  const std::size_t cut = 576;  // RFC 791: fragment payloads are multiples of 8 bytes
-  Bytes f1(outer.begin(), outer.begin() + 20 + cut), f2(outer.begin(), outer.begin() + 20);
-  f2.insert(f2.end(), outer.begin() + 20 + cut, outer.end());
-  put16(f1.data() + 2, static_cast<std::uint16_t>(f1.size()));
-  put16(f1.data() + 6, 0x2000);  // MF
-  put16(f2.data() + 2, static_cast<std::uint16_t>(f2.size()));
-  put16(f2.data() + 6, cut / 8);
-  for (Bytes* f : {&f1, &f2}) {
-    (*f)[10] = (*f)[11] = 0;
-    put16(f->data() + 10, inet_checksum(f->data(), 20));
-  }
+  const auto [f1, f2] = fragment_in_two(outer, 576);  // RFC 791: multiples of 8 bytes
   inject(u_, 0, esp_frame(f2));
   inject(u_, 1, esp_frame(f1));
   ASSERT_TRUE(run_until([&] { return to_prot_.size() >= 2; })) << gw_->report();
@@ -444,7 +295,7 @@ TEST_F(GatewayMqTest, SasDeletedAndReinstalledUnderTrafficCountMissesAndTrafficR
   gw_.reset();  // drains the SA tables (RCU) and frees the rings
   drain(u_, to_unprot_);
   drain(p_, to_prot_);
-  for (MqPort* rp : {&u_, &p_})
+  for (RingPort* rp : {&u_, &p_})
     for (rte_ring* r : rp->rx) EXPECT_EQ(rte_ring_count(r), 0u);
   EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_) << "mbufs leaked under SA churn";
 }

@@ -163,6 +163,11 @@ struct Pair {
       dst.on_datagram({p.to, p.from, p.data});
     }
   }
+  // A (bi-directional) initiates on its first tick; the exchange runs until the network is quiet.
+  void initiate() {
+    a.tick();
+    pump();
+  }
   // Advances time in steps, ticking both daemons and pumping, for at most `ms`.
   void run_for(int ms, int step = 500) {
     for (int t = 0; t < ms; t += step) {
@@ -172,9 +177,71 @@ struct Pair {
       pump();
     }
   }
+  // As run_for, but A ticks and its messages are delivered before B ticks, in 500 ms steps.
+  void run_a_then_b_for(int ms) {
+    for (int t = 0; t < ms; t += 500) step_a_then_b();
+  }
+  void step_a_then_b() {
+    clock.t += Millis{500};
+    a.tick();
+    pump();
+    b.tick();
+    pump();
+  }
+  // Only A ticks, once a second, until its connection is in error (at most `max_s` seconds).
+  void run_a_until_error(int max_s = 100) {
+    for (int i = 0; i < max_s && a.status("site").state != ConnState::kError; ++i) {
+      clock.t += Millis{1000};
+      a.tick();
+      pump();
+    }
+  }
+  // Only B ticks, once a second, for `s` seconds; nothing is delivered.
+  void tick_only_b_for(int s) {
+    for (int i = 0; i < s; ++i) {
+      clock.t += Millis{1000};
+      b.tick();
+    }
+  }
 };
 
+// A network filter: A sits behind a NAPT that keeps its address but maps its source ports
+// (500 -> 1500, 4500 -> 5500).
+void napt_in_front_of_a(Packet& pk) {
+  if (pk.from.addr == kAddrA) pk.from.port = static_cast<std::uint16_t>(pk.from.port + 1000);
+  if (pk.to.addr == kAddrA) pk.to.port = static_cast<std::uint16_t>(pk.to.port - 1000);
+}
+
+// A message with header `h` (next payload HASH, encryption flag set) whose 32-byte body is
+// `fill` repeated: it parses but is not ciphertext under anyone's keys.
+Bytes undecryptable_message(Header h, std::uint8_t fill) {
+  h.flags |= kFlagEncryption;
+  h.next_payload = static_cast<std::uint8_t>(PayloadType::kHash);
+  h.length = static_cast<std::uint32_t>(kHeaderLen + 32);
+  Bytes out;
+  write_header(h, out);
+  out.insert(out.end(), 32, fill);
+  return out;
+}
+
+// Quick Mode messages seen on the wire (exchange type at byte 18 of the ISAKMP header).
+bool is_quick_mode_on_wire(const Packet& pk) {
+  return pk.data.size() >= 28 && pk.data[18] == static_cast<std::uint8_t>(ExchangeType::kQuickMode);
+}
+
 Bytes bytes(const crypto::SecureBytes& s) { return Bytes(s.data(), s.data() + s.size()); }
+
+// Each side's outbound SA is the other's inbound one: same SPI and keys.
+void expect_twin_sas(const dp::SaSpec* a_in, const dp::SaSpec* a_out, const dp::SaSpec* b_in,
+                     const dp::SaSpec* b_out) {
+  ASSERT_TRUE(a_in && a_out && b_in && b_out);
+  EXPECT_EQ(a_out->spi, b_in->spi);
+  EXPECT_EQ(b_out->spi, a_in->spi);
+  EXPECT_EQ(bytes(a_out->enc_key), bytes(b_in->enc_key));
+  EXPECT_EQ(bytes(a_out->auth_key), bytes(b_in->auth_key));
+  EXPECT_EQ(bytes(b_out->enc_key), bytes(a_in->enc_key));
+  EXPECT_EQ(bytes(b_out->auth_key), bytes(a_in->auth_key));
+}
 
 void expect_matching_sas(const Pair& p, const IpsecPolicy& ip) {
   ASSERT_EQ(p.ia.sas.size(), 2u);
@@ -186,12 +253,7 @@ void expect_matching_sas(const Pair& p, const IpsecPolicy& ip) {
   const auto* a_in = p.ia.find(dp::Direction::kInbound);
   const auto* b_out = p.ib.find(dp::Direction::kOutbound);
   const auto* b_in = p.ib.find(dp::Direction::kInbound);
-  EXPECT_EQ(a_out->spi, b_in->spi);
-  EXPECT_EQ(b_out->spi, a_in->spi);
-  EXPECT_EQ(bytes(a_out->enc_key), bytes(b_in->enc_key));
-  EXPECT_EQ(bytes(a_out->auth_key), bytes(b_in->auth_key));
-  EXPECT_EQ(bytes(b_out->enc_key), bytes(a_in->enc_key));
-  EXPECT_EQ(bytes(b_out->auth_key), bytes(a_in->auth_key));
+  ASSERT_NO_FATAL_FAILURE(expect_twin_sas(a_in, a_out, b_in, b_out));
   EXPECT_NE(bytes(a_out->enc_key), bytes(a_in->enc_key));
   EXPECT_EQ(a_out->enc_key.size(), crypto::cipher_key_len(ip.cipher));
   EXPECT_EQ(a_out->auth_key.size(), crypto::integ_key_len(ip.integ));
@@ -215,13 +277,7 @@ void expect_matching_sas_at(const Pair& p, std::size_t from) {
     (p.ia.sas[i].dir == dp::Direction::kInbound ? a_in : a_out) = &p.ia.sas[i];
     (p.ib.sas[i].dir == dp::Direction::kInbound ? b_in : b_out) = &p.ib.sas[i];
   }
-  ASSERT_TRUE(a_in && a_out && b_in && b_out);
-  EXPECT_EQ(a_out->spi, b_in->spi);
-  EXPECT_EQ(b_out->spi, a_in->spi);
-  EXPECT_EQ(bytes(a_out->enc_key), bytes(b_in->enc_key));
-  EXPECT_EQ(bytes(a_out->auth_key), bytes(b_in->auth_key));
-  EXPECT_EQ(bytes(b_out->enc_key), bytes(a_in->enc_key));
-  EXPECT_EQ(bytes(b_out->auth_key), bytes(a_in->auth_key));
+  expect_twin_sas(a_in, a_out, b_in, b_out);
 }
 
 class Quiet : public ::testing::Test {
@@ -244,8 +300,7 @@ TEST_P(PolicyMatrix, MainAndQuickModeCompleteWithMatchingSas) {
   IkePolicy ike{c.cipher, c.hash, c.group, 28800};
   IpsecPolicy ip{c.cipher, c.integ, c.group, 3600};
   Pair p(ike, ip);
-  p.a.tick();  // bi-directional: initiates on the first tick
-  p.pump();
+  p.initiate();  // bi-directional: initiates on the first tick
   EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
   EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
   expect_matching_sas(p, ip);
@@ -270,8 +325,7 @@ TEST_F(Quiet, MixedIkeAndEspAlgorithmsComplete) {
   IkePolicy ike{CipherAlg::kAes256Cbc, HashAlg::kSha1, DhGroup::kModp2048, 3600};
   IpsecPolicy ip{CipherAlg::kAes128Cbc, IntegAlg::kHmacSha256_128, DhGroup::kModp1024, 1200};
   Pair p(ike, ip);
-  p.a.tick();
-  p.pump();
+  p.initiate();
   EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
   expect_matching_sas(p, ip);
 }
@@ -280,8 +334,7 @@ TEST_F(Quiet, WrongPskFailsAuthenticationOnBothSidesAndInstallsNothing) {
   IkePolicy ike;
   IpsecPolicy ip;
   Pair p(ike, ip, ike, ip, "another-psk");
-  p.a.tick();
-  p.pump();
+  p.initiate();
   auto sa = p.a.status("site"), sb = p.b.status("site");
   EXPECT_EQ(sa.state, ConnState::kError);
   EXPECT_EQ(sa.reason, "authentication failed");
@@ -303,13 +356,8 @@ TEST_F(Quiet, WrongPskAgainstASilentResponderSaysNoResponseToMm5NotUnreachable) 
   Pair p(ike, ip, ike, ip, "another-psk");
   int from_b = 0;
   p.net.filter = [&](Packet& pk) { return pk.from.addr != kAddrB || ++from_b <= 2; };  // MM2, MM4
-  p.a.tick();
-  p.pump();
-  for (int i = 0; i < 100 && p.a.status("site").state != ConnState::kError; ++i) {
-    p.clock.t += Millis{1000};
-    p.a.tick();
-    p.pump();
-  }
+  p.initiate();
+  p.run_a_until_error();
   EXPECT_EQ(p.a.status("site").state, ConnState::kError);
   EXPECT_EQ(p.a.status("site").reason,
             "no response to MM5 (peer rejected our authentication? check the PSK)");
@@ -330,18 +378,11 @@ TEST_F(Quiet, WrongPskAgainstAResponderSendingAnUndecryptableNotifyIsAuthenticat
     std::swap(pk.from, pk.to);
     Header e = *h;
     e.exchange = static_cast<std::uint8_t>(ExchangeType::kInformational);
-    e.flags |= kFlagEncryption;
     e.message_id = 0x0badf00d;
-    e.next_payload = static_cast<std::uint8_t>(PayloadType::kHash);
-    e.length = static_cast<std::uint32_t>(kHeaderLen + 32);
-    Bytes out;
-    write_header(e, out);
-    out.insert(out.end(), 32, 0xa5);
-    pk.data = out;
+    pk.data = undecryptable_message(e, 0xa5);
     return true;
   };
-  p.a.tick();
-  p.pump();
+  p.initiate();
   auto st = p.a.status("site");
   EXPECT_EQ(st.state, ConnState::kError);
   EXPECT_EQ(st.reason.rfind("authentication failed", 0), 0u) << st.reason;
@@ -354,8 +395,7 @@ TEST_F(Quiet, MismatchedIkePolicyGivesNoProposalChosen) {
   IkePolicy ib{CipherAlg::kAes256Cbc, HashAlg::kSha1, DhGroup::kModp1536, 3600};
   IpsecPolicy ip;
   Pair p(ia, ip, ib, ip);
-  p.a.tick();
-  p.pump();
+  p.initiate();
   EXPECT_EQ(p.a.status("site").state, ConnState::kError);
   EXPECT_EQ(p.a.status("site").reason, "no proposal chosen");
   EXPECT_EQ(p.b.status("site").reason, "no proposal chosen");
@@ -367,8 +407,7 @@ TEST_F(Quiet, MismatchedEspPolicyGivesNoProposalChosen) {
   IpsecPolicy ia{CipherAlg::kAes128Cbc, IntegAlg::kHmacSha1_96, DhGroup::kModp1536, 3600};
   IpsecPolicy ib{CipherAlg::kAes128Cbc, IntegAlg::kHmacSha256_128, DhGroup::kModp1536, 3600};
   Pair p(ike, ia, ike, ib);
-  p.a.tick();
-  p.pump();
+  p.initiate();
   EXPECT_EQ(p.a.status("site").state, ConnState::kError);
   EXPECT_EQ(p.a.status("site").reason, "no proposal chosen");
   EXPECT_EQ(p.b.status("site").reason, "no proposal chosen");
@@ -388,8 +427,7 @@ TEST_F(Quiet, LostMessagesAreRetransmittedAndTheExchangeCompletes) {
     ++n;
     return n != 3 && n != 6 && n != 9;
   };
-  p.a.tick();
-  p.pump();
+  p.initiate();
   EXPECT_EQ(p.a.status("site").state, ConnState::kPending);
   p.run_for(20000);
   EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
@@ -406,8 +444,7 @@ TEST_F(Quiet, DuplicatedRequestsAreAnsweredFromCacheNotReprocessed) {
     dup.push_back(pk);  // deliver everything twice
     return true;
   };
-  p.a.tick();
-  p.pump();
+  p.initiate();
   int extra = 0;
   p.net.filter = nullptr;
   while (!dup.empty() && extra < 50) {
@@ -427,11 +464,7 @@ TEST_F(Quiet, ResponseOnlyNeverInitiates) {
   IkePolicy ike;
   IpsecPolicy ip;
   Pair p(ike, ip);
-  // Only B ticks (response-only); A never does.
-  for (int i = 0; i < 100; ++i) {
-    p.clock.t += Millis{1000};
-    p.b.tick();
-  }
+  p.tick_only_b_for(100);  // response-only; A never ticks
   EXPECT_EQ(p.net.sent, 0);
   EXPECT_EQ(p.b.status("site").state, ConnState::kDown);
 }
@@ -441,8 +474,7 @@ TEST_F(Quiet, UnansweredInitiatorReportsPeerUnreachableAfterBoundedRetries) {
   IpsecPolicy ip;
   Pair p(ike, ip);
   p.net.filter = [](Packet&) { return false; };
-  p.a.tick();
-  p.pump();
+  p.initiate();
   p.run_for(2 * 60 * 1000, 1000);
   auto st = p.a.status("site");
   // After the failure a bi-directional connection retries later: either ERROR or a new try.
@@ -452,11 +484,7 @@ TEST_F(Quiet, UnansweredInitiatorReportsPeerUnreachableAfterBoundedRetries) {
   Pair q(ike, ip);
   q.net.filter = [](Packet&) { return false; };
   q.a.tick();
-  for (int i = 0; i < 100 && q.a.status("site").state != ConnState::kError; ++i) {
-    q.clock.t += Millis{1000};
-    q.a.tick();
-    q.pump();
-  }
+  q.run_a_until_error();
   EXPECT_EQ(q.a.status("site").reason, "peer unreachable");
   EXPECT_EQ(q.net.sent, 1 + kMaxRetransmits);
 }
@@ -465,15 +493,12 @@ TEST_F(Quiet, NatBetweenPeersFloatsTo4500AndInstallsUdpEncapsulatedSas) {
   IkePolicy ike;
   IpsecPolicy ip;
   Pair p(ike, ip);
-  // A is behind a NAPT that keeps A's address but maps its source ports (500->1500,
-  // 4500->5500); the NAT-D hashes then disagree.
+  // A is behind a NAPT; the NAT-D hashes then disagree.
   p.net.filter = [](Packet& pk) {
-    if (pk.from.addr == kAddrA) pk.from.port = static_cast<std::uint16_t>(pk.from.port + 1000);
-    if (pk.to.addr == kAddrA) pk.to.port = static_cast<std::uint16_t>(pk.to.port - 1000);
+    napt_in_front_of_a(pk);
     return true;
   };
-  p.a.tick();
-  p.pump();
+  p.initiate();
   ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
   ASSERT_EQ(p.b.status("site").state, ConnState::kActive);
   expect_matching_sas(p, ip);
@@ -516,8 +541,7 @@ TEST_F(Quiet, OnlyAuthenticatedMessagesFromANewPortMoveThePeerAndItsSas) {
     }
     return true;
   };
-  p.a.tick();
-  p.pump();
+  p.initiate();
   ASSERT_EQ(p.b.status("site").state, ConnState::kActive);
   ASSERT_EQ(p.ib.find(dp::Direction::kOutbound)->peer_port, 5500);
   ASSERT_TRUE(mm1.has_value());
@@ -535,20 +559,13 @@ TEST_F(Quiet, OnlyAuthenticatedMessagesFromANewPortMoveThePeerAndItsSas) {
   // 2..4: messages carrying the live SA's cookies: unencrypted ID_PROT, garbage QM and
   // garbage informational (fresh message ids, 32 random bytes of "ciphertext")
   ASSERT_NE(rc, Cookie{});
-  auto forged = [&](ExchangeType ex, bool enc, std::uint32_t mid) {
+  auto forged = [&](ExchangeType ex, std::uint32_t mid) {
     Header h;
     h.icookie = ic;
     h.rcookie = rc;
     h.exchange = static_cast<std::uint8_t>(ex);
     h.message_id = mid;
-    if (enc) h.flags |= kFlagEncryption;
-    Bytes body(32, 0x5a);
-    h.next_payload = static_cast<std::uint8_t>(PayloadType::kHash);
-    h.length = static_cast<std::uint32_t>(kHeaderLen + body.size());
-    Bytes out;
-    write_header(h, out);
-    out.insert(out.end(), body.begin(), body.end());
-    return out;
+    return undecryptable_message(h, 0x5a);
   };
   {
     PayloadChain c;
@@ -560,8 +577,8 @@ TEST_F(Quiet, OnlyAuthenticatedMessagesFromANewPortMoveThePeerAndItsSas) {
     h.exchange = static_cast<std::uint8_t>(ExchangeType::kIdentityProtection);
     inject(build_message(h, c));
   }
-  inject(forged(ExchangeType::kQuickMode, true, 0x11223344));
-  inject(forged(ExchangeType::kInformational, true, 0x55667788));
+  inject(forged(ExchangeType::kQuickMode, 0x11223344));
+  inject(forged(ExchangeType::kInformational, 0x55667788));
   for (const auto& pk : b_sent) EXPECT_NE(pk.to.port, 6500) << "B answered the unauthenticated port";
   EXPECT_EQ(p.ib.sas.size(), b_sas);
   EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
@@ -604,8 +621,7 @@ TEST_F(Quiet, OnlyAuthenticatedMessagesFromANewPortMoveThePeerAndItsSas) {
   };
   p.ia.events.push_back({dp::SaEventKind::kSeqExhausted, dp::Direction::kOutbound,
                          p.a.status("site").child->spi_out, 7});
-  p.a.tick();
-  p.pump();
+  p.initiate();
   ASSERT_TRUE(a_qm1.has_value());
   Bytes tampered = a_qm1->data;
   ASSERT_GE(tampered.size(), kHeaderLen + 48);
@@ -647,8 +663,7 @@ TEST_F(Quiet, ResponderLifetimeShorterThanProposedIsHonoured) {
   IpsecPolicy ib = ia;
   ib.lifetime_s = 900;
   Pair p(ike, ia, ike, ib);
-  p.a.tick();
-  p.pump();
+  p.initiate();
   ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
   EXPECT_EQ(p.a.status("site").child->lifetime_s, 900u);
   EXPECT_EQ(p.b.status("site").child->lifetime_s, 900u);
@@ -661,8 +676,7 @@ TEST_F(Quiet, LogsNeverContainThePsk) {
   IkePolicy ike;
   IpsecPolicy ip;
   Pair p(ike, ip);
-  p.a.tick();
-  p.pump();
+  p.initiate();
   set_log_level(LogLevel::kInfo);
   EXPECT_NE(all.find("CHILD SA installed"), std::string::npos);
   EXPECT_EQ(all.find("s3cret-psk"), std::string::npos);
@@ -804,8 +818,7 @@ IpsecPolicy short_child() {
 TEST_F(Quiet, ChildSaIsRekeyedBeforeExpiryMakeBeforeBreakAndOldPairDeletedAfterGrace) {
   IkePolicy ike;
   Pair p(ike, short_child());
-  p.a.tick();
-  p.pump();
+  p.initiate();
   ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
   const auto old_a = *p.a.status("site").child;
   // Soft expiry of the creator (A): 60 s - (10..15)% = 51..54 s; nothing before 51 s.
@@ -846,14 +859,12 @@ TEST_F(Quiet, ChildSaIsRekeyedBeforeExpiryMakeBeforeBreakAndOldPairDeletedAfterG
 TEST_F(Quiet, ResponderRekeysWhenTheInitiatorDoesNotByItsLaterMargin) {
   IkePolicy ike;
   Pair p(ike, short_child());
-  p.a.tick();
-  p.pump();
+  p.initiate();
   const auto old_b = *p.b.status("site").child;
   // A's rekey Quick Mode is lost until B has started its own.
   bool b_started = false;
   p.net.filter = [&](Packet& pk) {
-    if (pk.data.size() < 28 || pk.data[18] != static_cast<std::uint8_t>(ExchangeType::kQuickMode))
-      return true;
+    if (!is_quick_mode_on_wire(pk)) return true;
     if (pk.from.addr == kAddrB) b_started = true;
     return pk.from.addr == kAddrB || b_started;
   };
@@ -880,24 +891,15 @@ TEST_F(Quiet, ResponderRekeysWhenTheInitiatorDoesNotByItsLaterMargin) {
 TEST_F(Quiet, HardExpiryWithoutSuccessfulRekeyDeletesThePairAndPeerHonoursTheDelete) {
   IkePolicy ike;
   Pair p(ike, short_child());
-  p.a.tick();
-  p.pump();
+  p.initiate();
   ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
   const auto c = *p.a.status("site").child;
   // From now on every Quick Mode message is lost: no rekey can succeed; informational
   // exchanges still pass.
-  p.net.filter = [](Packet& pk) {
-    return pk.data.size() < 28 || pk.data[18] != static_cast<std::uint8_t>(ExchangeType::kQuickMode);
-  };
+  p.net.filter = [](Packet& pk) { return !is_quick_mode_on_wire(pk); };
   // A ticks and its messages are delivered before B ticks: B learns of A's hard expiry from
   // A's Delete, not from its own timer.
-  for (int t = 0; t < 61000; t += 500) {
-    p.clock.t += Millis{500};
-    p.a.tick();
-    p.pump();
-    p.b.tick();
-    p.pump();
-  }
+  p.run_a_then_b_for(61000);
   EXPECT_EQ(p.ia.live_in.count(c.spi_in), 0u);
   EXPECT_EQ(p.ia.out_current, 0u);
   EXPECT_EQ(p.ib.live_in.count(c.spi_out), 0u);
@@ -911,8 +913,7 @@ TEST_F(Quiet, SequenceExhaustionEventFromTheDataPlaneRekeysAtOnce) {
   IkePolicy ike;
   IpsecPolicy ip;
   Pair p(ike, ip);
-  p.a.tick();
-  p.pump();
+  p.initiate();
   const auto c = *p.a.status("site").child;
   p.ib.events.push_back({dp::SaEventKind::kSeqExhausted, dp::Direction::kOutbound, c.spi_in, 9});
   p.run_for(500, 500);
@@ -942,8 +943,7 @@ TEST_F(Quiet, PhaseOneIsReestablishedBeforeExpiryAndTheOldIkeSaRetired) {
       ++mm1;
     return true;
   };
-  p.a.tick();
-  p.pump();
+  p.initiate();
   const auto c = *p.a.status("site").child;
   for (int t = 0; t < 125000; t += 500) {
     p.run_for(500, 500);
@@ -973,26 +973,18 @@ TEST_F(Quiet, ChildOfAReplacedIsakmpSaIsDeletedUnderTheNewestOne) {
     if (is_new_main_mode(pk) && pk.from.addr == kAddrA) (first ? second : first) = h->icookie;
     return !(second && pk.from.addr == kAddrA && h->icookie == *first);
   };
-  auto step = [&] {  // A first and delivered, then B
-    p.clock.t += Millis{500};
-    p.a.tick();
-    p.pump();
-    p.b.tick();
-    p.pump();
-  };
-  p.a.tick();
-  p.pump();
+  p.initiate();
   ASSERT_TRUE(first.has_value());
   const auto c1 = *p.a.status("site").child;
   // Rekeyed under #1, old pair deleted after the grace period, before #2 starts.
-  for (int t = 0; t < 60000; t += 500) step();
+  p.run_a_then_b_for(60000);
   ASSERT_FALSE(second.has_value());
   const auto c2 = *p.a.status("site").child;
   ASSERT_NE(c2.spi_in, c1.spi_in);
   expect_one_live_pair(p);
   // #2 with its own CHILD SA; #1 and its CHILD SA (c2) retired after the grace period.
   for (int t = 0; t < 40000; t += 500) {
-    step();
+    p.step_a_then_b();
     ASSERT_EQ(p.a.status("site").state, ConnState::kActive) << t;
     ASSERT_EQ(p.b.status("site").state, ConnState::kActive) << t;
   }
@@ -1022,8 +1014,7 @@ TEST_F(Quiet, InitialContactFromARestartedPeerRemovesItsStaleSas) {
   IkePolicy ike;
   IpsecPolicy ip;
   Pair p(ike, ip);
-  p.a.tick();
-  p.pump();
+  p.initiate();
   const auto old_b = *p.b.status("site").child;
   // A restarts without telling B: a fresh daemon and data plane, the same addresses.
   FakeInstaller ia2{0x5000};
@@ -1080,12 +1071,10 @@ TEST_F(Quiet, NatKeepalivesGoFromTheSideBehindTheNatEvery20s) {
       EXPECT_EQ(pk.from.port, 4500);  // as sent, before the NAT maps it
       (pk.from.addr == kAddrA ? ka_from_a : ka_from_b)++;
     }
-    if (pk.from.addr == kAddrA) pk.from.port = static_cast<std::uint16_t>(pk.from.port + 1000);
-    if (pk.to.addr == kAddrA) pk.to.port = static_cast<std::uint16_t>(pk.to.port - 1000);
+    napt_in_front_of_a(pk);
     return !ka;  // B's data plane would not pass them to IKE
   };
-  p.a.tick();
-  p.pump();
+  p.initiate();
   ASSERT_TRUE(p.a.status("site").child->udp_encap);
   p.run_for(61000, 500);
   EXPECT_GE(ka_from_a, 3);
@@ -1162,10 +1151,7 @@ TEST_F(Quiet, AcquireForAResponseOnlyConnectionWaitsForThePeer) {
   IpsecPolicy ip;
   Pair p(ike, ip);
   p.ib.events.push_back(acquire(9));  // B is response-only
-  for (int i = 0; i < 10; ++i) {
-    p.clock.t += Millis{1000};
-    p.b.tick();
-  }
+  p.tick_only_b_for(10);
   EXPECT_EQ(p.net.sent, 0);
   EXPECT_EQ(p.b.status("site").state, ConnState::kDown);
 }

@@ -17,57 +17,45 @@ IPSECGW=$(realpath "${1:?usage: e2e_static.sh IPSECGW_BINARY [esp|udp]}")
 mode=${2:-esp}
 case $mode in esp) encap=false ;; udp) encap=true ;; *) echo "mode must be esp or udp" >&2; exit 2 ;; esac
 PY=/usr/bin/python3
-if [ "$(id -u)" != 0 ]; then echo "SKIP: needs root (network namespaces)"; exit 77; fi
-
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+ig_require root
 trap 'ig_cleanup_all' EXIT
 trap 'exit 130' INT TERM
 
-fails=0
-step() { echo "---- $*"; }
-pass() { echo "ok   $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
-
 ig_init || exit 1
-for t in socat sha256sum; do command -v $t >/dev/null || { echo "FAIL: $t not installed"; exit 1; }; done
-$PY -c 'import scapy' 2>/dev/null || { echo "FAIL: $PY has no scapy (python3-scapy)"; exit 1; }
+ig_require_tools socat sha256sum scapy || exit 1
 ig_topology || { echo "FAIL: cannot build the namespace topology"; exit 1; }
 ig_write_static_configs "$IG_WORK" "$encap"
-"$IPSECGW" --check-config --config "$IG_WORK/gwA.yaml" >/dev/null ||
-  { echo "FAIL: generated config rejected"; "$IPSECGW" --check-config --config "$IG_WORK/gwA.yaml"; exit 1; }
+ig_check_config "$IG_WORK/gwA.yaml" || exit 1
 
-step "starting gateways ($mode)"
+ig_step "starting gateways ($mode)"
 ig_gw_start A "$IG_WORK/gwA.yaml" --stats-interval 1 || exit 1
 ig_gw_start B "$IG_WORK/gwB.yaml" --stats-interval 1 || exit 1
 ig_cap_start pub wan br0 || exit 1
 
-step "tunnel comes up"
-if ig_wait_ping hostA "$IG_HOST_B" 20; then pass "first ping hostA -> hostB"; else
-  fail "no ping reply hostA -> hostB within 20 s"; tail -20 "$(ig_gw_log A)" "$(ig_gw_log B)"; exit 1
+ig_step "tunnel comes up"
+if ig_wait_ping hostA "$IG_HOST_B" 20; then ig_pass "first ping hostA -> hostB"; else
+  ig_fail "no ping reply hostA -> hostB within 20 s"; tail -20 "$(ig_gw_log A)" "$(ig_gw_log B)"; exit 1
 fi
 
-step "ping both ways"
-for dir in "hostA $IG_HOST_B" "hostB $IG_HOST_A"; do
-  set -- $dir
-  out=$(timeout 20 ip netns exec "$(ig_ns "$1")" ping -n -c 5 -i 0.2 -W 2 "$2" 2>&1)
-  if grep -q ' 5 received' <<<"$out"; then pass "ping $1 -> $2: 5/5"; else fail "ping $1 -> $2: $(grep received <<<"$out")"; fi
-done
+ig_step "ping both ways"
+ig_ping_check "ping hostA -> $IG_HOST_B" hostA "$IG_HOST_B" 5
+ig_ping_check "ping hostB -> $IG_HOST_A" hostB "$IG_HOST_A" 5
 
-step "PMTU: DF set, too big for the tunnel -> ICMP frag-needed"
-out=$(timeout 15 ip netns exec "$(ig_ns hostA)" ping -n -M do -s 1472 -c 3 -i 0.3 -W 1 "$IG_HOST_B" 2>&1)
+ig_step "PMTU: DF set, too big for the tunnel -> ICMP frag-needed"
+out=$(timeout 15 ip netns exec "$(ig_ns hostA)" ping -n -M "do" -s 1472 -c 3 -i 0.3 -W 1 "$IG_HOST_B" 2>&1)
 rc=$?
 route=$(ig_exec hostA ip route get "$IG_HOST_B" 2>&1)
 if [ "$rc" != 0 ] && grep -qiE 'frag needed|message too long' <<<"$out" &&
    grep -qE 'mtu [0-9]+' <<<"$route"; then
   pmtu=$(sed -n 's/.*mtu \([0-9]*\).*/\1/p' <<<"$route" | head -1)
-  if [ "$pmtu" -lt 1500 ] && [ "$pmtu" -ge 1300 ]; then pass "ping -M do -s 1472 refused, learned PMTU $pmtu"
-  else fail "learned PMTU $pmtu not in 1300..1499"; fi
+  if [ "$pmtu" -lt 1500 ] && [ "$pmtu" -ge 1300 ]; then ig_pass "ping -M do -s 1472 refused, learned PMTU $pmtu"
+  else ig_fail "learned PMTU $pmtu not in 1300..1499"; fi
 else
-  fail "DF ping: rc=$rc, expected frag-needed; ping said: $(tr '\n' ' ' <<<"$out" | cut -c1-300); route: $route"
+  ig_fail "DF ping: rc=$rc, expected frag-needed; ping said: $(tr '\n' ' ' <<<"$out" | cut -c1-300); route: $route"
 fi
-out=$(timeout 15 ip netns exec "$(ig_ns hostA)" ping -n -M do -s 1300 -c 3 -i 0.2 -W 2 "$IG_HOST_B" 2>&1)
-if grep -q ' 3 received' <<<"$out"; then pass "ping -M do -s 1300 (fits the PMTU) delivered"; else fail "ping -M do -s 1300: $(grep received <<<"$out")"; fi
+ig_ping_check "ping -M do -s 1300 (fits the PMTU) delivered" hostA "$IG_HOST_B" 3 -M "do" -s 1300
 
 # The size: DPDK 22.11's net_af_packet joins its socket to a PACKET_FANOUT group with
 # PACKET_FANOUT_FLAG_DEFRAG, so the kernel hands it the sender's fragments REASSEMBLED, and its
@@ -75,50 +63,32 @@ if grep -q ' 3 received' <<<"$out"; then pass "ping -M do -s 1300 (fits the PMTU
 # real NICs pass fragments as they are). 1800 bytes is still well over the tunnel's MTU: the
 # gateway must fragment the inner packet before encrypting, and ping checks the echoed data.
 big=${IG_BIG_PING:-1800}
-step "DF clear: ${big}-byte pings (more than the tunnel MTU) delivered intact"
+ig_step "DF clear: ${big}-byte pings (more than the tunnel MTU) delivered intact"
 out=$(timeout 20 ip netns exec "$(ig_ns hostA)" ping -n -M dont -s "$big" -c 3 -i 0.3 -W 2 "$IG_HOST_B" 2>&1)
-if grep -q ' 3 received' <<<"$out" && ! grep -q 'wrong data' <<<"$out"; then pass "ping -M dont -s $big delivered 3/3"
-else fail "ping -M dont -s $big: $(grep -E 'received|wrong' <<<"$out")"; fi
+if grep -q ' 3 received' <<<"$out" && ! grep -q 'wrong data' <<<"$out"; then ig_pass "ping -M dont -s $big delivered 3/3"
+else ig_fail "ping -M dont -s $big: $(grep -E 'received|wrong' <<<"$out")"; fi
 
-step "1 MiB over TCP, both directions, sha256 compared"
-head -c 1048576 /dev/urandom >"$IG_WORK/send.bin"
-want=$(sha256sum <"$IG_WORK/send.bin" | cut -d' ' -f1)
-for dir in "hostA hostB $IG_HOST_B" "hostB hostA $IG_HOST_A"; do
-  set -- $dir
-  rm -f "$IG_WORK/recv.bin"
-  timeout 60 ip netns exec "$(ig_ns "$2")" socat -u TCP-LISTEN:5001,reuseaddr \
-    "OPEN:$IG_WORK/recv.bin,creat,trunc" </dev/null 2>"$IG_WORK/socat-l.err" &
-  lpid=$!
-  for i in $(seq 50); do ig_exec "$2" ss -ltn 2>/dev/null | grep -q ':5001 ' && break; sleep 0.1; done
-  timeout 60 ip netns exec "$(ig_ns "$1")" socat -u "OPEN:$IG_WORK/send.bin" \
-    "TCP:$3:5001,connect-timeout=10" 2>"$IG_WORK/socat-c.err"
-  crc=$?
-  wait "$lpid"; lrc=$?
-  got=$(sha256sum <"$IG_WORK/recv.bin" 2>/dev/null | cut -d' ' -f1)
-  if [ "$crc" = 0 ] && [ "$lrc" = 0 ] && [ "$got" = "$want" ]; then
-    pass "TCP $1 -> $2: 1048576 bytes, sha256 ${want:0:16}... matches"
-  else
-    fail "TCP $1 -> $2: sender rc=$crc receiver rc=$lrc, $(stat -c %s "$IG_WORK/recv.bin" 2>/dev/null || echo 0) bytes, sha256 ${got:-none} (want $want) $(cat "$IG_WORK"/socat-*.err)"
-  fi
-done
+ig_step "1 MiB over TCP, both directions, sha256 compared"
+ig_tcp_check hostA hostB "$IG_HOST_B"
+ig_tcp_check hostB hostA "$IG_HOST_A"
 
 ig_cap_stop pub
-step "public link: every frame ESP$([ "$encap" = true ] && echo '-in-UDP 4500'), decrypted by Scapy"
+ig_step "public link: every frame ESP$([ "$encap" = true ] && echo '-in-UDP 4500'), decrypted by Scapy"
 udp_flag=(); [ "$encap" = true ] && udp_flag=(--udp)
 if timeout 120 $PY "$here/verify_capture.py" "$(ig_cap_file pub)" --gw-a "$IG_A_PUB" --gw-b "$IG_B_PUB" \
      --net-a "$IG_NET_A" --net-b "$IG_NET_B" --sa-ab "$IG_SPI_AB:$IG_ENC_AB:$IG_AUTH_AB" \
      --sa-ba "$IG_SPI_BA:$IG_ENC_BA:$IG_AUTH_BA" "${udp_flag[@]}" --min-esp 100 --expect-tcp; then
-  pass "capture verified"
+  ig_pass "capture verified"
 else
-  fail "capture verification"
+  ig_fail "capture verification"
 fi
 
-step "gateways answer pings to their own addresses"
+ig_step "gateways answer pings to their own addresses"
 for t in "hostA $IG_A_PRIV" "hostB $IG_B_PRIV" "wan $IG_A_PUB" "wan $IG_B_PUB"; do
-  set -- $t
-  out=$(timeout 15 ip netns exec "$(ig_ns "$1")" ping -n -c 3 -i 0.2 -W 2 "$2" 2>&1)
-  if grep -qE ' [1-3] received' <<<"$out" && ig_exec "$1" ping -n -c 2 -i 0.2 -W 2 "$2" >/dev/null 2>&1
-  then pass "ping $1 -> $2"; else fail "ping $1 -> $2: $(grep received <<<"$out")"; fi
+  read -r ns dst <<<"$t"
+  out=$(timeout 15 ip netns exec "$(ig_ns "$ns")" ping -n -c 3 -i 0.2 -W 2 "$dst" 2>&1)
+  if grep -qE ' [1-3] received' <<<"$out" && ig_exec "$ns" ping -n -c 2 -i 0.2 -W 2 "$dst" >/dev/null 2>&1
+  then ig_pass "ping $ns -> $dst"; else ig_fail "ping $ns -> $dst: $(grep received <<<"$out")"; fi
 done
 
 # Sum of drop counters in the last "stats:" line of a gateway's log (printed every second).
@@ -131,7 +101,7 @@ drops_of() {  # drops_of A|B [reason]
   fi
 }
 
-step "malformed frames on the public link are counted and forwarding goes on"
+ig_step "malformed frames on the public link are counted and forwarding goes on"
 sleep 1.5
 before=$(drops_of A); before_nosa=$(drops_of A no_sa)
 mac=$(ig_exec gwA cat /sys/class/net/gA0/address)
@@ -151,26 +121,23 @@ PY
 sleep 2.5
 after=$(drops_of A); after_nosa=$(drops_of A no_sa)
 if [ $((after - before)) -ge 20 ] && [ $((after_nosa - before_nosa)) -ge 5 ]; then
-  pass "gwA drops +$((after - before)) (no_sa +$((after_nosa - before_nosa)))"
+  ig_pass "gwA drops +$((after - before)) (no_sa +$((after_nosa - before_nosa)))"
 else
-  fail "gwA drops before $before after $after, no_sa before $before_nosa after $after_nosa (want +25, no_sa +5): $(grep '^stats:' "$(ig_gw_log A)" | tail -1)"
+  ig_fail "gwA drops before $before after $after, no_sa before $before_nosa after $after_nosa (want +25, no_sa +5): $(grep '^stats:' "$(ig_gw_log A)" | tail -1)"
 fi
-out=$(timeout 20 ip netns exec "$(ig_ns hostA)" ping -n -c 5 -i 0.2 -W 2 "$IG_HOST_B" 2>&1)
-if grep -q ' 5 received' <<<"$out"; then pass "still forwarding: ping hostA -> hostB 5/5"; else fail "after injection: $(grep received <<<"$out")"; fi
+ig_ping_check "still forwarding: ping hostA -> hostB" hostA "$IG_HOST_B" 5
 
-step "SIGTERM: clean stop with counters"
+ig_step "SIGTERM: clean stop with counters"
 for x in A B; do
   ig_gw_stop "$x"
   log=$(ig_gw_log "$x")
   if [ "${IG_GW_RC[$x]}" = 0 ] && grep -q '=== ipsecgw counters ===' "$log"; then
-    pass "gw$x exit 0 with report"
+    ig_pass "gw$x exit 0 with report"
   else
-    fail "gw$x exit ${IG_GW_RC[$x]}, report $(grep -c '=== ipsecgw counters ===' "$log")"; tail -30 "$log"
+    ig_fail "gw$x exit ${IG_GW_RC[$x]}, report $(grep -c '=== ipsecgw counters ===' "$log")"; tail -30 "$log"
   fi
 done
 echo "---- gwA final counters"
 sed -n '/=== ipsecgw counters ===/,$p' "$(ig_gw_log A)" | head -60
 
-if [ "$fails" = 0 ]; then echo "PASS e2e_static ($mode)"; exit 0; fi
-echo "FAIL e2e_static ($mode): $fails check(s) failed"; IG_KEEP=1
-exit 1
+ig_finish "e2e_static ($mode)"

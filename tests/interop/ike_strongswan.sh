@@ -16,6 +16,7 @@
 #                                        wrong-psk | wrong-psk-we-initiate | peer-reboot | dpd-hold | dpd-restart | all
 # env:   IKE_UDP_PEER=path/to/ike_udp_peer (meson sets it), PN_KEEP=1 keeps the work dir.
 # Exit: 0 pass, 1 fail (messages on stderr say which check), 77 skip (not root, no charon).
+# shellcheck disable=SC2015  # "check && ... || fail ...": pass and pn_log return 0
 set -u
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,6 +37,7 @@ PSK=interop-psk-$$-secret
 OUR_PID=
 FAILS=0
 
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
 	if [ -n "$OUR_PID" ]; then kill -TERM "$OUR_PID" 2>/dev/null; wait "$OUR_PID" 2>/dev/null; fi
 	pn_cleanup_all
@@ -77,16 +79,32 @@ start_ours() {
 }
 wait_ours() { local rc=0; wait "$OUR_PID" || rc=$?; OUR_PID=; return $rc; }
 
+# our_status NAME OUTFILE : our last status line; spi_of in|out LINE ; first_spi_in OUTFILE
+our_status() { grep "^connection $1: " "$2" | tail -1; }
+spi_of() { sed -n "s/.* spi_$1=\([0-9a-f]*\).*/\1/p" <<<"$2"; }
+first_spi_in() { grep -m1 '^SA add inbound' "$1" | sed 's/.* spi=\([0-9a-f]*\).*/\1/'; }
+
+# check_new_sa NAME OUTFILE OLD_SPI_IN WHEN : ACTIVE again WHEN with another inbound SPI, which
+# the restarted charon holds as its outbound one. Sets ST (our status line).
+check_new_sa() {
+	local name=$1 out=$2 first=$3 when=$4 sas
+	ST=$(our_status "$name" "$out")
+	[[ $ST == "connection $name: ACTIVE "* ]] || fail "$name: not ACTIVE $when: $ST"
+	[[ $ST == *"spi_in=$first "* ]] && fail "$name: still the old inbound SPI $when: $ST"
+	sas=$(pn_swanctl ss --list-sas 2>&1)
+	grep -q "^    out $(spi_of in "$ST")," <<<"$sas" ||
+		fail "$name: the restarted charon does not have our new CHILD SA: $sas"
+}
+
 # check_established NAME IKE ESP ROLE_OF_STRONGSWAN OUTFILE KEYSFILE
 check_established() {
 	local name=$1 ike=$2 esp=$3 ssrole=$4 out=$5 keys=$6
 	local ok=0 sas st our_in our_out ss_in ss_out
 	IFS=- read -r ic ih ig <<<"$ike"
 	IFS=- read -r ec eh eg <<<"$esp"
-	st=$(grep "^connection $name: " "$out" | tail -1)
+	st=$(our_status "$name" "$out")
 	[[ $st == "connection $name: ACTIVE "* ]] || { fail "$name: our status is '$st'"; return 1; }
-	our_in=$(sed -n 's/.* spi_in=\([0-9a-f]*\).*/\1/p' <<<"$st")
-	our_out=$(sed -n 's/.* spi_out=\([0-9a-f]*\).*/\1/p' <<<"$st")
+	our_in=$(spi_of in "$st"); our_out=$(spi_of out "$st")
 	grep -q 'udp_encap=1 peer_port=4500' <<<"$st" || fail "$name: expected UDP encapsulation to port 4500 (libipsec fakes NAT): $st" || ok=1
 	[ "$(grep -c "^SA add .*udp_encap=1 local=$US_IP:4500 peer=$SS_IP:4500 local_subnet=$US_NET peer_subnet=$SS_NET" "$out")" = 2 ] ||
 		fail "$name: expected 2 UDP-encapsulated SAs on 4500 with our subnets: $(grep '^SA add' "$out")" || ok=1
@@ -234,16 +252,16 @@ case_wrong_psk_we_initiate() {
 # §4.6.3.3). We must replace the old SAs cleanly: the old inbound/outbound SAs deleted once
 # each, the new pair installed, ACTIVE with the new SPIs that the restarted charon holds.
 case_peer_reboot() {
-	local name=peer-reboot out="$PN_WORK/ours-peer-reboot" rc=0 first st sas ss_args
+	local name=peer-reboot out="$PN_WORK/ours-peer-reboot" rc=0 first ss_args
 	PSK_OURS=$PSK
 	# a concrete remote id: strongSwan sends INITIAL_CONTACT only to a peer it can name
-	ss_args=(role=initiator local_addr=$SS_IP remote_addr=$US_IP remote_id=$US_IP
-		local_ts=$SS_NET remote_ts=$US_NET psk="$PSK")
+	ss_args=(role=initiator local_addr="$SS_IP" remote_addr="$US_IP" remote_id="$US_IP"
+		local_ts="$SS_NET" remote_ts="$US_NET" psk="$PSK")
 	pn_ss_start ss ss "${ss_args[@]}" || { fail "$name: charon did not start"; return 1; }
 	start_ours "$name" --responder-only "$out" --duration 25 || { pn_ss_stop ss; return 1; }
 	pn_ss_initiate ss 20 || fail "$name: first initiate failed: $(cat "$(pn_ss_dir ss)/initiate.out")"
 	wait_for "$out" '^state ACTIVE' 20 || { fail "$name: never ACTIVE: $(tail -5 "$out.log")"; pn_ss_stop ss; return 1; }
-	first=$(grep -m1 '^SA add inbound' "$out" | sed 's/.* spi=\([0-9a-f]*\).*/\1/')
+	first=$(first_spi_in "$out")
 	pn_ss_kill ss
 	pn_ss_start ss ss "${ss_args[@]}" || { fail "$name: charon did not restart"; return 1; }
 	pn_ss_initiate ss 20 || fail "$name: initiate after restart failed: $(cat "$(pn_ss_dir ss)/initiate.out")"
@@ -257,13 +275,8 @@ case_peer_reboot() {
 	[ "$(grep -c "^SA del inbound spi=$first" "$out")" = 1 ] || fail "$name: old inbound SA $first not deleted exactly once: $(grep '^SA del' "$out")"
 	[ "$(grep -c '^SA del' "$out")" -ge 1 ] && [ "$(grep -c '^SA del inbound' "$out")" = 1 ] ||
 		fail "$name: the new inbound SA was deleted too: $(grep '^SA del' "$out")"
-	st=$(grep "^connection $name: " "$out" | tail -1)
-	[[ $st == "connection $name: ACTIVE "* ]] || fail "$name: not ACTIVE after the reboot: $st"
-	[[ $st == *"spi_in=$first "* ]] && fail "$name: still the old inbound SPI: $st"
-	sas=$(pn_swanctl ss --list-sas 2>&1)
-	grep -q "^    out $(sed -n 's/.* spi_in=\([0-9a-f]*\).*/\1/p' <<<"$st")," <<<"$sas" ||
-		fail "$name: the restarted charon does not have our new CHILD SA: $sas"
-	[ "$FAILS" = 0 ] && pass "$name: old SAs (in $first) replaced after strongSwan restarted: $st"
+	check_new_sa "$name" "$out" "$first" "after the reboot"
+	[ "$FAILS" = 0 ] && pass "$name: old SAs (in $first) replaced after strongSwan restarted: $ST"
 	pn_ss_stop ss
 }
 
@@ -288,7 +301,7 @@ wait_for() {
 case_dpd() {
 	local action=$1 name=dpd-$1 out="$PN_WORK/ours-dpd-$1" rc=0 log first ss_args
 	PSK_OURS=$PSK
-	ss_args=(role=responder local_addr=$SS_IP remote_addr=$US_IP local_ts=$SS_NET remote_ts=$US_NET
+	ss_args=(role=responder local_addr="$SS_IP" remote_addr="$US_IP" local_ts="$SS_NET" remote_ts="$US_NET"
 		psk="$PSK" dpd_timeout=30s keylog=yes)
 	if [ "$action" = hold ]; then ss_args+=(dpd_delay=0s); else ss_args+=(dpd_delay=2s); fi
 	pn_ss_start ss ss "${ss_args[@]}" || { fail "$name: charon did not start"; return 1; }
@@ -300,7 +313,7 @@ case_dpd() {
 			--until-active 90 --active-count 2 --linger 2 --keys-out "$PN_WORK/keys-$name" || return 1
 	fi
 	wait_for "$out" '^state ACTIVE' 20 || { fail "$name: never ACTIVE: $(tail -5 "$out.log")"; return 1; }
-	first=$(grep -m1 '^SA add inbound' "$out" | sed 's/.* spi=\([0-9a-f]*\).*/\1/')
+	first=$(first_spi_in "$out")
 	sleep 10   # > our interval + timeout: only answered probes keep it up
 	log=$(pn_ss_log ss)
 	grep -q '^state ERROR' "$out" && fail "$name: connection failed while strongSwan was alive: $(tail -5 "$out.log")"
@@ -332,12 +345,7 @@ case_dpd() {
 			fail "$name: status is not 'ERROR dead peer detected (DPD)': $(grep '^connection' "$out")"
 		[ "$(grep -c '^SA add' "$out")" = 2 ] || fail "$name: hold must not re-establish"
 	else
-		local st sas; st=$(grep "^connection $name: " "$out" | tail -1)
-		[[ $st == "connection $name: ACTIVE "* ]] || fail "$name: not ACTIVE again after restart: $st"
-		[[ $st == *"spi_in=$first "* ]] && fail "$name: same inbound SPI after restart"
-		sas=$(pn_swanctl ss --list-sas 2>&1)
-		grep -q "^    out $(sed -n 's/.* spi_in=\([0-9a-f]*\).*/\1/p' <<<"$st")," <<<"$sas" ||
-			fail "$name: the restarted charon does not have our new CHILD SA: $sas"
+		check_new_sa "$name" "$out" "$first" "after restart"
 	fi
 	[ "$FAILS" = 0 ] && pass "$name: DPD against strongSwan ($action)"
 	pn_ss_stop ss
@@ -373,11 +381,10 @@ case_rekey() {
 	# every replaced inbound SA but the current one was deleted
 	[ "$(grep -c '^SA del inbound' "$out")" = $((adds - 1)) ] ||
 		fail "$name: $adds inbound SAs added but $(grep -c '^SA del inbound' "$out") deleted (want $((adds - 1)))"
-	st=$(grep "^connection $name: " "$out" | tail -1)
+	st=$(our_status "$name" "$out")
 	[[ $st == "connection $name: ACTIVE "* ]] || fail "$name: final status '$st'"
-	our_in=$(sed -n 's/.* spi_in=\([0-9a-f]*\).*/\1/p' <<<"$st")
-	our_out=$(sed -n 's/.* spi_out=\([0-9a-f]*\).*/\1/p' <<<"$st")
-	[ "$our_in" != "$(grep -m1 '^SA add inbound' "$out" | sed 's/.* spi=\([0-9a-f]*\).*/\1/')" ] ||
+	our_in=$(spi_of in "$st"); our_out=$(spi_of out "$st")
+	[ "$our_in" != "$(first_spi_in "$out")" ] ||
 		fail "$name: inbound SPI never changed"
 	sas=$(pn_swanctl ss --list-sas 2>&1)
 	printf '%s\n' "$sas" >"$PN_WORK/list-sas-$name"
