@@ -144,12 +144,18 @@ class alignas(64) OutboundBurst {
     b_.fill(inner_);
     for (auto& s : sas_) s = sa_;
   }
-  // Returns the packets esp_outbound reports good (kBurst when all went through).
-  unsigned run() noexcept {
+  // What run() does before esp_outbound, standing in for RX delivering fresh inner packets:
+  // mbuf offsets and lengths reset, the 20-byte inner header rewritten (the last round left
+  // ciphertext there), the sequence number kept far from exhaustion.
+  void prep() noexcept {
     b_.reset(len_);
     for (rte_mbuf* x : b_.m) std::memcpy(rte_pktmbuf_mtod(x, void*), inner_.data(), 20);
     if (sa_->seq_next.load(std::memory_order_relaxed) > 0x80000000u)
       sa_->seq_next.store(1, std::memory_order_relaxed);
+  }
+  // Returns the packets esp_outbound reports good (kBurst when all went through).
+  unsigned run() noexcept {
+    prep();
     return dp::esp_outbound(engine_, b_.m, sas_, stats_);
   }
   rte_mbuf* first() const noexcept { return b_.m[0]; }

@@ -325,20 +325,20 @@ def print_paired(paired):
     print(hdr)
     print("-" * len(hdr))
     missed = 0
-    inbound_seen = False
+    adj_seen = False
     for n in sorted(paired, key=key):
         v = paired[n]
         direction, _, size = key(n)
         inbound = bool(direction)
         ratio = v.get("ratio")
-        adj = v.get("adj") if inbound else None
+        adj = v.get("adj")
         lo, hi = v.get("ratio_p10"), v.get("ratio_p90")
         spread = f"{lo:.3f}-{hi:.3f}" if lo is not None and hi is not None else "-"
         target = TARGETS.get(size)
-        # Inbound is judged without the per-burst copy (adj) when the run measured it.
+        # Judged without the per-burst RX stand-in (adj) when the run measured it.
         judged = adj if adj is not None else ratio
-        if inbound:
-            inbound_seen = True
+        if adj is not None:
+            adj_seen = True
         if target is None:
             result = "(no target)"
         elif judged is None:
@@ -348,7 +348,7 @@ def print_paired(paired):
         else:
             result = "MISSED"
             missed += 1
-        if target is not None and inbound and adj is None:
+        if target is not None and adj is None:
             result += " (on ratio: no adj)"
         rounds = v.get("rounds")
         print(f"{n:37} {fmt_pps(v.get('ours_pps')):>11} {fmt_pps(v.get('raw_pps')):>11} "
@@ -359,10 +359,11 @@ def print_paired(paired):
           "timed with the TSC;")
     print("ratio = t_raw / t_ours per round, median and 10th-90th percentile over rounds; "
           "raw = BM_RawIpsecMb's burst (outbound), BM_RawIpsecMbDecrypt's (inbound).")
-    if inbound_seen:
-        print("adj: inbound per round without the per-burst template copy + replay reset "
-              "(t_raw / (t_ours - t_prep)), which stands in for RX delivering a fresh packet; "
-              "inbound ok/MISSED is judged on adj.")
+    if adj_seen:
+        print("adj: per round without the per-burst preparation that stands in for RX "
+              "delivering fresh packets (t_raw / (t_ours - t_prep)): inbound the template copy "
+              "+ replay reset, outbound the offset reset + inner-header rewrite; "
+              "ok/MISSED is judged on adj.")
     return missed
 
 
