@@ -3,7 +3,8 @@
 //
 // Order (RFC 4303 §3.4.3-3.4.4): lengths, encapsulation, replay pre-check, ICV (constant time,
 // in the engine) for the whole burst, then the replay window update, padding, next header,
-// inner header and selectors. Nothing reads the plaintext of a packet whose ICV failed.
+// inner header and selectors, each good packet stripped and counted per run of one SA (volume
+// limits checked per run). Nothing reads the plaintext of a packet whose ICV failed.
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_ip.h>
@@ -231,10 +232,49 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   // masks are taken once per run of packets of one SA (Ipv4Prefix::contains, unrolled).
   const Sa* sel_sa = nullptr;
   Ipv4 peer_mask = 0, peer_net = 0, local_mask = 0, local_net = 0;
+  // Volume limits and counters per run of consecutive ops of one SA, flushed when the SA changes:
+  // good packets are stripped and counted as they pass; a run that turns out not to be clear of
+  // the limits (rare: a soft or hard limit is crossed inside it) is walked again packet by packet.
+  const std::uint64_t now = o != 0 ? rte_rdtsc() : 0;
+  Sa* run_sa = nullptr;
+  unsigned run_first = 0;
+  std::uint64_t run_k = 0, run_bytes = 0;
+  auto flush_run = [&](unsigned run_end) {
+    if (run_k == 0) return;
+    Sa* sa = run_sa;
+    const std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
+    const std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
+    std::uint64_t p = run_k, b = run_bytes;
+    if (!run_clear_of_limits(*sa, p0, b0, run_k, run_bytes)) [[unlikely]] {
+      p = b = 0;
+      for (unsigned x = run_first; x < run_end; ++x) {
+        const unsigned i = op_pkt[x];
+        if (verdict[i] != kGood) continue;
+        if (!within_limits(*sa, p0 + p, b0 + b, inner_len[i])) {
+          fail(i, sa, DropReason::kSaDown);  // already stripped: dropped all the same
+          continue;
+        }
+        ++p;
+        b += inner_len[i];
+      }
+      if (p == 0) return;
+    }
+    sa->counters.packets.fetch_add(p, std::memory_order_relaxed);
+    sa->counters.bytes.fetch_add(b, std::memory_order_relaxed);
+    sa->counters.last_used_tsc.store(now, std::memory_order_relaxed);
+    st.esp_in_packets += p;
+    st.esp_in_bytes += b;
+  };
   for (unsigned k = 0; k < o; ++k) {
     const unsigned i = op_pkt[k];
     Sa* sa = sas[i];
     const crypto::EspCryptoOp& op = ops[k];
+    if (sa != run_sa) {
+      flush_run(k);
+      run_sa = sa;
+      run_first = k;
+      run_k = run_bytes = 0;
+    }
     switch (op.status) {
       case crypto::OpStatus::kOk: break;
       case crypto::OpStatus::kBadIcv: fail(i, sa, DropReason::kBadIcv); continue;
@@ -298,53 +338,16 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
       inner->hdr_checksum = rte_ipv4_cksum(inner);
     }
     inner_len[i] = ilen;
+    // Single segment (linearized in phase 1): strip the outer headers and the ESP trailer and
+    // ICV by moving the data window (rte_pktmbuf_adj + trim, without their re-checks).
+    rte_mbuf* m = pkts[i];
+    m->data_off = static_cast<std::uint16_t>(m->data_off + strip[i]);
+    m->data_len = static_cast<std::uint16_t>(ilen);
+    m->pkt_len = ilen;
+    ++run_k;
+    run_bytes += ilen;
   }
-
-  // (4) Volume limits and counters per run of one SA; strip the good packets.
-  const std::uint64_t now = o != 0 ? rte_rdtsc() : 0;
-  for (unsigned i = 0; i < n;) {
-    Sa* sa = sas[i];
-    // The run [i, j) of one SA, with its good packets' count and inner bytes, in one pass.
-    std::uint64_t k = 0, run_bytes = 0;
-    unsigned j = i;
-    do {
-      if (verdict[j] == kGood) {
-        ++k;
-        run_bytes += inner_len[j];
-      }
-      ++j;
-    } while (j < n && sas[j] == sa);
-    if (sa != nullptr) {
-      const std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
-      const std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
-      // Common case: the whole run is clear of the limits, no per-packet check.
-      const bool clear = run_clear_of_limits(*sa, p0, b0, k, run_bytes);
-      std::uint64_t p = 0, b = 0;
-      for (unsigned x = i; x < j; ++x) {
-        if (verdict[x] != kGood) continue;
-        if (!clear && !within_limits(*sa, p0 + p, b0 + b, inner_len[x])) {
-          fail(x, sa, DropReason::kSaDown);
-          continue;
-        }
-        ++p;
-        b += inner_len[x];
-        // Single segment (linearized in phase 1): strip the outer headers and the ESP trailer
-        // and ICV by moving the data window (rte_pktmbuf_adj + trim, without their re-checks).
-        rte_mbuf* m = pkts[x];
-        m->data_off = static_cast<std::uint16_t>(m->data_off + strip[x]);
-        m->data_len = static_cast<std::uint16_t>(inner_len[x]);
-        m->pkt_len = inner_len[x];
-      }
-      if (p != 0) {
-        sa->counters.packets.fetch_add(p, std::memory_order_relaxed);
-        sa->counters.bytes.fetch_add(b, std::memory_order_relaxed);
-        sa->counters.last_used_tsc.store(now, std::memory_order_relaxed);
-        st.esp_in_packets += p;
-        st.esp_in_bytes += b;
-      }
-    }
-    i = j;
-  }
+  flush_run(o);
   return partition_burst(pkts.data(), verdict, total_n);
 }
 

@@ -589,6 +589,9 @@ TEST_F(EspInbound, HardPacketLimitStopsTheSa) {
   std::vector<rte_mbuf*> ms;
   EXPECT_EQ(decrypt_burst(in_.get(), outs, st, ms), 2);
   EXPECT_EQ(st.dropped(DropReason::kSaDown), 1u);
+  EXPECT_EQ(in_->counters.packets.load(), 2u) << "the two packets within the limit are counted";
+  EXPECT_EQ(in_->counters.drops[static_cast<unsigned>(DropReason::kSaDown)].load(), 1u);
+  EXPECT_EQ(st.esp_in_packets, 2u);
   EXPECT_TRUE(in_->dead.load());
   EXPECT_TRUE(in_->events.load() & kEvHardLimit);
 }
