@@ -17,7 +17,7 @@ IPSECGW=$(realpath "${1:?usage: e2e_static.sh IPSECGW_BINARY [esp|udp]}")
 mode=${2:-esp}
 case $mode in esp) encap=false ;; udp) encap=true ;; *) echo "mode must be esp or udp" >&2; exit 2 ;; esac
 PY=/usr/bin/python3
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 ig_require root
 trap 'ig_cleanup_all' EXIT

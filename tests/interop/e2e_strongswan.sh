@@ -29,7 +29,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 IPSECGW=$(realpath "${1:?usage: e2e_strongswan.sh IPSECGW_BINARY CASE}")
 CASE=${2:?case: ss-initiates | we-initiate | wrong-psk}
 PY=/usr/bin/python3
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"             # and peer-lib.sh, for charon
 ig_require root
 ig_require strongswan

@@ -40,7 +40,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 IPSECGW=$(realpath "${1:?usage: e2e_strongswan_ext.sh IPSECGW_BINARY CASE}")
 CASE=${2:?case: sweep | nat | nat-peer | dpd-restart | dpd-hold | rekey}
 PY=/usr/bin/python3
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"             # and peer-lib.sh, for charon
 ig_require root
 ig_require strongswan

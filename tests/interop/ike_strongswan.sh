@@ -27,6 +27,7 @@ PEER_BIN=${IKE_UDP_PEER:-}
 [ -x /usr/lib/ipsec/charon ] && [ -x /usr/sbin/swanctl ] || { echo "SKIP: strongSwan charon/swanctl not installed" >&2; exit 77; }
 
 PN_TAG=ike$$
+# shellcheck source-path=SCRIPTDIR source=peer-lib.sh
 . "$HERE/peer-lib.sh"
 
 US_IP=192.0.2.1

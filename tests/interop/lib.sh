@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash source-path=SCRIPTDIR
 # tests/interop/lib.sh -- network-namespace helpers for ipsecgw end-to-end tests and the demo.
 # Source from bash. Built on peer-lib.sh (sourced here; a copy of /work/shared/peer's): its
 # namespaces, veths and captures, and charon for the strongSwan tests (same tag, same work dir).
