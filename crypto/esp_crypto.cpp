@@ -345,8 +345,10 @@ inline void complete_job(const IMB_JOB* job) noexcept {
   }
   if constexpr (decrypt) {
     // RFC 4303 §3.4.4.1: constant-time ICV check; mismatch => the packet is dropped.
-    op->status = icv_equal(op->computed_icv, op->icv, op->ks->icv_bytes) ? OpStatus::kOk
-                                                                          : OpStatus::kBadIcv;
+    // The length from the job just completed (in cache), not through op->ks.
+    op->status = icv_equal(op->computed_icv, op->icv, job->auth_tag_output_len_in_bytes)
+                     ? OpStatus::kOk
+                     : OpStatus::kBadIcv;
   } else {
     op->status = OpStatus::kOk;
   }
