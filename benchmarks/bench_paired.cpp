@@ -30,6 +30,11 @@
 // entries; nothing allocates inside the loop) and reduced after it. User counters:
 //   ratio, ratio_p10, ratio_p90   median, 10th and 90th percentile of the per-round ratio
 //   adj, adj_p10, adj_p90         the same for adj (rounds with t_ours <= t_prep skipped)
+//   sym, sym_p10, sym_p90         inbound: the raw decrypt also given freshly copied input
+//                                 (raw_fresh: the copy, then the burst; raw_prep: the copy
+//                                 alone), sym = (t_raw_fresh - t_raw_prep) / (t_ours - t_prep):
+//                                 both sides start from the same cache state, without the copy
+//   raw_fresh_pps                 inbound: median per-round rate of raw_fresh
 //   ours_pps, raw_pps, prep_pps   median per-round packet rates of each side
 //   rounds                        rounds measured
 // No items/bytes counters: the benchmark's own time covers all sides together and means nothing.
@@ -70,10 +75,15 @@ double quantile(std::vector<double>& v, double q) {
 // The per-round TSC ticks of each side, reserved for the whole run before the timing loop.
 struct Rounds {
   std::vector<std::uint64_t> ours, raw, prep;
-  Rounds(benchmark::IterationCount n, bool with_prep) {
+  std::vector<std::uint64_t> raw_fresh, raw_prep;  // inbound only (sym)
+  Rounds(benchmark::IterationCount n, bool with_prep, bool with_fresh = false) {
     ours.reserve(static_cast<std::size_t>(n));
     raw.reserve(static_cast<std::size_t>(n));
     if (with_prep) prep.reserve(static_cast<std::size_t>(n));
+    if (with_fresh) {
+      raw_fresh.reserve(static_cast<std::size_t>(n));
+      raw_prep.reserve(static_cast<std::size_t>(n));
+    }
   }
 };
 
@@ -101,16 +111,24 @@ void set_quantiles(benchmark::State& state, const std::string& name, std::vector
 
 void set_counters(benchmark::State& state, const Rounds& r) {
   const auto hz = static_cast<double>(rte_get_tsc_hz());
-  std::vector<double> ratio, adj;
+  std::vector<double> ratio, adj, sym;
   ratio.reserve(r.ours.size());
   adj.reserve(r.prep.size());
+  sym.reserve(r.raw_fresh.size());
   for (std::size_t i = 0; i < r.ours.size(); ++i) {
     ratio.push_back(static_cast<double>(r.raw[i]) / static_cast<double>(r.ours[i]));
     if (i < r.prep.size() && r.ours[i] > r.prep[i])
       adj.push_back(static_cast<double>(r.raw[i]) / static_cast<double>(r.ours[i] - r.prep[i]));
+    if (i < r.raw_fresh.size() && r.ours[i] > r.prep[i] && r.raw_fresh[i] > r.raw_prep[i])
+      sym.push_back(static_cast<double>(r.raw_fresh[i] - r.raw_prep[i]) /
+                    static_cast<double>(r.ours[i] - r.prep[i]));
   }
   set_quantiles(state, "ratio", ratio);
   if (!r.prep.empty()) set_quantiles(state, "adj", adj);
+  if (!r.raw_fresh.empty()) {
+    set_quantiles(state, "sym", sym);
+    set_rate(state, "raw_fresh_pps", r.raw_fresh, hz);
+  }
   set_rate(state, "ours_pps", r.ours, hz);
   set_rate(state, "raw_pps", r.raw, hz);
   if (!r.prep.empty()) set_rate(state, "prep_pps", r.prep, hz);
@@ -197,6 +215,8 @@ void bm_paired_inbound(benchmark::State& state, crypto::CipherAlg c, crypto::Int
     return;
   }
   RawIpsecMb raw(c, a, len, kBurst);
+  raw.save_fresh();
+  const std::size_t fresh_bytes = ours.outer_len();  // what ours' prep copies per packet
   const auto ours_side = [&ours]() noexcept {
     unsigned bad = 0;
     for (unsigned i = 0; i < kRoundBursts; ++i) bad += ours.run() != kBurst;
@@ -206,6 +226,22 @@ void bm_paired_inbound(benchmark::State& state, crypto::CipherAlg c, crypto::Int
     unsigned bad = 0;
     for (unsigned i = 0; i < kRoundBursts; ++i) bad += raw.decrypt_burst() != kBurst;
     return bad;
+  };
+  // The raw decrypt on freshly copied input, as ours gets (sym), and that copy alone.
+  const auto raw_fresh_side = [&raw, fresh_bytes]() noexcept {
+    unsigned bad = 0;
+    for (unsigned i = 0; i < kRoundBursts; ++i) {
+      raw.fresh(fresh_bytes);
+      bad += raw.decrypt_burst() != kBurst;
+    }
+    return bad;
+  };
+  const auto raw_prep_side = [&raw, fresh_bytes]() noexcept {
+    for (unsigned i = 0; i < kRoundBursts; ++i) {
+      raw.fresh(fresh_bytes);
+      benchmark::ClobberMemory();
+    }
+    return 0u;
   };
   // The copy + replay reset of ours.run() alone (into the same mbufs: the next ours burst
   // copies its templates in again before decrypting).
@@ -227,19 +263,23 @@ void bm_paired_inbound(benchmark::State& state, crypto::CipherAlg c, crypto::Int
   }
   unsigned prep_bad = 0;
   (void)timed(prep_side, prep_bad);
-  Rounds r(state.max_iterations, true);
+  (void)timed(raw_prep_side, prep_bad);
+  Rounds r(state.max_iterations, true, true);
   unsigned ours_bad = 0, raw_bad = 0;
   std::uint64_t round = 0;
   for (auto _ : state) {
-    std::uint64_t t_ours, t_raw;
+    std::uint64_t t_ours, t_raw, t_fresh;
     if ((round++ & 1) == 0) {
       t_ours = timed(ours_side, ours_bad);
       t_raw = timed(raw_side, raw_bad);
+      t_fresh = timed(raw_fresh_side, raw_bad);
     } else {
+      t_fresh = timed(raw_fresh_side, raw_bad);
       t_raw = timed(raw_side, raw_bad);
       t_ours = timed(ours_side, ours_bad);
     }
     const std::uint64_t t_prep = timed(prep_side, prep_bad);
+    const std::uint64_t t_raw_prep = timed(raw_prep_side, prep_bad);
     if (ours_bad != 0 || raw_bad != 0) {
       state.SkipWithError(ours_bad != 0 ? "inbound dropped packets" : "ipsec-mb job failed");
       break;
@@ -247,6 +287,8 @@ void bm_paired_inbound(benchmark::State& state, crypto::CipherAlg c, crypto::Int
     r.ours.push_back(t_ours);
     r.raw.push_back(t_raw);
     r.prep.push_back(t_prep);
+    r.raw_fresh.push_back(t_fresh);
+    r.raw_prep.push_back(t_raw_prep);
   }
   if (ours_bad == 0 && raw_bad == 0) set_counters(state, r);
 }

@@ -86,6 +86,17 @@ class RawIpsecMb {
   // to scratch after the ICV and is not compared. Returns the number completed.
   std::size_t decrypt_burst() noexcept { return run_burst(true); }
 
+  // Fresh input, as RX would deliver it: save_fresh() keeps a copy of every buffer, fresh()
+  // copies the first `bytes` of each back (at most the buffer stride) before a burst. Used by the
+  // paired inbound benchmark so that the raw decrypt, like ours, starts from freshly written
+  // ciphertext instead of decrypting its own hot output again.
+  void save_fresh() { fresh_.assign(base_, base_ + stride_ * burst_); }
+  void fresh(std::size_t bytes) noexcept {
+    const std::size_t n = bytes < stride_ ? bytes : stride_;
+    for (std::size_t i = 0; i < burst_; ++i)
+      std::memcpy(base_ + i * stride_, fresh_.data() + i * stride_, n);
+  }
+
   std::size_t cipher_len() const noexcept { return cipher_len_; }
   std::size_t auth_len() const noexcept { return kHdr + cipher_len_; }
   std::size_t burst() const noexcept { return burst_; }
@@ -137,6 +148,7 @@ class RawIpsecMb {
   std::size_t stride_;
   std::vector<std::uint8_t> buf_;
   std::uint8_t* base_ = nullptr;
+  std::vector<std::uint8_t> fresh_;
 };
 
 }  // namespace ipsecgw::bench
