@@ -430,7 +430,8 @@ int main(int argc, char** argv) {
       for (const auto& c : cfg->ipsec_site_connections)
         if (c.manual_keys && c.admin_state_up)
           static_rows.push_back({c.name, ipsecgw::dp::format_ipv4(c.peer_address), "STATIC",
-                                 "manual keys"});
+                                 "manual keys", c.manual_keys->inbound.spi,
+                                 c.manual_keys->outbound.spi, c.manual_keys->udp_encap});
       auto confs = ipsecgw::app::ike_connection_configs(*cfg);
       if (!confs.empty()) {
         ike = std::make_unique<ipsecgw::ike::Daemon>(gw->datagram_sender(), gw->installer(),

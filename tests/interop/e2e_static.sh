@@ -43,6 +43,19 @@ ig_step "ping both ways"
 ig_ping_check "ping hostA -> $IG_HOST_B" hostA "$IG_HOST_B" 5
 ig_ping_check "ping hostB -> $IG_HOST_A" hostB "$IG_HOST_A" 5
 
+ig_step "telemetry: the static connection with its SPIs"
+conn=$(ig_telemetry /ipsecgw/connections A)
+if /usr/bin/python3 - "$conn" "$((IG_SPI_BA))" "$((IG_SPI_AB))" "$encap" <<'PY'
+import json, sys
+c = json.loads(sys.argv[1])["/ipsecgw/connections"]
+want = {"count": 1, "name": ["site-a-tunnel"], "state": ["STATIC"], "spi_in": [int(sys.argv[2])],
+        "spi_out": [int(sys.argv[3])], "udp_encap": [1 if sys.argv[4] == "true" else 0]}
+bad = {k: c.get(k) for k, v in want.items() if c.get(k) != v}
+sys.exit(f"telemetry differs: {bad}, want {want}" if bad else 0)
+PY
+then ig_pass "/ipsecgw/connections: site-a-tunnel STATIC, spi_in/spi_out as configured"
+else ig_fail "/ipsecgw/connections: $conn"; fi
+
 ig_step "PMTU: DF set, too big for the tunnel -> ICMP frag-needed"
 out=$(timeout 15 ip netns exec "$(ig_ns hostA)" ping -n -M "do" -s 1472 -c 3 -i 0.3 -W 1 "$IG_HOST_B" 2>&1)
 rc=$?
