@@ -29,56 +29,14 @@ namespace {
 
 using namespace ipsecgw::dp;
 
-void set_counters(benchmark::State& state, std::size_t len) {
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kBurst);
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * kBurst *
-                          static_cast<std::int64_t>(len));
-}
-
 void bm_outbound(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a, std::size_t len) {
-  auto eng = crypto::EspEngine::create(bench_arch());
-  SaOwner sa(esp_sa_spec(Direction::kOutbound, c, a));
-  Burst b(esp_bench_pool());
-  if (!eng || sa.sa == nullptr || !b.ok) {
-    state.SkipWithError("setup failed");
-    return;
-  }
-  OutboundBurst work(*eng.value(), sa.sa, b, len);
-  for (auto _ : state) {
-    const auto good = work.run();
-    if (good != kBurst) {
-      state.SkipWithError("outbound dropped packets");
-      break;
-    }
-    benchmark::DoNotOptimize(b.m[0]);
-  }
-  set_counters(state, len);
+  OutboundBench bench(esp_bench_pool(), c, a, len);
+  run_esp_bursts(state, bench, len, "outbound dropped packets");
 }
 
 void bm_inbound(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a, std::size_t len) {
-  auto eng = crypto::EspEngine::create(bench_arch());
-  SaOwner out_sa(esp_sa_spec(Direction::kOutbound, c, a));
-  SaOwner in_sa(esp_sa_spec(Direction::kInbound, c, a));
-  Burst b(esp_bench_pool());
-  if (!eng || out_sa.sa == nullptr || in_sa.sa == nullptr || !b.ok) {
-    state.SkipWithError("setup failed");
-    return;
-  }
-  // 32 outer packets with sequence numbers 1..32, encrypted once.
-  InboundBurst work(*eng.value(), out_sa.sa, in_sa.sa, b, esp_bench_pool(), len);
-  if (work.error() != nullptr) {
-    state.SkipWithError(work.error());
-    return;
-  }
-  for (auto _ : state) {
-    const auto good = work.run();
-    if (good != kBurst) {
-      state.SkipWithError("inbound dropped packets");
-      break;
-    }
-    benchmark::DoNotOptimize(b.m[0]);
-  }
-  set_counters(state, len);
+  InboundBench bench(esp_bench_pool(), c, a, len);
+  run_esp_bursts(state, bench, len, "inbound dropped packets");
 }
 
 // Exactly the re-preparation bm_inbound does per iteration, without the ESP work.

@@ -135,35 +135,76 @@ void set_counters(benchmark::State& state, const Rounds& r) {
   state.counters["rounds"] = static_cast<double>(r.ours.size());
 }
 
+// One side of a round: kRoundBursts calls of `f` (true = the burst went through), returning how
+// many failed.
+template <class F>
+auto side(F f) {
+  return [f]() mutable noexcept {
+    unsigned bad = 0;
+    for (unsigned i = 0; i < kRoundBursts; ++i) bad += f() ? 0u : 1u;
+    return bad;
+  };
+}
+
+// The rounds of both directions (see the header comment): ours and raw alternate which goes first;
+// the optional fresh side (inbound's raw decrypt on freshly copied input) runs next to raw; the
+// preparations alone last. Sets the counters unless a burst failed.
+template <class Ours, class Raw, class Prep, class Fresh = Prep, class FreshPrep = Prep>
+void run_rounds(benchmark::State& state, const char* ours_error, Ours& ours_side, Raw& raw_side,
+                Prep& prep_side, Fresh* fresh_side = nullptr,
+                FreshPrep* fresh_prep_side = nullptr) {
+  unsigned prep_bad = 0;
+  (void)timed(prep_side, prep_bad);
+  if (fresh_prep_side != nullptr) (void)timed(*fresh_prep_side, prep_bad);
+  Rounds r(state.max_iterations, true, fresh_side != nullptr);
+  unsigned ours_bad = 0, raw_bad = 0;
+  std::uint64_t round = 0;
+  for (auto _ : state) {
+    std::uint64_t t_ours, t_raw, t_fresh = 0;
+    if ((round++ & 1) == 0) {
+      t_ours = timed(ours_side, ours_bad);
+      t_raw = timed(raw_side, raw_bad);
+      if (fresh_side != nullptr) t_fresh = timed(*fresh_side, raw_bad);
+    } else {
+      if (fresh_side != nullptr) t_fresh = timed(*fresh_side, raw_bad);
+      t_raw = timed(raw_side, raw_bad);
+      t_ours = timed(ours_side, ours_bad);
+    }
+    const std::uint64_t t_prep = timed(prep_side, prep_bad);
+    const std::uint64_t t_fresh_prep =
+        fresh_prep_side != nullptr ? timed(*fresh_prep_side, prep_bad) : 0;
+    if (ours_bad != 0 || raw_bad != 0) {
+      state.SkipWithError(ours_bad != 0 ? ours_error : "ipsec-mb job failed");
+      return;
+    }
+    r.ours.push_back(t_ours);
+    r.raw.push_back(t_raw);
+    r.prep.push_back(t_prep);
+    if (fresh_side != nullptr) {
+      r.raw_fresh.push_back(t_fresh);
+      r.raw_prep.push_back(t_fresh_prep);
+    }
+  }
+  set_counters(state, r);
+}
+
 void bm_paired_outbound(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a,
                         std::size_t len) {
-  auto eng = crypto::EspEngine::create(bench_arch());
-  SaOwner sa(esp_sa_spec(Direction::kOutbound, c, a));
-  Burst b(esp_bench_pool());
-  if (!eng || sa.sa == nullptr || !b.ok) {
-    state.SkipWithError("setup failed");
+  OutboundBench bench(esp_bench_pool(), c, a, len);
+  if (const char* e = bench.error(); e != nullptr) {
+    state.SkipWithError(e);
     return;
   }
-  OutboundBurst ours(*eng.value(), sa.sa, b, len);
+  OutboundBurst& ours = bench.work();
   RawIpsecMb raw(c, a, len, kBurst);
-  const auto ours_side = [&ours]() noexcept {
-    unsigned bad = 0;
-    for (unsigned i = 0; i < kRoundBursts; ++i) bad += ours.run() != kBurst;
-    return bad;
-  };
-  const auto raw_side = [&raw]() noexcept {
-    unsigned bad = 0;
-    for (unsigned i = 0; i < kRoundBursts; ++i) bad += raw.encrypt_burst() != kBurst;
-    return bad;
-  };
+  auto ours_side = side([&ours] { return ours.run() == kBurst; });
+  auto raw_side = side([&raw] { return raw.encrypt_burst() == kBurst; });
   // The per-burst reset + inner-header rewrite of ours.run() alone (RX stand-in).
-  const auto prep_side = [&ours]() noexcept {
-    for (unsigned i = 0; i < kRoundBursts; ++i) {
-      ours.prep();
-      benchmark::ClobberMemory();
-    }
-    return 0u;
-  };
+  auto prep_side = side([&ours] {
+    ours.prep();
+    benchmark::ClobberMemory();
+    return true;
+  });
   // Warm-up, checked: one burst of each side.
   if (ours.run() != kBurst) {
     state.SkipWithError("outbound dropped packets");
@@ -173,85 +214,39 @@ void bm_paired_outbound(benchmark::State& state, crypto::CipherAlg c, crypto::In
     state.SkipWithError("ipsec-mb job failed");
     return;
   }
-  unsigned prep_bad = 0;
-  (void)timed(prep_side, prep_bad);
-  Rounds r(state.max_iterations, true);
-  unsigned ours_bad = 0, raw_bad = 0;
-  std::uint64_t round = 0;
-  for (auto _ : state) {
-    std::uint64_t t_ours, t_raw;
-    if ((round++ & 1) == 0) {
-      t_ours = timed(ours_side, ours_bad);
-      t_raw = timed(raw_side, raw_bad);
-    } else {
-      t_raw = timed(raw_side, raw_bad);
-      t_ours = timed(ours_side, ours_bad);
-    }
-    const std::uint64_t t_prep = timed(prep_side, prep_bad);
-    if (ours_bad != 0 || raw_bad != 0) {
-      state.SkipWithError(ours_bad != 0 ? "outbound dropped packets" : "ipsec-mb job failed");
-      break;
-    }
-    r.ours.push_back(t_ours);
-    r.raw.push_back(t_raw);
-    r.prep.push_back(t_prep);
-  }
-  if (ours_bad == 0 && raw_bad == 0) set_counters(state, r);
+  run_rounds(state, "outbound dropped packets", ours_side, raw_side, prep_side);
 }
 
 void bm_paired_inbound(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a,
                        std::size_t len) {
-  auto eng = crypto::EspEngine::create(bench_arch());
-  SaOwner out_sa(esp_sa_spec(Direction::kOutbound, c, a));
-  SaOwner in_sa(esp_sa_spec(Direction::kInbound, c, a));
-  Burst b(esp_bench_pool());
-  if (!eng || out_sa.sa == nullptr || in_sa.sa == nullptr || !b.ok) {
-    state.SkipWithError("setup failed");
+  InboundBench bench(esp_bench_pool(), c, a, len);
+  if (const char* e = bench.error(); e != nullptr) {
+    state.SkipWithError(e);
     return;
   }
-  InboundBurst ours(*eng.value(), out_sa.sa, in_sa.sa, b, esp_bench_pool(), len);
-  if (ours.error() != nullptr) {
-    state.SkipWithError(ours.error());
-    return;
-  }
+  InboundBurst& ours = bench.work();
   RawIpsecMb raw(c, a, len, kBurst);
   raw.save_fresh();
   const std::size_t fresh_bytes = ours.outer_len();  // what ours' prep copies per packet
-  const auto ours_side = [&ours]() noexcept {
-    unsigned bad = 0;
-    for (unsigned i = 0; i < kRoundBursts; ++i) bad += ours.run() != kBurst;
-    return bad;
-  };
-  const auto raw_side = [&raw]() noexcept {
-    unsigned bad = 0;
-    for (unsigned i = 0; i < kRoundBursts; ++i) bad += raw.decrypt_burst() != kBurst;
-    return bad;
-  };
+  auto ours_side = side([&ours] { return ours.run() == kBurst; });
+  auto raw_side = side([&raw] { return raw.decrypt_burst() == kBurst; });
   // The raw decrypt on freshly copied input, as ours gets (sym), and that copy alone.
-  const auto raw_fresh_side = [&raw, fresh_bytes]() noexcept {
-    unsigned bad = 0;
-    for (unsigned i = 0; i < kRoundBursts; ++i) {
-      raw.fresh(fresh_bytes);
-      bad += raw.decrypt_burst() != kBurst;
-    }
-    return bad;
-  };
-  const auto raw_prep_side = [&raw, fresh_bytes]() noexcept {
-    for (unsigned i = 0; i < kRoundBursts; ++i) {
-      raw.fresh(fresh_bytes);
-      benchmark::ClobberMemory();
-    }
-    return 0u;
-  };
+  auto fresh_side = side([&raw, fresh_bytes] {
+    raw.fresh(fresh_bytes);
+    return raw.decrypt_burst() == kBurst;
+  });
+  auto fresh_prep_side = side([&raw, fresh_bytes] {
+    raw.fresh(fresh_bytes);
+    benchmark::ClobberMemory();
+    return true;
+  });
   // The copy + replay reset of ours.run() alone (into the same mbufs: the next ours burst
   // copies its templates in again before decrypting).
-  const auto prep_side = [&ours]() noexcept {
-    for (unsigned i = 0; i < kRoundBursts; ++i) {
-      ours.prep();
-      benchmark::ClobberMemory();
-    }
-    return 0u;
-  };
+  auto prep_side = side([&ours] {
+    ours.prep();
+    benchmark::ClobberMemory();
+    return true;
+  });
   // Warm-up, checked: one burst of each side.
   if (ours.run() != kBurst) {
     state.SkipWithError("inbound dropped packets");
@@ -261,36 +256,8 @@ void bm_paired_inbound(benchmark::State& state, crypto::CipherAlg c, crypto::Int
     state.SkipWithError("ipsec-mb job failed");
     return;
   }
-  unsigned prep_bad = 0;
-  (void)timed(prep_side, prep_bad);
-  (void)timed(raw_prep_side, prep_bad);
-  Rounds r(state.max_iterations, true, true);
-  unsigned ours_bad = 0, raw_bad = 0;
-  std::uint64_t round = 0;
-  for (auto _ : state) {
-    std::uint64_t t_ours, t_raw, t_fresh;
-    if ((round++ & 1) == 0) {
-      t_ours = timed(ours_side, ours_bad);
-      t_raw = timed(raw_side, raw_bad);
-      t_fresh = timed(raw_fresh_side, raw_bad);
-    } else {
-      t_fresh = timed(raw_fresh_side, raw_bad);
-      t_raw = timed(raw_side, raw_bad);
-      t_ours = timed(ours_side, ours_bad);
-    }
-    const std::uint64_t t_prep = timed(prep_side, prep_bad);
-    const std::uint64_t t_raw_prep = timed(raw_prep_side, prep_bad);
-    if (ours_bad != 0 || raw_bad != 0) {
-      state.SkipWithError(ours_bad != 0 ? "inbound dropped packets" : "ipsec-mb job failed");
-      break;
-    }
-    r.ours.push_back(t_ours);
-    r.raw.push_back(t_raw);
-    r.prep.push_back(t_prep);
-    r.raw_fresh.push_back(t_fresh);
-    r.raw_prep.push_back(t_raw_prep);
-  }
-  if (ours_bad == 0 && raw_bad == 0) set_counters(state, r);
+  run_rounds(state, "inbound dropped packets", ours_side, raw_side, prep_side, &fresh_side,
+             &fresh_prep_side);
 }
 
 const bool registered = [] {

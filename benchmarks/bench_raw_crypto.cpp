@@ -17,17 +17,7 @@ constexpr std::size_t kBurst = 32;
 void bm_raw_ipsec_mb(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a,
                      std::size_t len, bool decrypt) {
   RawIpsecMb work(c, a, len, kBurst);
-  for (auto _ : state) {
-    std::size_t done = decrypt ? work.decrypt_burst() : work.encrypt_burst();
-    benchmark::DoNotOptimize(done);
-    if (done != kBurst) {
-      state.SkipWithError("ipsec-mb job failed");
-      break;
-    }
-  }
-  const auto items = static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(kBurst);
-  state.SetItemsProcessed(items);
-  state.SetBytesProcessed(items * static_cast<std::int64_t>(len));
+  run_raw_bursts(state, work, decrypt, len);
 }
 
 const bool registered = [] {

@@ -122,12 +122,6 @@ rte_mempool* scale_pool() {
   return p;
 }
 
-void set_counters(benchmark::State& state, std::size_t len) {
-  const auto items = static_cast<std::int64_t>(state.iterations()) * kBurst;
-  state.SetItemsProcessed(items);  // summed over threads by Google Benchmark
-  state.SetBytesProcessed(items * static_cast<std::int64_t>(len));
-}
-
 // Distinct SPI per thread (cosmetic: nothing looks SAs up here).
 std::uint32_t thread_spi(const benchmark::State& state) {
   return 0x2000u + static_cast<std::uint32_t>(state.thread_index());
@@ -136,53 +130,23 @@ std::uint32_t thread_spi(const benchmark::State& state) {
 void bm_scale_outbound(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a,
                        std::size_t len) {
   ThreadAffinity aff(state.thread_index());
-  auto eng = crypto::EspEngine::create(bench_arch());
-  SaOwner sa(esp_sa_spec(Direction::kOutbound, c, a, thread_spi(state)));
-  auto b = std::make_unique<Burst>(scale_pool());
-  if (!aff.ok() || !eng || sa.sa == nullptr || !b->ok) {
-    state.SkipWithError("setup failed (affinity, engine, SA or mbufs)");
+  OutboundBench bench(scale_pool(), c, a, len, thread_spi(state));
+  if (!aff.ok()) {
+    state.SkipWithError("setup failed (affinity)");
     return;
   }
-  // On the heap, on its own cache lines: the SA table of the burst and the counters.
-  auto work = std::make_unique<OutboundBurst>(*eng.value(), sa.sa, *b, len);
-  for (auto _ : state) {
-    const auto good = work->run();
-    if (good != kBurst) {
-      state.SkipWithError("outbound dropped packets");
-      break;
-    }
-    benchmark::DoNotOptimize(b->m[0]);
-  }
-  set_counters(state, len);
+  run_esp_bursts(state, bench, len, "outbound dropped packets");
 }
 
 void bm_scale_inbound(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a,
                       std::size_t len) {
   ThreadAffinity aff(state.thread_index());
-  auto eng = crypto::EspEngine::create(bench_arch());
-  SaOwner out_sa(esp_sa_spec(Direction::kOutbound, c, a, thread_spi(state)));
-  SaOwner in_sa(esp_sa_spec(Direction::kInbound, c, a, thread_spi(state)));
-  auto b = std::make_unique<Burst>(scale_pool());
-  if (!aff.ok() || !eng || out_sa.sa == nullptr || in_sa.sa == nullptr || !b->ok) {
-    state.SkipWithError("setup failed (affinity, engine, SA or mbufs)");
+  InboundBench bench(scale_pool(), c, a, len, thread_spi(state));  // its own templates
+  if (!aff.ok()) {
+    state.SkipWithError("setup failed (affinity)");
     return;
   }
-  // This thread's 32 outer packets, sequence numbers 1..32, encrypted once with its own SA.
-  auto work = std::make_unique<InboundBurst>(*eng.value(), out_sa.sa, in_sa.sa, *b, scale_pool(),
-                                             len);
-  if (work->error() != nullptr) {
-    state.SkipWithError(work->error());
-    return;
-  }
-  for (auto _ : state) {
-    const auto good = work->run();
-    if (good != kBurst) {
-      state.SkipWithError("inbound dropped packets");
-      break;
-    }
-    benchmark::DoNotOptimize(b->m[0]);
-  }
-  set_counters(state, len);
+  run_esp_bursts(state, bench, len, "inbound dropped packets");
 }
 
 void bm_scale_raw(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a,
@@ -193,15 +157,7 @@ void bm_scale_raw(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg
     return;
   }
   RawIpsecMb work(c, a, len, kBurst);  // its own IMB_MGR and buffers
-  for (auto _ : state) {
-    std::size_t done = decrypt ? work.decrypt_burst() : work.encrypt_burst();
-    benchmark::DoNotOptimize(done);
-    if (done != kBurst) {
-      state.SkipWithError("ipsec-mb job failed");
-      break;
-    }
-  }
-  set_counters(state, len);
+  run_raw_bursts(state, work, decrypt, len);
 }
 
 benchmark::internal::Benchmark* threads(benchmark::internal::Benchmark* b) {

@@ -3,6 +3,7 @@
 // Header-only so any benchmark in ipsecgw_bench can run the same baseline.
 #pragma once
 
+#include <benchmark/benchmark.h>
 #include <intel-ipsec-mb.h>
 
 #include <cstddef>
@@ -150,5 +151,27 @@ class RawIpsecMb {
   std::uint8_t* base_ = nullptr;
   std::vector<std::uint8_t> fresh_;
 };
+
+// items = packets, bytes = inner packet bytes, for `burst` packets of `len` bytes per iteration
+// (summed over threads by Google Benchmark).
+inline void set_burst_counters(benchmark::State& state, std::size_t len, std::size_t burst) {
+  const auto items = static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(burst);
+  state.SetItemsProcessed(items);
+  state.SetBytesProcessed(items * static_cast<std::int64_t>(len));
+}
+
+// The raw benchmarks' loop: one burst per iteration, every job checked.
+inline void run_raw_bursts(benchmark::State& state, RawIpsecMb& work, bool decrypt,
+                           std::size_t len) {
+  for (auto _ : state) {
+    std::size_t done = decrypt ? work.decrypt_burst() : work.encrypt_burst();
+    benchmark::DoNotOptimize(done);
+    if (done != work.burst()) {
+      state.SkipWithError("ipsec-mb job failed");
+      break;
+    }
+  }
+  set_burst_counters(state, len, work.burst());
+}
 
 }  // namespace ipsecgw::bench
