@@ -24,6 +24,8 @@ import json
 import re
 import sys
 
+from bench_report import median  # same folder (scripts/lib, or the benchmark bundle)
+
 # "BM_ScaleEspOutbound/aes128-sha1/64/real_time/threads:4" (+ "_median" etc. on aggregates).
 THREADS_RE = re.compile(r"/threads:(\d+)$")
 
@@ -32,14 +34,6 @@ PAIRS = {
     "BM_ScaleEspOutbound": "BM_ScaleRawIpsecMb",
     "BM_ScaleEspInbound": "BM_ScaleRawIpsecMbDecrypt",
 }
-
-
-def median(values):
-    v = sorted(values)
-    n = len(v)
-    if n == 0:
-        return None
-    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
 
 
 def split_name(run_name):
