@@ -42,6 +42,7 @@ constexpr std::uint8_t kIpProtoIpip = 4;        // ESP next header in tunnel mod
 constexpr std::uint8_t kIpProtoUdp = 17;
 
 constexpr std::uint16_t kNoOwner = 0xFFFF;  // Sa::owner before any worker claimed it
+constexpr std::uint32_t kSaPublished = 1;   // Sa::published once the SA is fully built
 
 enum SaFlags : std::uint8_t {
   kSaUdpEncap = 1 << 0,
@@ -77,6 +78,15 @@ struct alignas(64) Sa {
   Ipv4 local_addr = 0, peer_addr = 0;
   std::uint16_t local_port = kNatTPort, peer_port = kNatTPort;  // host order
   std::uint8_t ttl = 64;
+  // kSaPublished once the control thread has built the SA, stored with memory_order_release
+  // just before the SA is linked into a table (DpSaInstaller); InboundSaTable's lookup loads it
+  // with memory_order_acquire right after rte_hash returns the pointer. It makes the
+  // publication visible to ThreadSanitizer: rte_hash does the same release (add) / acquire
+  // (lookup) pair (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF), but inside librte_hash, which is not
+  // instrumented, so without this TSan cannot order the SA's initialising stores before a
+  // worker's reads. On x86 both are plain MOVs; the load hits the line the worker reads next
+  // (spi, flags, icv_len). In the padding after `ttl`: no other field moves.
+  std::atomic<std::uint32_t> published{0};
   std::uint64_t hard_bytes = 0, hard_packets = 0, soft_bytes = 0, soft_packets = 0;
 
   // Outbound: outer IPv4 (+UDP) + ESP SPI template, checksums/lengths/seq filled per packet.

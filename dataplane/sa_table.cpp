@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cinttypes>
+#include <cstddef>
 #include <cstdio>
 #include <string>
 #include <unordered_map>
@@ -39,6 +40,14 @@ std::string hex_spi(std::uint32_t spi) {
 }
 
 constexpr unsigned kMaxCapacity = 1u << 20;
+
+// Sa::published shares the first cache line with the fields a worker reads first.
+static_assert(offsetof(Sa, published) + sizeof(Sa::published) <= 64);
+
+// The SA is fully built: release it before linking it into a table (see Sa::published).
+void mark_published(Sa* sa) noexcept {
+  sa->published.store(kSaPublished, std::memory_order_release);
+}
 
 }  // namespace
 
@@ -91,8 +100,14 @@ class InboundSaTable {
       for (unsigned i = 0; i < m; ++i) keys[i] = &spis[base + i];
       std::uint64_t hits = 0;
       if (rte_hash_lookup_bulk_data(h_, keys, m, &hits, data) < 0) hits = 0;
-      for (unsigned i = 0; i < m; ++i)
-        out[base + i] = (hits >> i) & 1 ? static_cast<Sa*>(data[i]) : nullptr;
+      for (unsigned i = 0; i < m; ++i) {
+        Sa* sa = (hits >> i) & 1 ? static_cast<Sa*>(data[i]) : nullptr;
+        // Pairs with mark_published() before insert(): the acquire rte_hash already did
+        // inside librte_hash, repeated where ThreadSanitizer sees it (see Sa::published).
+        // Before the caller reads any field; one load per SA found, on its first line.
+        if (sa != nullptr) (void)sa->published.load(std::memory_order_acquire);
+        out[base + i] = sa;
+      }
     }
   }
 
@@ -183,6 +198,7 @@ Result<void> DpSaInstaller::Impl::add_inbound(SaSpec& spec) {
     return make_error("capacity: inbound SA table is full (" + std::to_string(capacity) + ")");
   auto sa = sa_create(spec, socket_id);
   if (!sa) return make_error(sa.error());
+  mark_published(*sa);
   // Add, or (same SPI, same connection: a static SA re-keyed) replace the data atomically.
   if (auto r = in->insert(spec.spi, *sa); !r) {
     sa_destroy(*sa);
@@ -211,6 +227,9 @@ Result<void> DpSaInstaller::Impl::add_outbound(SaSpec& spec) {
   auto created = sa_create(spec, socket_id);
   if (!created) return make_error(created.error());
   Sa* sa = *created;
+  // Outbound SAs reach workers through std::atomics (PolicySlot::sa, the SPD table pointer),
+  // whose release/acquire TSan sees already; marked too, so every linked SA reads published.
+  mark_published(sa);
   if (slot != nullptr) {
     // Make-before-break rekey: one store re-points the tunnel; the old SA is freed after the
     // grace period (RFC 4301 §4.4.2: the SAD entry is replaced, the SPD entry stays). A trap
