@@ -154,7 +154,23 @@ class Parser {
  public:
   std::vector<std::string> errors;
 
-  void error(const std::string& path, std::string msg) { errors.push_back(path + ": " + msg); }
+  // One error line: "<field path>: <message>". The path is made printable (a key may hold any
+  // character YAML allows, newlines included: those are written as \xNN), and an empty path
+  // (the document itself) reads "(top level)".
+  void error(const std::string& path, std::string msg) {
+    std::string shown;
+    for (unsigned char c : path) {
+      if (c < 0x20 || c == 0x7f) {
+        static constexpr char kHex[] = "0123456789abcdef";
+        shown += "\\x";
+        shown += kHex[c >> 4];
+        shown += kHex[c & 15];
+      } else {
+        shown += static_cast<char>(c);
+      }
+    }
+    errors.push_back((shown.empty() ? std::string("(top level)") : shown) + ": " + msg);
+  }
 
   // Reports keys that are not in `allowed` (typos) and duplicate keys. False if not a map.
   bool check_map(const YAML::Node& n, const std::string& path, Keys allowed) {

@@ -323,7 +323,15 @@ TEST(AppConfig, RejectsEmptyDocumentAndNonMapRoot) {
   EXPECT_FALSE(parse_config("").ok());
   auto r = parse_config("- a\n- b\n");
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().find("must be a mapping"), std::string::npos) << r.error();
+  EXPECT_NE(r.error().find("(top level): must be a mapping"), std::string::npos) << r.error();
+}
+
+TEST(AppConfig, UnknownKeyWithControlCharactersIsShownEscapedOnOneLine) {
+  // A quoted key may contain a newline; the error names it without breaking the line.
+  auto r = parse_config(replace_once(kValid, "ikepolicies:", "\"bad\\nkey\": 1\nikepolicies:"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("bad\\x0akey: unknown key"), std::string::npos) << r.error();
+  EXPECT_EQ(r.error().find("bad\nkey"), std::string::npos) << "raw newline in: " << r.error();
 }
 
 TEST(AppConfig, LoadConfigNamesMissingFile) {
