@@ -273,6 +273,10 @@ Result<void> GatewayImpl::setup_port(PortState& p) {
     conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_IP & info.flow_type_rss_offloads;
     p.rss = true;
   }
+  // IPv4 header checksums verified by the NIC where it can (the worker still checks in software
+  // every packet whose mbuf says UNKNOWN, e.g. on vdevs without the offload).
+  if ((info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) != 0)
+    conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
   int crc = rte_eth_dev_configure(id, p.nq_rx, p.nq_tx, &conf);
   if (crc != 0 && p.nq_tx > p.nq_rx) {
     // Some PMDs (net_tap) want as many TX as RX queues: then the control lcore has no TX

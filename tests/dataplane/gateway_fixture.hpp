@@ -186,11 +186,13 @@ class GatewayFixture : public ::testing::Test {
   }
 
   // Enqueues `frame` on RX queue `q` of `rp`; false when the ring or the pool is full.
-  static bool try_inject(RingPort& rp, unsigned q, const Bytes& frame) {
+  // `ol_flags`: what a NIC's RX would have set (e.g. RTE_MBUF_F_RX_IP_CKSUM_GOOD).
+  static bool try_inject(RingPort& rp, unsigned q, const Bytes& frame, std::uint64_t ol_flags = 0) {
     rte_mbuf* m = rte_pktmbuf_alloc(pool_);
     if (m == nullptr) return false;
     std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(frame.size())), frame.data(),
                 frame.size());
+    m->ol_flags |= ol_flags;
     if (rte_ring_enqueue(rp.rx[q], m) != 0) {
       rte_pktmbuf_free(m);
       return false;

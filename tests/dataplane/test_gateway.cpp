@@ -330,6 +330,24 @@ TEST_F(GatewayTest, AnswersIcmpEchoToItsAddress) {
   EXPECT_EQ(Bytes(pkt.begin() + 20, pkt.end()), reply);
 }
 
+TEST_F(GatewayTest, NicIpChecksumVerdictIsUsedWhenGivenElseComputed) {
+  boot();
+  const Bytes good_ip = ipv4(kLocalHost, kPeerHost, 17, udp(1, 2, Bytes(10, 7)));
+  Bytes bad_sum = good_ip;
+  bad_sum[10] ^= 0x55;
+  // The NIC said BAD: dropped although the checksum is right.
+  ASSERT_TRUE(try_inject(p_, 0, eth(p_.mac, kHostMac, 0x0800, good_ip), RTE_MBUF_F_RX_IP_CKSUM_BAD));
+  // The NIC said GOOD (or NONE: integrity verified): trusted, so it goes on to the policy lookup.
+  ASSERT_TRUE(try_inject(p_, 0, eth(p_.mac, kHostMac, 0x0800, bad_sum), RTE_MBUF_F_RX_IP_CKSUM_GOOD));
+  ASSERT_TRUE(try_inject(p_, 0, eth(p_.mac, kHostMac, 0x0800, bad_sum), RTE_MBUF_F_RX_IP_CKSUM_NONE));
+  // No verdict (UNKNOWN, as on vdevs): computed, and the wrong one dropped.
+  ASSERT_TRUE(try_inject(p_, 0, eth(p_.mac, kHostMac, 0x0800, bad_sum)));
+  wait_rx(4);
+  const LcoreStats t = gw_->total_stats();
+  EXPECT_EQ(t.dropped(DropReason::kBadIpHeader), 2u);  // NIC BAD, software-computed bad
+  EXPECT_EQ(t.dropped(DropReason::kNoPolicy), 2u);     // GOOD / NONE: no tunnel for them
+}
+
 TEST_F(GatewayTest, MalformedFramesAreCountedAndFreed) {
   boot();
   const Bytes good_ip = ipv4(kLocalHost, kPeerHost, 17, udp(1, 2, Bytes(10, 7)));
