@@ -384,7 +384,7 @@ void rx_burst(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf** pkts, unsigned n)
     // header's integrity although the field itself is not valid: accepted like GOOD.
     const std::uint64_t ck = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
     if (ck == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
-        (ck == RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN && rte_raw_cksum(ip, ihl) != 0xFFFF)) {
+        (ck == RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN && !ipv4_header_checksum_ok(ip, ihl))) {
       drop(w, m, DropReason::kBadIpHeader);
       continue;
     }

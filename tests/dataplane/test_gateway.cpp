@@ -18,9 +18,11 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <random>
 #include <thread>
 
 #include "dataplane/gateway.hpp"
+#include "dataplane/gateway_impl.hpp"
 #include "dataplane/neighbor_table.hpp"
 #include "dataplane/sa_table.hpp"
 #include "gateway_fixture.hpp"
@@ -328,6 +330,39 @@ TEST_F(GatewayTest, AnswersIcmpEchoToItsAddress) {
   reply[2] = reply[3] = 0;
   put16(reply.data() + 2, inet_checksum(reply.data(), reply.size()));
   EXPECT_EQ(Bytes(pkt.begin() + 20, pkt.end()), reply);
+}
+
+TEST(Ipv4HeaderChecksum, AgreesWithRfc1071ReferenceForValidCorruptedAndRandomHeaders) {
+  std::mt19937_64 rng(7);
+  auto random_header = [&](std::size_t len) {
+    Bytes h(len);
+    for (auto& b : h) b = static_cast<std::uint8_t>(rng());
+    return h;
+  };
+  for (std::size_t len : {20u, 24u, 60u}) {
+    SCOPED_TRACE("header length " + std::to_string(len));
+    for (int n = 0; n < 2000; ++n) {
+      Bytes h = random_header(len);
+      h[10] = h[11] = 0;
+      put16(h.data() + 10, inet_checksum(h.data(), len));  // the test's own RFC 1071 code
+      const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(h.data());
+      ASSERT_TRUE(dp::ipv4_header_checksum_ok(ip, static_cast<std::uint32_t>(len)));
+      // Any single flipped bit breaks it.
+      const std::size_t bit = rng() % (len * 8);
+      h[bit / 8] ^= static_cast<std::uint8_t>(1u << (bit % 8));
+      ASSERT_FALSE(dp::ipv4_header_checksum_ok(ip, static_cast<std::uint32_t>(len))) << bit;
+      // Random headers: the same verdict as the RFC 1071 reference.
+      Bytes r = random_header(len);
+      const bool ref = inet_checksum(r.data(), len) == 0;
+      ASSERT_EQ(dp::ipv4_header_checksum_ok(reinterpret_cast<const rte_ipv4_hdr*>(r.data()),
+                                            static_cast<std::uint32_t>(len)),
+                ref);
+    }
+  }
+  // The one's-complement corner: an all-0xFF header sums to 0xFFFF (-0), valid per RFC 1071.
+  Bytes ff(20, 0xFF);
+  EXPECT_EQ(dp::ipv4_header_checksum_ok(reinterpret_cast<const rte_ipv4_hdr*>(ff.data()), 20),
+            inet_checksum(ff.data(), 20) == 0);
 }
 
 TEST_F(GatewayTest, NicIpChecksumVerdictIsUsedWhenGivenElseComputed) {
