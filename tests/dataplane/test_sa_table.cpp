@@ -169,8 +169,19 @@ TEST_F(SaTable, OutboundLookupMatchesBruteForceOverManyPolicies) {
   constexpr unsigned kN = 20000;
   std::vector<Ipv4> src(kN), dst(kN);
   for (unsigned i = 0; i < kN; ++i) {
-    src[i] = ip(10, 0, 0, 0) | (rng() & 0x0003ffff);
-    dst[i] = ip(172, 16, 0, 0) | (rng() & 0x0003ffff);
+    // Runs of one (src, dst) pair, as bursts of one flow bring them (the lookup classifies a
+    // run once), mixed with pairs that differ in one address only and fresh random pairs.
+    const unsigned kind = rng() % 4;
+    if (i != 0 && kind == 0) {
+      src[i] = src[i - 1];
+      dst[i] = dst[i - 1];
+    } else if (i != 0 && kind == 1) {
+      src[i] = src[i - 1];
+      dst[i] = ip(172, 16, 0, 0) | (rng() & 0x0003ffff);
+    } else {
+      src[i] = ip(10, 0, 0, 0) | (rng() & 0x0003ffff);
+      dst[i] = ip(172, 16, 0, 0) | (rng() & 0x0003ffff);
+    }
   }
   std::vector<Sa*> res(kN);
   inst_->lookup_outbound(src.data(), dst.data(), kN, res.data());  // chunks of 64 inside
