@@ -231,41 +231,54 @@ Bytes build_id(const IdPayload& id) {
 
 // ---- Notify (RFC 2408 §3.14) and Delete (§3.15) ----
 
+namespace {
+// Notify and Delete start alike: DOI (4), Protocol-ID (1), SPI Size (1), then 16 bits that
+// are the Notify Message Type or the # of SPIs; 8 bytes in all.
+struct DoiHead {
+  std::uint32_t doi;
+  std::uint8_t protocol, spi_size;
+  std::uint16_t field;
+};
+constexpr std::size_t kDoiHeadLen = 8;
+DoiHead read_doi_head(ByteView b) {
+  return {get32(b.data()), b[4], b[5], get16(b.data() + 6)};
+}
+void write_doi_head(Bytes& o, const DoiHead& h) {
+  put32(o, h.doi);
+  o.push_back(h.protocol);
+  o.push_back(h.spi_size);
+  put16(o, h.field);
+}
+}  // namespace
+
 Result<NotifyPayload> parse_notify(ByteView b) {
-  if (b.size() < 8) return make_error("notify payload too short");
-  NotifyPayload n;
-  n.doi = get32(b.data());
-  n.protocol = b[4];
-  std::uint8_t spi_size = b[5];
-  n.type = get16(b.data() + 6);
-  if (b.size() - 8 < spi_size) return make_error("notify SPI exceeds payload");
-  n.spi.assign(b.begin() + 8, b.begin() + 8 + spi_size);
-  n.data.assign(b.begin() + 8 + spi_size, b.end());
+  if (b.size() < kDoiHeadLen) return make_error("notify payload too short");
+  const DoiHead h = read_doi_head(b);
+  if (b.size() - kDoiHeadLen < h.spi_size) return make_error("notify SPI exceeds payload");
+  NotifyPayload n{h.doi, h.protocol, h.field, {}, {}};
+  n.spi.assign(b.begin() + kDoiHeadLen, b.begin() + kDoiHeadLen + h.spi_size);
+  n.data.assign(b.begin() + kDoiHeadLen + h.spi_size, b.end());
   return n;
 }
 
 Bytes build_notify(const NotifyPayload& n) {
   Bytes o;
-  put32(o, n.doi);
-  o.push_back(n.protocol);
-  o.push_back(static_cast<std::uint8_t>(n.spi.size()));
-  put16(o, n.type);
+  write_doi_head(o, {n.doi, n.protocol, static_cast<std::uint8_t>(n.spi.size()), n.type});
   o.insert(o.end(), n.spi.begin(), n.spi.end());
   o.insert(o.end(), n.data.begin(), n.data.end());
   return o;
 }
 
 Result<DeletePayload> parse_delete(ByteView b) {
-  if (b.size() < 8) return make_error("delete payload too short");
-  DeletePayload d;
-  d.doi = get32(b.data());
-  d.protocol = b[4];
-  d.spi_size = b[5];
-  std::uint16_t n = get16(b.data() + 6);
+  if (b.size() < kDoiHeadLen) return make_error("delete payload too short");
+  const DoiHead h = read_doi_head(b);
+  const std::uint16_t n = h.field;
+  DeletePayload d{h.doi, h.protocol, h.spi_size, {}};
   if (d.spi_size == 0 || n == 0) return make_error("delete without SPIs");
-  if (b.size() - 8 != std::size_t{d.spi_size} * n) return make_error("delete SPI count/length mismatch");
+  if (b.size() - kDoiHeadLen != std::size_t{d.spi_size} * n)
+    return make_error("delete SPI count/length mismatch");
   for (std::size_t i = 0; i < n; ++i) {
-    auto s = b.begin() + 8 + i * d.spi_size;
+    auto s = b.begin() + kDoiHeadLen + i * d.spi_size;
     d.spis.emplace_back(s, s + d.spi_size);
   }
   return d;
@@ -273,38 +286,28 @@ Result<DeletePayload> parse_delete(ByteView b) {
 
 Bytes build_delete(const DeletePayload& d) {
   Bytes o;
-  put32(o, d.doi);
-  o.push_back(d.protocol);
-  o.push_back(d.spi_size);
-  put16(o, static_cast<std::uint16_t>(d.spis.size()));
+  write_doi_head(o, {d.doi, d.protocol, d.spi_size, static_cast<std::uint16_t>(d.spis.size())});
   for (const auto& s : d.spis) o.insert(o.end(), s.begin(), s.end());
   return o;
 }
 
 // ---- Generic payload chain (RFC 2408 §3.2) ----
 
+namespace {
+// The error of a parse, without its value.
+template <typename T>
+Result<void> parse_verdict(const Result<T>& r) {
+  if (!r) return make_error(r.error());
+  return {};
+}
+}  // namespace
+
 Result<void> validate_body(PayloadType t, ByteView b) {
   switch (t) {
-    case PayloadType::kSa: {
-      auto r = parse_sa(b);
-      if (!r) return make_error(r.error());
-      return {};
-    }
-    case PayloadType::kId: {
-      auto r = parse_id(b);
-      if (!r) return make_error(r.error());
-      return {};
-    }
-    case PayloadType::kNotify: {
-      auto r = parse_notify(b);
-      if (!r) return make_error(r.error());
-      return {};
-    }
-    case PayloadType::kDelete: {
-      auto r = parse_delete(b);
-      if (!r) return make_error(r.error());
-      return {};
-    }
+    case PayloadType::kSa: return parse_verdict(parse_sa(b));
+    case PayloadType::kId: return parse_verdict(parse_id(b));
+    case PayloadType::kNotify: return parse_verdict(parse_notify(b));
+    case PayloadType::kDelete: return parse_verdict(parse_delete(b));
     case PayloadType::kNonce:  // RFC 2409 §5: nonce between 8 and 256 bytes
       if (b.size() < 8 || b.size() > 256) return make_error(str("nonce length out of range: ", b.size()));
       return {};
