@@ -4,6 +4,12 @@
 // has an initiator and a responder side and answers kNeedMore / kSuccess / kFailed.
 // The IkeSa frames messages (encryption, IV chaining per RFC 2409 Appendix B), keeps the
 // last datagram sent for retransmission and answers duplicate requests from it.
+// The member functions are defined one exchange per file:
+//   ike_sa.cpp       framing, dispatch, retransmission, timers
+//   main_mode.cpp    Main Mode (MM1..MM6)        phase1_keys.cpp  SKEYID*, HASH_I/R, NAT-D
+//   quick_mode.cpp   Quick Mode (QM1..QM3)       child_sa.cpp     CHILD SAs and lifetimes
+//   informational.cpp notify / delete            dpd.cpp          DPD, NAT keepalives
+// ike_sa_internal.hpp holds what those files share.
 #pragma once
 
 #include <chrono>
@@ -18,12 +24,11 @@
 #include "crypto/ike_crypto.hpp"
 #include "dataplane/api/datagram.hpp"
 #include "dataplane/api/sa_installer.hpp"
+#include "ike/child_sa.hpp"
 #include "ike/config.hpp"
 #include "ike/isakmp.hpp"
 
 namespace ipsecgw::ike {
-
-using Millis = std::chrono::milliseconds;
 
 // Time source, injectable for tests.
 class Clock {
@@ -46,15 +51,6 @@ struct IkeContext {
 
 enum class Role : std::uint8_t { kInitiator, kResponder };
 enum class TaskStatus : std::uint8_t { kNeedMore, kSuccess, kFailed };
-
-// What was installed for the connection.
-struct ChildSaInfo {
-  std::uint32_t spi_in = 0;
-  std::uint32_t spi_out = 0;
-  bool udp_encap = false;
-  std::uint16_t peer_port = 0;
-  std::uint32_t lifetime_s = 0;
-};
 
 // Vendor IDs (RFC 3947 §3.1: MD5("RFC 3947"); draft-ietf-ipsec-nat-t-ike-02 with "\n";
 // RFC 3706 §8 DPD).
@@ -111,7 +107,7 @@ class IkeSa {
   const Cookie& icookie() const { return icookie_; }
   const Cookie& rcookie() const { return rcookie_; }
   const ConnectionConfig& config() const { return *cfg_; }
-  const std::optional<ChildSaInfo>& child() const { return child_; }
+  const std::optional<ChildSaInfo>& child() const { return children_.current(); }
   bool nat_detected() const { return nat_local_ || nat_remote_; }
   const dp::UdpEndpoint& remote() const { return remote_; }
   // Dead peer detection (RFC 3706) found the peer dead; the SA has failed and its CHILD SAs
@@ -156,7 +152,9 @@ class IkeSa {
   // Retired (or hard-expired) without failure: the daemon drops it.
   bool done() const { return done_; }
   // When the current CHILD SA was installed (zero: none).
-  Millis child_installed_at() const { return child_ ? child_installed_ : Millis{0}; }
+  Millis child_installed_at() const {
+    return children_.current() ? children_.installed_at() : Millis{0};
+  }
   bool established() const { return p1_established_; }
   // INITIAL-CONTACT (RFC 2407 §4.6.3.3): sent in MM5 when set before start(); received: the
   // peer forgot all earlier state (cleared by the daemon after it acted).
@@ -169,54 +167,100 @@ class IkeSa {
   struct Phase1;
   struct Quick;
 
-  // framing
+  // framing, dispatch (ike_sa.cpp)
+  Header header(ExchangeType ex, std::uint32_t mid = 0) const;
   void send(Bytes msg, bool expect_reply);
+  void resend_last();
   Bytes seal(Header h, const PayloadChain& c, Bytes& iv);
   Result<Message> open(const dp::DatagramView& d, const Header& h, Bytes& iv);
   void fail(const std::string& reason, std::uint16_t notify_type = 0);
-  void send_plain_notify(std::uint16_t type);
-  void send_informational(PayloadType t, const Bytes& body);
+  void handle_informational(const dp::DatagramView& d, const Header& h);
+  void handle_main_mode(const dp::DatagramView& d, const Header& h, const Bytes& in);
+  void handle_quick_mode(const dp::DatagramView& d, const Header& h, const Bytes& in);
+  void retransmit_tick(Millis now);
+  // Runs `process` for a message from `from`; the peer moves there only if it authenticated.
+  template <typename F>
+  void with_tentative_peer(const dp::UdpEndpoint& from, F&& process);
 
-  // Main Mode (RFC 2409 §5.4)
+  // Main Mode (RFC 2409 §5.4, main_mode.cpp): one process/build pair per message.
   TaskStatus mm_process(const Message& m);
   void mm_build1();
+  TaskStatus mm_process1(const Message& m);
+  void mm_build2(const Transform& chosen, std::uint8_t proposal_number);
+  TaskStatus mm_process2(const Message& m);
+  void mm_build3();
+  TaskStatus mm_process3(const Message& m);
+  void mm_build4();
+  TaskStatus mm_process4(const Message& m);
+  void mm_build5();
+  TaskStatus mm_process5(const Message& m);
+  void mm_build6();
+  TaskStatus mm_process6(const Message& m);
+  void mm_note_vendor_ids(const Message& m);
+  void mm_send(const PayloadChain& c, State next, bool expect_reply);
+  void mm_send_ke_nonce(const Bytes& ke, const Bytes& nonce, State next, bool expect_reply);
+  bool mm_take_ke_nonce_derive(const Message& m, const char* which, std::uint16_t notify_type);
+  Bytes mm_fresh_dh_nonce(Bytes& my_nonce);
+  TaskStatus phase1_established(const char* role);
+
+  // Phase-1 keys and hashes (phase1_keys.cpp)
   Result<void> derive_phase1_keys();
   Bytes nat_d(const dp::UdpEndpoint& ep) const;
   void add_nat_d(PayloadChain& c) const;
   void check_nat_d(const Message& m);
   Bytes hash_i(ByteView id_body) const;
   Bytes hash_r(ByteView id_body) const;
-  std::uint16_t encap_mode() const;
-
-  // Quick Mode (RFC 2409 §5.5)
-  void qm_start();
-  TaskStatus qm_process(Quick& q, const Message& m);
   Bytes qm_iv(std::uint32_t mid) const;
+  Bytes cookie_spi() const;
+  bool is_our_cookie_spi(ByteView spi) const;
+
+  // Quick Mode (RFC 2409 §5.5, quick_mode.cpp): one process/build pair per message.
+  std::uint16_t encap_mode() const;
+  void qm_start();
+  void qm_build1(Quick& q);
+  TaskStatus qm_process(Quick& q, const Message& m);
+  TaskStatus qm_process1(Quick& q, const Message& m);
+  void qm_build2(Quick& q, const Transform& chosen, std::uint8_t proposal_number,
+                 const std::vector<IdPayload>& ids);
+  TaskStatus qm_process2(Quick& q, const Message& m);
+  void qm_build3(Quick& q);
+  TaskStatus qm_process3(Quick& q, const Message& m);
+  bool qm_hash_ok(const Message& m, const crypto::SecureBytes& expect);
+  TaskStatus qm_fail(Quick& q, const std::string& why, std::uint16_t notify_type);
   Result<void> qm_install(Quick& q, dp::Direction dir);
+  void prune_quicks();
+
+  // CHILD SAs and lifetimes (child_sa.cpp)
   void child_activate(Quick& q);
   void p1_started_lifetime();
   Millis soft_expiry(Millis start, std::uint32_t lifetime_s, bool creator) const;
   void child_tick(Millis now);
+  void abandon_stale_rekey(Millis now);
   void delete_child(std::uint32_t spi_in, std::uint32_t spi_out, bool notify_peer,
                     bool del_outbound);
-  void prune_quicks();
 
+  // Informational exchanges (RFC 2409 §5.7, informational.cpp)
+  void send_plain_notify(std::uint16_t type);
+  void send_informational(PayloadType t, const Bytes& body);
   void informational(const Message& m);
+  bool informational_authentic(const Message& m);
+  void informational_notify(const NotifyPayload& n, bool protected_msg);
+  // false when the ISAKMP SA is gone (deleted by the peer, or failed)
+  bool informational_delete(const DeletePayload& d);
   void mm5_answered_with_informational(const dp::DatagramView& d, const Header& h);
   // Message ids of the peer's authenticated informational and Quick Mode exchanges (the last
   // kPeerMidMemory): a repeated one is a replay (RFC 2409 §5.5: each exchange has a unique id).
   static constexpr std::size_t kPeerMidMemory = 256;
   bool peer_mid_seen(std::uint32_t mid) const;
   void note_peer_mid(std::uint32_t mid);
-  // Runs `process` for a message from `from`; the peer moves there only if it authenticated.
-  template <typename F>
-  void with_tentative_peer(const dp::UdpEndpoint& from, F&& process);
 
-  // DPD (RFC 3706): R-U-THERE after `interval` without proof of liveness, repeated every
-  // interval while unanswered; the peer is dead when none is acknowledged within `timeout`.
+  // DPD (RFC 3706, dpd.cpp): R-U-THERE after `interval` without proof of liveness, repeated
+  // every interval while unanswered; the peer is dead when none is acknowledged within
+  // `timeout`. NAT keepalives (RFC 3948 §2.3) are there too.
   void dpd_tick(Millis now);
   void send_dpd(std::uint16_t type, std::uint32_t seq);
   void dpd_notify(const NotifyPayload& n);
+  void keepalive_tick(Millis now);
 
   Role role_;
   const ConnectionConfig* cfg_;
@@ -227,16 +271,9 @@ class IkeSa {
   Cookie icookie_{}, rcookie_{};
   std::unique_ptr<Phase1> p1_;
   std::map<std::uint32_t, std::unique_ptr<Quick>> qms_;  // by message id
-  std::optional<ChildSaInfo> child_;
-  // lifetimes
-  struct Retiring {
-    std::uint32_t spi_in, spi_out;
-    Millis at;
-  };
-  std::vector<Retiring> retiring_;
+  ChildSas children_;  // the current CHILD SA pair and the replaced ones
   std::vector<std::uint32_t> foreign_esp_deletes_;
   Millis created_{0};
-  Millis child_installed_{0}, child_soft_{0}, child_hard_{0};
   std::uint32_t rekey_mid_ = 0;  // our replacing Quick Mode in flight
   bool p1_established_ = false;
   Millis p1_soft_{0}, p1_hard_{0};
