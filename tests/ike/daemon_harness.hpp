@@ -137,6 +137,10 @@ inline ConnectionConfig make_conn(bool a_side, const IkePolicy& ike, const Ipsec
   return c;
 }
 
+// Pair(kDefaults): one connection with the default IKE and IPsec policies on both sides.
+struct DefaultPolicies {};
+inline constexpr DefaultPolicies kDefaults{};
+
 struct Pair {
   FakeClock clock;
   Network net;
@@ -146,6 +150,7 @@ struct Pair {
 
   Pair() = default;  // connections added by the test
   Pair(const IkePolicy& ike, const IpsecPolicy& ipsec) { add(ike, ipsec, ike, ipsec); }
+  explicit Pair(DefaultPolicies) : Pair(IkePolicy{}, IpsecPolicy{}) {}
   Pair(const IkePolicy& ike_a, const IpsecPolicy& ipsec_a, const IkePolicy& ike_b,
        const IpsecPolicy& ipsec_b, std::string psk_b = "s3cret-psk") {
     add(ike_a, ipsec_a, ike_b, ipsec_b, std::move(psk_b));
@@ -280,6 +285,20 @@ inline void expect_matching_sas_at(const Pair& p, std::size_t from) {
     (p.ib.sas[i].dir == dp::Direction::kInbound ? b_in : b_out) = &p.ib.sas[i];
   }
   expect_twin_sas(a_in, a_out, b_in, b_out);
+}
+
+// Both sides report the connection active.
+inline void expect_both_active(const Pair& p) {
+  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
+  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+}
+
+// The negotiation failed with NO-PROPOSAL-CHOSEN on both sides; A installed nothing.
+inline void expect_no_proposal_chosen(const Pair& p) {
+  EXPECT_EQ(p.a.status("site").state, ConnState::kError);
+  EXPECT_EQ(p.a.status("site").reason, "no proposal chosen");
+  EXPECT_EQ(p.b.status("site").reason, "no proposal chosen");
+  EXPECT_TRUE(p.ia.sas.empty());
 }
 
 class Quiet : public ::testing::Test {

@@ -69,9 +69,7 @@ TEST_F(Quiet, AcquireWhileActiveOrNegotiatingStartsNothingNew) {
 }
 
 TEST_F(Quiet, AcquireForAResponseOnlyConnectionWaitsForThePeer) {
-  IkePolicy ike;
-  IpsecPolicy ip;
-  Pair p(ike, ip);
+  Pair p(kDefaults);
   p.ib.events.push_back(acquire(9));  // B is response-only
   p.tick_only_b_for(10);
   EXPECT_EQ(p.net.sent, 0);
@@ -79,9 +77,7 @@ TEST_F(Quiet, AcquireForAResponseOnlyConnectionWaitsForThePeer) {
 }
 
 TEST_F(Quiet, AcquireDuringTheRetryDelayAfterAFailureWaitsForTheTimer) {
-  IkePolicy ike;
-  IpsecPolicy ip;
-  Pair p(ike, ip);
+  Pair p(kDefaults);
   int mm1 = 0;  // MM1s sent by A, retransmissions included
   p.net.filter = [&](Packet& pk) {
     if (pk.from.addr == kAddrA && is_new_main_mode(pk)) ++mm1;

@@ -12,8 +12,7 @@ TEST_F(Quiet, DpdProbesAnIdlePeerAndStaysActiveWhileItAnswers) {
   p.run_for(4000, 1000);
   EXPECT_EQ(p.probes, 0);  // not idle for an interval yet
   p.run_for(120000, 1000);
-  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
-  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+  expect_both_active(p);
   // One R-U-THERE per idle interval, each acknowledged.
   EXPECT_GE(p.probes, 120 / 5 - 2);
   EXPECT_LE(p.probes, 120 / 5 + 1);

@@ -154,8 +154,7 @@ TEST_F(Quiet, OnlyAuthenticatedMessagesFromANewPortMoveThePeerAndItsSas) {
   EXPECT_EQ(p.ib.sas[b_sas2].peer_port, 6500);
   EXPECT_EQ(p.ib.sas[b_sas2 + 1].peer_port, 6500);
   EXPECT_EQ(p.b.status("site").child->peer_port, 6500);
-  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
-  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+  expect_both_active(p);
 
   // A replayed authentic informational (A's Delete of the replaced pair, HASH valid) from
   // another port is a replay, not a rebinding: B's next rekey still goes to 6500.

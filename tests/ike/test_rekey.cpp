@@ -8,8 +8,7 @@ namespace ipsecgw::ike::test {
 namespace {
 
 TEST_F(Quiet, ChildSaIsRekeyedBeforeExpiryMakeBeforeBreakAndOldPairDeletedAfterGrace) {
-  IkePolicy ike;
-  Pair p(ike, short_child());
+  Pair p(IkePolicy{}, short_child());
   p.initiate();
   ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
   const auto old_a = *p.a.status("site").child;
@@ -34,8 +33,7 @@ TEST_F(Quiet, ChildSaIsRekeyedBeforeExpiryMakeBeforeBreakAndOldPairDeletedAfterG
   p.run_for(kRekeyGrace.count() + 1000, 500);
   expect_one_live_pair(p);
   EXPECT_EQ(p.ia.out_current, now_a.spi_out);
-  EXPECT_EQ(p.a.status("site").state, ConnState::kActive);
-  EXPECT_EQ(p.b.status("site").state, ConnState::kActive);
+  expect_both_active(p);
   // Keys of the new pair match across the sides.
   expect_matching_sas_at(p, 2);
   // And it keeps going: several more lifetimes, always one live pair after the grace period.
@@ -49,8 +47,7 @@ TEST_F(Quiet, ChildSaIsRekeyedBeforeExpiryMakeBeforeBreakAndOldPairDeletedAfterG
 }
 
 TEST_F(Quiet, ResponderRekeysWhenTheInitiatorDoesNotByItsLaterMargin) {
-  IkePolicy ike;
-  Pair p(ike, short_child());
+  Pair p(IkePolicy{}, short_child());
   p.initiate();
   const auto old_b = *p.b.status("site").child;
   // A's rekey Quick Mode is lost until B has started its own.
@@ -81,8 +78,7 @@ TEST_F(Quiet, ResponderRekeysWhenTheInitiatorDoesNotByItsLaterMargin) {
 }
 
 TEST_F(Quiet, HardExpiryWithoutSuccessfulRekeyDeletesThePairAndPeerHonoursTheDelete) {
-  IkePolicy ike;
-  Pair p(ike, short_child());
+  Pair p(IkePolicy{}, short_child());
   p.initiate();
   ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
   const auto c = *p.a.status("site").child;
@@ -102,9 +98,7 @@ TEST_F(Quiet, HardExpiryWithoutSuccessfulRekeyDeletesThePairAndPeerHonoursTheDel
 }
 
 TEST_F(Quiet, SequenceExhaustionEventFromTheDataPlaneRekeysAtOnce) {
-  IkePolicy ike;
-  IpsecPolicy ip;
-  Pair p(ike, ip);
+  Pair p(kDefaults);
   p.initiate();
   const auto c = *p.a.status("site").child;
   p.ib.events.push_back({dp::SaEventKind::kSeqExhausted, dp::Direction::kOutbound, c.spi_in, 9});
