@@ -4,6 +4,7 @@
 #include "ike/child_sa.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "ike/ike_sa_internal.hpp"
 
@@ -55,7 +56,9 @@ std::optional<ChildSas::Retiring> ChildSas::take_retiring(std::uint32_t spi_out)
   return out;
 }
 
-std::vector<ChildSas::Retiring> ChildSas::take_all_retiring() { return std::exchange(retiring_, {}); }
+std::vector<ChildSas::Retiring> ChildSas::take_all_retiring() {
+  return std::exchange(retiring_, {});
+}
 
 // ---- IkeSa: lifetimes ----
 

@@ -2,10 +2,7 @@
 // the exchange tasks, retransmission and the timers; plus the helpers the tasks share.
 #include "ike/ike_sa.hpp"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
-#include <cstring>
 
 #include "ike/ike_sa_internal.hpp"
 

@@ -144,9 +144,8 @@ void IkeSa::qm_start() {
 // Initiator: QM1 = HDR*, HASH(1), SA, Ni, KE, IDci, IDcr.
 void IkeSa::qm_build1(Quick& q) {
   PayloadChain rest;
-  rest.add(PayloadType::kSa,
-           build_one_transform_sa(1, kProtoEsp, be32(q.spi_in),
-                                  esp_transform(cfg_->ipsec, encap_mode(), cfg_->ipsec.lifetime_s)));
+  const Transform offer = esp_transform(cfg_->ipsec, encap_mode(), cfg_->ipsec.lifetime_s);
+  rest.add(PayloadType::kSa, build_one_transform_sa(1, kProtoEsp, be32(q.spi_in), offer));
   rest.add(PayloadType::kNonce, q.ni);
   rest.add(PayloadType::kKe, q.dh->public_value());
   rest.add(PayloadType::kId, build_id({kIdIpv4AddrSubnet, 0, 0, id_subnet(cfg_->local_subnet)}));
@@ -221,7 +220,8 @@ TaskStatus IkeSa::qm_process1(Quick& q, const Message& m) {
     return qm_fail(q, "QM1: traffic selectors do not match the connection's subnets",
                    notify::kInvalidIdInformation);
   auto choice = select_proposal(
-      body->sa, [](const Proposal& prop) { return prop.protocol == kProtoEsp && prop.spi.size() == 4; },
+      body->sa,
+      [](const Proposal& prop) { return prop.protocol == kProtoEsp && prop.spi.size() == 4; },
       [&](const Transform& t) { return esp_transform_matches(t, ip, encap_mode()); });
   if (!choice) return qm_fail(q, "no proposal chosen", notify::kNoProposalChosen);
   q.spi_out = get32(choice->proposal->spi.data());
@@ -250,7 +250,8 @@ void IkeSa::qm_build2(Quick& q, const Transform& chosen, std::uint8_t proposal_n
   const auto& ip = cfg_->ipsec;
   const Bytes mid = be32(q.mid);
   PayloadChain rest;
-  rest.add(PayloadType::kSa, build_one_transform_sa(proposal_number, kProtoEsp, be32(q.spi_in), chosen));
+  rest.add(PayloadType::kSa,
+           build_one_transform_sa(proposal_number, kProtoEsp, be32(q.spi_in), chosen));
   rest.add(PayloadType::kNonce, q.nr);
   rest.add(PayloadType::kKe, q.dh->public_value());
   rest.add(PayloadType::kId, build_id(ids[0]));
