@@ -39,6 +39,8 @@ TEST_F(Quiet, NatBetweenPeersFloatsTo4500AndInstallsUdpEncapsulatedSas) {
 // dropped without an answer and without spoiling the exchange; the authentic retransmission
 // from 6500 moves B: it answers there and the CHILD SAs installed from then on carry 6500. A
 // replayed authentic informational from a third port is a replay, not a move.
+// The test runs over 100 lines on purpose: its three phases (forgeries, rebinding, replay)
+// each start from the NAT mapping, SPIs and cookies the previous phase left.
 TEST_F(Quiet, OnlyAuthenticatedMessagesFromANewPortMoveThePeerAndItsSas) {
   IkePolicy ike;
   ike.hash = HashAlg::kSha256;  // HASH(1) then fills plaintext block 1 alone (see below)
