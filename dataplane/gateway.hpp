@@ -24,8 +24,12 @@
 namespace ipsecgw::dp {
 
 class DpSaInstaller;
+struct GatewayImpl;
 
 using MacAddr = std::array<std::uint8_t, 6>;
+
+// The gateway's two ports; the value indexes per-port arrays (GatewayImpl::ports, TX buffers).
+enum class Side : std::uint8_t { kUnprotected = 0, kProtected = 1 };
 
 struct PortConfig {
   std::uint16_t port_id = 0;   // DPDK port id (order of -a / --vdev)
@@ -57,10 +61,10 @@ struct GatewayConfig {
   unsigned mbufs = 0;                 // 0 = sized from ports/queues/workers
   unsigned rx_desc = 1024, tx_desc = 1024;
   std::uint32_t replay_window_default = 64;
-  // Added by the gateway: a worker that found no work for 1024 loops sleeps this long (RCU
-  // offline meanwhile); 0 = pure busy polling. Useful on shared/few-core machines.
+  // A worker that found no work for 1024 loops sleeps this long (RCU offline meanwhile);
+  // 0 = pure busy polling. Useful on shared/few-core machines.
   unsigned idle_sleep_us = 0;
-  // Added by the gateway: register /ipsecgw/* rte_telemetry commands (once per process).
+  // Register the /ipsecgw/stats, /ports and /sa rte_telemetry commands (once per process).
   bool telemetry = true;
 };
 
@@ -97,8 +101,7 @@ class Gateway {
 
  private:
   Gateway() = default;
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<GatewayImpl> impl_;  // dataplane/gateway_impl.hpp
 };
 
 }  // namespace ipsecgw::dp
