@@ -11,6 +11,7 @@
 
 #include "dataplane/gateway.hpp"
 #include "dataplane/gateway_impl.hpp"
+#include "dataplane/telemetry_columns.hpp"
 
 namespace ipsecgw::dp {
 
@@ -90,33 +91,26 @@ int tel_stats(const char*, const char*, rte_tel_data* d) {
   std::lock_guard lk(g_tel_mu);
   if (g_tel == nullptr) return -1;
   GatewayImpl& g = *g_tel;
-  std::vector<const LcoreStats*> ls;
-  std::vector<unsigned> ids;
-  for (auto& w : g.worker_ctxs) {
-    ls.push_back(&w->stats);
-    ids.push_back(w->lcore);
-  }
-  ls.push_back(&g.ctl_stats);
-  ids.push_back(rte_get_main_lcore());
-  LcoreStats total;
-  for (const LcoreStats* s : ls) add_stats(total, *s);
-  rte_tel_data_start_dict(d);
-  // Per-lcore values are arrays in the order of "lcores" (workers, then the control lcore).
-  auto add_array = [&](const std::string& name, auto get) {
-    rte_tel_data* a = rte_tel_data_alloc();
-    if (a == nullptr) return;
-    rte_tel_data_start_array(a, RTE_TEL_U64_VAL);
-    for (std::size_t i = 0; i < ls.size(); ++i) rte_tel_data_add_array_u64(a, get(i));
-    if (rte_tel_data_add_dict_container(d, name.c_str(), a, 0) != 0) rte_tel_data_free(a);
+  struct LcoreRow {
+    unsigned lcore;
+    const LcoreStats* stats;
   };
-  add_array("lcores", [&](std::size_t i) { return std::uint64_t{ids[i]}; });
+  std::vector<LcoreRow> rows;  // workers, then the control lcore
+  for (auto& w : g.worker_ctxs) rows.push_back({w->lcore, &w->stats});
+  rows.push_back({rte_get_main_lcore(), &g.ctl_stats});
+  LcoreStats total;
+  for (const LcoreRow& r : rows) add_stats(total, *r.stats);
+  rte_tel_data_start_dict(d);
+  // Per-lcore values are arrays in the order of "lcores".
+  add_u64_column(d, "lcores", rows, [](const LcoreRow& r) { return r.lcore; });
   for (const StatField& f : kStatFields) {
-    add_array(f.name, [&](std::size_t i) { return ls[i]->*f.field; });
+    add_u64_column(d, f.name, rows, [&](const LcoreRow& r) { return r.stats->*f.field; });
     rte_tel_data_add_dict_u64(d, (std::string("total_") + f.name).c_str(), total.*f.field);
   }
-  for (std::size_t r = 0; r < kDropReasonCount; ++r) {
-    add_array(drop_key(r), [&](std::size_t i) { return ls[i]->drops[r]; });
-    rte_tel_data_add_dict_u64(d, ("total_" + drop_key(r)).c_str(), total.drops[r]);
+  for (std::size_t k = 0; k < kDropReasonCount; ++k) {
+    add_u64_column(d, drop_key(k).c_str(), rows,
+                   [k](const LcoreRow& r) { return r.stats->drops[k]; });
+    rte_tel_data_add_dict_u64(d, ("total_" + drop_key(k)).c_str(), total.drops[k]);
   }
   return 0;
 }
@@ -150,19 +144,9 @@ int tel_sa(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
   rte_tel_data_add_dict_u64(d, "count", rows.size());
   auto add_u64 = [&](const std::string& name, auto get) {
-    rte_tel_data* a = rte_tel_data_alloc();
-    if (a == nullptr) return;
-    rte_tel_data_start_array(a, RTE_TEL_U64_VAL);
-    for (const SaRow& r : rows) rte_tel_data_add_array_u64(a, get(r));
-    if (rte_tel_data_add_dict_container(d, name.c_str(), a, 0) != 0) rte_tel_data_free(a);
+    add_u64_column(d, name.c_str(), rows, get);
   };
-  auto add_str = [&](const char* name, auto get) {
-    rte_tel_data* a = rte_tel_data_alloc();
-    if (a == nullptr) return;
-    rte_tel_data_start_array(a, RTE_TEL_STRING_VAL);
-    for (const SaRow& r : rows) rte_tel_data_add_array_string(a, get(r).c_str());
-    if (rte_tel_data_add_dict_container(d, name, a, 0) != 0) rte_tel_data_free(a);
-  };
+  auto add_str = [&](const char* name, auto get) { add_string_column(d, name, rows, get); };
   add_str("dir", [](const SaRow& r) {
     return std::string(r.dir == Direction::kInbound ? "in" : "out");
   });
