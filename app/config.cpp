@@ -195,22 +195,10 @@ std::string names_of(const std::vector<T>& v) {
   return s.empty() ? std::string("none defined") : s;
 }
 
-void parse_connection(Parser& ps, const YAML::Node& n, const std::string& path, Config& cfg,
-                      SiteConnection& c) {
-  if (!ps.check_map(n, path,
-                    {"name", "description", "admin_state_up", "peer_address", "peer_id",
-                     "peer_cidrs", "peer_ep_group", "local_ep_group", "psk", "mtu", "initiator",
-                     "dpd", "ikepolicy", "ipsecpolicy", "manual_keys"}))
-    return;
-  c.name = ps.string(n, "name", path, true).value_or("");
-  c.admin_state_up = ps.boolean(n, "admin_state_up", path, true);
-  if (auto a = ps.ipv4(n, "peer_address", path, true)) {
-    c.peer_address = *a;
-    if (*a == cfg.vpnservice.unprotected.address && *a != 0)
-      ps.error(sub(path, "peer_address"), dp::format_ipv4(*a) + " is our own address");
-  }
-  c.peer_id = ps.string(n, "peer_id", path, false).value_or(dp::format_ipv4(c.peer_address));
-
+// The connection's selectors: the peer side (peer_cidrs or peer_ep_group) and the local side
+// (local_ep_group, else vpnservice.subnet); one subnet each, not overlapping.
+void parse_selectors(Parser& ps, const YAML::Node& n, const std::string& path, const Config& cfg,
+                     SiteConnection& c) {
   // Peer side: peer_cidrs (legacy Neutron) or peer_ep_group, exactly one of them.
   const bool has_cidrs = n["peer_cidrs"] && !n["peer_cidrs"].IsNull();
   const bool has_peer_group = n["peer_ep_group"] && !n["peer_ep_group"].IsNull();
@@ -252,10 +240,9 @@ void parse_connection(Parser& ps, const YAML::Node& n, const std::string& path, 
       if (overlaps(l, p))
         ps.error(sub(path, has_cidrs ? "peer_cidrs" : "peer_ep_group"),
                  dp::format_prefix(p) + " overlaps the local subnet " + dp::format_prefix(l));
+}
 
-  c.mtu = ps.uint<std::uint16_t>(n, "mtu", path, kConnMtuMin, kConnMtuMax, kConnMtuDefault);
-  c.initiator = ps.enumeration(n, "initiator", path, kInitiatorNames, Initiator::kBiDirectional);
-
+void parse_dpd(Parser& ps, const YAML::Node& n, const std::string& path, SiteConnection& c) {
   if (const YAML::Node d = n["dpd"]; d && !d.IsNull()) {
     std::string dp = sub(path, "dpd");
     if (ps.check_map(d, dp, {"action", "interval", "timeout"})) {
@@ -271,6 +258,66 @@ void parse_connection(Parser& ps, const YAML::Node& n, const std::string& path, 
                      ")");
     }
   }
+}
+
+// manual_keys: static SAs whose key lengths follow the connection's ipsecpolicy (when it
+// exists; `have_ipsecpolicy` false: only the SPIs are read).
+void parse_manual_keys(Parser& ps, const YAML::Node& mk, const std::string& path,
+                       const Config& cfg, bool have_ipsecpolicy, SiteConnection& c) {
+  std::string mp = sub(path, "manual_keys");
+  if (!ps.check_map(mk, mp, {"inbound", "outbound", "udp_encap", "replay_window"})) return;
+  ManualKeys keys;
+  // Key lengths follow the ipsecpolicy's algorithms (RFC 3602 AES key sizes; HMAC keys of
+  // the hash output length, RFC 2404 / RFC 4868 §2.1.1).
+  auto enc = have_ipsecpolicy ? cfg.ipsecpolicies[c.ipsecpolicy_index].encryption_algorithm
+                              : EncryptionAlgorithm::kAes128;
+  auto auth = have_ipsecpolicy ? cfg.ipsecpolicies[c.ipsecpolicy_index].auth_algorithm
+                               : AuthAlgorithm::kSha1;
+  auto one = [&](std::string_view dir, ManualSa& sa) {
+    const YAML::Node s = mk[std::string(dir)];
+    std::string sp = sub(mp, dir);
+    if (!s) {
+      ps.error(sp, "required (spi, encryption_key, auth_key)");
+      return;
+    }
+    if (!ps.check_map(s, sp, {"spi", "encryption_key", "auth_key"})) return;
+    sa.spi = ps.uint<std::uint32_t>(s, "spi", sp, kMinSpi, 0xffffffffu, 0, true);
+    if (!have_ipsecpolicy) return;  // key lengths unknown; the policy error is reported
+    sa.encryption_key =
+        ps.hex_key(s, "encryption_key", sp, crypto::cipher_key_len(to_cipher(enc)),
+                   to_string(enc));
+    sa.auth_key =
+        ps.hex_key(s, "auth_key", sp, crypto::integ_key_len(to_integ(auth)), to_string(auth));
+  };
+  one("inbound", keys.inbound);
+  one("outbound", keys.outbound);
+  keys.udp_encap = ps.boolean(mk, "udp_encap", mp, false);
+  keys.replay_window = ps.uint<std::uint32_t>(mk, "replay_window", mp, 0, kReplayWindowMax,
+                                              kReplayWindowDefault);
+  c.manual_keys = std::move(keys);
+}
+
+void parse_connection(Parser& ps, const YAML::Node& n, const std::string& path, Config& cfg,
+                      SiteConnection& c) {
+  if (!ps.check_map(n, path,
+                    {"name", "description", "admin_state_up", "peer_address", "peer_id",
+                     "peer_cidrs", "peer_ep_group", "local_ep_group", "psk", "mtu", "initiator",
+                     "dpd", "ikepolicy", "ipsecpolicy", "manual_keys"}))
+    return;
+  c.name = ps.string(n, "name", path, true).value_or("");
+  c.admin_state_up = ps.boolean(n, "admin_state_up", path, true);
+  if (auto a = ps.ipv4(n, "peer_address", path, true)) {
+    c.peer_address = *a;
+    if (*a == cfg.vpnservice.unprotected.address && *a != 0)
+      ps.error(sub(path, "peer_address"), dp::format_ipv4(*a) + " is our own address");
+  }
+  c.peer_id = ps.string(n, "peer_id", path, false).value_or(dp::format_ipv4(c.peer_address));
+
+  parse_selectors(ps, n, path, cfg, c);
+  c.mtu = ps.uint<std::uint16_t>(n, "mtu", path, kConnMtuMin, kConnMtuMax, kConnMtuDefault);
+  c.initiator = ps.enumeration(n, "initiator", path, kInitiatorNames, Initiator::kBiDirectional);
+
+  parse_dpd(ps, n, path, c);
 
   const YAML::Node mk = n["manual_keys"];
   const bool manual = mk && !mk.IsNull();
@@ -296,39 +343,7 @@ void parse_connection(Parser& ps, const YAML::Node& n, const std::string& path, 
     }
   }
 
-  if (manual) {
-    std::string mp = sub(path, "manual_keys");
-    if (!ps.check_map(mk, mp, {"inbound", "outbound", "udp_encap", "replay_window"})) return;
-    ManualKeys keys;
-    // Key lengths follow the ipsecpolicy's algorithms (RFC 3602 AES key sizes; HMAC keys of
-    // the hash output length, RFC 2404 / RFC 4868 §2.1.1).
-    auto enc = have_ipsecpolicy ? cfg.ipsecpolicies[c.ipsecpolicy_index].encryption_algorithm
-                                : EncryptionAlgorithm::kAes128;
-    auto auth = have_ipsecpolicy ? cfg.ipsecpolicies[c.ipsecpolicy_index].auth_algorithm
-                                 : AuthAlgorithm::kSha1;
-    auto one = [&](std::string_view dir, ManualSa& sa) {
-      const YAML::Node s = mk[std::string(dir)];
-      std::string sp = sub(mp, dir);
-      if (!s) {
-        ps.error(sp, "required (spi, encryption_key, auth_key)");
-        return;
-      }
-      if (!ps.check_map(s, sp, {"spi", "encryption_key", "auth_key"})) return;
-      sa.spi = ps.uint<std::uint32_t>(s, "spi", sp, kMinSpi, 0xffffffffu, 0, true);
-      if (!have_ipsecpolicy) return;  // key lengths unknown; the policy error is reported
-      sa.encryption_key =
-          ps.hex_key(s, "encryption_key", sp, crypto::cipher_key_len(to_cipher(enc)),
-                     to_string(enc));
-      sa.auth_key =
-          ps.hex_key(s, "auth_key", sp, crypto::integ_key_len(to_integ(auth)), to_string(auth));
-    };
-    one("inbound", keys.inbound);
-    one("outbound", keys.outbound);
-    keys.udp_encap = ps.boolean(mk, "udp_encap", mp, false);
-    keys.replay_window = ps.uint<std::uint32_t>(mk, "replay_window", mp, 0, kReplayWindowMax,
-                                                kReplayWindowDefault);
-    c.manual_keys = std::move(keys);
-  }
+  if (manual) parse_manual_keys(ps, mk, path, cfg, have_ipsecpolicy, c);
 }
 
 void parse_dataplane(Parser& ps, const YAML::Node& root, DataplaneSettings& dp) {
