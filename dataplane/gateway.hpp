@@ -3,7 +3,7 @@
 // slow path on the control (main) lcore reached through rte_rings: ARP, ICMP echo to our own
 // addresses, IKE on UDP 500/4500, outer-fragment reassembly and ICMP errors.
 //
-// Life cycle (app/main.cpp): rte_eal_init -> Gateway::create(cfg) -> install SAs through
+// Life cycle (app/runtime.cpp): rte_eal_init -> Gateway::create(cfg) -> install SAs through
 // installer() -> start() -> loop { control_poll(); ... } until a signal -> stop() -> destroy.
 #pragma once
 
