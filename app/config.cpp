@@ -360,77 +360,62 @@ void parse_dataplane(Parser& ps, const YAML::Node& root, DataplaneSettings& dp) 
   dp.telemetry = ps.boolean(d, "telemetry", "dataplane", true);
 }
 
-void parse_ikepolicies(Parser& ps, const YAML::Node& root, Config& cfg) {
-  if (auto l = ps.list(root, "ikepolicies", "", false)) {
-    for (std::size_t i = 0; i < l->size(); ++i) {
-      std::string p = idx("ikepolicies", i);
-      const YAML::Node n = (*l)[i];
-      IkePolicy pol;
-      if (ps.check_map(n, p,
-                       {"name", "description", "auth_algorithm", "encryption_algorithm",
-                        "ike_version", "phase1_negotiation_mode", "pfs", "lifetime"})) {
-        pol.name = ps.string(n, "name", p, true).value_or("");
-        pol.auth_algorithm = ps.enumeration(n, "auth_algorithm", p, kAuthNames,
-                                            AuthAlgorithm::kSha1);
-        pol.encryption_algorithm = ps.enumeration(n, "encryption_algorithm", p, kEncNames,
-                                                  EncryptionAlgorithm::kAes128);
-        pol.ike_version = ps.fixed(n, "ike_version", p, "v1", "IKEv2 is not implemented");
-        pol.phase1_negotiation_mode = ps.fixed(n, "phase1_negotiation_mode", p, "main",
-                                               "aggressive mode is not implemented");
-        pol.pfs = ps.enumeration(n, "pfs", p, kPfsNames, PfsGroup::kGroup5);
-        pol.lifetime = ps.lifetime(n, p);
-      }
-      cfg.ikepolicies.push_back(std::move(pol));
-    }
-    check_unique_names(ps, cfg.ikepolicies, "ikepolicies");
+// A list section of named items (ikepolicies, ipsecpolicies, endpoint_groups): each item read
+// by parse_one(ps, node, path, item), then the names checked for duplicates.
+template <class T>
+void parse_named_list(Parser& ps, const YAML::Node& root, const char* key, std::vector<T>& out,
+                      void (*parse_one)(Parser&, const YAML::Node&, const std::string&, T&)) {
+  auto l = ps.list(root, key, "", false);
+  if (!l) return;
+  for (std::size_t i = 0; i < l->size(); ++i) {
+    T item;
+    parse_one(ps, (*l)[i], idx(key, i), item);
+    out.push_back(std::move(item));
   }
+  check_unique_names(ps, out, key);
 }
 
-void parse_ipsecpolicies(Parser& ps, const YAML::Node& root, Config& cfg) {
-  if (auto l = ps.list(root, "ipsecpolicies", "", false)) {
-    for (std::size_t i = 0; i < l->size(); ++i) {
-      std::string p = idx("ipsecpolicies", i);
-      const YAML::Node n = (*l)[i];
-      IpsecPolicy pol;
-      if (ps.check_map(n, p,
-                       {"name", "description", "transform_protocol", "encapsulation_mode",
-                        "auth_algorithm", "encryption_algorithm", "pfs", "lifetime"})) {
-        pol.name = ps.string(n, "name", p, true).value_or("");
-        pol.transform_protocol =
-            ps.fixed(n, "transform_protocol", p, "esp", "AH is not implemented");
-        pol.encapsulation_mode =
-            ps.fixed(n, "encapsulation_mode", p, "tunnel", "transport mode is not implemented");
-        pol.auth_algorithm = ps.enumeration(n, "auth_algorithm", p, kAuthNames,
-                                            AuthAlgorithm::kSha1);
-        pol.encryption_algorithm = ps.enumeration(n, "encryption_algorithm", p, kEncNames,
-                                                  EncryptionAlgorithm::kAes128);
-        pol.pfs = ps.enumeration(n, "pfs", p, kPfsNames, PfsGroup::kGroup5);
-        pol.lifetime = ps.lifetime(n, p);
-      }
-      cfg.ipsecpolicies.push_back(std::move(pol));
-    }
-    check_unique_names(ps, cfg.ipsecpolicies, "ipsecpolicies");
-  }
+void parse_ikepolicy(Parser& ps, const YAML::Node& n, const std::string& p, IkePolicy& pol) {
+  if (!ps.check_map(n, p,
+                    {"name", "description", "auth_algorithm", "encryption_algorithm",
+                     "ike_version", "phase1_negotiation_mode", "pfs", "lifetime"}))
+    return;
+  pol.name = ps.string(n, "name", p, true).value_or("");
+  pol.auth_algorithm = ps.enumeration(n, "auth_algorithm", p, kAuthNames, AuthAlgorithm::kSha1);
+  pol.encryption_algorithm =
+      ps.enumeration(n, "encryption_algorithm", p, kEncNames, EncryptionAlgorithm::kAes128);
+  pol.ike_version = ps.fixed(n, "ike_version", p, "v1", "IKEv2 is not implemented");
+  pol.phase1_negotiation_mode = ps.fixed(n, "phase1_negotiation_mode", p, "main",
+                                         "aggressive mode is not implemented");
+  pol.pfs = ps.enumeration(n, "pfs", p, kPfsNames, PfsGroup::kGroup5);
+  pol.lifetime = ps.lifetime(n, p);
 }
 
-void parse_endpoint_groups(Parser& ps, const YAML::Node& root, Config& cfg) {
-  if (auto l = ps.list(root, "endpoint_groups", "", false)) {
-    for (std::size_t i = 0; i < l->size(); ++i) {
-      std::string p = idx("endpoint_groups", i);
-      const YAML::Node n = (*l)[i];
-      EndpointGroup g;
-      if (ps.check_map(n, p, {"name", "description", "type", "endpoints"})) {
-        g.name = ps.string(n, "name", p, true).value_or("");
-        g.type = ps.fixed(n, "type", p, "cidr", "subnet ids do not exist outside Neutron");
-        if (!n["endpoints"])
-          ps.error(sub(p, "endpoints"), "required (a list of CIDRs)");
-        else
-          g.endpoints = ps.prefix_list(n, "endpoints", p);
-      }
-      cfg.endpoint_groups.push_back(std::move(g));
-    }
-    check_unique_names(ps, cfg.endpoint_groups, "endpoint_groups");
-  }
+void parse_ipsecpolicy(Parser& ps, const YAML::Node& n, const std::string& p, IpsecPolicy& pol) {
+  if (!ps.check_map(n, p,
+                    {"name", "description", "transform_protocol", "encapsulation_mode",
+                     "auth_algorithm", "encryption_algorithm", "pfs", "lifetime"}))
+    return;
+  pol.name = ps.string(n, "name", p, true).value_or("");
+  pol.transform_protocol = ps.fixed(n, "transform_protocol", p, "esp", "AH is not implemented");
+  pol.encapsulation_mode =
+      ps.fixed(n, "encapsulation_mode", p, "tunnel", "transport mode is not implemented");
+  pol.auth_algorithm = ps.enumeration(n, "auth_algorithm", p, kAuthNames, AuthAlgorithm::kSha1);
+  pol.encryption_algorithm =
+      ps.enumeration(n, "encryption_algorithm", p, kEncNames, EncryptionAlgorithm::kAes128);
+  pol.pfs = ps.enumeration(n, "pfs", p, kPfsNames, PfsGroup::kGroup5);
+  pol.lifetime = ps.lifetime(n, p);
+}
+
+void parse_endpoint_group(Parser& ps, const YAML::Node& n, const std::string& p,
+                          EndpointGroup& g) {
+  if (!ps.check_map(n, p, {"name", "description", "type", "endpoints"})) return;
+  g.name = ps.string(n, "name", p, true).value_or("");
+  g.type = ps.fixed(n, "type", p, "cidr", "subnet ids do not exist outside Neutron");
+  if (!n["endpoints"])
+    ps.error(sub(p, "endpoints"), "required (a list of CIDRs)");
+  else
+    g.endpoints = ps.prefix_list(n, "endpoints", p);
 }
 
 // Checks across connections: distinct names, selectors (the outbound policy key) and SPIs.
@@ -483,9 +468,9 @@ Config parse_root(Parser& ps, const YAML::Node& root) {
   }
   parse_vpnservice(ps, root, cfg.vpnservice);
   parse_dataplane(ps, root, cfg.dataplane);
-  parse_ikepolicies(ps, root, cfg);
-  parse_ipsecpolicies(ps, root, cfg);
-  parse_endpoint_groups(ps, root, cfg);
+  parse_named_list(ps, root, "ikepolicies", cfg.ikepolicies, parse_ikepolicy);
+  parse_named_list(ps, root, "ipsecpolicies", cfg.ipsecpolicies, parse_ipsecpolicy);
+  parse_named_list(ps, root, "endpoint_groups", cfg.endpoint_groups, parse_endpoint_group);
   parse_connections(ps, root, cfg);
   return cfg;
 }
