@@ -179,6 +179,21 @@ class GatewayTest : public GatewayFixture {
     return pp;
   }
 
+  // Sends `payload` through the gateway's DatagramSender from our port 4500 to kOnLinkPeer's
+  // and returns the IPv4 packet the unprotected port transmitted (empty when not exactly one
+  // came out).
+  Bytes send_from_port_4500(const Bytes& payload) {
+    DatagramView d;
+    d.local = {kUnprotAddr, 4500};
+    d.remote = {kOnLinkPeer, 4500};
+    d.payload = payload;
+    EXPECT_TRUE(gw_->datagram_sender().send(d).ok());
+    auto ip = wait_for(u_, 0x0800, 1, 17);
+    EXPECT_EQ(ip.size(), 1u);
+    if (ip.size() != 1) return {};
+    return Bytes(ip[0].begin() + 14, ip[0].end());
+  }
+
   RecordingHandler handler_;
 };
 

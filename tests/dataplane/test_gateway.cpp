@@ -101,14 +101,8 @@ TEST_F(GatewayTest, ResolvesAnOnLinkPeerByArpAndSendsQueuedIkeDatagram) {
 TEST_F(GatewayTest, IkeOnPort4500GetsTheNonEspMarkerAndIsStrippedOnReceive) {
   boot([](GatewayConfig& c) { c.neighbors.push_back({kOnLinkPeer, kPeerMac}); });
   const Bytes ike = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8};
-  DatagramView d;
-  d.local = {kUnprotAddr, 4500};
-  d.remote = {kOnLinkPeer, 4500};
-  d.payload = ike;
-  ASSERT_TRUE(gw_->datagram_sender().send(d).ok());
-  auto ip = wait_for(u_, 0x0800, 1, 17);
-  ASSERT_EQ(ip.size(), 1u);
-  const Bytes pkt(ip[0].begin() + 14, ip[0].end());
+  const Bytes pkt = send_from_port_4500(ike);
+  ASSERT_FALSE(pkt.empty());
   ASSERT_EQ(pkt.size(), 20u + 8 + 4 + ike.size());
   EXPECT_EQ(Bytes(pkt.begin() + 28, pkt.begin() + 32), Bytes(4, 0));  // RFC 3948 §2.2
   EXPECT_EQ(Bytes(pkt.begin() + 32, pkt.end()), ike);
@@ -134,15 +128,8 @@ TEST_F(GatewayTest, IkeOnPort4500GetsTheNonEspMarkerAndIsStrippedOnReceive) {
 
 TEST_F(GatewayTest, NatKeepaliveIsSentAsOneByteWithoutTheNonEspMarker) {
   boot([](GatewayConfig& c) { c.neighbors.push_back({kOnLinkPeer, kPeerMac}); });
-  const Bytes keepalive = {0xff};
-  DatagramView d;
-  d.local = {kUnprotAddr, 4500};
-  d.remote = {kOnLinkPeer, 4500};
-  d.payload = keepalive;
-  ASSERT_TRUE(gw_->datagram_sender().send(d).ok());
-  auto ip = wait_for(u_, 0x0800, 1, 17);
-  ASSERT_EQ(ip.size(), 1u);
-  const Bytes pkt(ip[0].begin() + 14, ip[0].end());
+  const Bytes pkt = send_from_port_4500({0xff});
+  ASSERT_FALSE(pkt.empty());
   // RFC 3948 §2.3: the UDP payload is the single octet 0xFF.
   ASSERT_EQ(pkt.size(), 20u + 8 + 1);
   EXPECT_EQ(be16(pkt.data() + 24), 9u);  // UDP length
