@@ -3,7 +3,7 @@
 // slow path on the control (main) lcore reached through rte_rings: ARP, ICMP echo to our own
 // addresses, IKE on UDP 500/4500, outer-fragment reassembly and ICMP errors.
 //
-// Life cycle (app/main.cpp): rte_eal_init -> Gateway::create(cfg) -> install SAs through
+// Life cycle (app/runtime.cpp): rte_eal_init -> Gateway::create(cfg) -> install SAs through
 // installer() -> start() -> loop { control_poll(); ... } until a signal -> stop() -> destroy.
 #pragma once
 
@@ -24,8 +24,12 @@
 namespace ipsecgw::dp {
 
 class DpSaInstaller;
+struct GatewayImpl;
 
 using MacAddr = std::array<std::uint8_t, 6>;
+
+// The gateway's two ports; the value indexes per-port arrays (GatewayImpl::ports, TX buffers).
+enum class Side : std::uint8_t { kUnprotected = 0, kProtected = 1 };
 
 struct PortConfig {
   std::uint16_t port_id = 0;   // DPDK port id (order of -a / --vdev)
@@ -57,10 +61,10 @@ struct GatewayConfig {
   unsigned mbufs = 0;                 // 0 = sized from ports/queues/workers
   unsigned rx_desc = 1024, tx_desc = 1024;
   std::uint32_t replay_window_default = 64;
-  // Added by the gateway: a worker that found no work for 1024 loops sleeps this long (RCU
-  // offline meanwhile); 0 = pure busy polling. Useful on shared/few-core machines.
+  // A worker that found no work for 1024 loops sleeps this long (RCU offline meanwhile);
+  // 0 = pure busy polling. Useful on shared/few-core machines.
   unsigned idle_sleep_us = 0;
-  // Added by the gateway: register /ipsecgw/* rte_telemetry commands (once per process).
+  // Register the /ipsecgw/stats, /ports and /sa rte_telemetry commands (once per process).
   bool telemetry = true;
 };
 
@@ -97,8 +101,7 @@ class Gateway {
 
  private:
   Gateway() = default;
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<GatewayImpl> impl_;  // dataplane/gateway_impl.hpp
 };
 
 }  // namespace ipsecgw::dp

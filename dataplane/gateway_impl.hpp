@@ -1,5 +1,5 @@
 // Private state of the Gateway (dataplane/gateway.hpp), shared by gateway.cpp (ports, life
-// cycle, telemetry), worker.cpp (per packet, runs on worker lcores) and slowpath.cpp (the
+// cycle), gateway_counters.cpp (counters, report, telemetry), worker.cpp (per packet, runs on worker lcores) and slowpath.cpp (the
 // control lcore: ARP, ICMP, IKE punt, reassembly, the DatagramSender).
 #pragma once
 
@@ -117,8 +117,8 @@ class GatewaySender;
 struct GatewayImpl {
   GatewayConfig cfg;
   PortState ports[2];
-  unsigned workers = 0;
-  std::vector<std::unique_ptr<WorkerCtx>> w;
+  unsigned workers = 0;                                  // worker lcores: all but the main one
+  std::vector<std::unique_ptr<WorkerCtx>> worker_ctxs;  // one per worker, in lcore order
   rte_mempool* pool = nullptr;
   rte_mempool* jumbo = nullptr;  // reassembled outer packets
   std::unique_ptr<Rcu> rcu;
@@ -133,8 +133,8 @@ struct GatewayImpl {
   alignas(64) LcoreStats ctl_stats;
   TxBuf ctl_tx_[2];
   std::vector<std::uint8_t> scratch;  // 64 KiB, reassembled IKE datagrams
-  std::unordered_map<std::uint64_t, PendingResolve> pending;  // key: side << 32 | ip
-  std::unordered_set<std::uint64_t> static_keys;
+  std::unordered_map<std::uint64_t, PendingResolve> pending;  // key: neighbor_key(side, ip)
+  std::unordered_set<std::uint64_t> static_keys;              // neighbor_key of static entries
   rte_ip_frag_tbl* frag_tbl = nullptr;
   rte_ip_frag_death_row* death_row = nullptr;
   std::uint16_t ip_id = 1;
@@ -154,6 +154,8 @@ struct GatewayImpl {
 
   // gateway.cpp
   Result<void> setup_port(PortState& p);
+
+  // gateway_counters.cpp
   void refresh_sa_snapshot();
   std::vector<SaRow> sa_rows() const;  // control thread
 
@@ -181,6 +183,12 @@ struct GatewayImpl {
   void ctl_dispatch_datagram(const std::uint8_t* ip, std::uint32_t len) noexcept;
   Result<void> send_datagram(const DatagramView& d);
 };
+
+// gateway_counters.cpp: port counters from the device; the /ipsecgw/stats, /ports and /sa
+// telemetry commands, registered once per process, report on `g` until it is withdrawn.
+PortCounters read_port_counters(std::uint16_t port_id);
+void publish_telemetry(GatewayImpl& g);
+void withdraw_telemetry(const GatewayImpl& g);
 
 // Next hop for `dst` on side `s`; 0 = no route.
 inline Ipv4 next_hop(const GatewayConfig& cfg, Side s, Ipv4 dst) noexcept {

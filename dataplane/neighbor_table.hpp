@@ -6,8 +6,8 @@
 //  - insert: the writer stores the MAC word first, then publishes the key (release);
 //  - update: one 64-bit store of the MAC word (a reader sees the old or the new MAC, never a mix);
 //  - lookup: the reader loads the key (acquire), then the MAC word.
-// The key is (side + 1) << 32 | ipv4, so the same address may live on both ports; 0 = empty.
-// The MAC word holds the 48-bit MAC and bit 48 "valid" (0 = incomplete or withdrawn).
+// The key is neighbor_key(side, ipv4), so the same address may live on both ports; an empty
+// slot holds kEmptyKey, which no (side, address) pair encodes to. The MAC word holds the 48-bit MAC and bit 48 "valid" (0 = incomplete or withdrawn).
 #pragma once
 
 #include <atomic>
@@ -19,7 +19,16 @@
 
 namespace ipsecgw::dp {
 
-enum class Side : std::uint8_t { kUnprotected = 0, kProtected = 1 };
+// One neighbour, (port side, IPv4 next hop), as one 64-bit value: side << 32 | ipv4. The one
+// encoding used for the table's slots, the control lcore's pending-resolution and static-entry
+// sets, and the resolve requests the workers send over their rings.
+constexpr std::uint64_t neighbor_key(Side s, Ipv4 ip) noexcept {
+  return std::uint64_t{static_cast<std::uint8_t>(s)} << 32 | ip;
+}
+constexpr Side neighbor_key_side(std::uint64_t key) noexcept {
+  return static_cast<Side>(key >> 32);
+}
+constexpr Ipv4 neighbor_key_ip(std::uint64_t key) noexcept { return static_cast<Ipv4>(key); }
 
 class NeighborTable {
  public:
@@ -29,10 +38,10 @@ class NeighborTable {
 
   // Worker side: lock-free, no allocation.
   bool lookup(Side s, Ipv4 ip, MacAddr* out) const noexcept {
-    const std::uint64_t key = make_key(s, ip);
+    const std::uint64_t key = neighbor_key(s, ip);
     for (unsigned i = 0, h = hash(key); i < kSize; ++i, h = (h + 1) & (kSize - 1)) {
       const std::uint64_t k = e_[h].key.load(std::memory_order_acquire);
-      if (k == 0) return false;
+      if (k == kEmptyKey) return false;
       if (k != key) continue;
       const std::uint64_t w = e_[h].mac.load(std::memory_order_acquire);
       if ((w & kValid) == 0) return false;
@@ -46,14 +55,14 @@ class NeighborTable {
   bool set(Side s, Ipv4 ip, const MacAddr& mac) noexcept {
     std::uint64_t w = kValid;
     for (int b = 0; b < 6; ++b) w |= std::uint64_t{mac[b]} << (8 * (5 - b));
-    return store(make_key(s, ip), w);
+    return store(neighbor_key(s, ip), w);
   }
   // Marks an entry invalid (workers miss on it); keeps the slot.
   void invalidate(Side s, Ipv4 ip) noexcept {
-    const std::uint64_t key = make_key(s, ip);
+    const std::uint64_t key = neighbor_key(s, ip);
     for (unsigned i = 0, h = hash(key); i < kSize; ++i, h = (h + 1) & (kSize - 1)) {
       const std::uint64_t k = e_[h].key.load(std::memory_order_relaxed);
-      if (k == 0) return;
+      if (k == kEmptyKey) return;
       if (k == key) {
         e_[h].mac.store(0, std::memory_order_release);
         return;
@@ -64,14 +73,12 @@ class NeighborTable {
 
  private:
   static constexpr std::uint64_t kValid = std::uint64_t{1} << 48;
+  static constexpr std::uint64_t kEmptyKey = ~std::uint64_t{0};  // side is 0 or 1: never a key
   struct alignas(16) Entry {
-    std::atomic<std::uint64_t> key{0};
+    std::atomic<std::uint64_t> key{kEmptyKey};
     std::atomic<std::uint64_t> mac{0};
   };
 
-  static std::uint64_t make_key(Side s, Ipv4 ip) noexcept {
-    return (std::uint64_t{static_cast<std::uint8_t>(s)} + 1) << 32 | ip;
-  }
   static unsigned hash(std::uint64_t key) noexcept {
     return static_cast<unsigned>((key * 0x9E3779B97F4A7C15ull) >> 52) & (kSize - 1);
   }
@@ -82,7 +89,7 @@ class NeighborTable {
         e_[h].mac.store(w, std::memory_order_release);
         return true;
       }
-      if (k == 0) {
+      if (k == kEmptyKey) {
         if (used_ + 1 >= kSize) return false;
         e_[h].mac.store(w, std::memory_order_relaxed);
         e_[h].key.store(key, std::memory_order_release);

@@ -22,10 +22,6 @@ constexpr std::size_t kMaxQueuedPerNeighbor = 16;
 constexpr std::uint64_t kIcmpErrorsPerSecond = 100;  // RFC 1812 §4.3.2.8 rate limit
 constexpr std::uint32_t kIcmpQuoteMax = 576 - 20 - 8;  // RFC 1812 §4.3.2.3
 
-std::uint64_t neigh_key(Side s, Ipv4 ip) {
-  return std::uint64_t{static_cast<std::uint8_t>(s)} << 32 | ip;
-}
-
 MacAddr to_mac(const rte_ether_addr& a) {
   MacAddr m;
   std::memcpy(m.data(), a.addr_bytes, 6);
@@ -38,7 +34,7 @@ unsigned GatewayImpl::control_poll() noexcept {
   unsigned n = 0;
   rte_mbuf* pkts[kMaxBurst];
   void* msgs[kMaxBurst];
-  for (auto& wp : w) {
+  for (auto& wp : worker_ctxs) {
     const unsigned k =
         rte_ring_sc_dequeue_burst(wp->punt, reinterpret_cast<void**>(pkts), kMaxBurst, nullptr);
     for (unsigned i = 0; i < k; ++i) handle_punt(pkts[i]);
@@ -46,7 +42,7 @@ unsigned GatewayImpl::control_poll() noexcept {
     const unsigned r = rte_ring_sc_dequeue_burst(wp->resolve, msgs, kMaxBurst, nullptr);
     for (unsigned i = 0; i < r; ++i) {
       const auto key = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(msgs[i]));
-      resolve(static_cast<Side>(key >> 32), static_cast<Ipv4>(key));
+      resolve(neighbor_key_side(key), neighbor_key_ip(key));
     }
     n += r;
   }
@@ -126,7 +122,7 @@ void GatewayImpl::ctl_send_via(Side s, Ipv4 nh, rte_mbuf* m) noexcept {
     return;
   }
   resolve(s, nh);
-  auto it = pending.find(neigh_key(s, nh));
+  auto it = pending.find(neighbor_key(s, nh));
   if (it == pending.end() || it->second.tries == 0 ||
       it->second.queued.size() >= kMaxQueuedPerNeighbor) {
     ctl_stats.drop(DropReason::kNoRoute);
@@ -139,7 +135,7 @@ void GatewayImpl::ctl_send_via(Side s, Ipv4 nh, rte_mbuf* m) noexcept {
 // ---- ARP (RFC 826) ----
 
 void GatewayImpl::learn(Side s, Ipv4 ip, const MacAddr& mac) noexcept {
-  const std::uint64_t key = neigh_key(s, ip);
+  const std::uint64_t key = neighbor_key(s, ip);
   if (static_keys.count(key) != 0) return;  // static neighbours win over the wire
   if (!neigh.set(s, ip, mac)) {
     ctl_stats.drop(DropReason::kNoRoute);
@@ -187,7 +183,7 @@ void GatewayImpl::send_arp_request(Side s, Ipv4 ip) noexcept {
 
 void GatewayImpl::resolve(Side s, Ipv4 ip) noexcept {
   if (ip == 0) return;
-  const std::uint64_t key = neigh_key(s, ip);
+  const std::uint64_t key = neighbor_key(s, ip);
   if (static_keys.count(key) != 0) return;
   MacAddr mac;
   if (neigh.lookup(s, ip, &mac)) return;
@@ -204,8 +200,8 @@ void GatewayImpl::resolve(Side s, Ipv4 ip) noexcept {
 void GatewayImpl::arp_timers(std::uint64_t now) noexcept {
   for (auto it = pending.begin(); it != pending.end();) {
     PendingResolve& pr = it->second;
-    const Side s = static_cast<Side>(it->first >> 32);
-    const auto ip = static_cast<Ipv4>(it->first);
+    const Side s = neighbor_key_side(it->first);
+    const Ipv4 ip = neighbor_key_ip(it->first);
     if (pr.tries == 0) {
       if (now >= pr.hold_until) {
         it = pending.erase(it);
@@ -256,7 +252,7 @@ void GatewayImpl::handle_arp(Side s, rte_mbuf* m) noexcept {
   if (sip != 0 && sip != p.cfg.addr &&
       (p.cfg.subnet.contains(sip) || sip == p.cfg.gateway) &&
       (for_us || op == RTE_ARP_OP_REPLY || neigh.lookup(s, sip, &known) ||
-       pending.count(neigh_key(s, sip)) != 0)) {
+       pending.count(neighbor_key(s, sip)) != 0)) {
     learn(s, sip, to_mac(arp->arp_data.arp_sha));
   }
   if (op == RTE_ARP_OP_REQUEST && for_us && sip != p.cfg.addr) {
@@ -529,7 +525,7 @@ void GatewayImpl::handle_frag(rte_mbuf* m) noexcept {
     jip->hdr_checksum = 0;
     jip->hdr_checksum = rte_ipv4_cksum(jip);
     j->port = ports[0].cfg.port_id;
-    if (rte_ring_mp_enqueue(w[0]->inject, j) != 0) {
+    if (rte_ring_mp_enqueue(worker_ctxs[0]->inject, j) != 0) {
       ctl_stats.drop(DropReason::kRingFull);
       rte_pktmbuf_free(j);
     }

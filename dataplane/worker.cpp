@@ -113,7 +113,7 @@ void route_inner(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
 // Hands `n` outer ESP packets to the worker that owns their SA (its inject ring, multi-
 // producer). A full ring drops the rest as kRingFull.
 void hand_off(GatewayImpl& g, WorkerCtx& w, unsigned to, rte_mbuf** pkts, unsigned n) noexcept {
-  const unsigned sent = rte_ring_mp_enqueue_burst(g.w[to]->inject,
+  const unsigned sent = rte_ring_mp_enqueue_burst(g.worker_ctxs[to]->inject,
                                                   reinterpret_cast<void**>(pkts), n, nullptr);
   w.stats.handed_off += sent;
   for (unsigned i = sent; i < n; ++i) drop(w, pkts[i], DropReason::kRingFull);

@@ -1,0 +1,164 @@
+#include "app/runtime.hpp"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "app/control_loop.hpp"
+#include "app/ike_config.hpp"
+#include "app/logging.hpp"
+#include "app/options.hpp"
+#include "app/telemetry.hpp"
+
+namespace ipsecgw::app {
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// Checks that EAL gave what the configuration needs; errors name the config field.
+bool check_eal_resources(const Config& cfg) {
+  const auto& vs = cfg.vpnservice;
+  bool ok = true;
+  const unsigned nports = rte_eth_dev_count_avail();
+  for (auto [field, id] : {std::pair{"vpnservice.ports.unprotected.port", vs.unprotected.port},
+                           std::pair{"vpnservice.ports.protected.port", vs.protected_port.port}}) {
+    if (!rte_eth_dev_is_valid_port(id)) {
+      APP_LOG(ERR,
+              "%s: port %u does not exist: EAL found %u port(s); ports are numbered in the order "
+              "of -a/--vdev on the EAL command line",
+              field, unsigned(id), nports);
+      ok = false;
+      continue;
+    }
+    char name[RTE_ETH_NAME_MAX_LEN] = {};
+    rte_eth_dev_get_name_by_port(id, name);
+    APP_LOG(INFO, "%s: port %u is %s", field, unsigned(id), name);
+  }
+  if (rte_lcore_count() < 2) {
+    APP_LOG(ERR,
+            "needs at least 2 lcores (one control lcore + workers), EAL gave %u: use e.g. -l 0-1",
+            rte_lcore_count());
+    ok = false;
+  }
+  return ok;
+}
+
+}  // namespace
+
+bool init_eal(std::vector<std::string> eal_args) {
+  std::vector<char*> eal_argv;
+  for (auto& a : eal_args) eal_argv.push_back(a.data());
+  eal_argv.push_back(nullptr);
+  if (rte_eal_init(static_cast<int>(eal_args.size()), eal_argv.data()) < 0) {
+    std::cerr << kProg << ": EAL initialisation failed: " << rte_strerror(rte_errno)
+              << " (without hugepages use --no-huge -m 512; ports come from -a/--vdev)\n";
+    return false;
+  }
+  return true;
+}
+
+bool Runtime::create_gateway() {
+  if (!check_eal_resources(cfg_)) return false;
+  auto g = dp::Gateway::create(to_gateway_config(cfg_));
+  if (!g.ok()) {
+    APP_LOG(ERR, "cannot create the gateway: %s", g.error().c_str());
+    return false;
+  }
+  gw_ = std::move(g.value());
+  // Installed before start, inbound before outbound (the order manual_sa_specs gives), so no
+  // packet meets a missing SA.
+  for (auto& spec : manual_sa_specs(cfg_)) {
+    const auto& conn = cfg_.ipsec_site_connections.at(spec.conn_id - 1);
+    const char* dir = spec.dir == dp::Direction::kInbound ? "inbound" : "outbound";
+    const std::uint32_t spi = spec.spi;
+    if (auto r = gw_->installer().add_sa(std::move(spec)); !r.ok()) {
+      APP_LOG(ERR, "connection %s: cannot install %s SA spi 0x%08x: %s", conn.name.c_str(), dir,
+              spi, r.error().c_str());
+      return false;
+    }
+    APP_LOG(INFO, "connection %s: %s SA spi 0x%08x installed (manual keys)", conn.name.c_str(),
+            dir, spi);
+  }
+  return true;
+}
+
+// Connections without manual_keys are negotiated by the IKE daemon (ike/): each enabled one
+// mapped by app/ike_config onto ike::ConnectionConfig, SAs installed through the gateway's
+// installer, IKE datagrams (UDP 500/4500, punted by the data plane) in through
+// set_datagram_handler before start, out through datagram_sender(). Its timers run from the
+// control loop.
+bool Runtime::start_ike() {
+  bool ok = true;
+  conns_.add_static_connections(cfg_);
+  auto confs = ike_connection_configs(cfg_);
+  if (!confs.empty()) {
+    ike_ = std::make_unique<ike::Daemon>(gw_->datagram_sender(), gw_->installer(), ike_clock_);
+    for (auto& k : confs) {
+      const std::string name = k.name;
+      const dp::Ipv4 peer = k.peer_addr;
+      const bool initiates = k.initiator == ike::InitiatorMode::kBidirectional;
+      if (auto r = ike_->add_connection(std::move(k)); !r.ok()) {
+        APP_LOG(ERR, "connection %s: IKE rejects it: %s", name.c_str(), r.error().c_str());
+        ok = false;
+        break;
+      }
+      APP_LOG(INFO, "connection %s: IKEv1 with peer %s, %s", name.c_str(),
+              dp::format_ipv4(peer).c_str(),
+              initiates ? "initiator (bi-directional)" : "response-only");
+      conns_.add_ike_connection(name, peer);
+    }
+    if (ok) gw_->set_datagram_handler(ike_.get());
+  }
+  publish_connections(conns_.current_rows(ike_.get()));
+  return ok;
+}
+
+void Runtime::register_telemetry() const {
+  if (cfg_.dataplane.telemetry) app::register_telemetry();
+}
+
+bool Runtime::run(unsigned stats_interval_s) {
+  install_stop_handlers();
+  if (auto r = gw_->start(); !r.ok()) {
+    APP_LOG(ERR, "cannot start the gateway: %s", r.error().c_str());
+    return false;
+  }
+  APP_LOG(INFO, "ipsecgw running (SIGINT/SIGTERM to stop)");
+  ControlLoop loop(*gw_, ike_.get(), conns_, std::chrono::seconds(stats_interval_s));
+  loop.run(g_stop_signal);
+  APP_LOG(INFO, "signal %d: stopping", static_cast<int>(g_stop_signal));
+  return true;
+}
+
+void Runtime::shutdown() {
+  if (!gw_) return;
+  gw_->stop();
+  std::printf("=== ipsecgw counters ===\n%s", gw_->report().c_str());
+  if (ike_ || conns_.has_static_connections()) {
+    std::printf("=== ipsecgw connections ===\n");
+    for (const ConnRow& r : conns_.current_rows(ike_.get()))
+      std::printf("%s\n", describe_row(r).c_str());
+  }
+  std::fflush(stdout);
+  publish_connections({});
+  gw_->set_datagram_handler(nullptr);
+  ike_.reset();  // before the gateway: it holds the gateway's sender and installer
+  gw_.reset();   // frees the SAs and wipes their keys
+}
+
+}  // namespace ipsecgw::app

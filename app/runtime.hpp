@@ -1,0 +1,52 @@
+// The ipsecgw process once its configuration is valid: EAL, then the gateway with its static
+// SAs, the IKE daemon, telemetry, the control loop, and the orderly shutdown — each a step that
+// app/main.cpp calls in order. A step that fails logs why and returns false; shutdown() then
+// undoes whatever the earlier steps built.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "app/config.hpp"
+#include "app/connections.hpp"
+#include "dataplane/gateway.hpp"
+#include "ike/daemon.hpp"
+#include "ike/ike_sa.hpp"
+
+namespace ipsecgw::app {
+
+// rte_eal_init with the EAL args (argv[0] first); prints the reason to stderr on failure.
+bool init_eal(std::vector<std::string> eal_args);
+
+class Runtime {
+ public:
+  explicit Runtime(const Config& cfg) : cfg_(cfg) {}
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+  ~Runtime() { shutdown(); }
+
+  // Checks that EAL gave the ports and lcores the configuration names, creates the gateway
+  // and installs the static SAs (manual_keys), inbound before outbound.
+  bool create_gateway();
+  // An IKE daemon for the enabled connections without manual_keys, fed the IKE datagrams the
+  // data plane punts; publishes the connections' first status rows.
+  bool start_ike();
+  // Registers /ipsecgw/connections when the configuration enables telemetry.
+  void register_telemetry() const;
+  // Installs the SIGINT/SIGTERM handlers, starts the workers and runs the control loop until
+  // a signal; false when the gateway does not start.
+  bool run(unsigned stats_interval_s);
+  // Stops the workers, prints the counters and the connections, destroys the IKE daemon and
+  // then the gateway (SAs freed, keys wiped). Idempotent; nothing to do without a gateway.
+  void shutdown();
+
+ private:
+  const Config& cfg_;
+  std::unique_ptr<dp::Gateway> gw_;
+  ike::SteadyClock ike_clock_;
+  std::unique_ptr<ike::Daemon> ike_;  // null when every connection has manual keys
+  ConnectionStatus conns_;
+};
+
+}  // namespace ipsecgw::app

@@ -1,0 +1,54 @@
+#include "app/telemetry.hpp"
+
+#include <rte_telemetry.h>
+
+#include <mutex>
+
+#include "dataplane/telemetry_columns.hpp"
+
+namespace ipsecgw::app {
+namespace {
+
+// The control lcore writes the rows, the telemetry thread reads them.
+std::mutex g_conn_mu;
+std::vector<ConnRow> g_conn_rows;
+
+// Columns, like /ipsecgw/sa (dict keys must be plain names, which connection names need not
+// be): row i of every array is one connection.
+int tel_connections(const char*, const char*, rte_tel_data* d) {
+  std::vector<ConnRow> rows;
+  {
+    std::lock_guard lk(g_conn_mu);
+    rows = g_conn_rows;
+  }
+  if (rows.size() > RTE_TEL_MAX_ARRAY_ENTRIES) rows.resize(RTE_TEL_MAX_ARRAY_ENTRIES);
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_u64(d, "count", rows.size());
+  using dp::add_string_column, dp::add_u64_column;
+  add_string_column(d, "name", rows, [](const ConnRow& r) { return r.name; });
+  add_string_column(d, "peer", rows, [](const ConnRow& r) { return r.peer; });
+  add_string_column(d, "state", rows, [](const ConnRow& r) { return r.state; });
+  add_string_column(d, "reason", rows, [](const ConnRow& r) { return r.reason; });
+  add_u64_column(d, "spi_in", rows, [](const ConnRow& r) { return r.spi_in; });
+  add_u64_column(d, "spi_out", rows, [](const ConnRow& r) { return r.spi_out; });
+  add_u64_column(d, "udp_encap", rows, [](const ConnRow& r) { return r.udp_encap; });
+  return 0;
+}
+
+}  // namespace
+
+void register_telemetry() {
+  static bool registered = false;
+  if (registered) return;
+  rte_telemetry_register_cmd("/ipsecgw/connections", tel_connections,
+                             "Site connections: state (DOWN/PENDING/ACTIVE/ERROR/STATIC), "
+                             "reason, SPIs. No parameters");
+  registered = true;
+}
+
+void publish_connections(std::vector<ConnRow> rows) {
+  std::lock_guard lk(g_conn_mu);
+  g_conn_rows = std::move(rows);
+}
+
+}  // namespace ipsecgw::app

@@ -1,0 +1,19 @@
+// The process's own rte_telemetry command, /ipsecgw/connections: the site connections' state
+// (DOWN/PENDING/ACTIVE/ERROR/STATIC), reason and SPIs. The data plane's /ipsecgw/stats,
+// /ipsecgw/ports and /ipsecgw/sa are registered by the gateway (dataplane/gateway_counters.cpp).
+#pragma once
+
+#include <vector>
+
+#include "app/connections.hpp"
+
+namespace ipsecgw::app {
+
+// Registers /ipsecgw/connections (once per process; DPDK 22.11 cannot unregister).
+void register_telemetry();
+
+// The rows /ipsecgw/connections reports from now on (control lcore; the telemetry thread
+// reads them under a lock). An empty vector withdraws them.
+void publish_connections(std::vector<ConnRow> rows);
+
+}  // namespace ipsecgw::app

@@ -1,0 +1,180 @@
+// The gateway's tunnel paths end to end (GatewayTest, gateway_test.hpp): ESP out and in,
+// outer reassembly, the tunnel MTU (ICMP frag-needed, inner fragmentation), unmatched traffic
+// and trapped tunnels. ESP output is checked by decrypting it with an independently created
+// twin SA.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "dataplane/gateway.hpp"
+#include "gateway_test.hpp"
+
+namespace ipsecgw::dp {
+namespace {
+
+TEST_F(GatewayTest, OutboundPacketLeavesAsEspThatThePeerDecrypts) {
+  boot();
+  install_tunnel();
+  const Bytes inner = make_inner(100, kLocalHost, kPeerHost);
+  inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
+  auto out = wait_for(u_, 0x0800, 1, 50);
+  ASSERT_EQ(out.size(), 1u);
+  const Bytes& f = out[0];
+  EXPECT_EQ(mac_at(f.data()), kUnprotGwMac) << "peer is off-link: via unprotected.gateway";
+  EXPECT_EQ(mac_at(f.data() + 6), u_.mac);
+  const Bytes outer(f.begin() + 14, f.end());
+  EXPECT_EQ(be32(outer.data() + 12), kLocalGw);
+  EXPECT_EQ(be32(outer.data() + 16), kPeerGw);
+  EXPECT_EQ(be32(outer.data() + 20), kSpiOut);
+  SaPtr rx = peer_rx_sa();
+  EXPECT_EQ(decrypt(rx.get(), outer), forwarded(inner));
+  EXPECT_EQ(gw_->total_stats().esp_out_packets, 1u);
+}
+
+TEST_F(GatewayTest, InboundEspIsDecryptedAndRoutedToTheProtectedHost) {
+  boot();
+  install_tunnel();
+  const auto [inner, outer] = peer_packet(200);
+  ASSERT_FALSE(outer.empty());
+  inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, outer));
+  auto out = wait_for(p_, 0x0800, 1);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(mac_at(out[0].data()), kHostMac);
+  EXPECT_EQ(mac_at(out[0].data() + 6), p_.mac);
+  EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
+  EXPECT_EQ(gw_->total_stats().esp_in_packets, 1u);
+}
+
+TEST_F(GatewayTest, OuterFragmentsAreReassembledBeforeDecryption) {
+  boot();
+  install_tunnel();
+  const auto [inner, outer] = peer_packet(1000);
+  ASSERT_GT(outer.size(), 600u);
+  // Two RFC 791 fragments: 576 payload bytes (a multiple of 8) with MF, then the rest.
+  const auto [f1, f2] = fragment_in_two(outer, 576);
+  inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, f2));  // out of order
+  inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, f1));
+  auto out = wait_for(p_, 0x0800, 1);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
+}
+
+TEST_F(GatewayTest, TooBigWithDfGetsIcmpFragNeededWithTheTunnelMtu) {
+  boot();
+  install_tunnel(1400);
+  const Bytes inner = make_inner(1380, kLocalHost, kPeerHost, 0, /*df=*/true);
+  inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
+  auto out = wait_for(p_, 0x0800, 1, 1);
+  ASSERT_EQ(out.size(), 1u) << gw_->report();
+  const Bytes& f = out[0];
+  EXPECT_EQ(mac_at(f.data()), kHostMac);
+  const Bytes pkt(f.begin() + 14, f.end());
+  EXPECT_EQ(be32(pkt.data() + 12), kProtAddr);
+  EXPECT_EQ(be32(pkt.data() + 16), kLocalHost);
+  EXPECT_EQ(inet_checksum(pkt.data(), 20), 0);
+  const std::uint8_t* icmp = pkt.data() + 20;
+  EXPECT_EQ(icmp[0], 3);  // destination unreachable
+  EXPECT_EQ(icmp[1], 4);  // fragmentation needed and DF set
+  EXPECT_EQ(inet_checksum(icmp, pkt.size() - 20), 0);
+  // RFC 1191 next-hop MTU: the largest inner packet whose ESP packet fits 1400 bytes:
+  // 20 (IPv4) + 8 (SPI, seq) + 16 (IV) + roundup(L + 2, 16) + 12 (ICV) <= 1400 -> L = 1342.
+  EXPECT_EQ(be16(icmp + 4), 0);
+  EXPECT_EQ(be16(icmp + 6), 1342);
+  // The quote starts with the original header (RFC 792).
+  EXPECT_EQ(Bytes(icmp + 8, icmp + 28), Bytes(inner.begin(), inner.begin() + 20));
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kMtuExceeded), 1u);
+  EXPECT_TRUE(of_type(collect(u_, [](const auto&) { return true; }), 0x0800, 50).empty());
+}
+
+TEST_F(GatewayTest, TooBigWithoutDfIsFragmentedBeforeEncryption) {
+  boot();
+  install_tunnel(1400);
+  const Bytes inner = make_inner(1780, kLocalHost, kPeerHost);
+  inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
+  auto out = wait_for(u_, 0x0800, 2, 50);
+  ASSERT_EQ(out.size(), 2u);
+  SaPtr rx = peer_rx_sa();
+  std::map<unsigned, Bytes> frags;  // offset -> fragment
+  for (const Bytes& f : out) {
+    const Bytes outer(f.begin() + 14, f.end());
+    EXPECT_LE(outer.size(), 1400u);
+    Bytes fr = decrypt(rx.get(), outer);
+    ASSERT_FALSE(fr.empty());
+    EXPECT_EQ(inet_checksum(fr.data(), 20), 0);
+    frags[(be16(fr.data() + 6) & 0x1fff) * 8u] = fr;
+  }
+  // Reassemble (RFC 791) and compare with the original, as forwarded (TTL - 1).
+  ASSERT_TRUE(frags.count(0));
+  Bytes whole(frags[0].begin(), frags[0].begin() + 20);
+  unsigned next = 0;
+  for (auto& [off, fr] : frags) {
+    EXPECT_EQ(off, next);
+    EXPECT_EQ(be16(fr.data() + 4), be16(inner.data() + 4)) << "same identification";
+    whole.insert(whole.end(), fr.begin() + 20, fr.end());
+    next += static_cast<unsigned>(fr.size() - 20);
+  }
+  EXPECT_NE(be16(frags.begin()->second.data() + 6) & 0x2000, 0) << "MF on the first";
+  EXPECT_EQ(be16(frags.rbegin()->second.data() + 6) & 0x2000, 0) << "no MF on the last";
+  put16(whole.data() + 2, static_cast<std::uint16_t>(whole.size()));
+  whole[6] = whole[7] = 0;
+  whole[10] = whole[11] = 0;
+  put16(whole.data() + 10, inet_checksum(whole.data(), 20));
+  EXPECT_EQ(whole, forwarded(inner));
+}
+
+TEST_F(GatewayTest, UnmatchedTrafficIsForwardedInTheClearWhenPolicySaysSo) {
+  boot([](GatewayConfig& c) { c.unmatched = UnmatchedPolicy::kForward; });
+  const Bytes inner = make_inner(50, kLocalHost, 0x08080808);
+  inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
+  auto out = wait_for(u_, 0x0800, 1);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(mac_at(out[0].data()), kUnprotGwMac);
+  EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
+}
+
+// DPD hold / expiry / peer Delete: the connection's trap keeps its selectors in the SPD, so
+// its traffic is held back (counted as trapped, IKE asked for an SA) and never leaks in the
+// clear, even where unmatched traffic is forwarded. A new outbound SA fills the trap again.
+TEST_F(GatewayTest, TrappedTrafficIsHeldAndAcquiresButIsNeverForwardedInTheClear) {
+  boot([](GatewayConfig& c) { c.unmatched = UnmatchedPolicy::kForward; });
+  install_tunnel();
+  SaInstaller& inst = gw_->installer();
+  ASSERT_TRUE(inst.install_trap(7, {0x0A010000, 16}, {0x0A020000, 16}));
+  ASSERT_TRUE(inst.del_sa(Direction::kOutbound, kSpiOut));  // the tunnel goes down
+  for (int i = 0; i < 3; ++i)
+    inject(p_, eth(p_.mac, kHostMac, 0x0800, make_inner(60, kLocalHost, kPeerHost)));
+  // Unmatched traffic after them, still forwarded: once it is out, the trapped ones were seen.
+  const Bytes other = make_inner(50, kLocalHost, 0x08080808);
+  inject(p_, eth(p_.mac, kHostMac, 0x0800, other));
+  wait_rx(4);
+  auto out = wait_for(u_, 0x0800, 1);
+  ASSERT_EQ(out.size(), 1u) << "only the unmatched packet may leave";
+  EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(other));
+  const LcoreStats t = gw_->total_stats();
+  EXPECT_EQ(t.dropped(DropReason::kTrapped), 3u);
+  EXPECT_EQ(t.dropped(DropReason::kNoPolicy), 0u);
+  EXPECT_EQ(t.forwarded, 1u);
+  EXPECT_EQ(t.esp_out_packets, 0u);
+  EXPECT_NE(gw_->report().find("drop_trapped=3"), std::string::npos) << gw_->report();
+  // One acquire for the connection (worker flags collapse until the control plane polls).
+  std::vector<SaEvent> acq;
+  for (const auto& e : inst.poll_events())
+    if (e.kind == SaEventKind::kAcquire) acq.push_back(e);
+  ASSERT_EQ(acq.size(), 1u);
+  EXPECT_EQ(acq[0].conn_id, 7u);
+  EXPECT_EQ(acq[0].spi, 0u);
+  EXPECT_EQ(acq[0].dir, Direction::kOutbound);
+
+  // IKE negotiated a new SA: the same policy carries traffic again.
+  SaSpec o = make_spec(Direction::kOutbound, kCombos[0], false, kSpiOut);
+  ASSERT_TRUE(inst.add_sa(std::move(o)).ok());
+  const Bytes inner = make_inner(100, kLocalHost, kPeerHost);
+  inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
+  auto esp = wait_for(u_, 0x0800, 1, 50);
+  ASSERT_EQ(esp.size(), 1u);
+  SaPtr rx = peer_rx_sa();
+  EXPECT_EQ(decrypt(rx.get(), Bytes(esp[0].begin() + 14, esp[0].end())), forwarded(inner));
+}
+
+}  // namespace
+}  // namespace ipsecgw::dp
