@@ -240,8 +240,7 @@ class Parser {
       return def;
     }
     if (v < lo || v > hi) {
-      error(sub(path, key),
-            *s + " out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+      error(sub(path, key), msg_out_of_range(*s, lo, hi));
       return def;
     }
     return static_cast<T>(v);
@@ -271,13 +270,10 @@ class Parser {
 
   // A fixed-value field Neutron has but we support one value of (e.g. ike_version: v1).
   std::string fixed(const YAML::Node& p, std::string_view key, const std::string& path,
-                    std::string_view only, std::string_view why) {
+                    const FixedValue& f) {
     auto s = scalar(p, key, path, false);
-    if (s && *s != only) {
-      error(sub(path, key), quote(*s) + " is not supported (allowed: " + std::string(only) +
-                                "; " + std::string(why) + ")");
-    }
-    return std::string(only);
+    if (s && *s != f.only) error(sub(path, key), msg_not_supported(*s, f));
+    return std::string(f.only);
   }
 
   std::optional<dp::Ipv4> ipv4(const YAML::Node& p, std::string_view key,
@@ -393,7 +389,7 @@ class Parser {
     if (!n || n.IsNull()) return lt;
     std::string lp = sub(path, "lifetime");
     if (!check_map(n, lp, {"units", "value"})) return lt;
-    lt.units = fixed(n, "units", lp, "seconds", "volume lifetimes are not supported");
+    lt.units = fixed(n, "units", lp, kLifetimeUnits);
     lt.value = uint<std::uint32_t>(n, "value", lp, kLifetimeMin, kLifetimeMax, kLifetimeDefault);
     return lt;
   }
@@ -417,6 +413,21 @@ constexpr EnumName<Initiator> kInitiatorNames[] = {
     {"bi-directional", Initiator::kBiDirectional}, {"response-only", Initiator::kResponseOnly}};
 constexpr EnumName<UnmatchedTraffic> kUnmatchedNames[] = {
     {"drop", UnmatchedTraffic::kDrop}, {"forward", UnmatchedTraffic::kForward}};
+
+// The enum tables spell the same values, in the same order, as the rules the REST API's model
+// checks (app/model/rules.hpp): one set of allowed values for file and API.
+template <class E, std::size_t N, std::size_t M>
+constexpr bool same_names(const EnumName<E> (&a)[N], const std::string_view (&b)[M]) {
+  if (N != M) return false;
+  for (std::size_t i = 0; i < N; ++i)
+    if (a[i].name != b[i]) return false;
+  return true;
+}
+static_assert(same_names(kAuthNames, kAuthAlgorithms));
+static_assert(same_names(kEncNames, kEncryptionAlgorithms));
+static_assert(same_names(kPfsNames, kPfsGroups));
+static_assert(same_names(kDpdNames, kDpdActions));
+static_assert(same_names(kInitiatorNames, kInitiators));
 
 void parse_port(Parser& ps, const YAML::Node& ports, std::string_view which,
                 const std::string& path, PortSettings& out) {
@@ -752,9 +763,8 @@ Config parse_root(Parser& ps, const YAML::Node& root) {
                                             AuthAlgorithm::kSha1);
         pol.encryption_algorithm = ps.enumeration(n, "encryption_algorithm", p, kEncNames,
                                                   EncryptionAlgorithm::kAes128);
-        pol.ike_version = ps.fixed(n, "ike_version", p, "v1", "IKEv2 is not implemented");
-        pol.phase1_negotiation_mode = ps.fixed(n, "phase1_negotiation_mode", p, "main",
-                                               "aggressive mode is not implemented");
+        pol.ike_version = ps.fixed(n, "ike_version", p, kIkeVersion);
+        pol.phase1_negotiation_mode = ps.fixed(n, "phase1_negotiation_mode", p, kPhase1Mode);
         pol.pfs = ps.enumeration(n, "pfs", p, kPfsNames, PfsGroup::kGroup5);
         pol.lifetime = ps.lifetime(n, p);
       }
@@ -772,9 +782,9 @@ Config parse_root(Parser& ps, const YAML::Node& root) {
                         "auth_algorithm", "encryption_algorithm", "pfs", "lifetime"})) {
         pol.name = ps.string(n, "name", p, true).value_or("");
         pol.transform_protocol =
-            ps.fixed(n, "transform_protocol", p, "esp", "AH is not implemented");
+            ps.fixed(n, "transform_protocol", p, kTransformProtocol);
         pol.encapsulation_mode =
-            ps.fixed(n, "encapsulation_mode", p, "tunnel", "transport mode is not implemented");
+            ps.fixed(n, "encapsulation_mode", p, kEncapsulationMode);
         pol.auth_algorithm = ps.enumeration(n, "auth_algorithm", p, kAuthNames,
                                             AuthAlgorithm::kSha1);
         pol.encryption_algorithm = ps.enumeration(n, "encryption_algorithm", p, kEncNames,
@@ -793,7 +803,7 @@ Config parse_root(Parser& ps, const YAML::Node& root) {
       EndpointGroup g;
       if (ps.check_map(n, p, {"name", "description", "type", "endpoints"})) {
         g.name = ps.string(n, "name", p, true).value_or("");
-        g.type = ps.fixed(n, "type", p, "cidr", "subnet ids do not exist outside Neutron");
+        g.type = ps.fixed(n, "type", p, {"cidr", "subnet ids do not exist outside Neutron"});
         if (!n["endpoints"])
           ps.error(sub(p, "endpoints"), "required (a list of CIDRs)");
         else
