@@ -103,9 +103,13 @@ std::optional<std::uint32_t> read_uint(const json& in, std::string_view key, std
   if (v.is_number_unsigned()) {
     n = v.get<std::uint64_t>();
     text = std::to_string(n);
-  } else if (v.is_number_integer()) {
-    c.err(key, v.dump() + " out of range " + std::to_string(lo) + ".." + std::to_string(hi));
-    return std::nullopt;
+  } else if (v.is_number_integer()) {  // signed: negative, or built from a C++ int
+    if (v.get<std::int64_t>() < 0) {
+      c.err(key, v.dump() + " out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+      return std::nullopt;
+    }
+    n = static_cast<std::uint64_t>(v.get<std::int64_t>());
+    text = std::to_string(n);
   } else if (v.is_string() && !v.get<std::string>().empty() &&
              v.get<std::string>().size() <= 19 &&
              std::all_of(v.get_ref<const std::string&>().begin(),
@@ -399,9 +403,9 @@ void fields_connection(const json& in, SiteConnection& x, bool update, Ctx& c) {
   if (auto a = read_string(in, "peer_address", c, true)) {
     if (auto ip = dp::parse_ipv4(*a)) {
       std::string canon = dp::format_ipv4(*ip);
-      // A peer_id that followed the address follows it again.
-      if (!present(in, "peer_id") && (x.peer_id.empty() || x.peer_id == x.peer_address))
-        x.peer_id = canon;
+      // peer_id defaults to the address on create; an update of the address keeps it, as
+      // Neutron does.
+      if (!present(in, "peer_id") && x.peer_id.empty()) x.peer_id = canon;
       x.peer_address = canon;
     } else {
       c.err("peer_address", app::quote_value(*a) +

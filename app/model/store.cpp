@@ -59,7 +59,8 @@ std::optional<std::string> resolve(const std::vector<T>& v, const std::string& r
     found = &e;
   }
   if (found) return found->id;
-  errors.push_back(field + ": '" + ref + "' is not an " + std::string(what) + " (defined: " +
+  const char* article = std::string_view("aeiou").find(what.front()) != std::string_view::npos ? "an" : "a";
+  errors.push_back(field + ": '" + ref + "' is not " + article + " " + std::string(what) + " (defined: " +
                    names_of(v) + ")");
   return std::nullopt;
 }
@@ -141,7 +142,15 @@ Result<State> parse_state(std::string_view yaml_text, const Environment& env) {
   };
   each("ikepolicies", Kind::kIkePolicy);
   each("ipsecpolicies", Kind::kIpsecPolicy);
-  each("endpoint_groups", Kind::kEndpointGroup);
+  {
+    // In the config file an endpoint group's type is optional (cidr); the API requires it.
+    json list = section("endpoint_groups");
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      json item = list[i];
+      if (item.is_object() && !item.contains("type")) item["type"] = "cidr";
+      add(Kind::kEndpointGroup, item, "endpoint_groups[" + std::to_string(i) + "]");
+    }
+  }
   each("vpnservices", Kind::kVpnService);
   // The config file's single vpnservice (its ports, routes ... are the gateway's, not the
   // model's): one vpnservice on the gateway's router and the subnet it names.
