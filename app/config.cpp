@@ -384,9 +384,8 @@ void parse_ikepolicy(Parser& ps, const YAML::Node& n, const std::string& p, IkeP
   pol.auth_algorithm = ps.enumeration(n, "auth_algorithm", p, kAuthNames, AuthAlgorithm::kSha1);
   pol.encryption_algorithm =
       ps.enumeration(n, "encryption_algorithm", p, kEncNames, EncryptionAlgorithm::kAes128);
-  pol.ike_version = ps.fixed(n, "ike_version", p, "v1", "IKEv2 is not implemented");
-  pol.phase1_negotiation_mode = ps.fixed(n, "phase1_negotiation_mode", p, "main",
-                                         "aggressive mode is not implemented");
+  pol.ike_version = ps.fixed(n, "ike_version", p, kIkeVersion);
+  pol.phase1_negotiation_mode = ps.fixed(n, "phase1_negotiation_mode", p, kPhase1Mode);
   pol.pfs = ps.enumeration(n, "pfs", p, kPfsNames, PfsGroup::kGroup5);
   pol.lifetime = ps.lifetime(n, p);
 }
@@ -397,9 +396,9 @@ void parse_ipsecpolicy(Parser& ps, const YAML::Node& n, const std::string& p, Ip
                      "auth_algorithm", "encryption_algorithm", "pfs", "lifetime"}))
     return;
   pol.name = ps.string(n, "name", p, true).value_or("");
-  pol.transform_protocol = ps.fixed(n, "transform_protocol", p, "esp", "AH is not implemented");
+  pol.transform_protocol = ps.fixed(n, "transform_protocol", p, kTransformProtocol);
   pol.encapsulation_mode =
-      ps.fixed(n, "encapsulation_mode", p, "tunnel", "transport mode is not implemented");
+      ps.fixed(n, "encapsulation_mode", p, kEncapsulationMode);
   pol.auth_algorithm = ps.enumeration(n, "auth_algorithm", p, kAuthNames, AuthAlgorithm::kSha1);
   pol.encryption_algorithm =
       ps.enumeration(n, "encryption_algorithm", p, kEncNames, EncryptionAlgorithm::kAes128);
@@ -411,7 +410,7 @@ void parse_endpoint_group(Parser& ps, const YAML::Node& n, const std::string& p,
                           EndpointGroup& g) {
   if (!ps.check_map(n, p, {"name", "description", "type", "endpoints"})) return;
   g.name = ps.string(n, "name", p, true).value_or("");
-  g.type = ps.fixed(n, "type", p, "cidr", "subnet ids do not exist outside Neutron");
+  g.type = ps.fixed(n, "type", p, {"cidr", "subnet ids do not exist outside Neutron"});
   if (!n["endpoints"])
     ps.error(sub(p, "endpoints"), "required (a list of CIDRs)");
   else

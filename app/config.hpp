@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "app/model/rules.hpp"
 #include "common/result.hpp"
 #include "crypto/esp_crypto.hpp"
 #include "crypto/secure_bytes.hpp"
@@ -46,14 +47,7 @@ std::string_view to_string(Initiator i) noexcept;
 crypto::CipherAlg to_cipher(EncryptionAlgorithm a) noexcept;
 crypto::IntegAlg to_integ(AuthAlgorithm a) noexcept;
 
-// Limits (docs/config.md).
-inline constexpr std::uint32_t kLifetimeMin = 60, kLifetimeMax = 86400, kLifetimeDefault = 3600;
-inline constexpr std::uint32_t kConnMtuMin = 68, kConnMtuMax = 9000, kConnMtuDefault = 1500;
-inline constexpr std::uint32_t kPortMtuMin = 576, kPortMtuMax = 9000;
-inline constexpr std::uint32_t kDpdIntervalDefault = 30, kDpdTimeoutDefault = 120;
-inline constexpr std::uint32_t kDpdMax = 86400;
-inline constexpr std::uint32_t kReplayWindowMax = 4096, kReplayWindowDefault = 64;
-inline constexpr std::uint32_t kMinSpi = 256;  // 1..255 reserved by IANA (RFC 4303 §2.1)
+// Limits: app/model/rules.hpp (shared with the REST API's model).
 
 struct Lifetime {
   std::string units = "seconds";  // Neutron also knows "kilobytes"; only seconds is supported

@@ -193,8 +193,7 @@ class Parser {
       return def;
     }
     if (v < lo || v > hi) {
-      error(sub(path, key),
-            *s + " out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+      error(sub(path, key), msg_out_of_range(*s, lo, hi));
       return def;
     }
     return static_cast<T>(v);
@@ -224,13 +223,10 @@ class Parser {
 
   // A fixed-value field Neutron has but we support one value of (e.g. ike_version: v1).
   std::string fixed(const YAML::Node& p, std::string_view key, const std::string& path,
-                    std::string_view only, std::string_view why) {
+                    const FixedValue& f) {
     auto s = scalar(p, key, path, false);
-    if (s && *s != only) {
-      error(sub(path, key), quote(*s) + " is not supported (allowed: " + std::string(only) +
-                                "; " + std::string(why) + ")");
-    }
-    return std::string(only);
+    if (s && *s != f.only) error(sub(path, key), msg_not_supported(*s, f));
+    return std::string(f.only);
   }
 
   std::optional<dp::Ipv4> ipv4(const YAML::Node& p, std::string_view key,
@@ -346,7 +342,7 @@ class Parser {
     if (!n || n.IsNull()) return lt;
     std::string lp = sub(path, "lifetime");
     if (!check_map(n, lp, {"units", "value"})) return lt;
-    lt.units = fixed(n, "units", lp, "seconds", "volume lifetimes are not supported");
+    lt.units = fixed(n, "units", lp, kLifetimeUnits);
     lt.value = uint<std::uint32_t>(n, "value", lp, kLifetimeMin, kLifetimeMax, kLifetimeDefault);
     return lt;
   }
@@ -370,6 +366,21 @@ constexpr EnumName<Initiator> kInitiatorNames[] = {
     {"bi-directional", Initiator::kBiDirectional}, {"response-only", Initiator::kResponseOnly}};
 constexpr EnumName<UnmatchedTraffic> kUnmatchedNames[] = {
     {"drop", UnmatchedTraffic::kDrop}, {"forward", UnmatchedTraffic::kForward}};
+
+// The enum tables spell the same values, in the same order, as the rules the REST API's model
+// checks (app/model/rules.hpp): one set of allowed values for file and API.
+template <class E, std::size_t N, std::size_t M>
+constexpr bool same_names(const EnumName<E> (&a)[N], const std::string_view (&b)[M]) {
+  if (N != M) return false;
+  for (std::size_t i = 0; i < N; ++i)
+    if (a[i].name != b[i]) return false;
+  return true;
+}
+static_assert(same_names(kAuthNames, kAuthAlgorithms));
+static_assert(same_names(kEncNames, kEncryptionAlgorithms));
+static_assert(same_names(kPfsNames, kPfsGroups));
+static_assert(same_names(kDpdNames, kDpdActions));
+static_assert(same_names(kInitiatorNames, kInitiators));
 
 // The YAML name of enum value `v` in `names`.
 template <class E, std::size_t N>

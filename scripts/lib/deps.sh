@@ -10,6 +10,8 @@ IPSECGW_PACKAGES=(
   python3 python3-scapy python3-cryptography tshark tcpdump nftables ethtool tcpreplay
   iproute2 iputils-ping socat procps kmod
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
+  # the REST API's acceptance client (tests/app/test_openstack_cli.sh)
+  python3-openstackclient python3-neutronclient
 )
 
 ipsecgw_install_deps() {

@@ -1,0 +1,38 @@
+// The desired state on disk: YAML in the config file's schema for the Neutron sections
+// (ikepolicies, ipsecpolicies, endpoint_groups, ipsec_site_connections with references by name
+// -- by id where a name is empty or not unique), plus what the API adds: an `id` on every
+// object, a `vpnservices` list and each connection's `vpnservice`. docs/api.md shows an example.
+//
+// save() is atomic: a temp file in the same directory, written with mode 0600 (it holds PSKs),
+// fsync, rename over the file, fsync of the directory. A reader sees the old or the new file,
+// never a mix. load() of a file the config loader would also read (a single `vpnservice:` with
+// ports etc.) takes its Neutron resources and ignores the gateway-only keys.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "app/model/model.hpp"
+#include "common/result.hpp"
+
+namespace ipsecgw::model {
+
+// Parses the Neutron sections; validates each object with the model's rules (errors name
+// "ikepolicies[1].lifetime.value: ..."), then the whole state. Keeps stored ids.
+Result<State> parse_state(std::string_view yaml_text, const Environment& env);
+// The YAML text save() writes.
+std::string emit_state(const State& s);
+
+class Store {
+ public:
+  explicit Store(std::string path) : path_(std::move(path)) {}
+  const std::string& path() const { return path_; }
+  // A missing file is an empty state.
+  Result<State> load(const Environment& env) const;
+  Result<void> save(const State& s) const;
+
+ private:
+  std::string path_;
+};
+
+}  // namespace ipsecgw::model
