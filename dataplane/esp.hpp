@@ -30,11 +30,11 @@ constexpr unsigned kMaxBurst = 32;
 // they are dropped as kMtuExceeded if they reach this function.
 // n <= kMaxBurst.
 std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
-                           std::span<Sa* const> sas, LcoreStats& stats) noexcept;
+                           std::span<OutboundSa* const> sas, LcoreStats& stats) noexcept;
 
 // The outer size (IPv4 + [UDP] + ESP + IV + padded payload + ICV) of an inner packet of
 // `inner_len` bytes through `sa`; used for the MTU check before esp_outbound.
-std::uint32_t esp_outbound_size(const Sa& sa, std::uint32_t inner_len) noexcept;
+std::uint32_t esp_outbound_size(const OutboundSa& sa, std::uint32_t inner_len) noexcept;
 
 // Where an inbound ESP packet's SPI is, and how it arrived.
 struct EspInboundInfo {
@@ -51,7 +51,7 @@ bool esp_inbound_parse(const rte_mbuf* m, EspInboundInfo* info, DropReason* why)
 // the SA, replay window (pre-check), ICV in constant time, then window update, padding, next
 // header 4, inner header sanity, selectors. Good packets are left holding the inner IPv4 packet.
 std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
-                          std::span<Sa* const> sas, LcoreStats& stats) noexcept;
+                          std::span<InboundSa* const> sas, LcoreStats& stats) noexcept;
 
 // A UDP payload on port 4500 (RFC 3948 §2.2 / §2.3): four zero bytes = IKE (non-ESP marker),
 // a single 0xFF byte = NAT keepalive, otherwise ESP (when at least an SPI + seq long).

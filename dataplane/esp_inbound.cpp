@@ -147,7 +147,7 @@ bool esp_inbound_parse(const rte_mbuf* m, EspInboundInfo* info, DropReason* why)
 }
 
 std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
-                          std::span<Sa* const> sas, LcoreStats& st) noexcept {
+                          std::span<InboundSa* const> sas, LcoreStats& st) noexcept {
   const BurstBounds bounds = burst_bounds(pkts.size(), sas.size());
   const unsigned n = bounds.n, total_n = bounds.total_n;
   std::uint8_t verdict[kMaxBurst * 2];
@@ -159,23 +159,27 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   std::uint16_t strip[kMaxBurst];
   unsigned o = 0;
 
-  auto fail = [&](unsigned i, Sa* sa, DropReason r) {
+  auto fail = [&](unsigned i, SaHead* sa, DropReason r) {
     verdict[i] = static_cast<std::uint8_t>(r);
     count_drop(st, sa, r);
   };
 
   // (1) Before the ICV: lengths, encapsulation, replay pre-check. The SA's dead flag is read
   // once per run of packets of one SA.
-  const Sa* last_sa = nullptr;
+  const InboundSa* last_sa = nullptr;
   bool last_dead = false;
+  std::uint32_t cipher_off = 0, icv_len = 0, align_mask = 0;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
-    Sa* sa = sas[i];
+    InboundSa* sa = sas[i];
     verdict[i] = kGood;
     if (sa == nullptr) { fail(i, nullptr, DropReason::kNoSa); continue; }
     if (sa != last_sa) {
       last_sa = sa;
       last_dead = sa->dead.load(std::memory_order_relaxed);
+      cipher_off = sa->alg.cipher_offset;
+      icv_len = sa->alg.icv_len;
+      align_mask = sa->alg.block_align - 1u;
     }
     if (last_dead) { fail(i, sa, DropReason::kSaDown); continue; }
     if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
@@ -191,10 +195,11 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
       continue;
     }
     const std::uint32_t esp_len = l.total_len - l.esp_off;
-    if (esp_len < kEspCipherOffset + sa->icv_len) { fail(i, sa, DropReason::kRunt); continue; }
-    const std::uint32_t cipher_len = esp_len - kEspCipherOffset - sa->icv_len;
-    // RFC 4303 §2.4 / RFC 3602 §3: whole AES blocks, at least one (it holds the trailer).
-    if (cipher_len == 0 || cipher_len % crypto::kAesBlock != 0) {
+    if (esp_len < cipher_off + icv_len) { fail(i, sa, DropReason::kRunt); continue; }
+    const std::uint32_t cipher_len = esp_len - cipher_off - icv_len;
+    // RFC 4303 §2.4 / RFC 3602 §3: whole blocks of the SA's alignment, at least one (it holds
+    // the trailer).
+    if (cipher_len == 0 || (cipher_len & align_mask) != 0) {
       fail(i, sa, DropReason::kBadLength);
       continue;
     }
@@ -211,13 +216,13 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
       }
     }
     outer_tos[i] = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->type_of_service;
-    strip[i] = static_cast<std::uint16_t>(l.esp_off + kEspCipherOffset);
+    strip[i] = static_cast<std::uint16_t>(l.esp_off + cipher_off);
 
     crypto::EspCryptoOp& op = ops[o];
     op.ks = &sa->keys;
     op.data = esp;
-    op.auth_len = kEspCipherOffset + cipher_len;
-    op.cipher_offset = kEspCipherOffset;
+    op.auth_len = cipher_off + cipher_len;
+    op.cipher_offset = cipher_off;
     op.cipher_len = cipher_len;
     op.iv = esp + kEspIvOffset;
     op.icv = esp + op.auth_len;  // op.status: set by the engine for every op
@@ -230,18 +235,18 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
 
   // (3) After the ICV, in packet order (so the window sees the burst's order). The selector
   // masks are taken once per run of packets of one SA (Ipv4Prefix::contains, unrolled).
-  const Sa* sel_sa = nullptr;
+  const InboundSa* sel_sa = nullptr;
   Ipv4 peer_mask = 0, peer_net = 0, local_mask = 0, local_net = 0;
   // Volume limits and counters per run of consecutive ops of one SA, flushed when the SA changes:
   // good packets are stripped and counted as they pass; a run that turns out not to be clear of
   // the limits (rare: a soft or hard limit is crossed inside it) is walked again packet by packet.
   const std::uint64_t now = o != 0 ? rte_rdtsc() : 0;
-  Sa* run_sa = nullptr;
+  InboundSa* run_sa = nullptr;
   unsigned run_first = 0;
   std::uint64_t run_k = 0, run_bytes = 0;
   auto flush_run = [&](unsigned run_end) {
     if (run_k == 0) return;
-    Sa* sa = run_sa;
+    InboundSa* sa = run_sa;
     const std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
     const std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
     std::uint64_t p = run_k, b = run_bytes;
@@ -267,7 +272,7 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   };
   for (unsigned k = 0; k < o; ++k) {
     const unsigned i = op_pkt[k];
-    Sa* sa = sas[i];
+    InboundSa* sa = sas[i];
     const crypto::EspCryptoOp& op = ops[k];
     if (sa != run_sa) {
       flush_run(k);
@@ -291,7 +296,7 @@ std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
       }
     }
     // RFC 4303 §2.4-2.6: ... | pad 1, 2, ..., n | pad length | next header | ICV.
-    const std::uint8_t* pt = op.data + kEspCipherOffset;
+    const std::uint8_t* pt = op.data + op.cipher_offset;
     const std::uint32_t clen = op.cipher_len;
     const std::uint32_t pad = pt[clen - 2];
     const std::uint8_t next_header = pt[clen - 1];

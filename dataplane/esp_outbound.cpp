@@ -33,9 +33,10 @@ constexpr std::uint64_t kMaxSeq = 0xFFFFFFFFull;
 // src/dst/proto while fragments may be in flight).
 thread_local std::uint16_t t_ip_id = 0;
 
-constexpr std::uint32_t padded_len(std::uint32_t inner_len) noexcept {
-  // RFC 4303 §2.4: payload + padding + pad length + next header is a multiple of the AES block.
-  return (inner_len + kEspTrailerLen + crypto::kAesBlock - 1) & ~std::uint32_t{crypto::kAesBlock - 1};
+constexpr std::uint32_t padded_len(std::uint32_t inner_len, std::uint32_t align) noexcept {
+  // RFC 4303 §2.4: payload + padding + pad length + next header is a multiple of the SA's block
+  // alignment (a power of two: the cipher block, or 4).
+  return (inner_len + kEspTrailerLen + align - 1) & ~(align - 1);
 }
 
 // RFC 4303 §2.4 default padding: 1, 2, 3, ... (at most 15 bytes for a 16-byte block).
@@ -44,9 +45,9 @@ alignas(16) constexpr std::uint8_t kPadBytes[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 1
 // The outer header template is copied with one fixed-size copy: IPv4 (20) + SPI (4) + 8 bytes
 // that are overwritten afterwards (seq + IV start), or IPv4 (20) + UDP (8) + SPI (4).
 constexpr std::uint32_t kTemplateCopy = 32;
-static_assert(kTemplateCopy <= sizeof(Sa::hdr_template));
-static_assert(kMaxBurst * crypto::kEspIvLen <= crypto::EspEngine::kMaxRandomView);
-static_assert(kTemplateCopy <= kIpv4HeaderLen + kEspHeaderLen + crypto::kEspIvLen,
+static_assert(kTemplateCopy <= sizeof(OutboundSa::hdr_template));
+static_assert(kMaxBurst * crypto::kMaxEspIvLen <= crypto::EspEngine::kMaxRandomView);
+static_assert(kTemplateCopy <= kIpv4HeaderLen + kEspHeaderLen + crypto::kMinEspIvLen,
               "must stay inside the shortest outer header");
 
 inline std::uint16_t load16(const std::uint8_t* p) noexcept {
@@ -58,7 +59,7 @@ inline std::uint16_t load16(const std::uint8_t* p) noexcept {
 // One's-complement sum (RFC 1071) of the outer IPv4 header words that are the same for every
 // packet of an SA (TTL/protocol, source, destination), as native-order 16-bit loads like
 // rte_raw_cksum. Computed once per burst-run; per packet only the 4 changing words are added.
-inline std::uint32_t ip_cksum_base(const Sa& sa) noexcept {
+inline std::uint32_t ip_cksum_base(const OutboundSa& sa) noexcept {
   const std::uint8_t* t = sa.hdr_template;
   return std::uint32_t{load16(t + 8)} + load16(t + 12) + load16(t + 14) + load16(t + 16) +
          load16(t + 18);
@@ -76,39 +77,40 @@ inline std::uint16_t ip_cksum_finish(std::uint32_t base, const std::uint8_t* ip)
 
 }  // namespace
 
-std::uint32_t esp_outbound_size(const Sa& sa, std::uint32_t inner_len) noexcept {
-  return sa.outer_hdr_len + padded_len(inner_len) + sa.icv_len;
+std::uint32_t esp_outbound_size(const OutboundSa& sa, std::uint32_t inner_len) noexcept {
+  return sa.outer_hdr_len + padded_len(inner_len, sa.alg.block_align) + sa.alg.icv_len;
 }
 
 std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
-                           std::span<Sa* const> sas, LcoreStats& st) noexcept {
+                           std::span<OutboundSa* const> sas, LcoreStats& st) noexcept {
   const BurstBounds bounds = burst_bounds(pkts.size(), sas.size());
   const unsigned n = bounds.n, total_n = bounds.total_n;
   std::uint8_t verdict[kMaxBurst * 2];
   std::uint32_t clen[kMaxBurst];
   std::uint32_t seq[kMaxBurst];
 
-  auto fail = [&](unsigned i, Sa* sa, DropReason r) {
+  auto fail = [&](unsigned i, SaHead* sa, DropReason r) {
     verdict[i] = static_cast<std::uint8_t>(r);
     count_drop(st, sa, r);
   };
 
   // (1) Per-packet checks. The SA's dead flag and its size limits are read once per run of
   // packets of one SA.
-  const Sa* last_sa = nullptr;
+  const OutboundSa* last_sa = nullptr;
   bool last_dead = false;
   std::int64_t max_clen = 0;   // outer_hdr_len + clen + icv_len <= mtu  <=>  clen <= max_clen
-  std::uint32_t head_need = 0, icv_len = 0;
+  std::uint32_t head_need = 0, icv_len = 0, align = 0;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
-    Sa* sa = sas[i];
+    OutboundSa* sa = sas[i];
     verdict[i] = kGood;
     if (sa == nullptr) { fail(i, nullptr, DropReason::kNoSa); continue; }
     if (sa != last_sa) {
       last_sa = sa;
       last_dead = sa->dead.load(std::memory_order_relaxed);
       head_need = sa->outer_hdr_len;
-      icv_len = sa->icv_len;
+      icv_len = sa->alg.icv_len;
+      align = sa->alg.block_align;
       max_clen = std::int64_t{sa->mtu} - head_need - icv_len;
     }
     if (last_dead) { fail(i, sa, DropReason::kSaDown); continue; }
@@ -120,7 +122,7 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     if (inner_len < kIpv4HeaderLen) { fail(i, sa, DropReason::kRunt); continue; }
     const auto* inner = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
     if ((inner->version_ihl >> 4) != 4) { fail(i, sa, DropReason::kBadIpHeader); continue; }
-    const std::uint32_t c = padded_len(inner_len);
+    const std::uint32_t c = padded_len(inner_len, align);
     clen[i] = c;
     if (std::int64_t{c} > max_clen) {
       fail(i, sa, DropReason::kMtuExceeded);
@@ -138,7 +140,7 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   // the packets still good (n_ops) on the way.
   unsigned n_ops = 0;
   for (unsigned i = 0; i < n;) {
-    Sa* sa = sas[i];
+    OutboundSa* sa = sas[i];
     unsigned j = i + 1;
     while (j < n && sas[j] == sa) ++j;
     if (sa != nullptr) {
@@ -186,26 +188,29 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
 
   // (3) Headers, trailer, IVs.
   // RFC 3602 §3: unpredictable IVs, read straight from the engine's CSPRNG keystream.
-  const std::uint8_t* ivs = n_ops != 0 ? engine.random_view(n_ops * crypto::kEspIvLen) : nullptr;
+  // One IV slot of the longest IV length per op, whatever the SA's own IV length.
+  const std::uint8_t* ivs = n_ops != 0 ? engine.random_view(n_ops * crypto::kMaxEspIvLen) : nullptr;
 
   crypto::EspCryptoOp ops[kMaxBurst];
   std::uint8_t op_pkt[kMaxBurst];
   unsigned o = 0;
   // Per-SA values, recomputed only when the SA changes between consecutive packets.
-  const Sa* cur = nullptr;
-  std::uint32_t ck_base = 0, esp_off = 0, trailer_room = 0;
+  const OutboundSa* cur = nullptr;
+  std::uint32_t ck_base = 0, esp_off = 0, trailer_room = 0, cipher_off = 0, iv_len = 0;
   std::uint16_t df_set = 0, df_copy_mask = 0;
   bool udp = false;
   std::uint16_t ip_id = t_ip_id;
   for (unsigned i = 0; i < n; ++i) {
     if (verdict[i] != kGood) continue;
     rte_mbuf* m = pkts[i];
-    const Sa& sa = *sas[i];
+    const OutboundSa& sa = *sas[i];
     if (&sa != cur) {
       cur = &sa;
       ck_base = ip_cksum_base(sa);
-      esp_off = sa.outer_hdr_len - kEspCipherOffset;
-      trailer_room = kEspTrailerLen + sa.icv_len;
+      cipher_off = sa.alg.cipher_offset;
+      iv_len = sa.alg.iv_len;
+      esp_off = sa.outer_hdr_len - cipher_off;
+      trailer_room = kEspTrailerLen + sa.alg.icv_len;
       // DF (RFC 4301 §8.1): set, clear, or copied from the inner header (bit masks, no branch).
       df_set = sa.df == DfPolicy::kSet ? kDfBit : 0;
       df_copy_mask = sa.df == DfPolicy::kCopy ? kDfBit : 0;
@@ -246,7 +251,10 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     std::uint8_t* esp = out + esp_off;
     const std::uint32_t seq_be = net32(seq[i]);
     std::memcpy(esp + 4, &seq_be, 4);
-    std::memcpy(esp + kEspIvOffset, ivs + o * crypto::kEspIvLen, crypto::kEspIvLen);
+    // A fixed-size copy for the 16-byte IV of every algorithm so far (one vector move).
+    const std::uint8_t* iv = ivs + o * crypto::kMaxEspIvLen;
+    if (iv_len == crypto::kMaxEspIvLen) std::memcpy(esp + kEspIvOffset, iv, crypto::kMaxEspIvLen);
+    else std::memcpy(esp + kEspIvOffset, iv, iv_len);
 
     // RFC 4303 §2.4: padding bytes 1, 2, 3, ...; then pad length and next header (IPv4). One
     // 16-byte copy when the appended bytes (pad + trailer + ICV) can hold it: the bytes past the
@@ -259,8 +267,8 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     crypto::EspCryptoOp& op = ops[o];
     op.ks = &sa.keys;
     op.data = esp;
-    op.auth_len = kEspCipherOffset + clen[i];
-    op.cipher_offset = kEspCipherOffset;
+    op.auth_len = cipher_off + clen[i];
+    op.cipher_offset = cipher_off;
     op.cipher_len = clen[i];
     op.iv = esp + kEspIvOffset;
     op.icv = esp + op.auth_len;
@@ -279,7 +287,7 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   // run of ops of one SA.
   const std::uint64_t now = rte_rdtsc();
   for (unsigned k = 0; k < o;) {
-    Sa* sa = sas[op_pkt[k]];
+    OutboundSa* sa = sas[op_pkt[k]];
     std::uint64_t p = 0, b = 0;
     do {
       const unsigned i = op_pkt[k];

@@ -121,7 +121,7 @@ void hand_off(GatewayImpl& g, WorkerCtx& w, unsigned to, rte_mbuf** pkts, unsign
 
 // One owner per inbound SA (dataplane/sa.hpp): true when this worker processes `sa`'s packets,
 // claiming an unowned SA on the way; else `*to` is the owner.
-inline bool owns(const WorkerCtx& w, Sa& sa, std::uint16_t* to) noexcept {
+inline bool owns(const WorkerCtx& w, InboundSa& sa, std::uint16_t* to) noexcept {
   std::uint16_t o = sa.owner.load(std::memory_order_acquire);
   if (o == kNoOwner &&
       sa.owner.compare_exchange_strong(o, static_cast<std::uint16_t>(w.idx),
@@ -137,7 +137,7 @@ inline bool owns(const WorkerCtx& w, Sa& sa, std::uint16_t* to) noexcept {
 void esp_in(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept {
   rte_mbuf* ok[kMaxBurst];
   std::uint32_t spis[kMaxBurst];
-  Sa* sas[kMaxBurst];
+  InboundSa* sas[kMaxBurst];
   unsigned k = 0;
   for (unsigned i = 0; i < n; ++i) {
     EspInboundInfo info;
@@ -187,17 +187,17 @@ void esp_in(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept 
   }
   if (mine == 0) return;
   const std::uint16_t good = esp_inbound(*w.engine, std::span<rte_mbuf*>(ok, mine),
-                                         std::span<Sa* const>(sas, mine), w.stats);
+                                         std::span<InboundSa* const>(sas, mine), w.stats);
   for (unsigned i = good; i < mine; ++i) rte_pktmbuf_free(ok[i]);  // counted by esp_inbound
   for (unsigned i = 0; i < good; ++i) route_inner(g, w, ok[i]);
 }
 
 // Outer packets from esp_outbound: Ethernet to the peer (on-link) or the unprotected gateway.
-void esp_out_flush(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, Sa** sas,
+void esp_out_flush(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, OutboundSa** sas,
                    unsigned& n) noexcept {
   if (n == 0) return;
   const std::uint16_t good =
-      esp_outbound(*w.engine, std::span<rte_mbuf*>(pkts, n), std::span<Sa* const>(sas, n),
+      esp_outbound(*w.engine, std::span<rte_mbuf*>(pkts, n), std::span<OutboundSa* const>(sas, n),
                    w.stats);
   for (unsigned i = good; i < n; ++i) rte_pktmbuf_free(pkts[i]);  // counted by esp_outbound
   Ipv4 last_dst = 0, last_nh = 0;
@@ -213,8 +213,8 @@ void esp_out_flush(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, Sa** sas,
   n = 0;
 }
 
-inline void esp_out_add(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, Sa** sas, unsigned& n,
-                        rte_mbuf* m, Sa* sa) noexcept {
+inline void esp_out_add(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, OutboundSa** sas,
+                        unsigned& n, rte_mbuf* m, OutboundSa* sa) noexcept {
   if (n == kMaxBurst) esp_out_flush(g, w, pkts, sas, n);
   pkts[n] = m;
   sas[n++] = sa;
@@ -240,16 +240,16 @@ void forward_plain(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
 // Inner packets from the protected side (data at IPv4): policy lookup, MTU handling, ESP.
 void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
               const Ipv4* dst, unsigned n) noexcept {
-  Sa* sas[kMaxBurst];
+  OutboundSa* sas[kMaxBurst];
   PolicySlot* pols[kMaxBurst];
   g.inst->lookup_outbound(src, dst, n, sas, pols);
   rte_mbuf* ep[kMaxBurst];
-  Sa* es[kMaxBurst];
+  OutboundSa* es[kMaxBurst];
   unsigned ne = 0;
   std::uint64_t now = 0;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
-    Sa* sa = sas[i];
+    OutboundSa* sa = sas[i];
     if (sa == nullptr) {
       if (pols[i] != nullptr) {
         // Trapped: the tunnel exists but has no SA (not up yet, DPD hold, expired, deleted by

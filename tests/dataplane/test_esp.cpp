@@ -15,7 +15,7 @@ using namespace testutil;
 
 std::size_t esp_offset(bool encap) { return 20 + (encap ? 8 : 0); }
 
-std::uint64_t sa_drops(const Sa& sa, DropReason r) {
+std::uint64_t sa_drops(const SaHead& sa, DropReason r) {
   return sa.counters.drops[static_cast<unsigned>(r)].load();
 }
 
@@ -29,8 +29,8 @@ TEST_P(EspRoundTrip, OutboundThenInboundRestoresInnerPacketsAndHeadersAreCorrect
   const bool encap = std::get<1>(GetParam());
   SaSpec out_spec = make_spec(Direction::kOutbound, combo, encap);
   out_spec.mtu = 1600;  // the largest inner packet here is 1430 bytes
-  auto out_sa = create_sa(out_spec);
-  auto in_sa = create_sa(make_spec(Direction::kInbound, combo, encap));
+  auto out_sa = create_sa<OutboundSa>(out_spec);
+  auto in_sa = create_sa<InboundSa>(make_spec(Direction::kInbound, combo, encap));
   ASSERT_TRUE(out_sa && in_sa);
 
   const std::vector<std::size_t> sizes = {0, 1, 7, 8, 12, 13, 14, 15, 16, 17, 30, 64,
@@ -43,7 +43,7 @@ TEST_P(EspRoundTrip, OutboundThenInboundRestoresInnerPacketsAndHeadersAreCorrect
 
   std::vector<rte_mbuf*> ms;
   for (const auto& b : inners) ms.push_back(mbuf(b));
-  std::vector<Sa*> sas(ms.size(), out_sa.get());
+  std::vector<OutboundSa*> sas(ms.size(), out_sa.get());
   LcoreStats st;
   ASSERT_EQ(esp_outbound(*engine_, ms, sas, st), ms.size());
   EXPECT_EQ(st.esp_out_packets, inners.size());
@@ -123,7 +123,7 @@ TEST_F(EspOutbound, DfPolicyCopySetClear) {
     SaSpec spec = make_spec(Direction::kOutbound, c, false);
     spec.df = pol;
     spec.ttl = 17;
-    auto sa = create_sa(spec);
+    auto sa = create_sa<OutboundSa>(spec);
     auto outs = encrypt_all(sa.get(), {make_inner(40, kLocalHost, kPeerHost, 0, true),
                                        make_inner(40, kLocalHost, kPeerHost, 0, false)});
     ASSERT_EQ(outs.size(), 2u);
@@ -139,7 +139,7 @@ TEST_F(EspOutbound, DfPolicyCopySetClear) {
 }
 
 TEST_F(EspOutbound, EcnAndDscpAreCopiedToTheOuterHeader) {
-  auto sa = create_sa(make_spec(Direction::kOutbound, kCombos[0], false));
+  auto sa = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], false));
   for (std::uint8_t tos : {0x00, 0xB8, 0xB9, 0xBA, 0xBB, 0x03}) {
     auto outs = encrypt_all(sa.get(), {make_inner(10, kLocalHost, kPeerHost, tos)});
     ASSERT_EQ(outs.size(), 1u);
@@ -148,8 +148,8 @@ TEST_F(EspOutbound, EcnAndDscpAreCopiedToTheOuterHeader) {
 }
 
 TEST_F(EspOutbound, MultiSegmentPacketIsLinearizedAndEncrypted) {
-  auto out_sa = create_sa(make_spec(Direction::kOutbound, kCombos[3], true));
-  auto in_sa = create_sa(make_spec(Direction::kInbound, kCombos[3], true));
+  auto out_sa = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[3], true));
+  auto in_sa = create_sa<InboundSa>(make_spec(Direction::kInbound, kCombos[3], true));
   Bytes inner = make_inner(300);
   rte_mbuf* head = mbuf(Bytes(inner.begin(), inner.begin() + 100));
   rte_mbuf* tail = rte_pktmbuf_alloc(pool_);
@@ -158,7 +158,7 @@ TEST_F(EspOutbound, MultiSegmentPacketIsLinearizedAndEncrypted) {
               inner.data() + 100, inner.size() - 100);
   ASSERT_EQ(rte_pktmbuf_chain(head, tail), 0);
   rte_mbuf* ms[1] = {head};
-  Sa* sas[1] = {out_sa.get()};
+  OutboundSa* sas[1] = {out_sa.get()};
   LcoreStats st;
   ASSERT_EQ(esp_outbound(*engine_, ms, sas, st), 1);
   EXPECT_EQ(head->nb_segs, 1);
@@ -169,12 +169,12 @@ TEST_F(EspOutbound, MultiSegmentPacketIsLinearizedAndEncrypted) {
 }
 
 TEST_F(EspOutbound, TooBigForMtuIsDroppedAsMtuExceeded) {
-  auto sa = create_sa(make_spec(Direction::kOutbound, kCombos[0], false));
+  auto sa = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], false));
   // 1500 - 20 - 8 - 16 - 12 = 1444: the padded payload is 1440 at most, so 1438 inner bytes.
   ASSERT_EQ(esp_outbound_size(*sa, 1438), 1496u);
   ASSERT_GT(esp_outbound_size(*sa, 1439), 1500u);
   rte_mbuf* ms[2] = {mbuf(make_inner(1438 - 20)), mbuf(make_inner(1439 - 20))};
-  Sa* sas[2] = {sa.get(), sa.get()};
+  OutboundSa* sas[2] = {sa.get(), sa.get()};
   LcoreStats st;
   EXPECT_EQ(esp_outbound(*engine_, ms, sas, st), 1);
   EXPECT_EQ(st.dropped(DropReason::kMtuExceeded), 1u);
@@ -183,12 +183,12 @@ TEST_F(EspOutbound, TooBigForMtuIsDroppedAsMtuExceeded) {
 }
 
 TEST_F(EspOutbound, SequenceExhaustionDropsAndRaisesEvent) {
-  auto sa = create_sa(make_spec(Direction::kOutbound, kCombos[0], false));
+  auto sa = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], false));
   sa->seq_next.store(0xFFFFFFFEull);
   std::vector<rte_mbuf*> ms;
   for (int i = 0; i < 4; ++i) ms.push_back(mbuf(make_inner(10 + i)));
   Bytes second_inner = to_bytes(ms[1]);
-  std::vector<Sa*> sas(4, sa.get());
+  std::vector<OutboundSa*> sas(4, sa.get());
   LcoreStats st;
   EXPECT_EQ(esp_outbound(*engine_, ms, sas, st), 2);
   EXPECT_EQ(be32(to_bytes(ms[0]).data() + 24), 0xFFFFFFFEu);
@@ -198,21 +198,21 @@ TEST_F(EspOutbound, SequenceExhaustionDropsAndRaisesEvent) {
   EXPECT_TRUE(sa->events.load() & kEvSeqExhausted);
   // Later bursts never send a wrapped number.
   rte_mbuf* more[1] = {mbuf(make_inner(5))};
-  Sa* one[1] = {sa.get()};
+  OutboundSa* one[1] = {sa.get()};
   EXPECT_EQ(esp_outbound(*engine_, more, one, st), 0);
   EXPECT_EQ(st.dropped(DropReason::kSeqExhausted), 3u);
 }
 
 TEST_F(EspOutbound, BurstContractGoodFirstInOrderThenBad) {
-  auto a = create_sa(make_spec(Direction::kOutbound, kCombos[0], false, 0x1000));
-  auto b = create_sa(make_spec(Direction::kOutbound, kCombos[5], true, 0x2000));
-  auto dead = create_sa(make_spec(Direction::kOutbound, kCombos[1], false, 0x3000));
+  auto a = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], false, 0x1000));
+  auto b = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[5], true, 0x2000));
+  auto dead = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[1], false, 0x3000));
   dead->dead.store(true);
   // good(a) bad(null) good(a) bad(dead) good(b) bad(mtu, a) good(b) bad(runt, b) good(a)
   std::vector<rte_mbuf*> ms = {mbuf(make_inner(1)), mbuf(make_inner(2)), mbuf(make_inner(3)),
                                mbuf(make_inner(4)), mbuf(make_inner(5)), mbuf(make_inner(1470)),
                                mbuf(make_inner(7)), mbuf(Bytes(10, 0x45)), mbuf(make_inner(9))};
-  std::vector<Sa*> sas = {a.get(), nullptr, a.get(), dead.get(), b.get(),
+  std::vector<OutboundSa*> sas = {a.get(), nullptr, a.get(), dead.get(), b.get(),
                           a.get(), b.get(), b.get(), a.get()};
   const std::vector<rte_mbuf*> orig = ms;
   LcoreStats st;
@@ -240,17 +240,17 @@ TEST_F(EspOutbound, SoftAndHardPacketLimits) {
   SaSpec spec = make_spec(Direction::kOutbound, kCombos[0], false);
   spec.soft_packets = 2;
   spec.hard_packets = 3;
-  auto sa = create_sa(spec);
+  auto sa = create_sa<OutboundSa>(spec);
   std::vector<rte_mbuf*> ms;
   for (int i = 0; i < 5; ++i) ms.push_back(mbuf(make_inner(10)));
-  std::vector<Sa*> sas(5, sa.get());
+  std::vector<OutboundSa*> sas(5, sa.get());
   LcoreStats st;
   EXPECT_EQ(esp_outbound(*engine_, ms, sas, st), 3);
   EXPECT_EQ(st.dropped(DropReason::kSaDown), 2u);
   EXPECT_TRUE(sa->dead.load());
   EXPECT_EQ(sa->events.load() & (kEvSoftLimit | kEvHardLimit), kEvSoftLimit | kEvHardLimit);
   rte_mbuf* more[1] = {mbuf(make_inner(5))};
-  Sa* one[1] = {sa.get()};
+  OutboundSa* one[1] = {sa.get()};
   EXPECT_EQ(esp_outbound(*engine_, more, one, st), 0);
   EXPECT_EQ(sa_drops(*sa, DropReason::kSaDown), 3u);
 }
@@ -258,7 +258,7 @@ TEST_F(EspOutbound, SoftAndHardPacketLimits) {
 TEST_F(EspOutbound, SoftByteLimitRaisesEventOnlyOnCrossing) {
   SaSpec spec = make_spec(Direction::kOutbound, kCombos[0], false);
   spec.soft_bytes = 100;
-  auto sa = create_sa(spec);
+  auto sa = create_sa<OutboundSa>(spec);
   encrypt_all(sa.get(), {make_inner(20)});  // 40 bytes
   EXPECT_EQ(sa->events.load(), 0);
   encrypt_all(sa.get(), {make_inner(50)});  // 110 bytes
@@ -288,22 +288,61 @@ TEST(SaCreate, RejectsBadSpecsNamingTheField) {
   for (const auto& c : cases) {
     SaSpec s = make_spec(Direction::kOutbound, kCombos[0], false);
     c.mutate(s);
-    auto r = sa_create(s);
+    auto r = sa_create<OutboundSa>(s);
     ASSERT_FALSE(r.ok()) << c.field;
     EXPECT_NE(r.error().find(c.field), std::string::npos) << r.error();
   }
   SaSpec ok = make_spec(Direction::kInbound, kCombos[0], false);
   ok.replay_window = 4096;
-  auto r = sa_create(ok);
+  auto r = sa_create<InboundSa>(ok);
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r.value()->replay.size(), 4096u);
   sa_destroy(r.value());
 }
 
+// An SA is built for the direction its struct serves; a spec of the other direction is refused.
+TEST(SaCreate, RejectsASpecOfTheOtherDirection) {
+  auto in = sa_create<InboundSa>(make_spec(Direction::kOutbound, kCombos[0], false));
+  ASSERT_FALSE(in.ok());
+  EXPECT_NE(in.error().find("dir"), std::string::npos) << in.error();
+  auto out = sa_create<OutboundSa>(make_spec(Direction::kInbound, kCombos[0], false));
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.error().find("dir"), std::string::npos) << out.error();
+}
+
+// Passing an SA of the wrong direction does not compile.
+template <class S>
+concept EncryptsWith = requires(crypto::EspEngine& e, std::span<rte_mbuf*> p, std::span<S* const> s,
+                                LcoreStats& st) { esp_outbound(e, p, s, st); };
+template <class S>
+concept DecryptsWith = requires(crypto::EspEngine& e, std::span<rte_mbuf*> p, std::span<S* const> s,
+                                LcoreStats& st) { esp_inbound(e, p, s, st); };
+static_assert(EncryptsWith<OutboundSa> && !EncryptsWith<InboundSa>);
+static_assert(DecryptsWith<InboundSa> && !DecryptsWith<OutboundSa>);
+static_assert(!std::is_convertible_v<InboundSa*, OutboundSa*> &&
+              !std::is_convertible_v<OutboundSa*, InboundSa*>);
+
+// The algorithm parameters are the SA's, set at creation from its algorithms.
+TEST(SaCreate, AlgorithmParametersComeFromTheAlgorithms) {
+  for (const Combo& c : kCombos) {
+    auto r = sa_create<OutboundSa>(make_spec(Direction::kOutbound, c, true));
+    ASSERT_TRUE(r.ok()) << r.error();
+    const OutboundSa& sa = *r.value();
+    EXPECT_EQ(sa.alg.iv_len, 16u);  // AES-CBC, RFC 3602 §3
+    EXPECT_EQ(sa.alg.block_align, 16u);
+    EXPECT_EQ(sa.alg.cipher_offset, 8u + 16u);
+    EXPECT_EQ(sa.alg.icv_len, crypto::icv_len(c.integ));
+    EXPECT_EQ(sa.alg.key_len, crypto::cipher_key_len(c.cipher));
+    EXPECT_EQ(sa.outer_hdr_len, 20u + 8u + 8u + 16u);
+    EXPECT_EQ(std::memcmp(&sa.alg, &sa.keys.alg, sizeof sa.alg), 0) << "SA and key schedule agree";
+    sa_destroy(r.value());
+  }
+}
+
 TEST(SaCreate, BuildsHeaderTemplateAndReadsCounters) {
-  auto sa = create_sa(make_spec(Direction::kOutbound, kCombos[3], true, 0xdeadbeef));
+  auto sa = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[3], true, 0xdeadbeef));
   EXPECT_EQ(sa->outer_hdr_len, 20 + 8 + 8 + 16);
-  EXPECT_EQ(sa->icv_len, 16);
+  EXPECT_EQ(sa->alg.icv_len, 16);
   EXPECT_EQ(sa->seq_next.load(), 1u);
   EXPECT_EQ(sa->hdr_template[0], 0x45);
   EXPECT_EQ(sa->hdr_template[9], 17);
@@ -325,16 +364,17 @@ class EspInbound : public EspFixture {
   void make_pair(int combo = 0, bool encap = false, std::uint32_t window = 64) {
     c_ = kCombos[combo];
     encap_ = encap;
-    out_ = create_sa(make_spec(Direction::kOutbound, c_, encap));
+    out_ = create_sa<OutboundSa>(make_spec(Direction::kOutbound, c_, encap));
     SaSpec in = make_spec(Direction::kInbound, c_, encap);
     in.replay_window = window;
-    in_ = create_sa(in);
+    in_ = create_sa<InboundSa>(in);
     ASSERT_TRUE(out_ && in_);
   }
   // One inbound packet; returns whether it passed (inner bytes in *inner).
-  bool receive(const Bytes& outer, LcoreStats& st, Bytes* inner = nullptr, Sa* sa = nullptr) {
+  bool receive(const Bytes& outer, LcoreStats& st, Bytes* inner = nullptr,
+               InboundSa* sa = nullptr) {
     rte_mbuf* ms[1] = {mbuf(outer)};
-    Sa* sas[1] = {sa ? sa : in_.get()};
+    InboundSa* sas[1] = {sa ? sa : in_.get()};
     const bool ok = esp_inbound(*engine_, ms, sas, st) == 1;
     if (ok && inner) *inner = to_bytes(ms[0]);
     return ok;
@@ -364,7 +404,8 @@ class EspInbound : public EspFixture {
   }
   Combo c_;
   bool encap_ = false;
-  SaPtr out_, in_;
+  OutSaPtr out_;
+  InSaPtr in_;
 };
 
 TEST_F(EspInbound, RecraftWithoutChangesStillPasses) {
@@ -527,7 +568,7 @@ TEST_F(EspInbound, UnknownSpiIsNoSa) {
   make_pair(0, false);
   auto outs = encrypt_all(out_.get(), {make_inner(10), make_inner(11)});
   std::vector<rte_mbuf*> ms = {mbuf(outs[0]), mbuf(outs[1])};
-  std::vector<Sa*> sas = {nullptr, in_.get()};
+  std::vector<InboundSa*> sas = {nullptr, in_.get()};
   LcoreStats st;
   EXPECT_EQ(esp_inbound(*engine_, ms, sas, st), 1);
   EXPECT_EQ(st.dropped(DropReason::kNoSa), 1u);
@@ -549,11 +590,11 @@ TEST_F(EspInbound, InnerAddressOutsideSelectorsIsSelectorMismatch) {
 TEST_F(EspInbound, EncapsulationMustMatchTheSa) {
   make_pair(0, true);  // peer sends ESP-in-UDP
   SaSpec plain = make_spec(Direction::kInbound, c_, false);
-  auto plain_sa = create_sa(plain);
+  auto plain_sa = create_sa<InboundSa>(plain);
   auto outs = encrypt_all(out_.get(), {make_inner(10)});
   LcoreStats st;
   EXPECT_FALSE(receive(outs[0], st, nullptr, plain_sa.get()));
-  auto plain_out = create_sa(make_spec(Direction::kOutbound, c_, false));
+  auto plain_out = create_sa<OutboundSa>(make_spec(Direction::kOutbound, c_, false));
   auto outs2 = encrypt_all(plain_out.get(), {make_inner(10)});
   EXPECT_FALSE(receive(outs2[0], st));
   EXPECT_EQ(st.dropped(DropReason::kEncapMismatch), 2u);
@@ -580,10 +621,10 @@ TEST_F(EspInbound, CeMarkOnOuterReachesEcnCapableInner) {
 
 TEST_F(EspInbound, HardPacketLimitStopsTheSa) {
   c_ = kCombos[0];
-  out_ = create_sa(make_spec(Direction::kOutbound, c_, false));
+  out_ = create_sa<OutboundSa>(make_spec(Direction::kOutbound, c_, false));
   SaSpec in = make_spec(Direction::kInbound, c_, false);
   in.hard_packets = 2;
-  in_ = create_sa(in);
+  in_ = create_sa<InboundSa>(in);
   auto outs = encrypt_all(out_.get(), {make_inner(1), make_inner(2), make_inner(3)});
   LcoreStats st;
   std::vector<rte_mbuf*> ms;
@@ -614,8 +655,8 @@ TEST(Udp4500, ClassifiesKeepaliveIkeAndEsp) {
 class EspParse : public EspFixture {};
 
 TEST_F(EspParse, ReadsSpiAndEncapOrNamesTheProblem) {
-  auto sa_udp = create_sa(make_spec(Direction::kOutbound, kCombos[0], true, 0x4242));
-  auto sa_esp = create_sa(make_spec(Direction::kOutbound, kCombos[0], false, 0x4343));
+  auto sa_udp = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], true, 0x4242));
+  auto sa_esp = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], false, 0x4343));
   Bytes u = encrypt_all(sa_udp.get(), {make_inner(5)})[0];
   Bytes e = encrypt_all(sa_esp.get(), {make_inner(5)})[0];
   EspInboundInfo info;

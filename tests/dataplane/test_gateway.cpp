@@ -433,7 +433,7 @@ TEST_F(GatewayTest, OutboundPacketLeavesAsEspThatThePeerDecrypts) {
   EXPECT_EQ(be32(outer.data() + 12), kLocalGw);
   EXPECT_EQ(be32(outer.data() + 16), kPeerGw);
   EXPECT_EQ(be32(outer.data() + 20), kSpiOut);
-  SaPtr rx = peer_rx_sa();
+  InSaPtr rx = peer_rx_sa();
   EXPECT_EQ(decrypt(rx.get(), outer), forwarded(inner));
   EXPECT_EQ(gw_->total_stats().esp_out_packets, 1u);
 }
@@ -441,7 +441,7 @@ TEST_F(GatewayTest, OutboundPacketLeavesAsEspThatThePeerDecrypts) {
 TEST_F(GatewayTest, InboundEspIsDecryptedAndRoutedToTheProtectedHost) {
   boot();
   install_tunnel();
-  SaPtr tx = peer_tx_sa();
+  OutSaPtr tx = peer_tx_sa();
   const Bytes inner = make_inner(200, kPeerHost, kLocalHost);
   const Bytes outer = encrypt(tx.get(), inner);
   ASSERT_FALSE(outer.empty());
@@ -457,7 +457,7 @@ TEST_F(GatewayTest, InboundEspIsDecryptedAndRoutedToTheProtectedHost) {
 TEST_F(GatewayTest, OuterFragmentsAreReassembledBeforeDecryption) {
   boot();
   install_tunnel();
-  SaPtr tx = peer_tx_sa();
+  OutSaPtr tx = peer_tx_sa();
   const Bytes inner = make_inner(1000, kPeerHost, kLocalHost);
   const Bytes outer = encrypt(tx.get(), inner);
   ASSERT_GT(outer.size(), 600u);
@@ -504,7 +504,7 @@ TEST_F(GatewayTest, TooBigWithoutDfIsFragmentedBeforeEncryption) {
   inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
   auto out = wait_for(u_, 0x0800, 2, 50);
   ASSERT_EQ(out.size(), 2u);
-  SaPtr rx = peer_rx_sa();
+  InSaPtr rx = peer_rx_sa();
   std::map<unsigned, Bytes> frags;  // offset -> fragment
   for (const Bytes& f : out) {
     const Bytes outer(f.begin() + 14, f.end());
@@ -583,7 +583,7 @@ TEST_F(GatewayTest, TrappedTrafficIsHeldAndAcquiresButIsNeverForwardedInTheClear
   inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
   auto esp = wait_for(u_, 0x0800, 1, 50);
   ASSERT_EQ(esp.size(), 1u);
-  SaPtr rx = peer_rx_sa();
+  InSaPtr rx = peer_rx_sa();
   EXPECT_EQ(decrypt(rx.get(), Bytes(esp[0].begin() + 14, esp[0].end())), forwarded(inner));
 }
 
