@@ -408,6 +408,38 @@ class EspInbound : public EspFixture {
   InSaPtr in_;
 };
 
+// esp_inbound_recorded on packets whose layout was recorded at parse time gives what
+// esp_inbound gives on the same packets: good packets, inner bytes, drops (bad ICV, replay).
+TEST_F(EspInbound, RecordedLayoutGivesTheSameResults) {
+  for (const bool encap : {false, true}) {
+    make_pair(1, encap);
+    std::vector<Bytes> outers = encrypt_all(out_.get(), {make_inner(10), make_inner(300),
+                                                         make_inner(64), make_inner(1)});
+    outers.push_back(outers[1]);  // replayed
+    outers[2][outers[2].size() - 1] ^= 1;  // ICV
+    LcoreStats st_a, st_b;
+    std::vector<rte_mbuf*> a, b;
+    for (const Bytes& o : outers) {
+      a.push_back(mbuf(o));
+      b.push_back(mbuf(o));
+      EspInboundInfo info;
+      DropReason why{};
+      ASSERT_TRUE(esp_inbound_parse(b.back(), &info, &why));
+    }
+    std::vector<InboundSa*> sas(outers.size(), in_.get());
+    const auto good_a = esp_inbound(*engine_, a, sas, st_a);
+    in_->replay.reset(64);
+    const auto good_b = esp_inbound_recorded(*engine_, b, sas, st_b);
+    ASSERT_EQ(good_a, 3u);
+    ASSERT_EQ(good_b, good_a);
+    for (unsigned i = 0; i < good_a; ++i) EXPECT_EQ(to_bytes(a[i]), to_bytes(b[i])) << i;
+    for (unsigned r = 0; r < kDropReasonCount; ++r) EXPECT_EQ(st_a.drops[r], st_b.drops[r]) << r;
+    EXPECT_EQ(st_b.dropped(DropReason::kBadIcv), 1u);
+    EXPECT_EQ(st_b.dropped(DropReason::kReplay), 1u);
+    EXPECT_EQ(st_a.esp_in_bytes, st_b.esp_in_bytes);
+  }
+}
+
 TEST_F(EspInbound, RecraftWithoutChangesStillPasses) {
   make_pair(1, true);
   Bytes inner = make_inner(33);
@@ -681,6 +713,43 @@ TEST_F(EspParse, ReadsSpiAndEncapOrNamesTheProblem) {
   EXPECT_FALSE(esp_inbound_parse(mbuf(v6), &info, &why));
   EXPECT_EQ(why, DropReason::kBadIpHeader);
   EXPECT_FALSE(esp_inbound_parse(mbuf(Bytes(e.begin(), e.begin() + 10)), &info, &why));
+  EXPECT_EQ(why, DropReason::kRunt);
+}
+
+// The parse records the outer layout in the mbuf; esp_inbound_parse_l4 (the RX path, IPv4
+// header already checked) records the same, and an unparsed mbuf has none.
+TEST_F(EspParse, RecordsTheLayoutInTheMbuf) {
+  auto sa_udp = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], true, 0x4242));
+  auto sa_esp = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], false, 0x4343));
+  for (const bool udp : {true, false}) {
+    const Bytes b = encrypt_all(udp ? sa_udp.get() : sa_esp.get(), {make_inner(40)})[0];
+    rte_mbuf* m = mbuf(b);
+    EXPECT_FALSE(esp_layout_recorded(m));
+    EspInboundInfo info;
+    DropReason why{};
+    ASSERT_TRUE(esp_inbound_parse(m, &info, &why));
+    ASSERT_TRUE(esp_layout_recorded(m));
+    EXPECT_EQ(m->packet_type, udp ? kEspPtypeUdp : kEspPtype);
+    EXPECT_EQ(esp_recorded_offset(m), udp ? 28u : 20u);
+    EXPECT_EQ(m->tso_segsz, b.size());
+    EXPECT_EQ(esp_recorded_spi(m), udp ? 0x4242u : 0x4343u);
+    rte_mbuf* m2 = mbuf(b);
+    ASSERT_TRUE(esp_inbound_parse_l4(m2, 20, &info, &why));
+    EXPECT_EQ(m2->packet_type, m->packet_type);
+    EXPECT_EQ(m2->tx_offload, m->tx_offload);
+    EXPECT_EQ(info.spi, udp ? 0x4242u : 0x4343u);
+  }
+  // parse_l4 gives the UDP/ESP drop reasons of the full parse.
+  Bytes ike = encrypt_all(sa_udp.get(), {make_inner(5)})[0];
+  ike[28] = ike[29] = ike[30] = ike[31] = 0;
+  EspInboundInfo info;
+  DropReason why{};
+  EXPECT_FALSE(esp_inbound_parse_l4(mbuf(ike), 20, &info, &why));
+  EXPECT_EQ(why, DropReason::kNotForUs);
+  Bytes shortudp = encrypt_all(sa_udp.get(), {make_inner(5)})[0];
+  shortudp[24] = 0;
+  shortudp[25] = 4;  // UDP length below the UDP header
+  EXPECT_FALSE(esp_inbound_parse_l4(mbuf(shortudp), 20, &info, &why));
   EXPECT_EQ(why, DropReason::kRunt);
 }
 
