@@ -188,8 +188,9 @@ class alignas(64) InboundBurst {
         return;
       }
       t.fill(inner_packet(len));
-      for (auto& s : sas_) s = out_sa;
-      if (dp::esp_outbound(engine_, t.m, sas_, stats_) != kBurst) {
+      dp::OutboundSa* out_sas[kBurst];
+      for (auto& s : out_sas) s = out_sa;
+      if (dp::esp_outbound(engine_, t.m, out_sas, stats_) != kBurst) {
         error_ = "template encryption failed";
         return;
       }

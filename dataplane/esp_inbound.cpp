@@ -67,7 +67,7 @@ struct OuterLayout {
 // The part of the outer parse after the IPv4 header checks: UDP 4500 (RFC 3948) or ESP, and
 // an ESP header inside the packet and the first segment (`avail` bytes). `ip` is checked:
 // version 4, ihl >= 20 inside the segment, total >= ihl and inside the packet, no fragment.
-bool parse_after_ip(const std::uint8_t* ip, std::uint8_t proto, std::uint32_t ihl,
+IPSECGW_STEP bool parse_after_ip(const std::uint8_t* ip, std::uint8_t proto, std::uint32_t ihl,
                     std::uint32_t total, std::uint32_t avail, OuterLayout* out,
                     DropReason* why) noexcept {
   const std::uint8_t* l4 = ip + ihl;
@@ -111,7 +111,7 @@ bool parse_after_ip(const std::uint8_t* ip, std::uint8_t proto, std::uint32_t ih
   return true;
 }
 
-bool parse_outer(const rte_mbuf* m, OuterLayout* out, DropReason* why) noexcept {
+IPSECGW_STEP bool parse_outer(const rte_mbuf* m, OuterLayout* out, DropReason* why) noexcept {
   // Headers are read from the first segment only.
   const std::uint32_t avail = m->data_len;
   if (avail < kIpv4HeaderLen) { *why = DropReason::kRunt; return false; }
@@ -199,7 +199,7 @@ struct InboundSaParams {
 // recorded at RX: kRecorded), SPI and encapsulation match the SA, lengths, replay pre-check;
 // builds the crypto op. False when the packet was dropped.
 template <bool kRecorded>
-inline bool inbound_prepare(InboundBurst& b, unsigned i, InboundSa* sa,
+IPSECGW_STEP bool inbound_prepare(InboundBurst& b, unsigned i, InboundSa* sa,
                             const InboundSaParams& p) noexcept {
   rte_mbuf* m = b.pkts[i];
   if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
@@ -255,7 +255,7 @@ inline bool inbound_prepare(InboundBurst& b, unsigned i, InboundSa* sa,
 }
 
 template <bool kRecorded>
-inline void inbound_step1(InboundBurst& b, unsigned n) noexcept {
+IPSECGW_STEP void inbound_step1(InboundBurst& b, unsigned n) noexcept {
   InboundSaParams p;
   for (unsigned i = 0; i < n; ++i) {
     InboundSa* sa = b.sas[i];
@@ -287,7 +287,7 @@ struct Selectors {
 // Step 3, per authenticated packet, in packet order: replay window update, padding, next
 // header, inner header, selectors, ECN; strips the outer headers, trailer and ICV. Returns
 // kGood (inner length in b.inner_len[i]) or the DropReason.
-inline std::uint8_t inbound_open(InboundBurst& b, unsigned i, InboundSa& sa,
+IPSECGW_STEP std::uint8_t inbound_open(InboundBurst& b, unsigned i, InboundSa& sa,
                                  const crypto::EspCryptoOp& op, Selectors& sel) noexcept {
   // RFC 4303 §3.4.3: the window moves only for authenticated packets; re-checked here
   // because one burst may carry the same number twice.
@@ -347,7 +347,7 @@ struct InboundRun {
   unsigned first = 0;
   std::uint64_t k = 0, bytes = 0;
 
-  void flush(InboundBurst& b, unsigned end, std::uint64_t now) noexcept {
+  [[gnu::always_inline]] void flush(InboundBurst& b, unsigned end, std::uint64_t now) noexcept {
     if (k == 0) return;
     const std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
     const std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
@@ -374,7 +374,7 @@ struct InboundRun {
   }
 };
 
-inline void inbound_step3(InboundBurst& b) noexcept {
+IPSECGW_STEP void inbound_step3(InboundBurst& b) noexcept {
   const std::uint64_t now = b.n_ops != 0 ? rte_rdtsc() : 0;
   Selectors sel;
   InboundRun run;

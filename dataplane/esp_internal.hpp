@@ -39,6 +39,11 @@ inline void count_drop(LcoreStats& st, SaHead* sa, DropReason r) noexcept {
     sa->counters.drops[static_cast<unsigned>(r)].fetch_add(1, std::memory_order_relaxed);
 }
 
+// The per-burst steps of esp_outbound / esp_inbound are separate functions for reading, one
+// call site each: forced inline so that splitting them costs no call, spill or reload per
+// packet (the instruction counts in docs/performance.md).
+#define IPSECGW_STEP [[gnu::always_inline]] inline
+
 // Per-packet verdict while a burst is processed: kGood or a DropReason.
 constexpr std::uint8_t kGood = 0xFF;
 

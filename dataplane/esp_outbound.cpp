@@ -86,13 +86,16 @@ struct OutboundBurst {
   std::uint8_t verdict[kMaxBurst * 2];
   std::uint32_t clen[kMaxBurst];  // padded payload length; after step 3 the inner length
   std::uint32_t seq[kMaxBurst];
-  crypto::EspCryptoOp ops[kMaxBurst];
+  // The ops themselves are a separate array of esp_outbound's: their address goes to the
+  // engine, and this struct's must not escape, or the compiler reloads its fields after every
+  // store into packet data.
+  crypto::EspCryptoOp* ops;
   std::uint8_t op_pkt[kMaxBurst];
   unsigned n_ops = 0;
 
   // The arrays are filled as the steps go (no zeroing per burst).
-  OutboundBurst(LcoreStats& s, rte_mbuf** p, OutboundSa* const* a) noexcept
-      : st(s), pkts(p), sas(a) {}
+  OutboundBurst(LcoreStats& s, rte_mbuf** p, OutboundSa* const* a, crypto::EspCryptoOp* o) noexcept
+      : st(s), pkts(p), sas(a), ops(o) {}
 
   void fail(unsigned i, SaHead* sa, DropReason r) noexcept {
     verdict[i] = static_cast<std::uint8_t>(r);
@@ -105,25 +108,30 @@ struct OutboundSaLimits {
   const OutboundSa* sa = nullptr;
   bool dead = false;
   std::int64_t max_clen = 0;  // outer_hdr_len + clen + icv_len <= mtu  <=>  clen <= max_clen
-  std::uint32_t head_need = 0, icv_len = 0, align = 0;
+  std::uint32_t head_need = 0, icv_len = 0;
+  std::uint32_t pad_add = 0, pad_mask = 0;  // padded_len() as (len + pad_add) & pad_mask
 
   void load(const OutboundSa& s) noexcept {
     sa = &s;
     dead = s.dead.load(std::memory_order_relaxed);
     head_need = s.outer_hdr_len;
     icv_len = s.alg.icv_len;
-    align = s.alg.block_align;
+    pad_add = kEspTrailerLen + s.alg.block_align - 1u;
+    pad_mask = ~(s.alg.block_align - 1u);
     max_clen = std::int64_t{s.mtu} - head_need - icv_len;
   }
 };
 
 // Step 1, per packet: SA alive, single segment, IPv4 inner, MTU, head and tail room.
-inline void outbound_step1(OutboundBurst& b, unsigned n) noexcept {
+IPSECGW_STEP void outbound_step1(OutboundBurst& b, unsigned n) noexcept {
   OutboundSaLimits lim;
+  rte_mbuf** pkts = b.pkts;  // locals: kept in registers across the checks
+  OutboundSa* const* sas = b.sas;
+  std::uint8_t* verdict = b.verdict;
   for (unsigned i = 0; i < n; ++i) {
-    rte_mbuf* m = b.pkts[i];
-    OutboundSa* sa = b.sas[i];
-    b.verdict[i] = kGood;
+    rte_mbuf* m = pkts[i];
+    OutboundSa* sa = sas[i];
+    verdict[i] = kGood;
     if (sa == nullptr) { b.fail(i, nullptr, DropReason::kNoSa); continue; }
     if (sa != lim.sa) lim.load(*sa);
     if (lim.dead) { b.fail(i, sa, DropReason::kSaDown); continue; }
@@ -135,7 +143,7 @@ inline void outbound_step1(OutboundBurst& b, unsigned n) noexcept {
     if (inner_len < kIpv4HeaderLen) { b.fail(i, sa, DropReason::kRunt); continue; }
     const auto* inner = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
     if ((inner->version_ihl >> 4) != 4) { b.fail(i, sa, DropReason::kBadIpHeader); continue; }
-    const std::uint32_t c = padded_len(inner_len, lim.align);
+    const std::uint32_t c = (inner_len + lim.pad_add) & lim.pad_mask;  // padded_len()
     b.clen[i] = c;
     if (std::int64_t{c} > lim.max_clen) {
       b.fail(i, sa, DropReason::kMtuExceeded);
@@ -151,14 +159,16 @@ inline void outbound_step1(OutboundBurst& b, unsigned n) noexcept {
 
 // Step 2 for the run [i, j) of packets of one SA: sequence numbers reserved with one fetch_add,
 // exhaustion and volume limits. Returns how many of the run stay good.
-inline unsigned outbound_reserve_run(OutboundBurst& b, unsigned i, unsigned j,
+IPSECGW_STEP unsigned outbound_reserve_run(OutboundBurst& b, unsigned i, unsigned j,
                                      OutboundSa& sa) noexcept {
   unsigned k = 0;
   std::uint64_t run_bytes = 0;
+  rte_mbuf* const* pkts = b.pkts;
+  const std::uint8_t* verdict = b.verdict;
   for (unsigned x = i; x < j; ++x) {
-    if (b.verdict[x] != kGood) continue;
+    if (verdict[x] != kGood) continue;
     ++k;
-    run_bytes += b.pkts[x]->pkt_len;
+    run_bytes += pkts[x]->pkt_len;
   }
   if (k == 0) return 0;
   // RFC 4303 §3.3.3: the counter never cycles; values past 2^32-1 are not sent.
@@ -167,8 +177,9 @@ inline unsigned outbound_reserve_run(OutboundBurst& b, unsigned i, unsigned j,
   std::uint64_t b0 = sa.counters.bytes.load(std::memory_order_relaxed);
   if (s + k - 1 <= kMaxSeq && run_clear_of_limits(sa, p0, b0, k, run_bytes)) {
     // Common case: the whole run gets consecutive numbers, no per-packet limit checks.
+    std::uint32_t* seq = b.seq;
     for (unsigned x = i; x < j; ++x)
-      if (b.verdict[x] == kGood) b.seq[x] = static_cast<std::uint32_t>(s++);
+      if (verdict[x] == kGood) seq[x] = static_cast<std::uint32_t>(s++);
     return k;
   }
   unsigned good = 0;
@@ -194,12 +205,13 @@ inline unsigned outbound_reserve_run(OutboundBurst& b, unsigned i, unsigned j,
 
 // Step 2 over the burst, per run of consecutive packets of one SA. Returns the packets still
 // good (the crypto ops step 3 builds).
-inline unsigned outbound_step2(OutboundBurst& b, unsigned n) noexcept {
+IPSECGW_STEP unsigned outbound_step2(OutboundBurst& b, unsigned n) noexcept {
   unsigned n_good = 0;
+  OutboundSa* const* sas = b.sas;
   for (unsigned i = 0; i < n;) {
-    OutboundSa* sa = b.sas[i];
+    OutboundSa* sa = sas[i];
     unsigned j = i + 1;
-    while (j < n && b.sas[j] == sa) ++j;
+    while (j < n && sas[j] == sa) ++j;
     if (sa != nullptr) n_good += outbound_reserve_run(b, i, j, *sa);
     i = j;
   }
@@ -227,86 +239,89 @@ struct OutboundSaParams {
   }
 };
 
-// Step 3 for packet i: outer header from the template, sequence number and IV, padding and
-// trailer; fills the crypto op. `iv` is this packet's IV (kMaxEspIvLen bytes).
-inline void outbound_build(OutboundBurst& b, unsigned i, const OutboundSaParams& p,
-                           const std::uint8_t* iv, std::uint16_t ip_id,
-                           crypto::EspCryptoOp& op) noexcept {
-  rte_mbuf* m = b.pkts[i];
-  const OutboundSa& sa = *p.sa;
-  const std::uint32_t inner_len = m->pkt_len;
-  const std::uint32_t clen = b.clen[i];
-  const std::uint32_t pad = clen - inner_len - kEspTrailerLen;
-
-  // Single segment (checked in step 1), head and tail room checked: grow the mbuf directly
-  // (what rte_pktmbuf_prepend/append do, without their re-checks and last-segment walk).
-  auto* inner_p = rte_pktmbuf_mtod(m, std::uint8_t*);
-  const auto* inner = reinterpret_cast<const rte_ipv4_hdr*>(inner_p);
-  const std::uint8_t inner_tos = inner->type_of_service;
-  const std::uint16_t inner_frag = net16(inner->fragment_offset);
-  std::uint8_t* tail = inner_p + inner_len;
-  const std::uint32_t grow = sa.outer_hdr_len + pad + p.trailer_room;
-  m->data_off = static_cast<std::uint16_t>(m->data_off - sa.outer_hdr_len);
-  m->data_len = static_cast<std::uint16_t>(m->data_len + grow);
-  m->pkt_len += grow;
-  std::uint8_t* out = inner_p - sa.outer_hdr_len;
-  std::memcpy(out, sa.hdr_template, kTemplateCopy);  // IPv4 [+ UDP] + SPI
-
-  // Outer IPv4 (RFC 4301 §5.1.2.1): DSCP copied; ECN copied (RFC 6040 §4.1 normal mode).
-  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(out);
-  const std::uint32_t total = m->pkt_len;
-  ip->type_of_service = inner_tos;
-  ip->total_length = net16(static_cast<std::uint16_t>(total));
-  ip->packet_id = net16(ip_id);
-  ip->fragment_offset =
-      net16(static_cast<std::uint16_t>(p.df_set | (inner_frag & p.df_copy_mask)));
-  ip->hdr_checksum = ip_cksum_finish(p.ck_base, out);
-  if (p.udp) {
-    // RFC 3948 §2.1 / §3.1.2: UDP length, checksum zero.
-    auto* udp = reinterpret_cast<rte_udp_hdr*>(out + kIpv4HeaderLen);
-    udp->dgram_len = net16(static_cast<std::uint16_t>(total - kIpv4HeaderLen));
-    udp->dgram_cksum = 0;
-  }
-  std::uint8_t* esp = out + p.esp_off;
-  const std::uint32_t seq_be = net32(b.seq[i]);
-  std::memcpy(esp + 4, &seq_be, 4);
-  // A fixed-size copy for the 16-byte IV of every algorithm so far (one vector move).
-  if (p.iv_len == crypto::kMaxEspIvLen) std::memcpy(esp + kEspIvOffset, iv, crypto::kMaxEspIvLen);
-  else std::memcpy(esp + kEspIvOffset, iv, p.iv_len);
-
-  // RFC 4303 §2.4: padding bytes 1, 2, 3, ...; then pad length and next header (IPv4). One
-  // 16-byte copy when the appended bytes (pad + trailer + ICV) can hold it: the bytes past the
-  // padding are overwritten by the trailer here and the ICV by the crypto.
-  if (pad + p.trailer_room >= sizeof kPadBytes) std::memcpy(tail, kPadBytes, sizeof kPadBytes);
-  else std::memcpy(tail, kPadBytes, pad);
-  tail[pad] = static_cast<std::uint8_t>(pad);
-  tail[pad + 1] = kIpProtoIpip;
-
-  op.ks = &sa.keys;
-  op.data = esp;
-  op.auth_len = p.cipher_off + clen;
-  op.cipher_offset = p.cipher_off;
-  op.cipher_len = clen;
-  op.iv = esp + kEspIvOffset;
-  op.icv = esp + op.auth_len;
-  op.status = crypto::OpStatus::kOk;
-  b.clen[i] = inner_len;  // from here on: the inner length, for the counters
-}
-
-// Step 3 over the burst. IVs (RFC 3602 §3: unpredictable) are read straight from the
-// engine's CSPRNG keystream, one kMaxEspIvLen slot per op whatever the SA's IV length.
-inline void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, unsigned n,
-                           unsigned n_good) noexcept {
+// Step 3 over the burst: per good packet, the outer header from the template, sequence number
+// and IV, padding and trailer, and its crypto op. IVs (RFC 3602 §3: unpredictable) are read
+// straight from the engine's CSPRNG keystream, one kMaxEspIvLen slot per op whatever the SA's
+// IV length. (One loop body, not a per-packet helper: as a helper with its eight arguments the
+// compiler kept fewer values in registers, about 3 instructions per packet more.)
+IPSECGW_STEP void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, unsigned n,
+                                 unsigned n_good) noexcept {
   const std::uint8_t* ivs =
       n_good != 0 ? engine.random_view(n_good * crypto::kMaxEspIvLen) : nullptr;
+  // Locals: not reloaded after the stores into packet data.
+  rte_mbuf* const* pkts = b.pkts;
+  OutboundSa* const* sas = b.sas;
+  const std::uint8_t* verdict = b.verdict;
+  std::uint32_t* clen = b.clen;
+  crypto::EspCryptoOp* ops = b.ops;
+  std::uint8_t* op_pkt = b.op_pkt;
   OutboundSaParams p;
   std::uint16_t ip_id = t_ip_id;
   unsigned o = 0;
   for (unsigned i = 0; i < n; ++i) {
-    if (b.verdict[i] != kGood) continue;
-    if (b.sas[i] != p.sa) p.load(*b.sas[i]);
-    outbound_build(b, i, p, ivs + o * crypto::kMaxEspIvLen, ip_id++, b.ops[o]);
-    b.op_pkt[o] = static_cast<std::uint8_t>(i);
+    if (verdict[i] != kGood) continue;
+    rte_mbuf* m = pkts[i];
+    const OutboundSa& sa = *sas[i];
+    if (&sa != p.sa) p.load(sa);
+    const std::uint32_t inner_len = m->pkt_len;
+    const std::uint32_t pad = clen[i] - inner_len - kEspTrailerLen;
+
+    // Single segment (checked in step 1), head and tail room checked: grow the mbuf directly
+    // (what rte_pktmbuf_prepend/append do, without their re-checks and last-segment walk).
+    auto* inner_p = rte_pktmbuf_mtod(m, std::uint8_t*);
+    const auto* inner = reinterpret_cast<const rte_ipv4_hdr*>(inner_p);
+    const std::uint8_t inner_tos = inner->type_of_service;
+    const std::uint16_t inner_frag = net16(inner->fragment_offset);
+    std::uint8_t* tail = inner_p + inner_len;
+    const std::uint32_t grow = sa.outer_hdr_len + pad + p.trailer_room;
+    m->data_off = static_cast<std::uint16_t>(m->data_off - sa.outer_hdr_len);
+    m->data_len = static_cast<std::uint16_t>(m->data_len + grow);
+    m->pkt_len += grow;
+    std::uint8_t* out = inner_p - sa.outer_hdr_len;
+    std::memcpy(out, sa.hdr_template, kTemplateCopy);  // IPv4 [+ UDP] + SPI
+
+    // Outer IPv4 (RFC 4301 §5.1.2.1): DSCP copied; ECN copied (RFC 6040 §4.1 normal mode).
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(out);
+    const std::uint32_t total = m->pkt_len;
+    ip->type_of_service = inner_tos;
+    ip->total_length = net16(static_cast<std::uint16_t>(total));
+    ip->packet_id = net16(ip_id++);
+    ip->fragment_offset =
+        net16(static_cast<std::uint16_t>(p.df_set | (inner_frag & p.df_copy_mask)));
+    ip->hdr_checksum = ip_cksum_finish(p.ck_base, out);
+    if (p.udp) {
+      // RFC 3948 §2.1 / §3.1.2: UDP length, checksum zero.
+      auto* udp = reinterpret_cast<rte_udp_hdr*>(out + kIpv4HeaderLen);
+      udp->dgram_len = net16(static_cast<std::uint16_t>(total - kIpv4HeaderLen));
+      udp->dgram_cksum = 0;
+    }
+    std::uint8_t* esp = out + p.esp_off;
+    const std::uint32_t seq_be = net32(b.seq[i]);
+    std::memcpy(esp + 4, &seq_be, 4);
+    // A fixed-size copy for the 16-byte IV of every algorithm so far (one vector move).
+    const std::uint8_t* iv = ivs + o * crypto::kMaxEspIvLen;
+    if (p.iv_len == crypto::kMaxEspIvLen) std::memcpy(esp + kEspIvOffset, iv, crypto::kMaxEspIvLen);
+    else std::memcpy(esp + kEspIvOffset, iv, p.iv_len);
+
+    // RFC 4303 §2.4: padding bytes 1, 2, 3, ...; then pad length and next header (IPv4). One
+    // 16-byte copy when the appended bytes (pad + trailer + ICV) can hold it: the bytes past
+    // the padding are overwritten by the trailer here and the ICV by the crypto.
+    if (pad + p.trailer_room >= sizeof kPadBytes) std::memcpy(tail, kPadBytes, sizeof kPadBytes);
+    else std::memcpy(tail, kPadBytes, pad);
+    tail[pad] = static_cast<std::uint8_t>(pad);
+    tail[pad + 1] = kIpProtoIpip;
+
+    crypto::EspCryptoOp& op = ops[o];
+    op.ks = &sa.keys;
+    op.data = esp;
+    op.auth_len = p.cipher_off + clen[i];
+    op.cipher_offset = p.cipher_off;
+    op.cipher_len = clen[i];
+    op.iv = esp + kEspIvOffset;
+    op.icv = esp + op.auth_len;
+    op.status = crypto::OpStatus::kOk;
+    op_pkt[o] = static_cast<std::uint8_t>(i);
+    clen[i] = inner_len;  // from here on: the inner length, for the counters
     ++o;
   }
   t_ip_id = ip_id;
@@ -315,22 +330,26 @@ inline void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, unsigned
 
 // Step 5: crypto status and counters in one pass over the ops (packet order), flushed once per
 // run of ops of one SA.
-inline void outbound_step5(OutboundBurst& b) noexcept {
+IPSECGW_STEP void outbound_step5(OutboundBurst& b) noexcept {
   const std::uint64_t now = rte_rdtsc();
   const unsigned o = b.n_ops;
+  OutboundSa* const* sas = b.sas;  // locals: not reloaded after the atomic counter updates
+  const crypto::EspCryptoOp* ops = b.ops;
+  const std::uint8_t* op_pkt = b.op_pkt;
+  const std::uint32_t* inner_len = b.clen;
   for (unsigned k = 0; k < o;) {
-    OutboundSa* sa = b.sas[b.op_pkt[k]];
+    OutboundSa* sa = sas[op_pkt[k]];
     std::uint64_t p = 0, by = 0;
     do {
-      const unsigned i = b.op_pkt[k];
-      if (b.ops[k].status == crypto::OpStatus::kOk) {
+      const unsigned i = op_pkt[k];
+      if (ops[k].status == crypto::OpStatus::kOk) {
         ++p;
-        by += b.clen[i];
+        by += inner_len[i];
       } else {
         b.fail(i, sa, DropReason::kCryptoError);
       }
       ++k;
-    } while (k < o && b.sas[b.op_pkt[k]] == sa);
+    } while (k < o && sas[op_pkt[k]] == sa);
     if (p != 0) {
       sa->counters.packets.fetch_add(p, std::memory_order_relaxed);
       sa->counters.bytes.fetch_add(by, std::memory_order_relaxed);
@@ -350,13 +369,14 @@ std::uint32_t esp_outbound_size(const OutboundSa& sa, std::uint32_t inner_len) n
 std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
                            std::span<OutboundSa* const> sas, LcoreStats& st) noexcept {
   const BurstBounds bounds = burst_bounds(pkts.size(), sas.size());
-  OutboundBurst b(st, pkts.data(), sas.data());
+  crypto::EspCryptoOp ops[kMaxBurst];
+  OutboundBurst b(st, pkts.data(), sas.data(), ops);
   outbound_step1(b, bounds.n);
   drop_overflow(st, sas.data(), b.verdict, bounds);
   const unsigned n_good = outbound_step2(b, bounds.n);
   outbound_step3(engine, b, bounds.n, n_good);
   if (b.n_ops == 0) return partition_burst(pkts.data(), b.verdict, bounds.total_n);
-  engine.encrypt_validated(std::span<crypto::EspCryptoOp>(b.ops, b.n_ops));  // step 4
+  engine.encrypt_validated(std::span<crypto::EspCryptoOp>(ops, b.n_ops));  // step 4
   outbound_step5(b);
   return partition_burst(pkts.data(), b.verdict, bounds.total_n);
 }
