@@ -218,27 +218,6 @@ IPSECGW_STEP unsigned outbound_step2(OutboundBurst& b, unsigned n) noexcept {
   return n_good;
 }
 
-// Step 3's per-SA values, recomputed only when the SA changes between consecutive packets.
-struct OutboundSaParams {
-  const OutboundSa* sa = nullptr;
-  std::uint32_t ck_base = 0, esp_off = 0, trailer_room = 0, cipher_off = 0, iv_len = 0;
-  std::uint16_t df_set = 0, df_copy_mask = 0;
-  bool udp = false;
-
-  void load(const OutboundSa& s) noexcept {
-    sa = &s;
-    ck_base = ip_cksum_base(s);
-    cipher_off = s.alg.cipher_offset;
-    iv_len = s.alg.iv_len;
-    esp_off = s.outer_hdr_len - cipher_off;
-    trailer_room = kEspTrailerLen + s.alg.icv_len;
-    // DF (RFC 4301 §8.1): set, clear, or copied from the inner header (bit masks, no branch).
-    df_set = s.df == DfPolicy::kSet ? kDfBit : 0;
-    df_copy_mask = s.df == DfPolicy::kCopy ? kDfBit : 0;
-    udp = (s.flags & kSaUdpEncap) != 0;
-  }
-};
-
 // Step 3 over the burst: per good packet, the outer header from the template, sequence number
 // and IV, padding and trailer, and its crypto op. IVs (RFC 3602 §3: unpredictable) are read
 // straight from the engine's CSPRNG keystream, one kMaxEspIvLen slot per op whatever the SA's
@@ -255,14 +234,30 @@ IPSECGW_STEP void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, un
   std::uint32_t* clen = b.clen;
   crypto::EspCryptoOp* ops = b.ops;
   std::uint8_t* op_pkt = b.op_pkt;
-  OutboundSaParams p;
+  // Per-SA values, recomputed only when the SA changes between consecutive packets (scalars,
+  // not a struct: GCC kept a struct's fields on the stack).
+  const OutboundSa* cur = nullptr;
+  std::uint32_t ck_base = 0, esp_off = 0, trailer_room = 0, cipher_off = 0, iv_len = 0;
+  std::uint16_t df_set = 0, df_copy_mask = 0;
+  bool udp = false;
   std::uint16_t ip_id = t_ip_id;
   unsigned o = 0;
   for (unsigned i = 0; i < n; ++i) {
     if (verdict[i] != kGood) continue;
     rte_mbuf* m = pkts[i];
     const OutboundSa& sa = *sas[i];
-    if (&sa != p.sa) p.load(sa);
+    if (&sa != cur) {
+      cur = &sa;
+      ck_base = ip_cksum_base(sa);
+      cipher_off = sa.alg.cipher_offset;
+      iv_len = sa.alg.iv_len;
+      esp_off = sa.outer_hdr_len - cipher_off;
+      trailer_room = kEspTrailerLen + sa.alg.icv_len;
+      // DF (RFC 4301 §8.1): set, clear, or copied from the inner header (masks, no branch).
+      df_set = sa.df == DfPolicy::kSet ? kDfBit : 0;
+      df_copy_mask = sa.df == DfPolicy::kCopy ? kDfBit : 0;
+      udp = (sa.flags & kSaUdpEncap) != 0;
+    }
     const std::uint32_t inner_len = m->pkt_len;
     const std::uint32_t pad = clen[i] - inner_len - kEspTrailerLen;
 
@@ -273,7 +268,7 @@ IPSECGW_STEP void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, un
     const std::uint8_t inner_tos = inner->type_of_service;
     const std::uint16_t inner_frag = net16(inner->fragment_offset);
     std::uint8_t* tail = inner_p + inner_len;
-    const std::uint32_t grow = sa.outer_hdr_len + pad + p.trailer_room;
+    const std::uint32_t grow = sa.outer_hdr_len + pad + trailer_room;
     m->data_off = static_cast<std::uint16_t>(m->data_off - sa.outer_hdr_len);
     m->data_len = static_cast<std::uint16_t>(m->data_len + grow);
     m->pkt_len += grow;
@@ -287,26 +282,26 @@ IPSECGW_STEP void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, un
     ip->total_length = net16(static_cast<std::uint16_t>(total));
     ip->packet_id = net16(ip_id++);
     ip->fragment_offset =
-        net16(static_cast<std::uint16_t>(p.df_set | (inner_frag & p.df_copy_mask)));
-    ip->hdr_checksum = ip_cksum_finish(p.ck_base, out);
-    if (p.udp) {
+        net16(static_cast<std::uint16_t>(df_set | (inner_frag & df_copy_mask)));
+    ip->hdr_checksum = ip_cksum_finish(ck_base, out);
+    if (udp) {
       // RFC 3948 §2.1 / §3.1.2: UDP length, checksum zero.
       auto* udp = reinterpret_cast<rte_udp_hdr*>(out + kIpv4HeaderLen);
       udp->dgram_len = net16(static_cast<std::uint16_t>(total - kIpv4HeaderLen));
       udp->dgram_cksum = 0;
     }
-    std::uint8_t* esp = out + p.esp_off;
+    std::uint8_t* esp = out + esp_off;
     const std::uint32_t seq_be = net32(b.seq[i]);
     std::memcpy(esp + 4, &seq_be, 4);
     // A fixed-size copy for the 16-byte IV of every algorithm so far (one vector move).
     const std::uint8_t* iv = ivs + o * crypto::kMaxEspIvLen;
-    if (p.iv_len == crypto::kMaxEspIvLen) std::memcpy(esp + kEspIvOffset, iv, crypto::kMaxEspIvLen);
-    else std::memcpy(esp + kEspIvOffset, iv, p.iv_len);
+    if (iv_len == crypto::kMaxEspIvLen) std::memcpy(esp + kEspIvOffset, iv, crypto::kMaxEspIvLen);
+    else std::memcpy(esp + kEspIvOffset, iv, iv_len);
 
     // RFC 4303 §2.4: padding bytes 1, 2, 3, ...; then pad length and next header (IPv4). One
     // 16-byte copy when the appended bytes (pad + trailer + ICV) can hold it: the bytes past
     // the padding are overwritten by the trailer here and the ICV by the crypto.
-    if (pad + p.trailer_room >= sizeof kPadBytes) std::memcpy(tail, kPadBytes, sizeof kPadBytes);
+    if (pad + trailer_room >= sizeof kPadBytes) std::memcpy(tail, kPadBytes, sizeof kPadBytes);
     else std::memcpy(tail, kPadBytes, pad);
     tail[pad] = static_cast<std::uint8_t>(pad);
     tail[pad + 1] = kIpProtoIpip;
@@ -314,8 +309,8 @@ IPSECGW_STEP void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, un
     crypto::EspCryptoOp& op = ops[o];
     op.ks = &sa.keys;
     op.data = esp;
-    op.auth_len = p.cipher_off + clen[i];
-    op.cipher_offset = p.cipher_off;
+    op.auth_len = cipher_off + clen[i];
+    op.cipher_offset = cipher_off;
     op.cipher_len = clen[i];
     op.iv = esp + kEspIvOffset;
     op.icv = esp + op.auth_len;
