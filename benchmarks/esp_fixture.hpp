@@ -215,6 +215,17 @@ class alignas(64) InboundBurst {
     prep();
     return dp::esp_inbound(engine_, b_.m, sas_, stats_);
   }
+  // The gateway's path: each packet's outer header parsed once and its layout recorded
+  // (esp_inbound_parse, what the worker's RX does), then esp_inbound_recorded, which does not
+  // parse again. Returns the good packets (kBurst when all went through).
+  unsigned run_recorded() noexcept {
+    prep();
+    for (rte_mbuf* m : b_.m) {
+      dp::EspInboundInfo info;
+      if (!dp::esp_inbound_parse(m, &info, nullptr)) return 0;
+    }
+    return dp::esp_inbound_recorded(engine_, b_.m, sas_, stats_);
+  }
   rte_mbuf* first() const noexcept { return b_.m[0]; }
   std::size_t outer_len() const noexcept { return outers_.empty() ? 0 : outers_[0].size(); }
 
