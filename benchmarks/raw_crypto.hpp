@@ -55,7 +55,7 @@ constexpr std::size_t esp_cipher_len(std::size_t inner_len) noexcept {
 // Throughput is counted on inner_len, as the ESP benchmarks do.
 class RawIpsecMb {
  public:
-  static constexpr std::size_t kHdr = 8 + crypto::kEspIvLen;
+  static constexpr std::size_t kHdr = 8 + crypto::kMaxEspIvLen;
 
   RawIpsecMb(crypto::CipherAlg c, crypto::IntegAlg a, std::size_t inner_len, std::size_t burst)
       : burst_(burst),
@@ -121,7 +121,7 @@ class RawIpsecMb {
       job->cipher_start_src_offset_in_bytes = kHdr;
       job->msg_len_to_cipher_in_bytes = cipher_len_;
       job->iv = p + 8;
-      job->iv_len_in_bytes = crypto::kEspIvLen;
+      job->iv_len_in_bytes = crypto::kMaxEspIvLen;
       job->hash_alg = hash_;
       job->hash_start_src_offset_in_bytes = 0;
       job->msg_len_to_hash_in_bytes = kHdr + cipher_len_;

@@ -98,6 +98,23 @@ void os_random(std::uint8_t* buf, std::size_t n) noexcept {
 
 }  // namespace
 
+static_assert(IMB_CIPHER_NUM <= 256 && IMB_AUTH_NUM <= 256, "EspAlgParams keeps them in a byte");
+static_assert(EspAlgParams{}.cipher_mode == IMB_CIPHER_CBC &&
+              EspAlgParams{}.hash_alg == IMB_AUTH_HMAC_SHA_1, "defaults: AES-CBC, HMAC-SHA1");
+
+EspAlgParams esp_alg_params(CipherAlg cipher, IntegAlg integ) noexcept {
+  EspAlgParams p;
+  // AES-CBC (RFC 3602): a 16-byte IV after the ESP header, payload in whole AES blocks.
+  p.iv_len = static_cast<std::uint8_t>(kMaxEspIvLen);
+  p.block_align = static_cast<std::uint8_t>(kAesBlock);
+  p.cipher_offset = static_cast<std::uint8_t>(8 + p.iv_len);  // SPI + seq + IV (RFC 4303 §2)
+  p.icv_len = static_cast<std::uint8_t>(icv_len(integ));
+  p.key_len = static_cast<std::uint8_t>(cipher_key_len(cipher));
+  p.cipher_mode = static_cast<std::uint8_t>(IMB_CIPHER_CBC);
+  p.hash_alg = static_cast<std::uint8_t>(imb_hash(integ));
+  return p;
+}
+
 std::string_view to_string(CipherAlg c) noexcept {
   switch (c) {
     case CipherAlg::kAes128Cbc: return "aes-128-cbc";
@@ -167,6 +184,8 @@ Result<void> make_hmac_pads(EspKeySchedule& out, IntegAlg integ,
 
   out.integ = integ;
   out.icv_bytes = static_cast<std::uint8_t>(icv_len(integ));
+  out.alg.icv_len = out.icv_bytes;
+  out.alg.hash_alg = static_cast<std::uint8_t>(imb_hash(integ));
   return {};
 }
 
@@ -207,6 +226,7 @@ Result<void> make_key_schedule(EspKeySchedule& out, CipherAlg cipher,
   }
   out.cipher = cipher;
   out.cipher_key_bytes = static_cast<std::uint8_t>(want_enc);
+  out.alg = esp_alg_params(cipher, integ);
   if (auto r = make_hmac_pads(out, integ, auth_key); !r) {
     out.wipe();
     return r;
@@ -358,8 +378,12 @@ inline void complete_job(const IMB_JOB* job) noexcept {
 // constants.
 template <bool decrypt, bool checked>
 void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops) noexcept {
+  // The key schedule's algorithm parameters, loaded once per run of ops of one key schedule
+  // (bursts are mostly runs of one SA).
   const EspKeySchedule* last_ks = nullptr;
+  IMB_CIPHER_MODE cipher_mode = IMB_CIPHER_CBC;
   IMB_HASH_ALG hash = IMB_AUTH_HMAC_SHA_1;
+  std::uint64_t key_len = 16, iv_len = kMaxEspIvLen, icv_len = 12;
   for (EspCryptoOp& op : ops) {
     if constexpr (checked) {
       if (!op_lengths_ok(op)) {
@@ -371,27 +395,32 @@ void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops) noexcept {
     }
     op.status = OpStatus::kCryptoError;  // overwritten when the job comes back
     const EspKeySchedule& ks = *op.ks;
-    if (&ks != last_ks) {  // bursts are mostly runs of one SA
+    if (&ks != last_ks) {
       last_ks = &ks;
-      hash = imb_hash(ks.integ);
+      const EspAlgParams a = ks.alg;
+      cipher_mode = static_cast<IMB_CIPHER_MODE>(a.cipher_mode);
+      hash = static_cast<IMB_HASH_ALG>(a.hash_alg);
+      key_len = a.key_len;
+      iv_len = a.iv_len;
+      icv_len = a.icv_len;
     }
     IMB_JOB* job = IMB_GET_NEXT_JOB(mgr);
-    job->cipher_mode = IMB_CIPHER_CBC;
+    job->cipher_mode = cipher_mode;
     job->enc_keys = ks.enc_keys;
     job->dec_keys = ks.dec_keys;
-    job->key_len_in_bytes = ks.cipher_key_bytes;
+    job->key_len_in_bytes = key_len;
     job->src = op.data;
     job->dst = op.data + op.cipher_offset;  // in place
     job->cipher_start_src_offset_in_bytes = op.cipher_offset;
     job->msg_len_to_cipher_in_bytes = op.cipher_len;
     job->iv = op.iv;
-    job->iv_len_in_bytes = kEspIvLen;
+    job->iv_len_in_bytes = iv_len;
     job->hash_alg = hash;
     job->hash_start_src_offset_in_bytes = 0;
     job->msg_len_to_hash_in_bytes = op.auth_len;
     job->u.HMAC._hashed_auth_key_xor_ipad = ks.ipad;
     job->u.HMAC._hashed_auth_key_xor_opad = ks.opad;
-    job->auth_tag_output_len_in_bytes = ks.icv_bytes;
+    job->auth_tag_output_len_in_bytes = icv_len;
     if constexpr (decrypt) {
       // RFC 4303 §3.4.4: verify the ICV over the ciphertext before decrypting.
       job->cipher_direction = IMB_DIR_DECRYPT;

@@ -28,7 +28,8 @@ enum class CipherAlg : std::uint8_t { kAes128Cbc, kAes192Cbc, kAes256Cbc };
 enum class IntegAlg : std::uint8_t { kHmacSha1_96, kHmacSha256_128 };
 
 constexpr std::size_t kAesBlock = 16;
-constexpr std::size_t kEspIvLen = 16;  // AES-CBC IV (RFC 3602 §3)
+constexpr std::size_t kMaxEspIvLen = 16;  // the longest IV of any ESP algorithm (AES-CBC)
+constexpr std::size_t kMinEspIvLen = 8;   // the shortest (AES-GCM / CTR, RFC 4106 §3.1)
 
 constexpr std::size_t cipher_key_len(CipherAlg c) noexcept {
   switch (c) {
@@ -45,6 +46,23 @@ constexpr std::size_t integ_key_len(IntegAlg a) noexcept {
 // Truncated ICV length on the wire (RFC 2404: 96 bits; RFC 4868: 128 bits).
 constexpr std::size_t icv_len(IntegAlg a) noexcept { return a == IntegAlg::kHmacSha1_96 ? 12 : 16; }
 
+// The per-SA parameters of an algorithm pair, fixed when the SA is created (as DPDK
+// lib/ipsec's esp_outb_init / ipsec_sa_pkt_func_select), so the per-packet code and the engine
+// take them from the SA / key schedule instead of compile-time constants.
+struct EspAlgParams {
+  std::uint8_t iv_len = 16;         // IV bytes after the ESP header (RFC 3602 §3: 16 for CBC)
+  std::uint8_t block_align = 16;    // payload + trailer padded to a multiple of this (RFC 4303 §2.4)
+  std::uint8_t cipher_offset = 24;  // from the ESP header to the ciphertext: 8 + iv_len
+  std::uint8_t icv_len = 12;        // ICV bytes on the wire
+  std::uint8_t key_len = 16;        // cipher key bytes (ipsec-mb key_len_in_bytes)
+  std::uint8_t cipher_mode = 1;     // IMB_CIPHER_MODE (an ipsec-mb enum, stored as a byte): CBC
+  std::uint8_t hash_alg = 1;        // IMB_HASH_ALG: HMAC-SHA1
+};
+static_assert(sizeof(EspAlgParams) == 7, "packed into the SA's first cache line");
+
+// The parameters of (cipher, integ); both must be known algorithms.
+EspAlgParams esp_alg_params(CipherAlg cipher, IntegAlg integ) noexcept;
+
 std::string_view to_string(CipherAlg c) noexcept;  // "aes-128-cbc" ...
 std::string_view to_string(IntegAlg a) noexcept;   // "hmac-sha1-96", "hmac-sha256-128"
 
@@ -58,6 +76,9 @@ struct alignas(64) EspKeySchedule {
   IntegAlg integ = IntegAlg::kHmacSha1_96;
   std::uint8_t cipher_key_bytes = 16;
   std::uint8_t icv_bytes = 12;
+  // ipsec-mb modes, IV and ICV lengths the engine puts in each job, read once per run of ops of
+  // one key schedule (set by make_key_schedule; make_hmac_pads sets the hash part).
+  EspAlgParams alg;
 
   EspKeySchedule() = default;
   EspKeySchedule(const EspKeySchedule&) = delete;
@@ -86,9 +107,9 @@ struct EspCryptoOp {
   const EspKeySchedule* ks = nullptr;
   std::uint8_t* data = nullptr;      // ESP header; ciphertext is transformed in place
   std::uint32_t auth_len = 0;        // bytes covered by the ICV: ESP hdr + IV + ciphertext
-  std::uint32_t cipher_offset = 0;   // ciphertext start (8 + 16 for AES-CBC)
+  std::uint32_t cipher_offset = 0;   // ciphertext start (8 + ks->alg.iv_len)
   std::uint32_t cipher_len = 0;      // multiple of 16
-  const std::uint8_t* iv = nullptr;  // 16 bytes
+  const std::uint8_t* iv = nullptr;  // ks->alg.iv_len bytes
   std::uint8_t* icv = nullptr;       // encrypt: ICV written here; decrypt: received ICV read here
   OpStatus status = OpStatus::kOk;
   alignas(16) std::uint8_t computed_icv[32];  // scratch for the full digest

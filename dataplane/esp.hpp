@@ -10,14 +10,17 @@
 // prepends Ethernet.
 #pragma once
 
+#include <rte_mbuf.h>
+#include <rte_mbuf_ptype.h>
+
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "crypto/esp_crypto.hpp"
 #include "dataplane/sa.hpp"
 #include "dataplane/stats.hpp"
-
-struct rte_mbuf;
 
 namespace ipsecgw::dp {
 
@@ -30,11 +33,11 @@ constexpr unsigned kMaxBurst = 32;
 // they are dropped as kMtuExceeded if they reach this function.
 // n <= kMaxBurst.
 std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
-                           std::span<Sa* const> sas, LcoreStats& stats) noexcept;
+                           std::span<OutboundSa* const> sas, LcoreStats& stats) noexcept;
 
 // The outer size (IPv4 + [UDP] + ESP + IV + padded payload + ICV) of an inner packet of
 // `inner_len` bytes through `sa`; used for the MTU check before esp_outbound.
-std::uint32_t esp_outbound_size(const Sa& sa, std::uint32_t inner_len) noexcept;
+std::uint32_t esp_outbound_size(const OutboundSa& sa, std::uint32_t inner_len) noexcept;
 
 // Where an inbound ESP packet's SPI is, and how it arrived.
 struct EspInboundInfo {
@@ -42,16 +45,54 @@ struct EspInboundInfo {
   bool udp_encap = false;
 };
 
-// Parses the outer IPv4 (and UDP 4500) header of a packet addressed to us and reads the SPI.
-// Returns false (reason in *why) when it is not a well-formed ESP / ESP-in-UDP packet.
-bool esp_inbound_parse(const rte_mbuf* m, EspInboundInfo* info, DropReason* why) noexcept;
+// The outer layout of an inbound ESP packet is parsed once and kept in its mbuf (as VPP keeps
+// per-packet state in buffer metadata): packet_type = kEspPtype (IPv4 + ESP tunnel) or
+// kEspPtypeUdp (+ UDP 4500), l3_len = outer IPv4 header length, l4_len = UDP header length or
+// 0, tso_segsz = the outer IPv4 total length (these TX fields are unused on the receive path).
+// The RX path writes packet_type for every packet it hands to the ESP code, and reassembled
+// packets reach it in freshly allocated mbufs (packet_type 0), so a value left by the NIC is
+// never taken for a recorded layout.
+constexpr std::uint32_t kEspPtype = RTE_PTYPE_L3_IPV4 | RTE_PTYPE_TUNNEL_ESP;
+constexpr std::uint32_t kEspPtypeUdp = kEspPtype | RTE_PTYPE_L4_UDP;
+
+inline bool esp_layout_recorded(const rte_mbuf* m) noexcept {
+  return m->packet_type == kEspPtype || m->packet_type == kEspPtypeUdp;
+}
+// The ESP header's offset from the outer IPv4 header, and the SPI (host order), of a packet
+// whose layout is recorded.
+inline std::uint32_t esp_recorded_offset(const rte_mbuf* m) noexcept {
+  return static_cast<std::uint32_t>(m->l3_len + m->l4_len);
+}
+inline std::uint32_t esp_recorded_spi(const rte_mbuf* m) noexcept {
+  std::uint32_t spi_be;
+  std::memcpy(&spi_be, rte_pktmbuf_mtod_offset(m, const std::uint8_t*, esp_recorded_offset(m)), 4);
+  if constexpr (std::endian::native == std::endian::little) return __builtin_bswap32(spi_be);
+  else return spi_be;
+}
+
+// Parses the outer IPv4 (and UDP 4500) header of a packet addressed to us, reads the SPI and
+// records the layout in the mbuf (above). Returns false (reason in *why) when it is not a
+// well-formed ESP / ESP-in-UDP packet.
+bool esp_inbound_parse(rte_mbuf* m, EspInboundInfo* info, DropReason* why) noexcept;
+
+// The same for a packet whose outer IPv4 header the caller has already checked (version 4,
+// `ihl` >= 20 inside the first segment, total length >= ihl and inside the packet, not a
+// fragment): only the UDP 4500 and ESP parts are parsed. Same drop reasons.
+bool esp_inbound_parse_l4(rte_mbuf* m, std::uint32_t ihl, EspInboundInfo* info,
+                          DropReason* why) noexcept;
 
 // Inbound: pkts[i] is an outer IPv4 packet (ESP or ESP-in-UDP) and sas[i] the SA found for its
 // SPI (nullptr when none: counted as kNoSa). Checks, in order: lengths, encapsulation matches
 // the SA, replay window (pre-check), ICV in constant time, then window update, padding, next
 // header 4, inner header sanity, selectors. Good packets are left holding the inner IPv4 packet.
+// The outer header is parsed here (the drop reasons are esp_inbound_parse's).
 std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
-                          std::span<Sa* const> sas, LcoreStats& stats) noexcept;
+                          std::span<InboundSa* const> sas, LcoreStats& stats) noexcept;
+
+// The same for packets whose layout is recorded (esp_layout_recorded() true for every one, as
+// esp_inbound_parse / esp_inbound_parse_l4 leave them): the outer header is not parsed again.
+std::uint16_t esp_inbound_recorded(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
+                                   std::span<InboundSa* const> sas, LcoreStats& stats) noexcept;
 
 // A UDP payload on port 4500 (RFC 3948 §2.2 / §2.3): four zero bytes = IKE (non-ESP marker),
 // a single 0xFF byte = NAT keepalive, otherwise ESP (when at least an SPI + seq long).

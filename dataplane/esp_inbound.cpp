@@ -1,10 +1,14 @@
 // ESP tunnel-mode decapsulation, per burst (RFC 4303 §3.4; RFC 3948 for UDP encap).
 // Runs per packet: no allocation, locks, exceptions, syscalls or virtual calls.
 //
-// Order (RFC 4303 §3.4.3-3.4.4): lengths, encapsulation, replay pre-check, ICV (constant time,
-// in the engine) for the whole burst, then the replay window update, padding, next header,
-// inner header and selectors, each good packet stripped and counted per run of one SA (volume
-// limits checked per run). Nothing reads the plaintext of a packet whose ICV failed.
+// Order (RFC 4303 §3.4.3-3.4.4): lengths, encapsulation, replay pre-check (step 1), ICV
+// (constant time, in the engine) for the whole burst (step 2), then the replay window update,
+// padding, next header, inner header and selectors, each good packet stripped and counted per
+// run of one SA, volume limits checked per run (step 3). Nothing reads the plaintext of a
+// packet whose ICV failed.
+//
+// The outer layout is parsed once per packet: by esp_inbound_parse / esp_inbound_parse_l4,
+// which record it in the mbuf for esp_inbound_recorded, or here by esp_inbound.
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_ip.h>
@@ -60,7 +64,54 @@ struct OuterLayout {
   bool udp_encap;
 };
 
-bool parse_outer(const rte_mbuf* m, OuterLayout* out, DropReason* why) noexcept {
+// The part of the outer parse after the IPv4 header checks: UDP 4500 (RFC 3948) or ESP, and
+// an ESP header inside the packet and the first segment (`avail` bytes). `ip` is checked:
+// version 4, ihl >= 20 inside the segment, total >= ihl and inside the packet, no fragment.
+IPSECGW_STEP bool parse_after_ip(const std::uint8_t* ip, std::uint8_t proto, std::uint32_t ihl,
+                    std::uint32_t total, std::uint32_t avail, OuterLayout* out,
+                    DropReason* why) noexcept {
+  const std::uint8_t* l4 = ip + ihl;
+  std::uint32_t esp_off = ihl;
+  bool encap = false;
+  if (proto == kIpProtoUdp) {
+    if (total < ihl + kUdpHeaderLen || avail < ihl + kUdpHeaderLen) {
+      *why = DropReason::kRunt;
+      return false;
+    }
+    const auto* udp = reinterpret_cast<const rte_udp_hdr*>(l4);
+    if (net16(udp->dst_port) != kNatTPort) { *why = DropReason::kNotForUs; return false; }
+    const std::uint32_t udp_len = net16(udp->dgram_len);
+    if (udp_len < kUdpHeaderLen || udp_len > total - ihl) {
+      *why = DropReason::kRunt;
+      return false;
+    }
+    const std::uint32_t payload_len = std::min(udp_len, total - ihl) - kUdpHeaderLen;
+    const std::uint32_t in_seg = avail - ihl - kUdpHeaderLen;
+    switch (classify_udp4500(l4 + kUdpHeaderLen, std::min(payload_len, in_seg))) {
+      case Udp4500Kind::kEsp: break;
+      case Udp4500Kind::kRunt: *why = DropReason::kRunt; return false;
+      default: *why = DropReason::kNotForUs; return false;  // IKE or keepalive: not ESP
+    }
+    esp_off += kUdpHeaderLen;
+    encap = true;
+  } else if (proto != kIpProtoEsp) {
+    *why = DropReason::kNotForUs;
+    return false;
+  }
+  if (total < esp_off + kEspHeaderLen || avail < esp_off + kEspHeaderLen) {
+    *why = DropReason::kRunt;
+    return false;
+  }
+  std::uint32_t spi_be;
+  std::memcpy(&spi_be, ip + esp_off, 4);
+  out->esp_off = esp_off;
+  out->total_len = total;
+  out->spi = net32(spi_be);
+  out->udp_encap = encap;
+  return true;
+}
+
+IPSECGW_STEP bool parse_outer(const rte_mbuf* m, OuterLayout* out, DropReason* why) noexcept {
   // Headers are read from the first segment only.
   const std::uint32_t avail = m->data_len;
   if (avail < kIpv4HeaderLen) { *why = DropReason::kRunt; return false; }
@@ -82,45 +133,289 @@ bool parse_outer(const rte_mbuf* m, OuterLayout* out, DropReason* why) noexcept 
     *why = DropReason::kFragError;
     return false;
   }
-  const auto* l4 = reinterpret_cast<const std::uint8_t*>(ip) + ihl;
-  std::uint32_t esp_off = ihl;
-  bool encap = false;
-  if (ip->next_proto_id == kIpProtoUdp) {
-    if (total < ihl + kUdpHeaderLen || avail < ihl + kUdpHeaderLen) {
-      *why = DropReason::kRunt;
-      return false;
-    }
-    const auto* udp = reinterpret_cast<const rte_udp_hdr*>(l4);
-    if (net16(udp->dst_port) != kNatTPort) { *why = DropReason::kNotForUs; return false; }
-    const std::uint32_t udp_len = net16(udp->dgram_len);
-    if (udp_len < kUdpHeaderLen || udp_len > total - ihl) {
-      *why = DropReason::kRunt;
-      return false;
-    }
-    const std::uint32_t payload_len = std::min(udp_len, total - ihl) - kUdpHeaderLen;
-    const std::uint32_t in_seg = avail - ihl - kUdpHeaderLen;
-    switch (classify_udp4500(l4 + kUdpHeaderLen, std::min(payload_len, in_seg))) {
-      case Udp4500Kind::kEsp: break;
-      case Udp4500Kind::kRunt: *why = DropReason::kRunt; return false;
-      default: *why = DropReason::kNotForUs; return false;  // IKE or keepalive: not ESP
-    }
-    esp_off += kUdpHeaderLen;
-    encap = true;
-  } else if (ip->next_proto_id != kIpProtoEsp) {
-    *why = DropReason::kNotForUs;
+  return parse_after_ip(reinterpret_cast<const std::uint8_t*>(ip), ip->next_proto_id, ihl, total,
+                        avail, out, why);
+}
+
+// Records a parsed layout in the mbuf (see esp.hpp).
+inline void record_layout(rte_mbuf* m, const OuterLayout& l) noexcept {
+  const std::uint32_t l4 = l.udp_encap ? kUdpHeaderLen : 0;
+  m->packet_type = l.udp_encap ? kEspPtypeUdp : kEspPtype;
+  m->tx_offload = rte_mbuf_tx_offload(0, l.esp_off - l4, l4, l.total_len, 0, 0, 0);
+}
+
+// The layout esp_inbound_parse / esp_inbound_parse_l4 recorded in the mbuf.
+inline OuterLayout recorded_layout(const rte_mbuf* m) noexcept {
+  OuterLayout l;
+  l.esp_off = esp_recorded_offset(m);
+  l.total_len = m->tso_segsz;
+  l.spi = esp_recorded_spi(m);
+  l.udp_encap = m->l4_len != 0;
+  return l;
+}
+
+// ---- esp_inbound's steps ----
+
+// The burst's state, shared by the steps below. Drops are counted as they are found.
+struct InboundBurst {
+  LcoreStats& st;
+  rte_mbuf** pkts;
+  InboundSa* const* sas;
+  std::uint8_t verdict[kMaxBurst * 2];
+  std::uint32_t seq[kMaxBurst];
+  std::uint32_t inner_len[kMaxBurst];
+  crypto::EspCryptoOp ops[kMaxBurst];
+  std::uint8_t op_pkt[kMaxBurst];
+  std::uint8_t outer_tos[kMaxBurst];
+  std::uint16_t strip[kMaxBurst];
+  unsigned n_ops = 0;
+
+  // The arrays are filled as the steps go (no zeroing per burst).
+  InboundBurst(LcoreStats& s, rte_mbuf** p, InboundSa* const* a) noexcept
+      : st(s), pkts(p), sas(a) {}
+
+  void fail(unsigned i, SaHead* sa, DropReason r) noexcept {
+    verdict[i] = static_cast<std::uint8_t>(r);
+    count_drop(st, sa, r);
+  }
+};
+
+// The SA's per-packet parameters, loaded once per run of packets of one SA.
+struct InboundSaParams {
+  const InboundSa* sa = nullptr;
+  bool dead = false;
+  std::uint32_t cipher_off = 0, icv_len = 0, align_mask = 0;
+
+  void load(const InboundSa& s) noexcept {
+    sa = &s;
+    dead = s.dead.load(std::memory_order_relaxed);
+    cipher_off = s.alg.cipher_offset;
+    icv_len = s.alg.icv_len;
+    align_mask = s.alg.block_align - 1u;
+  }
+};
+
+// Step 1, per packet before the ICV: SA alive, single segment, outer layout (parsed here or
+// recorded at RX: kRecorded), SPI and encapsulation match the SA, lengths, replay pre-check;
+// builds the crypto op. False when the packet was dropped.
+template <bool kRecorded>
+IPSECGW_STEP bool inbound_prepare(InboundBurst& b, unsigned i, InboundSa* sa,
+                            const InboundSaParams& p) noexcept {
+  rte_mbuf* m = b.pkts[i];
+  if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
+    b.fail(i, sa, DropReason::kNoSpace);
     return false;
   }
-  if (total < esp_off + kEspHeaderLen || avail < esp_off + kEspHeaderLen) {
-    *why = DropReason::kRunt;
+  OuterLayout l;
+  if constexpr (kRecorded) {
+    l = recorded_layout(m);
+  } else {
+    DropReason why = DropReason::kRunt;
+    if (!parse_outer(m, &l, &why)) { b.fail(i, sa, why); return false; }
+  }
+  if (l.spi != sa->spi) { b.fail(i, sa, DropReason::kNoSa); return false; }
+  if (l.udp_encap != ((sa->flags & kSaUdpEncap) != 0)) {
+    b.fail(i, sa, DropReason::kEncapMismatch);
     return false;
   }
-  std::uint32_t spi_be;
-  std::memcpy(&spi_be, reinterpret_cast<const std::uint8_t*>(ip) + esp_off, 4);
-  out->esp_off = esp_off;
-  out->total_len = total;
-  out->spi = net32(spi_be);
-  out->udp_encap = encap;
+  const std::uint32_t esp_len = l.total_len - l.esp_off;
+  if (esp_len < p.cipher_off + p.icv_len) { b.fail(i, sa, DropReason::kRunt); return false; }
+  const std::uint32_t cipher_len = esp_len - p.cipher_off - p.icv_len;
+  // RFC 4303 §2.4 / RFC 3602 §3: whole blocks of the SA's alignment, at least one (it holds
+  // the trailer).
+  if (cipher_len == 0 || (cipher_len & p.align_mask) != 0) {
+    b.fail(i, sa, DropReason::kBadLength);
+    return false;
+  }
+  auto* esp = rte_pktmbuf_mtod_offset(m, std::uint8_t*, l.esp_off);
+  std::uint32_t seq_be;
+  std::memcpy(&seq_be, esp + 4, 4);
+  b.seq[i] = net32(seq_be);
+  // RFC 4303 §3.4.3: reject duplicates before spending the ICV computation.
+  if (sa->flags & kSaAntiReplay) {
+    const ReplayVerdict v = sa->replay.check(b.seq[i]);
+    if (v != ReplayVerdict::kOk) {
+      b.fail(i, sa, v == ReplayVerdict::kReplay ? DropReason::kReplay : DropReason::kOutsideWindow);
+      return false;
+    }
+  }
+  b.outer_tos[i] = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->type_of_service;
+  b.strip[i] = static_cast<std::uint16_t>(l.esp_off + p.cipher_off);
+
+  crypto::EspCryptoOp& op = b.ops[b.n_ops];
+  op.ks = &sa->keys;
+  op.data = esp;
+  op.auth_len = p.cipher_off + cipher_len;
+  op.cipher_offset = p.cipher_off;
+  op.cipher_len = cipher_len;
+  op.iv = esp + kEspIvOffset;
+  op.icv = esp + op.auth_len;  // op.status: set by the engine for every op
+  b.op_pkt[b.n_ops++] = static_cast<std::uint8_t>(i);
   return true;
+}
+
+template <bool kRecorded>
+IPSECGW_STEP void inbound_step1(InboundBurst& b, unsigned n) noexcept {
+  InboundSaParams p;
+  for (unsigned i = 0; i < n; ++i) {
+    InboundSa* sa = b.sas[i];
+    b.verdict[i] = kGood;
+    if (sa == nullptr) { b.fail(i, nullptr, DropReason::kNoSa); continue; }
+    if (sa != p.sa) p.load(*sa);
+    if (p.dead) { b.fail(i, sa, DropReason::kSaDown); continue; }
+    inbound_prepare<kRecorded>(b, i, sa, p);
+  }
+}
+
+// The SA's selectors (RFC 4301 §5.2) as masks, taken once per run of packets of one SA.
+struct Selectors {
+  const InboundSa* sa = nullptr;
+  Ipv4 peer_mask = 0, peer_net = 0, local_mask = 0, local_net = 0;
+
+  bool match(const InboundSa& s, Ipv4 src, Ipv4 dst) noexcept {
+    if (&s != sa) {
+      sa = &s;
+      peer_mask = s.peer_subnet.mask();
+      peer_net = s.peer_subnet.addr;
+      local_mask = s.local_subnet.mask();
+      local_net = s.local_subnet.addr;
+    }
+    return (((src & peer_mask) ^ peer_net) | ((dst & local_mask) ^ local_net)) == 0;
+  }
+};
+
+// Step 3, per authenticated packet, in packet order: replay window update, padding, next
+// header, inner header, selectors, ECN; strips the outer headers, trailer and ICV. Returns
+// kGood (inner length in b.inner_len[i]) or the DropReason.
+IPSECGW_STEP std::uint8_t inbound_open(InboundBurst& b, unsigned i, InboundSa& sa,
+                                 const crypto::EspCryptoOp& op, Selectors& sel) noexcept {
+  // RFC 4303 §3.4.3: the window moves only for authenticated packets; re-checked here
+  // because one burst may carry the same number twice.
+  if (sa.flags & kSaAntiReplay) {
+    const ReplayVerdict v = sa.replay.update(b.seq[i]);
+    if (v != ReplayVerdict::kOk)
+      return static_cast<std::uint8_t>(v == ReplayVerdict::kReplay ? DropReason::kReplay
+                                                                   : DropReason::kOutsideWindow);
+  }
+  // RFC 4303 §2.4-2.6: ... | pad 1, 2, ..., n | pad length | next header | ICV.
+  const std::uint8_t* pt = op.data + op.cipher_offset;
+  const std::uint32_t clen = op.cipher_len;
+  const std::uint32_t pad = pt[clen - 2];
+  const std::uint8_t next_header = pt[clen - 1];
+  if (pad + kEspTrailerLen > clen) return static_cast<std::uint8_t>(DropReason::kBadPadding);
+  if (!padding_ok(pt + clen - kEspTrailerLen, pad))
+    return static_cast<std::uint8_t>(DropReason::kBadPadding);
+  if (next_header != kIpProtoIpip) return static_cast<std::uint8_t>(DropReason::kBadNextHeader);
+
+  // Inner IPv4 header sanity.
+  const std::uint32_t payload_len = clen - kEspTrailerLen - pad;
+  if (payload_len < kIpv4HeaderLen) return static_cast<std::uint8_t>(DropReason::kBadIpHeader);
+  auto* inner = reinterpret_cast<rte_ipv4_hdr*>(const_cast<std::uint8_t*>(pt));
+  const std::uint32_t ilen = net16(inner->total_length);
+  // Common case 0x45 (no options): ihl = 20 <= ilen <= payload_len, in one unsigned compare.
+  const bool inner_ok =
+      inner->version_ihl == 0x45
+          ? ilen - kIpv4HeaderLen <= payload_len - kIpv4HeaderLen
+          : (inner->version_ihl >> 4) == 4 && (inner->version_ihl & 0x0F) * 4u >= kIpv4HeaderLen &&
+                ilen >= (inner->version_ihl & 0x0F) * 4u && ilen <= payload_len;
+  if (!inner_ok) return static_cast<std::uint8_t>(DropReason::kBadIpHeader);
+  // RFC 4301 §5.2: the inner addresses must match the SA's selectors.
+  if (!sel.match(sa, net32(inner->src_addr), net32(inner->dst_addr)))
+    return static_cast<std::uint8_t>(DropReason::kSelectorMismatch);
+  // RFC 6040 §4.2: a CE mark on the outer header reaches an ECN-capable inner header.
+  if ((b.outer_tos[i] & kEcnMask) == kEcnCe && (inner->type_of_service & kEcnMask) != 0 &&
+      (inner->type_of_service & kEcnMask) != kEcnCe) {
+    inner->type_of_service |= kEcnCe;
+    inner->hdr_checksum = 0;
+    inner->hdr_checksum = rte_ipv4_cksum(inner);
+  }
+  b.inner_len[i] = ilen;
+  // Single segment (linearized in step 1): strip the outer headers and the ESP trailer and
+  // ICV by moving the data window (rte_pktmbuf_adj + trim, without their re-checks).
+  rte_mbuf* m = b.pkts[i];
+  m->data_off = static_cast<std::uint16_t>(m->data_off + b.strip[i]);
+  m->data_len = static_cast<std::uint16_t>(ilen);
+  m->pkt_len = ilen;
+  return kGood;
+}
+
+// Volume limits and counters per run of consecutive ops of one SA, flushed when the SA
+// changes: good packets are counted as they pass; a run that turns out not to be clear of the
+// limits (rare: a soft or hard limit is crossed inside it) is walked again packet by packet.
+struct InboundRun {
+  InboundSa* sa = nullptr;
+  unsigned first = 0;
+  std::uint64_t k = 0, bytes = 0;
+
+  [[gnu::always_inline]] void flush(InboundBurst& b, unsigned end, std::uint64_t now) noexcept {
+    if (k == 0) return;
+    const std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
+    const std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
+    std::uint64_t p = k, by = bytes;
+    if (!run_clear_of_limits(*sa, p0, b0, k, bytes)) [[unlikely]] {
+      p = by = 0;
+      for (unsigned x = first; x < end; ++x) {
+        const unsigned i = b.op_pkt[x];
+        if (b.verdict[i] != kGood) continue;
+        if (!within_limits(*sa, p0 + p, b0 + by, b.inner_len[i])) {
+          b.fail(i, sa, DropReason::kSaDown);  // already stripped: dropped all the same
+          continue;
+        }
+        ++p;
+        by += b.inner_len[i];
+      }
+      if (p == 0) return;
+    }
+    sa->counters.packets.fetch_add(p, std::memory_order_relaxed);
+    sa->counters.bytes.fetch_add(by, std::memory_order_relaxed);
+    sa->counters.last_used_tsc.store(now, std::memory_order_relaxed);
+    b.st.esp_in_packets += p;
+    b.st.esp_in_bytes += by;
+  }
+};
+
+IPSECGW_STEP void inbound_step3(InboundBurst& b) noexcept {
+  const std::uint64_t now = b.n_ops != 0 ? rte_rdtsc() : 0;
+  Selectors sel;
+  InboundRun run;
+  for (unsigned k = 0; k < b.n_ops; ++k) {
+    const unsigned i = b.op_pkt[k];
+    InboundSa* sa = b.sas[i];
+    const crypto::EspCryptoOp& op = b.ops[k];
+    if (sa != run.sa) {
+      run.flush(b, k, now);
+      run = InboundRun{sa, k, 0, 0};
+    }
+    switch (op.status) {
+      case crypto::OpStatus::kOk: break;
+      case crypto::OpStatus::kBadIcv: b.fail(i, sa, DropReason::kBadIcv); continue;
+      case crypto::OpStatus::kBadLength: b.fail(i, sa, DropReason::kBadLength); continue;
+      default: b.fail(i, sa, DropReason::kCryptoError); continue;
+    }
+    const std::uint8_t v = inbound_open(b, i, *sa, op, sel);
+    if (v != kGood) {
+      b.fail(i, sa, static_cast<DropReason>(v));
+      continue;
+    }
+    ++run.k;
+    run.bytes += b.inner_len[i];
+  }
+  run.flush(b, b.n_ops, now);
+}
+
+// The three steps over one burst: (1) checks before the ICV and the crypto ops, (2) ICV
+// (constant time) and decryption for the whole burst (RFC 4303 §3.4.4), (3) checks after it,
+// stripping and counting. Then the burst is partitioned (esp.hpp's burst contract).
+template <bool kRecorded>
+std::uint16_t inbound_burst(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
+                            std::span<InboundSa* const> sas, LcoreStats& st) noexcept {
+  const BurstBounds bounds = burst_bounds(pkts.size(), sas.size());
+  InboundBurst b{st, pkts.data(), sas.data()};
+  inbound_step1<kRecorded>(b, bounds.n);
+  drop_overflow(st, sas.data(), b.verdict, bounds);
+  if (b.n_ops != 0) engine.decrypt_validated(std::span<crypto::EspCryptoOp>(b.ops, b.n_ops));
+  inbound_step3(b);
+  return partition_burst(pkts.data(), b.verdict, bounds.total_n);
 }
 
 }  // namespace
@@ -134,221 +429,43 @@ Udp4500Kind classify_udp4500(const std::uint8_t* payload, std::uint32_t len) noe
   return Udp4500Kind::kEsp;
 }
 
-bool esp_inbound_parse(const rte_mbuf* m, EspInboundInfo* info, DropReason* why) noexcept {
+bool esp_inbound_parse(rte_mbuf* m, EspInboundInfo* info, DropReason* why) noexcept {
   OuterLayout l;
   DropReason r = DropReason::kRunt;
   if (!parse_outer(m, &l, &r)) {
     if (why != nullptr) *why = r;
     return false;
   }
+  record_layout(m, l);
+  info->spi = l.spi;
+  info->udp_encap = l.udp_encap;
+  return true;
+}
+
+bool esp_inbound_parse_l4(rte_mbuf* m, std::uint32_t ihl, EspInboundInfo* info,
+                          DropReason* why) noexcept {
+  const auto* ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
+  OuterLayout l;
+  DropReason r = DropReason::kRunt;
+  if (!parse_after_ip(reinterpret_cast<const std::uint8_t*>(ip), ip->next_proto_id, ihl,
+                      net16(ip->total_length), m->data_len, &l, &r)) {
+    if (why != nullptr) *why = r;
+    return false;
+  }
+  record_layout(m, l);
   info->spi = l.spi;
   info->udp_encap = l.udp_encap;
   return true;
 }
 
 std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
-                          std::span<Sa* const> sas, LcoreStats& st) noexcept {
-  const BurstBounds bounds = burst_bounds(pkts.size(), sas.size());
-  const unsigned n = bounds.n, total_n = bounds.total_n;
-  std::uint8_t verdict[kMaxBurst * 2];
-  std::uint32_t seq[kMaxBurst];
-  std::uint32_t inner_len[kMaxBurst];
-  crypto::EspCryptoOp ops[kMaxBurst];
-  std::uint8_t op_pkt[kMaxBurst];
-  std::uint8_t outer_tos[kMaxBurst];
-  std::uint16_t strip[kMaxBurst];
-  unsigned o = 0;
+                          std::span<InboundSa* const> sas, LcoreStats& st) noexcept {
+  return inbound_burst<false>(engine, pkts, sas, st);
+}
 
-  auto fail = [&](unsigned i, Sa* sa, DropReason r) {
-    verdict[i] = static_cast<std::uint8_t>(r);
-    count_drop(st, sa, r);
-  };
-
-  // (1) Before the ICV: lengths, encapsulation, replay pre-check. The SA's dead flag is read
-  // once per run of packets of one SA.
-  const Sa* last_sa = nullptr;
-  bool last_dead = false;
-  for (unsigned i = 0; i < n; ++i) {
-    rte_mbuf* m = pkts[i];
-    Sa* sa = sas[i];
-    verdict[i] = kGood;
-    if (sa == nullptr) { fail(i, nullptr, DropReason::kNoSa); continue; }
-    if (sa != last_sa) {
-      last_sa = sa;
-      last_dead = sa->dead.load(std::memory_order_relaxed);
-    }
-    if (last_dead) { fail(i, sa, DropReason::kSaDown); continue; }
-    if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
-      fail(i, sa, DropReason::kNoSpace);
-      continue;
-    }
-    OuterLayout l;
-    DropReason why = DropReason::kRunt;
-    if (!parse_outer(m, &l, &why)) { fail(i, sa, why); continue; }
-    if (l.spi != sa->spi) { fail(i, sa, DropReason::kNoSa); continue; }
-    if (l.udp_encap != ((sa->flags & kSaUdpEncap) != 0)) {
-      fail(i, sa, DropReason::kEncapMismatch);
-      continue;
-    }
-    const std::uint32_t esp_len = l.total_len - l.esp_off;
-    if (esp_len < kEspCipherOffset + sa->icv_len) { fail(i, sa, DropReason::kRunt); continue; }
-    const std::uint32_t cipher_len = esp_len - kEspCipherOffset - sa->icv_len;
-    // RFC 4303 §2.4 / RFC 3602 §3: whole AES blocks, at least one (it holds the trailer).
-    if (cipher_len == 0 || cipher_len % crypto::kAesBlock != 0) {
-      fail(i, sa, DropReason::kBadLength);
-      continue;
-    }
-    auto* esp = rte_pktmbuf_mtod_offset(m, std::uint8_t*, l.esp_off);
-    std::uint32_t seq_be;
-    std::memcpy(&seq_be, esp + 4, 4);
-    seq[i] = net32(seq_be);
-    // RFC 4303 §3.4.3: reject duplicates before spending the ICV computation.
-    if (sa->flags & kSaAntiReplay) {
-      const ReplayVerdict v = sa->replay.check(seq[i]);
-      if (v != ReplayVerdict::kOk) {
-        fail(i, sa, v == ReplayVerdict::kReplay ? DropReason::kReplay : DropReason::kOutsideWindow);
-        continue;
-      }
-    }
-    outer_tos[i] = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*)->type_of_service;
-    strip[i] = static_cast<std::uint16_t>(l.esp_off + kEspCipherOffset);
-
-    crypto::EspCryptoOp& op = ops[o];
-    op.ks = &sa->keys;
-    op.data = esp;
-    op.auth_len = kEspCipherOffset + cipher_len;
-    op.cipher_offset = kEspCipherOffset;
-    op.cipher_len = cipher_len;
-    op.iv = esp + kEspIvOffset;
-    op.icv = esp + op.auth_len;  // op.status: set by the engine for every op
-    op_pkt[o++] = static_cast<std::uint8_t>(i);
-  }
-  drop_overflow(st, sas.data(), verdict, bounds);
-
-  // (2) ICV (constant time) and decryption for the whole burst (RFC 4303 §3.4.4).
-  if (o != 0) engine.decrypt_validated(std::span<crypto::EspCryptoOp>(ops, o));
-
-  // (3) After the ICV, in packet order (so the window sees the burst's order). The selector
-  // masks are taken once per run of packets of one SA (Ipv4Prefix::contains, unrolled).
-  const Sa* sel_sa = nullptr;
-  Ipv4 peer_mask = 0, peer_net = 0, local_mask = 0, local_net = 0;
-  // Volume limits and counters per run of consecutive ops of one SA, flushed when the SA changes:
-  // good packets are stripped and counted as they pass; a run that turns out not to be clear of
-  // the limits (rare: a soft or hard limit is crossed inside it) is walked again packet by packet.
-  const std::uint64_t now = o != 0 ? rte_rdtsc() : 0;
-  Sa* run_sa = nullptr;
-  unsigned run_first = 0;
-  std::uint64_t run_k = 0, run_bytes = 0;
-  auto flush_run = [&](unsigned run_end) {
-    if (run_k == 0) return;
-    Sa* sa = run_sa;
-    const std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
-    const std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
-    std::uint64_t p = run_k, b = run_bytes;
-    if (!run_clear_of_limits(*sa, p0, b0, run_k, run_bytes)) [[unlikely]] {
-      p = b = 0;
-      for (unsigned x = run_first; x < run_end; ++x) {
-        const unsigned i = op_pkt[x];
-        if (verdict[i] != kGood) continue;
-        if (!within_limits(*sa, p0 + p, b0 + b, inner_len[i])) {
-          fail(i, sa, DropReason::kSaDown);  // already stripped: dropped all the same
-          continue;
-        }
-        ++p;
-        b += inner_len[i];
-      }
-      if (p == 0) return;
-    }
-    sa->counters.packets.fetch_add(p, std::memory_order_relaxed);
-    sa->counters.bytes.fetch_add(b, std::memory_order_relaxed);
-    sa->counters.last_used_tsc.store(now, std::memory_order_relaxed);
-    st.esp_in_packets += p;
-    st.esp_in_bytes += b;
-  };
-  for (unsigned k = 0; k < o; ++k) {
-    const unsigned i = op_pkt[k];
-    Sa* sa = sas[i];
-    const crypto::EspCryptoOp& op = ops[k];
-    if (sa != run_sa) {
-      flush_run(k);
-      run_sa = sa;
-      run_first = k;
-      run_k = run_bytes = 0;
-    }
-    switch (op.status) {
-      case crypto::OpStatus::kOk: break;
-      case crypto::OpStatus::kBadIcv: fail(i, sa, DropReason::kBadIcv); continue;
-      case crypto::OpStatus::kBadLength: fail(i, sa, DropReason::kBadLength); continue;
-      default: fail(i, sa, DropReason::kCryptoError); continue;
-    }
-    // RFC 4303 §3.4.3: the window moves only for authenticated packets; re-checked here
-    // because one burst may carry the same number twice.
-    if (sa->flags & kSaAntiReplay) {
-      const ReplayVerdict v = sa->replay.update(seq[i]);
-      if (v != ReplayVerdict::kOk) {
-        fail(i, sa, v == ReplayVerdict::kReplay ? DropReason::kReplay : DropReason::kOutsideWindow);
-        continue;
-      }
-    }
-    // RFC 4303 §2.4-2.6: ... | pad 1, 2, ..., n | pad length | next header | ICV.
-    const std::uint8_t* pt = op.data + kEspCipherOffset;
-    const std::uint32_t clen = op.cipher_len;
-    const std::uint32_t pad = pt[clen - 2];
-    const std::uint8_t next_header = pt[clen - 1];
-    if (pad + kEspTrailerLen > clen) { fail(i, sa, DropReason::kBadPadding); continue; }
-    if (!padding_ok(pt + clen - kEspTrailerLen, pad)) {
-      fail(i, sa, DropReason::kBadPadding);
-      continue;
-    }
-    if (next_header != kIpProtoIpip) { fail(i, sa, DropReason::kBadNextHeader); continue; }
-
-    // Inner IPv4 header sanity.
-    const std::uint32_t payload_len = clen - kEspTrailerLen - pad;
-    if (payload_len < kIpv4HeaderLen) { fail(i, sa, DropReason::kBadIpHeader); continue; }
-    auto* inner = reinterpret_cast<rte_ipv4_hdr*>(const_cast<std::uint8_t*>(pt));
-    const std::uint32_t ilen = net16(inner->total_length);
-    // Common case 0x45 (no options): ihl = 20 <= ilen <= payload_len, in one unsigned compare.
-    const bool inner_ok =
-        inner->version_ihl == 0x45
-            ? ilen - kIpv4HeaderLen <= payload_len - kIpv4HeaderLen
-            : (inner->version_ihl >> 4) == 4 && (inner->version_ihl & 0x0F) * 4u >= kIpv4HeaderLen &&
-                  ilen >= (inner->version_ihl & 0x0F) * 4u && ilen <= payload_len;
-    if (!inner_ok) {
-      fail(i, sa, DropReason::kBadIpHeader);
-      continue;
-    }
-    // RFC 4301 §5.2: the inner addresses must match the SA's selectors.
-    if (sa != sel_sa) {
-      sel_sa = sa;
-      peer_mask = sa->peer_subnet.mask();
-      peer_net = sa->peer_subnet.addr;
-      local_mask = sa->local_subnet.mask();
-      local_net = sa->local_subnet.addr;
-    }
-    if ((((net32(inner->src_addr) & peer_mask) ^ peer_net) |
-         ((net32(inner->dst_addr) & local_mask) ^ local_net)) != 0) {
-      fail(i, sa, DropReason::kSelectorMismatch);
-      continue;
-    }
-    // RFC 6040 §4.2: a CE mark on the outer header reaches an ECN-capable inner header.
-    if ((outer_tos[i] & kEcnMask) == kEcnCe && (inner->type_of_service & kEcnMask) != 0 &&
-        (inner->type_of_service & kEcnMask) != kEcnCe) {
-      inner->type_of_service |= kEcnCe;
-      inner->hdr_checksum = 0;
-      inner->hdr_checksum = rte_ipv4_cksum(inner);
-    }
-    inner_len[i] = ilen;
-    // Single segment (linearized in phase 1): strip the outer headers and the ESP trailer and
-    // ICV by moving the data window (rte_pktmbuf_adj + trim, without their re-checks).
-    rte_mbuf* m = pkts[i];
-    m->data_off = static_cast<std::uint16_t>(m->data_off + strip[i]);
-    m->data_len = static_cast<std::uint16_t>(ilen);
-    m->pkt_len = ilen;
-    ++run_k;
-    run_bytes += ilen;
-  }
-  flush_run(o);
-  return partition_burst(pkts.data(), verdict, total_n);
+std::uint16_t esp_inbound_recorded(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
+                                   std::span<InboundSa* const> sas, LcoreStats& st) noexcept {
+  return inbound_burst<true>(engine, pkts, sas, st);
 }
 
 }  // namespace ipsecgw::dp

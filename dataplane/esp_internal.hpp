@@ -15,8 +15,9 @@ struct rte_mbuf;
 
 namespace ipsecgw::dp::detail {
 
-constexpr std::uint32_t kEspIvOffset = kEspHeaderLen;                           // IV after SPI+seq
-constexpr std::uint32_t kEspCipherOffset = kEspHeaderLen + crypto::kEspIvLen;  // 24
+// The IV follows SPI + seq; its length, the cipher offset, block alignment and ICV length are
+// the SA's (SaHead::alg).
+constexpr std::uint32_t kEspIvOffset = kEspHeaderLen;
 constexpr std::uint32_t kEspTrailerLen = 2;  // pad length + next header (RFC 4303 §2.4-2.6)
 
 // Network <-> host byte order for the per-packet code. DPDK's rte_cpu_to_be_16 on x86 is an
@@ -32,11 +33,16 @@ constexpr std::uint32_t net32(std::uint32_t v) noexcept {
 }
 
 // Counts a drop for the lcore and, when the SA is known, for the SA (relaxed: drops are rare).
-inline void count_drop(LcoreStats& st, Sa* sa, DropReason r) noexcept {
+inline void count_drop(LcoreStats& st, SaHead* sa, DropReason r) noexcept {
   st.drop(r);
   if (sa != nullptr)
     sa->counters.drops[static_cast<unsigned>(r)].fetch_add(1, std::memory_order_relaxed);
 }
+
+// The per-burst steps of esp_outbound / esp_inbound are separate functions for reading, one
+// call site each: forced inline so that splitting them costs no call, spill or reload per
+// packet (the instruction counts in docs/performance.md).
+#define IPSECGW_STEP [[gnu::always_inline]] inline
 
 // Per-packet verdict while a burst is processed: kGood or a DropReason.
 constexpr std::uint8_t kGood = 0xFF;
@@ -53,7 +59,8 @@ inline BurstBounds burst_bounds(std::size_t n_pkts, std::size_t n_sas) noexcept 
 }
 
 // Drops packets [b.n, b.total_n) as kNoSpace, counted for the lcore and their SA.
-inline void drop_overflow(LcoreStats& st, Sa* const* sas, std::uint8_t* verdict,
+template <class S>
+inline void drop_overflow(LcoreStats& st, S* const* sas, std::uint8_t* verdict,
                           BurstBounds b) noexcept {
   for (unsigned i = b.n; i < b.total_n; ++i) {
     verdict[i] = static_cast<std::uint8_t>(DropReason::kNoSpace);
@@ -78,7 +85,7 @@ inline std::uint16_t partition_burst(rte_mbuf** pkts, const std::uint8_t* verdic
 // SA: given the SA's totals before the run plus what the run has accepted so far, decides
 // whether one more packet of `bytes` may pass. Raises the soft event once (when crossing) and the
 // hard one (also marking the SA dead). Returns false when the packet must be dropped (kSaDown).
-inline bool within_limits(Sa& sa, std::uint64_t pkts_before, std::uint64_t bytes_before,
+inline bool within_limits(SaHead& sa, std::uint64_t pkts_before, std::uint64_t bytes_before,
                           std::uint64_t bytes) noexcept {
   const std::uint64_t p = pkts_before + 1, b = bytes_before + bytes;
   if ((sa.hard_packets != 0 && p > sa.hard_packets) || (sa.hard_bytes != 0 && b > sa.hard_bytes)) {
@@ -94,7 +101,7 @@ inline bool within_limits(Sa& sa, std::uint64_t pkts_before, std::uint64_t bytes
 
 // Whether a whole run of k packets / run_bytes bytes stays clear of every volume limit (no soft
 // crossing, no hard overrun), so within_limits() need not be called per packet.
-inline bool run_clear_of_limits(const Sa& sa, std::uint64_t p0, std::uint64_t b0, std::uint64_t k,
+inline bool run_clear_of_limits(const SaHead& sa, std::uint64_t p0, std::uint64_t b0, std::uint64_t k,
                                 std::uint64_t run_bytes) noexcept {
   const std::uint64_t p = p0 + k, b = b0 + run_bytes;
   return (sa.hard_packets == 0 || p <= sa.hard_packets) && (sa.hard_bytes == 0 || b <= sa.hard_bytes) &&

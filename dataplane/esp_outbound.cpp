@@ -3,11 +3,12 @@
 //
 //   inner IPv4 packet  ->  outer IPv4 | [UDP 4500] | SPI | seq | IV | inner | pad | pl | nh | ICV
 //
-// Phases over the burst: (1) per-packet checks (SA alive, single segment, IPv4 inner, MTU,
+// Steps over the burst: (1) per-packet checks (SA alive, single segment, IPv4 inner, MTU,
 // head/tail room); (2) per burst-run of one SA: sequence numbers reserved with one fetch_add,
-// exhaustion and volume limits; (3) headers and trailer written, IVs from one random_bytes call;
+// exhaustion and volume limits; (3) headers and trailer written, IVs from one random_view call;
 // (4) one encrypt call for the whole burst; (5) crypto status and counters in one pass over the
-// ops, flushed per run of one SA; burst partitioned.
+// ops, flushed per run of one SA; burst partitioned. IV length, cipher offset, block alignment
+// and ICV length are the SA's (SaHead::alg), read once per run of packets of one SA.
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_ip.h>
@@ -33,9 +34,10 @@ constexpr std::uint64_t kMaxSeq = 0xFFFFFFFFull;
 // src/dst/proto while fragments may be in flight).
 thread_local std::uint16_t t_ip_id = 0;
 
-constexpr std::uint32_t padded_len(std::uint32_t inner_len) noexcept {
-  // RFC 4303 §2.4: payload + padding + pad length + next header is a multiple of the AES block.
-  return (inner_len + kEspTrailerLen + crypto::kAesBlock - 1) & ~std::uint32_t{crypto::kAesBlock - 1};
+constexpr std::uint32_t padded_len(std::uint32_t inner_len, std::uint32_t align) noexcept {
+  // RFC 4303 §2.4: payload + padding + pad length + next header is a multiple of the SA's block
+  // alignment (a power of two: the cipher block, or 4).
+  return (inner_len + kEspTrailerLen + align - 1) & ~(align - 1);
 }
 
 // RFC 4303 §2.4 default padding: 1, 2, 3, ... (at most 15 bytes for a 16-byte block).
@@ -44,9 +46,9 @@ alignas(16) constexpr std::uint8_t kPadBytes[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 1
 // The outer header template is copied with one fixed-size copy: IPv4 (20) + SPI (4) + 8 bytes
 // that are overwritten afterwards (seq + IV start), or IPv4 (20) + UDP (8) + SPI (4).
 constexpr std::uint32_t kTemplateCopy = 32;
-static_assert(kTemplateCopy <= sizeof(Sa::hdr_template));
-static_assert(kMaxBurst * crypto::kEspIvLen <= crypto::EspEngine::kMaxRandomView);
-static_assert(kTemplateCopy <= kIpv4HeaderLen + kEspHeaderLen + crypto::kEspIvLen,
+static_assert(kTemplateCopy <= sizeof(OutboundSa::hdr_template));
+static_assert(kMaxBurst * crypto::kMaxEspIvLen <= crypto::EspEngine::kMaxRandomView);
+static_assert(kTemplateCopy <= kIpv4HeaderLen + kEspHeaderLen + crypto::kMinEspIvLen,
               "must stay inside the shortest outer header");
 
 inline std::uint16_t load16(const std::uint8_t* p) noexcept {
@@ -58,7 +60,7 @@ inline std::uint16_t load16(const std::uint8_t* p) noexcept {
 // One's-complement sum (RFC 1071) of the outer IPv4 header words that are the same for every
 // packet of an SA (TTL/protocol, source, destination), as native-order 16-bit loads like
 // rte_raw_cksum. Computed once per burst-run; per packet only the 4 changing words are added.
-inline std::uint32_t ip_cksum_base(const Sa& sa) noexcept {
+inline std::uint32_t ip_cksum_base(const OutboundSa& sa) noexcept {
   const std::uint8_t* t = sa.hdr_template;
   return std::uint32_t{load16(t + 8)} + load16(t + 12) + load16(t + 14) + load16(t + 16) +
          load16(t + 18);
@@ -74,139 +76,184 @@ inline std::uint16_t ip_cksum_finish(std::uint32_t base, const std::uint8_t* ip)
   return static_cast<std::uint16_t>(~sum);
 }
 
-}  // namespace
+// ---- esp_outbound's steps ----
 
-std::uint32_t esp_outbound_size(const Sa& sa, std::uint32_t inner_len) noexcept {
-  return sa.outer_hdr_len + padded_len(inner_len) + sa.icv_len;
-}
-
-std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
-                           std::span<Sa* const> sas, LcoreStats& st) noexcept {
-  const BurstBounds bounds = burst_bounds(pkts.size(), sas.size());
-  const unsigned n = bounds.n, total_n = bounds.total_n;
+// The burst's state, shared by the steps below. Drops are counted as they are found.
+struct OutboundBurst {
+  LcoreStats& st;
+  rte_mbuf** pkts;
+  OutboundSa* const* sas;
   std::uint8_t verdict[kMaxBurst * 2];
-  std::uint32_t clen[kMaxBurst];
+  std::uint32_t clen[kMaxBurst];  // padded payload length; after step 3 the inner length
   std::uint32_t seq[kMaxBurst];
+  // The ops themselves are a separate array of esp_outbound's: their address goes to the
+  // engine, and this struct's must not escape, or the compiler reloads its fields after every
+  // store into packet data.
+  crypto::EspCryptoOp* ops;
+  std::uint8_t op_pkt[kMaxBurst];
+  unsigned n_ops = 0;
 
-  auto fail = [&](unsigned i, Sa* sa, DropReason r) {
+  // The arrays are filled as the steps go (no zeroing per burst).
+  OutboundBurst(LcoreStats& s, rte_mbuf** p, OutboundSa* const* a, crypto::EspCryptoOp* o) noexcept
+      : st(s), pkts(p), sas(a), ops(o) {}
+
+  void fail(unsigned i, SaHead* sa, DropReason r) noexcept {
     verdict[i] = static_cast<std::uint8_t>(r);
     count_drop(st, sa, r);
-  };
+  }
+};
 
-  // (1) Per-packet checks. The SA's dead flag and its size limits are read once per run of
-  // packets of one SA.
-  const Sa* last_sa = nullptr;
-  bool last_dead = false;
-  std::int64_t max_clen = 0;   // outer_hdr_len + clen + icv_len <= mtu  <=>  clen <= max_clen
+// Step 1's per-SA values, loaded once per run of packets of one SA.
+struct OutboundSaLimits {
+  const OutboundSa* sa = nullptr;
+  bool dead = false;
+  std::int64_t max_clen = 0;  // outer_hdr_len + clen + icv_len <= mtu  <=>  clen <= max_clen
   std::uint32_t head_need = 0, icv_len = 0;
+  std::uint32_t pad_add = 0, pad_mask = 0;  // padded_len() as (len + pad_add) & pad_mask
+
+  void load(const OutboundSa& s) noexcept {
+    sa = &s;
+    dead = s.dead.load(std::memory_order_relaxed);
+    head_need = s.outer_hdr_len;
+    icv_len = s.alg.icv_len;
+    pad_add = kEspTrailerLen + s.alg.block_align - 1u;
+    pad_mask = ~(s.alg.block_align - 1u);
+    max_clen = std::int64_t{s.mtu} - head_need - icv_len;
+  }
+};
+
+// Step 1, per packet: SA alive, single segment, IPv4 inner, MTU, head and tail room.
+IPSECGW_STEP void outbound_step1(OutboundBurst& b, unsigned n) noexcept {
+  OutboundSaLimits lim;
+  rte_mbuf** pkts = b.pkts;  // locals: kept in registers across the checks
+  OutboundSa* const* sas = b.sas;
+  std::uint8_t* verdict = b.verdict;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
-    Sa* sa = sas[i];
+    OutboundSa* sa = sas[i];
     verdict[i] = kGood;
-    if (sa == nullptr) { fail(i, nullptr, DropReason::kNoSa); continue; }
-    if (sa != last_sa) {
-      last_sa = sa;
-      last_dead = sa->dead.load(std::memory_order_relaxed);
-      head_need = sa->outer_hdr_len;
-      icv_len = sa->icv_len;
-      max_clen = std::int64_t{sa->mtu} - head_need - icv_len;
-    }
-    if (last_dead) { fail(i, sa, DropReason::kSaDown); continue; }
+    if (sa == nullptr) { b.fail(i, nullptr, DropReason::kNoSa); continue; }
+    if (sa != lim.sa) lim.load(*sa);
+    if (lim.dead) { b.fail(i, sa, DropReason::kSaDown); continue; }
     if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
-      fail(i, sa, DropReason::kNoSpace);
+      b.fail(i, sa, DropReason::kNoSpace);
       continue;
     }
     const std::uint32_t inner_len = m->pkt_len;
-    if (inner_len < kIpv4HeaderLen) { fail(i, sa, DropReason::kRunt); continue; }
+    if (inner_len < kIpv4HeaderLen) { b.fail(i, sa, DropReason::kRunt); continue; }
     const auto* inner = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
-    if ((inner->version_ihl >> 4) != 4) { fail(i, sa, DropReason::kBadIpHeader); continue; }
-    const std::uint32_t c = padded_len(inner_len);
-    clen[i] = c;
-    if (std::int64_t{c} > max_clen) {
-      fail(i, sa, DropReason::kMtuExceeded);
+    if ((inner->version_ihl >> 4) != 4) { b.fail(i, sa, DropReason::kBadIpHeader); continue; }
+    const std::uint32_t c = (inner_len + lim.pad_add) & lim.pad_mask;  // padded_len()
+    b.clen[i] = c;
+    if (std::int64_t{c} > lim.max_clen) {
+      b.fail(i, sa, DropReason::kMtuExceeded);
       continue;
     }
-    const std::uint32_t tail = c - inner_len + icv_len;
-    if (rte_pktmbuf_headroom(m) < head_need || rte_pktmbuf_tailroom(m) < tail) {
-      fail(i, sa, DropReason::kNoSpace);
+    const std::uint32_t tail = c - inner_len + lim.icv_len;
+    if (rte_pktmbuf_headroom(m) < lim.head_need || rte_pktmbuf_tailroom(m) < tail) {
+      b.fail(i, sa, DropReason::kNoSpace);
       continue;
     }
   }
-  drop_overflow(st, sas.data(), verdict, bounds);
+}
 
-  // (2) Sequence numbers and volume limits, per run of consecutive packets of one SA. Counts
-  // the packets still good (n_ops) on the way.
-  unsigned n_ops = 0;
+// Step 2 for the run [i, j) of packets of one SA: sequence numbers reserved with one fetch_add,
+// exhaustion and volume limits. Returns how many of the run stay good.
+IPSECGW_STEP unsigned outbound_reserve_run(OutboundBurst& b, unsigned i, unsigned j,
+                                     OutboundSa& sa) noexcept {
+  unsigned k = 0;
+  std::uint64_t run_bytes = 0;
+  rte_mbuf* const* pkts = b.pkts;
+  const std::uint8_t* verdict = b.verdict;
+  for (unsigned x = i; x < j; ++x) {
+    if (verdict[x] != kGood) continue;
+    ++k;
+    run_bytes += pkts[x]->pkt_len;
+  }
+  if (k == 0) return 0;
+  // RFC 4303 §3.3.3: the counter never cycles; values past 2^32-1 are not sent.
+  std::uint64_t s = sa.seq_next.fetch_add(k, std::memory_order_relaxed);
+  std::uint64_t p0 = sa.counters.packets.load(std::memory_order_relaxed);
+  std::uint64_t b0 = sa.counters.bytes.load(std::memory_order_relaxed);
+  if (s + k - 1 <= kMaxSeq && run_clear_of_limits(sa, p0, b0, k, run_bytes)) {
+    // Common case: the whole run gets consecutive numbers, no per-packet limit checks.
+    std::uint32_t* seq = b.seq;
+    for (unsigned x = i; x < j; ++x)
+      if (verdict[x] == kGood) seq[x] = static_cast<std::uint32_t>(s++);
+    return k;
+  }
+  unsigned good = 0;
+  for (unsigned x = i; x < j; ++x) {
+    if (b.verdict[x] != kGood) continue;
+    const std::uint64_t this_seq = s++;
+    if (this_seq > kMaxSeq) {
+      sa.events.fetch_or(kEvSeqExhausted, std::memory_order_relaxed);
+      b.fail(x, &sa, DropReason::kSeqExhausted);
+      continue;
+    }
+    if (!within_limits(sa, p0, b0, b.pkts[x]->pkt_len)) {
+      b.fail(x, &sa, DropReason::kSaDown);
+      continue;
+    }
+    ++p0;
+    b0 += b.pkts[x]->pkt_len;
+    b.seq[x] = static_cast<std::uint32_t>(this_seq);
+    ++good;
+  }
+  return good;
+}
+
+// Step 2 over the burst, per run of consecutive packets of one SA. Returns the packets still
+// good (the crypto ops step 3 builds).
+IPSECGW_STEP unsigned outbound_step2(OutboundBurst& b, unsigned n) noexcept {
+  unsigned n_good = 0;
+  OutboundSa* const* sas = b.sas;
   for (unsigned i = 0; i < n;) {
-    Sa* sa = sas[i];
+    OutboundSa* sa = sas[i];
     unsigned j = i + 1;
     while (j < n && sas[j] == sa) ++j;
-    if (sa != nullptr) {
-      unsigned k = 0;
-      std::uint64_t run_bytes = 0;
-      for (unsigned x = i; x < j; ++x) {
-        if (verdict[x] != kGood) continue;
-        ++k;
-        run_bytes += pkts[x]->pkt_len;
-      }
-      if (k != 0) {
-        // RFC 4303 §3.3.3: the counter never cycles; values past 2^32-1 are not sent.
-        std::uint64_t s = sa->seq_next.fetch_add(k, std::memory_order_relaxed);
-        std::uint64_t p0 = sa->counters.packets.load(std::memory_order_relaxed);
-        std::uint64_t b0 = sa->counters.bytes.load(std::memory_order_relaxed);
-        if (s + k - 1 <= kMaxSeq && run_clear_of_limits(*sa, p0, b0, k, run_bytes)) {
-          // Common case: the whole run gets consecutive numbers, no per-packet limit checks.
-          for (unsigned x = i; x < j; ++x)
-            if (verdict[x] == kGood) seq[x] = static_cast<std::uint32_t>(s++);
-          n_ops += k;
-          i = j;
-          continue;
-        }
-        for (unsigned x = i; x < j; ++x) {
-          if (verdict[x] != kGood) continue;
-          const std::uint64_t this_seq = s++;
-          if (this_seq > kMaxSeq) {
-            sa->events.fetch_or(kEvSeqExhausted, std::memory_order_relaxed);
-            fail(x, sa, DropReason::kSeqExhausted);
-            continue;
-          }
-          if (!within_limits(*sa, p0, b0, pkts[x]->pkt_len)) {
-            fail(x, sa, DropReason::kSaDown);
-            continue;
-          }
-          ++p0;
-          b0 += pkts[x]->pkt_len;
-          seq[x] = static_cast<std::uint32_t>(this_seq);
-          ++n_ops;
-        }
-      }
-    }
+    if (sa != nullptr) n_good += outbound_reserve_run(b, i, j, *sa);
     i = j;
   }
+  return n_good;
+}
 
-  // (3) Headers, trailer, IVs.
-  // RFC 3602 §3: unpredictable IVs, read straight from the engine's CSPRNG keystream.
-  const std::uint8_t* ivs = n_ops != 0 ? engine.random_view(n_ops * crypto::kEspIvLen) : nullptr;
-
-  crypto::EspCryptoOp ops[kMaxBurst];
-  std::uint8_t op_pkt[kMaxBurst];
-  unsigned o = 0;
-  // Per-SA values, recomputed only when the SA changes between consecutive packets.
-  const Sa* cur = nullptr;
-  std::uint32_t ck_base = 0, esp_off = 0, trailer_room = 0;
+// Step 3 over the burst: per good packet, the outer header from the template, sequence number
+// and IV, padding and trailer, and its crypto op. IVs (RFC 3602 §3: unpredictable) are read
+// straight from the engine's CSPRNG keystream, one kMaxEspIvLen slot per op whatever the SA's
+// IV length. (One loop body, not a per-packet helper: as a helper with its eight arguments the
+// compiler kept fewer values in registers, about 3 instructions per packet more.)
+IPSECGW_STEP void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, unsigned n,
+                                 unsigned n_good) noexcept {
+  const std::uint8_t* ivs =
+      n_good != 0 ? engine.random_view(n_good * crypto::kMaxEspIvLen) : nullptr;
+  // Locals: not reloaded after the stores into packet data.
+  rte_mbuf* const* pkts = b.pkts;
+  OutboundSa* const* sas = b.sas;
+  const std::uint8_t* verdict = b.verdict;
+  std::uint32_t* clen = b.clen;
+  crypto::EspCryptoOp* ops = b.ops;
+  std::uint8_t* op_pkt = b.op_pkt;
+  // Per-SA values, recomputed only when the SA changes between consecutive packets (scalars,
+  // not a struct: GCC kept a struct's fields on the stack).
+  const OutboundSa* cur = nullptr;
+  std::uint32_t ck_base = 0, esp_off = 0, trailer_room = 0, cipher_off = 0, iv_len = 0;
   std::uint16_t df_set = 0, df_copy_mask = 0;
   bool udp = false;
   std::uint16_t ip_id = t_ip_id;
+  unsigned o = 0;
   for (unsigned i = 0; i < n; ++i) {
     if (verdict[i] != kGood) continue;
     rte_mbuf* m = pkts[i];
-    const Sa& sa = *sas[i];
+    const OutboundSa& sa = *sas[i];
     if (&sa != cur) {
       cur = &sa;
       ck_base = ip_cksum_base(sa);
-      esp_off = sa.outer_hdr_len - kEspCipherOffset;
-      trailer_room = kEspTrailerLen + sa.icv_len;
-      // DF (RFC 4301 §8.1): set, clear, or copied from the inner header (bit masks, no branch).
+      cipher_off = sa.alg.cipher_offset;
+      iv_len = sa.alg.iv_len;
+      esp_off = sa.outer_hdr_len - cipher_off;
+      trailer_room = kEspTrailerLen + sa.alg.icv_len;
+      // DF (RFC 4301 §8.1): set, clear, or copied from the inner header (masks, no branch).
       df_set = sa.df == DfPolicy::kSet ? kDfBit : 0;
       df_copy_mask = sa.df == DfPolicy::kCopy ? kDfBit : 0;
       udp = (sa.flags & kSaUdpEncap) != 0;
@@ -214,7 +261,7 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     const std::uint32_t inner_len = m->pkt_len;
     const std::uint32_t pad = clen[i] - inner_len - kEspTrailerLen;
 
-    // Single segment (checked in phase 1), head and tail room checked: grow the mbuf directly
+    // Single segment (checked in step 1), head and tail room checked: grow the mbuf directly
     // (what rte_pktmbuf_prepend/append do, without their re-checks and last-segment walk).
     auto* inner_p = rte_pktmbuf_mtod(m, std::uint8_t*);
     const auto* inner = reinterpret_cast<const rte_ipv4_hdr*>(inner_p);
@@ -244,13 +291,16 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
       udp->dgram_cksum = 0;
     }
     std::uint8_t* esp = out + esp_off;
-    const std::uint32_t seq_be = net32(seq[i]);
+    const std::uint32_t seq_be = net32(b.seq[i]);
     std::memcpy(esp + 4, &seq_be, 4);
-    std::memcpy(esp + kEspIvOffset, ivs + o * crypto::kEspIvLen, crypto::kEspIvLen);
+    // A fixed-size copy for the 16-byte IV of every algorithm so far (one vector move).
+    const std::uint8_t* iv = ivs + o * crypto::kMaxEspIvLen;
+    if (iv_len == crypto::kMaxEspIvLen) std::memcpy(esp + kEspIvOffset, iv, crypto::kMaxEspIvLen);
+    else std::memcpy(esp + kEspIvOffset, iv, iv_len);
 
     // RFC 4303 §2.4: padding bytes 1, 2, 3, ...; then pad length and next header (IPv4). One
-    // 16-byte copy when the appended bytes (pad + trailer + ICV) can hold it: the bytes past the
-    // padding are overwritten by the trailer here and the ICV by the crypto.
+    // 16-byte copy when the appended bytes (pad + trailer + ICV) can hold it: the bytes past
+    // the padding are overwritten by the trailer here and the ICV by the crypto.
     if (pad + trailer_room >= sizeof kPadBytes) std::memcpy(tail, kPadBytes, sizeof kPadBytes);
     else std::memcpy(tail, kPadBytes, pad);
     tail[pad] = static_cast<std::uint8_t>(pad);
@@ -259,8 +309,8 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     crypto::EspCryptoOp& op = ops[o];
     op.ks = &sa.keys;
     op.data = esp;
-    op.auth_len = kEspCipherOffset + clen[i];
-    op.cipher_offset = kEspCipherOffset;
+    op.auth_len = cipher_off + clen[i];
+    op.cipher_offset = cipher_off;
     op.cipher_len = clen[i];
     op.iv = esp + kEspIvOffset;
     op.icv = esp + op.auth_len;
@@ -270,36 +320,60 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
     ++o;
   }
   t_ip_id = ip_id;
+  b.n_ops = o;
+}
 
-  // (4) All crypto of the burst at once.
-  if (o == 0) return partition_burst(pkts.data(), verdict, total_n);
-  engine.encrypt_validated(std::span<crypto::EspCryptoOp>(ops, o));  // lengths set above
-
-  // (5) Crypto status and counters in one pass over the ops (packet order), flushed once per
-  // run of ops of one SA.
+// Step 5: crypto status and counters in one pass over the ops (packet order), flushed once per
+// run of ops of one SA.
+IPSECGW_STEP void outbound_step5(OutboundBurst& b) noexcept {
   const std::uint64_t now = rte_rdtsc();
+  const unsigned o = b.n_ops;
+  OutboundSa* const* sas = b.sas;  // locals: not reloaded after the atomic counter updates
+  const crypto::EspCryptoOp* ops = b.ops;
+  const std::uint8_t* op_pkt = b.op_pkt;
+  const std::uint32_t* inner_len = b.clen;
   for (unsigned k = 0; k < o;) {
-    Sa* sa = sas[op_pkt[k]];
-    std::uint64_t p = 0, b = 0;
+    OutboundSa* sa = sas[op_pkt[k]];
+    std::uint64_t p = 0, by = 0;
     do {
       const unsigned i = op_pkt[k];
       if (ops[k].status == crypto::OpStatus::kOk) {
         ++p;
-        b += clen[i];
+        by += inner_len[i];
       } else {
-        fail(i, sa, DropReason::kCryptoError);
+        b.fail(i, sa, DropReason::kCryptoError);
       }
       ++k;
     } while (k < o && sas[op_pkt[k]] == sa);
     if (p != 0) {
       sa->counters.packets.fetch_add(p, std::memory_order_relaxed);
-      sa->counters.bytes.fetch_add(b, std::memory_order_relaxed);
+      sa->counters.bytes.fetch_add(by, std::memory_order_relaxed);
       sa->counters.last_used_tsc.store(now, std::memory_order_relaxed);
-      st.esp_out_packets += p;
-      st.esp_out_bytes += b;
+      b.st.esp_out_packets += p;
+      b.st.esp_out_bytes += by;
     }
   }
-  return partition_burst(pkts.data(), verdict, total_n);
+}
+
+}  // namespace
+
+std::uint32_t esp_outbound_size(const OutboundSa& sa, std::uint32_t inner_len) noexcept {
+  return sa.outer_hdr_len + padded_len(inner_len, sa.alg.block_align) + sa.alg.icv_len;
+}
+
+std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
+                           std::span<OutboundSa* const> sas, LcoreStats& st) noexcept {
+  const BurstBounds bounds = burst_bounds(pkts.size(), sas.size());
+  crypto::EspCryptoOp ops[kMaxBurst];
+  OutboundBurst b(st, pkts.data(), sas.data(), ops);
+  outbound_step1(b, bounds.n);
+  drop_overflow(st, sas.data(), b.verdict, bounds);
+  const unsigned n_good = outbound_step2(b, bounds.n);
+  outbound_step3(engine, b, bounds.n, n_good);
+  if (b.n_ops == 0) return partition_burst(pkts.data(), b.verdict, bounds.total_n);
+  engine.encrypt_validated(std::span<crypto::EspCryptoOp>(ops, b.n_ops));  // step 4
+  outbound_step5(b);
+  return partition_burst(pkts.data(), b.verdict, bounds.total_n);
 }
 
 }  // namespace ipsecgw::dp

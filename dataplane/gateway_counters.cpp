@@ -185,7 +185,7 @@ void withdraw_telemetry(const GatewayImpl& g) {
 std::vector<SaRow> GatewayImpl::sa_rows() const {
   std::vector<SaRow> rows;
   if (!inst) return rows;
-  for (const Sa* sa : inst->all_sas()) {
+  for (const SaHead* sa : inst->all_sas()) {
     SaRow r{sa->dir, sa->spi, sa->conn_id, sa->local_addr, sa->peer_addr,
             (sa->flags & kSaUdpEncap) != 0, sa_read_counters(*sa)};
     rows.push_back(r);

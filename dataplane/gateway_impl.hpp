@@ -231,7 +231,7 @@ inline void ttl_decrement(rte_ipv4_hdr* ip) noexcept {
 }
 
 // The largest inner packet that fits the SA's MTU once encapsulated (RFC 1191 next-hop MTU).
-inline std::uint16_t max_inner_len(const Sa& sa) noexcept {
+inline std::uint16_t max_inner_len(const OutboundSa& sa) noexcept {
   std::uint32_t over = esp_outbound_size(sa, 0);
   if (over >= sa.mtu) return 0;
   std::uint32_t l = sa.mtu - over + 16;

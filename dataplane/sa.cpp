@@ -15,8 +15,20 @@
 namespace ipsecgw::dp {
 
 static_assert(sizeof(ReplayWindow) <= 4096 / 8 + 64, "replay window is a fixed bitmap");
-static_assert(alignof(Sa) == 64);
-static_assert(offsetof(Sa, hdr_template) < 128, "hot fields must stay in the first cache lines");
+static_assert(alignof(SaHead) == 64 && alignof(InboundSa) == 64 && alignof(OutboundSa) == 64);
+// What the ESP code reads per packet or per run sits in the head's first cache line.
+static_assert(offsetof(SaHead, alg) + sizeof(crypto::EspAlgParams) <= 64 &&
+                  offsetof(SaHead, published) + sizeof(SaHead::published) <= 64 &&
+                  offsetof(SaHead, dead) + sizeof(SaHead::dead) <= 64,
+              "hot fields must stay in the first cache line");
+static_assert(offsetof(SaHead, keys) % 64 == 0 && offsetof(SaHead, counters) % 64 == 0);
+// Each direction carries only its own runtime state: the head plus the owner line and the
+// replay window (inbound), or the header template line and the sequence line (outbound).
+static_assert(sizeof(InboundSa) == sizeof(SaHead) + 64 + (sizeof(ReplayWindow) + 63) / 64 * 64);
+static_assert(sizeof(OutboundSa) == sizeof(SaHead) + 2 * 64);
+// Sizes at the time of writing (x86-64): the single Sa of both directions was 1728 bytes.
+static_assert(sizeof(SaHead) == 1024 && sizeof(InboundSa) == 1664 && sizeof(OutboundSa) == 1152);
+static_assert(sizeof(OutboundSa::hdr_template) + 12 <= 64, "template and its fields: one line");
 
 namespace {
 
@@ -43,7 +55,7 @@ Result<void> validate(const SaSpec& s) {
     return make_error("replay_window: must be 0..4096, got " + std::to_string(s.replay_window));
   if (!prefix_ok(s.local_subnet)) return make_error("local_subnet: host bits set or length > 32");
   if (!prefix_ok(s.peer_subnet)) return make_error("peer_subnet: host bits set or length > 32");
-  if (s.dir == Direction::kOutbound) {
+  if (s.dir == Direction::kOutbound) {  // tunnel endpoints, MTU: outbound only
     if (s.mtu < kMinMtu || s.mtu > kMaxMtu)
       return make_error("mtu: must be " + std::to_string(kMinMtu) + ".." +
                         std::to_string(kMaxMtu) + ", got " + std::to_string(s.mtu));
@@ -63,7 +75,7 @@ Result<void> validate(const SaSpec& s) {
 }
 
 // Outer IPv4 [+ UDP] + ESP SPI; lengths, ID, TOS, DF, checksum and sequence filled per packet.
-void build_template(Sa& sa) noexcept {
+void build_template(OutboundSa& sa) noexcept {
   std::uint8_t* p = sa.hdr_template;
   auto* ip = reinterpret_cast<rte_ipv4_hdr*>(p);
   ip->version_ihl = 0x45;  // version 4, IHL 5 (no options)
@@ -83,58 +95,80 @@ void build_template(Sa& sa) noexcept {
   std::memcpy(p + off, &sa.spi_be, 4);  // RFC 4303 §2.1
 }
 
+// The fields both directions share.
+void init_head(SaHead& sa, const SaSpec& spec) noexcept {
+  sa.spi = spec.spi;
+  sa.spi_be = rte_cpu_to_be_32(spec.spi);
+  sa.dir = spec.dir;
+  sa.flags = static_cast<std::uint8_t>((spec.udp_encap ? kSaUdpEncap : 0) |
+                                       (spec.replay_window != 0 ? kSaAntiReplay : 0));
+  sa.alg = crypto::esp_alg_params(spec.cipher, spec.integ);
+  sa.conn_id = spec.conn_id;
+  sa.local_subnet = spec.local_subnet;
+  sa.peer_subnet = spec.peer_subnet;
+  sa.local_addr = spec.local_addr;
+  sa.peer_addr = spec.peer_addr;
+  sa.hard_bytes = spec.hard_bytes;
+  sa.hard_packets = spec.hard_packets;
+  sa.soft_bytes = spec.soft_bytes;
+  sa.soft_packets = spec.soft_packets;
+}
+
+void init_dir(InboundSa& sa, const SaSpec& spec) noexcept { sa.replay.reset(spec.replay_window); }
+
+void init_dir(OutboundSa& sa, const SaSpec& spec) noexcept {
+  sa.outer_hdr_len = static_cast<std::uint16_t>(
+      kIpv4HeaderLen + (spec.udp_encap ? kUdpHeaderLen : 0) + kEspHeaderLen + sa.alg.iv_len);
+  sa.mtu = spec.mtu;
+  sa.df = spec.df;
+  sa.ttl = spec.ttl;
+  sa.local_port = spec.local_port;
+  sa.peer_port = spec.peer_port;
+  sa.seq_next.store(1, std::memory_order_relaxed);  // RFC 4303 §3.3.3: first packet is 1
+  build_template(sa);
+}
+
+template <class S>
+void destroy(S* sa) noexcept {
+  if (sa == nullptr) return;
+  sa->keys.wipe();
+  sa->~S();
+  rte_free(sa);
+}
+
 }  // namespace
 
-Result<Sa*> sa_create(const SaSpec& spec, int socket_id) {
+template <class S>
+Result<S*> sa_create(const SaSpec& spec, int socket_id) {
+  if (spec.dir != S::kDir)
+    return make_error(std::string("dir: ") +
+                      (S::kDir == Direction::kInbound ? "an inbound" : "an outbound") +
+                      " SA needs an " + (S::kDir == Direction::kInbound ? "inbound" : "outbound") +
+                      " spec");
   if (auto v = validate(spec); !v) return Error{v.error()};
 
-  void* mem = rte_zmalloc_socket("ipsecgw_sa", sizeof(Sa), 64, socket_id);
+  void* mem = rte_zmalloc_socket("ipsecgw_sa", sizeof(S), alignof(S), socket_id);
   if (mem == nullptr) return make_error("sa: out of memory (rte_zmalloc_socket)");
-  Sa* sa = new (mem) Sa();
+  S* sa = new (mem) S();
 
   if (auto ks = crypto::make_key_schedule(sa->keys, spec.cipher, spec.enc_key.span(), spec.integ,
                                           spec.auth_key.span());
       !ks) {
-    sa_destroy(sa);
+    destroy(sa);
     return make_error(ks.error());
   }
-
-  sa->spi = spec.spi;
-  sa->spi_be = rte_cpu_to_be_32(spec.spi);
-  sa->dir = spec.dir;
-  sa->flags = static_cast<std::uint8_t>((spec.udp_encap ? kSaUdpEncap : 0) |
-                                        (spec.replay_window != 0 ? kSaAntiReplay : 0));
-  sa->icv_len = static_cast<std::uint8_t>(crypto::icv_len(spec.integ));
-  sa->df = spec.df;
-  sa->outer_hdr_len = static_cast<std::uint16_t>(
-      kIpv4HeaderLen + (spec.udp_encap ? kUdpHeaderLen : 0) + kEspHeaderLen + crypto::kEspIvLen);
-  sa->mtu = spec.mtu;
-  sa->conn_id = spec.conn_id;
-  sa->local_subnet = spec.local_subnet;
-  sa->peer_subnet = spec.peer_subnet;
-  sa->local_addr = spec.local_addr;
-  sa->peer_addr = spec.peer_addr;
-  sa->local_port = spec.local_port;
-  sa->peer_port = spec.peer_port;
-  sa->ttl = spec.ttl;
-  sa->hard_bytes = spec.hard_bytes;
-  sa->hard_packets = spec.hard_packets;
-  sa->soft_bytes = spec.soft_bytes;
-  sa->soft_packets = spec.soft_packets;
-  sa->replay.reset(spec.replay_window);
-  sa->seq_next.store(1, std::memory_order_relaxed);  // RFC 4303 §3.3.3: first packet is 1
-  build_template(*sa);
+  init_head(*sa, spec);
+  init_dir(*sa, spec);
   return sa;
 }
 
-void sa_destroy(Sa* sa) noexcept {
-  if (sa == nullptr) return;
-  sa->keys.wipe();
-  sa->~Sa();
-  rte_free(sa);
-}
+template Result<InboundSa*> sa_create<InboundSa>(const SaSpec&, int);
+template Result<OutboundSa*> sa_create<OutboundSa>(const SaSpec&, int);
 
-SaCounters sa_read_counters(const Sa& sa) noexcept {
+void sa_destroy(InboundSa* sa) noexcept { destroy(sa); }
+void sa_destroy(OutboundSa* sa) noexcept { destroy(sa); }
+
+SaCounters sa_read_counters(const SaHead& sa) noexcept {
   SaCounters c;
   c.packets = sa.counters.packets.load(std::memory_order_relaxed);
   c.bytes = sa.counters.bytes.load(std::memory_order_relaxed);

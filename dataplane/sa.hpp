@@ -1,6 +1,7 @@
-// The data plane's runtime SA: what workers read per packet. Built once from an SaSpec on the
-// control core (key schedule, outer header template, offsets), then only its sequence number,
-// replay window, counters, owner and event flags change.
+// The data plane's runtime SAs, one struct per direction (InboundSa, OutboundSa) over a common
+// SaHead: what workers read per packet. Built once from an SaSpec on the control core (key
+// schedule, algorithm parameters, outer header template, offsets), then only the sequence
+// number, replay window, counters, owner and event flags change.
 //
 // Threading:
 //  - Inbound: one owner per SA (as VPP's ipsec_sa_t thread index). The first worker that looks
@@ -11,10 +12,10 @@
 //    reassembly (outer fragments are reassembled on the control lcore and injected to worker
 //    0, which hands them on) do, and needs no atomics. RSS on the outer addresses keeps most
 //    packets on their owner's queue, so hand-offs stay rare. The owner never changes for the
-//    life of an Sa: a deleted and re-installed SA (same SPI or not) is a new Sa, claimed afresh.
-//    A packet therefore moves at most once per Sa instance. An SA that no worker looked up is
-//    unowned; packets without an SA (kNoSa) are counted where they are.
-//  - Outbound: not owned (`owner` stays kNoOwner). Any worker may encrypt for the SA: the
+//    life of an InboundSa: a deleted and re-installed SA (same SPI or not) is a new InboundSa,
+//    claimed afresh. A packet therefore moves at most once per InboundSa instance. An SA that
+//    no worker looked up is unowned; packets without an SA (kNoSa) are counted where they are.
+//  - Outbound: not owned (an OutboundSa has no `owner`). Any worker may encrypt for the SA: the
 //    sequence number is an atomic reserved once per burst-run (seq += n), so numbers are unique
 //    though two workers may put them on the wire slightly out of order, which the peer's replay
 //    window accepts (RFC 4303 §3.4.3).
@@ -41,8 +42,8 @@ constexpr std::uint8_t kIpProtoEsp = 50;
 constexpr std::uint8_t kIpProtoIpip = 4;        // ESP next header in tunnel mode
 constexpr std::uint8_t kIpProtoUdp = 17;
 
-constexpr std::uint16_t kNoOwner = 0xFFFF;  // Sa::owner before any worker claimed it
-constexpr std::uint32_t kSaPublished = 1;   // Sa::published once the SA is fully built
+constexpr std::uint16_t kNoOwner = 0xFFFF;  // InboundSa::owner before any worker claimed it
+constexpr std::uint32_t kSaPublished = 1;   // SaHead::published once the SA is fully built
 
 enum SaFlags : std::uint8_t {
   kSaUdpEncap = 1 << 0,
@@ -62,22 +63,21 @@ struct alignas(64) SaCounterBlock {
   std::atomic<std::uint64_t> drops[kDropReasonCount] = {};
 };
 
-struct alignas(64) Sa {
-  // ---- read per packet (first cache lines) ----
+// What both directions share: identity, algorithm parameters, selectors, lifetimes, event
+// flags, keys and counters. Never allocated on its own: an SA is an InboundSa or an OutboundSa
+// (as VPP's ipsec_sa_t runtime split), so passing an SA of the wrong direction to esp_inbound /
+// esp_outbound or to a table does not compile. Code that serves both (counters, events,
+// telemetry) takes an SaHead.
+struct alignas(64) SaHead {
+  // ---- first cache line: what the ESP code reads per packet or per run ----
   std::uint32_t spi = 0;       // host order
   std::uint32_t spi_be = 0;    // network order, for header writes and compares
   Direction dir = Direction::kInbound;
   std::uint8_t flags = 0;      // SaFlags
-  std::uint8_t icv_len = 12;
-  DfPolicy df = DfPolicy::kCopy;
-  std::uint16_t outer_hdr_len = 0;  // outbound: IPv4 [+ UDP] + ESP header + IV
-  std::uint16_t mtu = 1500;
+  // IV length, block alignment, cipher offset, ICV length and ipsec-mb modes, chosen from the
+  // algorithms when the SA is created (crypto::esp_alg_params).
+  crypto::EspAlgParams alg;
   std::uint32_t conn_id = 0;
-  Ipv4Prefix local_subnet;   // inbound: inner dst must match; outbound: inner src
-  Ipv4Prefix peer_subnet;    // inbound: inner src must match; outbound: inner dst
-  Ipv4 local_addr = 0, peer_addr = 0;
-  std::uint16_t local_port = kNatTPort, peer_port = kNatTPort;  // host order
-  std::uint8_t ttl = 64;
   // kSaPublished once the control thread has built the SA, stored with memory_order_release
   // just before the SA is linked into a table (DpSaInstaller); InboundSaTable's lookup loads it
   // with memory_order_acquire right after rte_hash returns the pointer. It makes the
@@ -85,36 +85,62 @@ struct alignas(64) Sa {
   // (lookup) pair (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF), but inside librte_hash, which is not
   // instrumented, so without this TSan cannot order the SA's initialising stores before a
   // worker's reads. On x86 both are plain MOVs; the load hits the line the worker reads next
-  // (spi, flags, icv_len). In the padding after `ttl`: no other field moves.
+  // (spi, flags, alg).
   std::atomic<std::uint32_t> published{0};
-  std::uint64_t hard_bytes = 0, hard_packets = 0, soft_bytes = 0, soft_packets = 0;
-
-  // Outbound: outer IPv4 (+UDP) + ESP SPI template, checksums/lengths/seq filled per packet.
-  alignas(16) std::uint8_t hdr_template[kIpv4HeaderLen + kUdpHeaderLen + kEspHeaderLen] = {};
-
-  // Outbound: next sequence number to use; starts at 1 (RFC 4303 §3.3.3). Values past
-  // 2^32-1 are never sent.
-  alignas(64) std::atomic<std::uint64_t> seq_next{1};
-
+  Ipv4Prefix local_subnet;   // inbound: inner dst must match; outbound: inner src
+  Ipv4Prefix peer_subnet;    // inbound: inner src must match; outbound: inner dst
+  Ipv4 local_addr = 0, peer_addr = 0;  // tunnel endpoints (host order)
   // Set by workers, read and cleared by the control plane's event poll.
   std::atomic<std::uint8_t> events{0};
   std::atomic<bool> dead{false};  // hard limit reached: drop with kSaDown
-  // Inbound: the index of the worker that processes this SA's packets, kNoOwner until the
-  // first worker claims it (see the threading note above). Unused for outbound SAs.
-  std::atomic<std::uint16_t> owner{kNoOwner};
-
-  // Inbound anti-replay state (one owner, no atomics).
-  alignas(64) ReplayWindow replay;
+  // ---- second line: volume limits, read once per run of packets of one SA ----
+  std::uint64_t hard_bytes = 0, hard_packets = 0, soft_bytes = 0, soft_packets = 0;
 
   alignas(64) crypto::EspKeySchedule keys;
   SaCounterBlock counters;
+
+ protected:
+  SaHead() = default;
+  ~SaHead() = default;
 };
 
-// Allocate (rte_zmalloc_socket) and build the runtime SA from a spec. Errors name the field.
-Result<Sa*> sa_create(const SaSpec& spec, int socket_id = -1);
+// Inbound runtime SA: the head plus the replay window and the owning worker.
+struct alignas(64) InboundSa final : SaHead {
+  static constexpr Direction kDir = Direction::kInbound;
+  // The index of the worker that processes this SA's packets, kNoOwner until the first worker
+  // claims it (see the threading note above). Read by every worker that receives the SA's
+  // packets, so it has a line of its own, apart from the window its owner writes.
+  alignas(64) std::atomic<std::uint16_t> owner{kNoOwner};
+  // Anti-replay state (one owner, no atomics).
+  alignas(64) ReplayWindow replay;
+};
+
+// Outbound runtime SA: the head plus the outer header template, MTU, DF policy and the
+// sequence number.
+struct alignas(64) OutboundSa final : SaHead {
+  static constexpr Direction kDir = Direction::kOutbound;
+  // Outer IPv4 (+UDP) + ESP SPI template, checksums/lengths/seq filled per packet.
+  alignas(64) std::uint8_t hdr_template[kIpv4HeaderLen + kUdpHeaderLen + kEspHeaderLen] = {};
+  std::uint16_t outer_hdr_len = 0;  // IPv4 [+ UDP] + ESP header + IV
+  std::uint16_t mtu = 1500;
+  DfPolicy df = DfPolicy::kCopy;
+  std::uint8_t ttl = 64;
+  std::uint16_t local_port = kNatTPort, peer_port = kNatTPort;  // host order
+  // Next sequence number to use; starts at 1 (RFC 4303 §3.3.3). Values past 2^32-1 are never
+  // sent. Written by every worker that encrypts for the SA: a line of its own.
+  alignas(64) std::atomic<std::uint64_t> seq_next{1};
+};
+
+// Allocate (rte_zmalloc_socket) and build the runtime SA from a spec whose direction is S's
+// (S = InboundSa or OutboundSa). Errors name the field.
+template <class S>
+Result<S*> sa_create(const SaSpec& spec, int socket_id = -1);
+extern template Result<InboundSa*> sa_create<InboundSa>(const SaSpec&, int);
+extern template Result<OutboundSa*> sa_create<OutboundSa>(const SaSpec&, int);
 // Wipe key material and free. Only after the SA is unreachable to workers (RCU grace period).
-void sa_destroy(Sa* sa) noexcept;
+void sa_destroy(InboundSa* sa) noexcept;
+void sa_destroy(OutboundSa* sa) noexcept;
 // Snapshot of the counters for the control plane.
-SaCounters sa_read_counters(const Sa& sa) noexcept;
+SaCounters sa_read_counters(const SaHead& sa) noexcept;
 
 }  // namespace ipsecgw::dp

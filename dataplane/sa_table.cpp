@@ -5,7 +5,7 @@
 //    control thread only (the control lcore's loop, the static config loader before workers
 //    start, IKE). Nothing here takes a lock; two writers would corrupt the tables.
 //  - Workers call lookup_inbound/lookup_outbound between Rcu::online and Rcu::offline, and do
-//    not keep an Sa* across a Rcu::quiescent call.
+//    not keep an SA pointer across a Rcu::quiescent call.
 //  - Unlink, then free after a grace period: a deleted or replaced SA (and hash key slot, SPD
 //    table or policy slot) goes to the Reclaimer, which frees it (sa_destroy wipes the keys) once
 //    every online worker has reported a quiescent state past the unlink. The control loop calls
@@ -41,17 +41,17 @@ std::string hex_spi(std::uint32_t spi) {
 
 constexpr unsigned kMaxCapacity = 1u << 20;
 
-// Sa::published shares the first cache line with the fields a worker reads first.
-static_assert(offsetof(Sa, published) + sizeof(Sa::published) <= 64);
+// SaHead::published shares the first cache line with the fields a worker reads first.
+static_assert(offsetof(SaHead, published) + sizeof(SaHead::published) <= 64);
 
-// The SA is fully built: release it before linking it into a table (see Sa::published).
-void mark_published(Sa* sa) noexcept {
+// The SA is fully built: release it before linking it into a table (see SaHead::published).
+void mark_published(SaHead* sa) noexcept {
   sa->published.store(kSaPublished, std::memory_order_release);
 }
 
 }  // namespace
 
-// SPI (host order) -> Sa*, an rte_hash with lock-free concurrent readers
+// SPI (host order) -> InboundSa*, an rte_hash with lock-free concurrent readers
 // (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF, which also implies "no free on delete": a deleted
 // key's slot stays reserved until free_position(), called after the grace period, so a reader
 // in the middle of a lookup never sees the slot reused for another key).
@@ -81,7 +81,7 @@ class InboundSaTable {
   ~InboundSaTable() { rte_hash_free(h_); }
 
   // Adds, or atomically replaces the data of an existing key (readers see old or new).
-  Result<void> insert(std::uint32_t spi, Sa* sa) {
+  Result<void> insert(std::uint32_t spi, InboundSa* sa) {
     int rc = rte_hash_add_key_data(h_, &spi, sa);
     if (rc < 0)
       return make_error("spi: cannot add inbound SPI " + hex_spi(spi) +
@@ -92,7 +92,7 @@ class InboundSaTable {
   std::int32_t erase(std::uint32_t spi) noexcept { return rte_hash_del_key(h_, &spi); }
   void free_position(std::int32_t pos) noexcept { rte_hash_free_key_with_position(h_, pos); }
 
-  void lookup(const std::uint32_t* spis, unsigned n, Sa** out) const noexcept {
+  void lookup(const std::uint32_t* spis, unsigned n, InboundSa** out) const noexcept {
     const void* keys[RTE_HASH_LOOKUP_BULK_MAX];
     void* data[RTE_HASH_LOOKUP_BULK_MAX];
     for (unsigned base = 0; base < n; base += RTE_HASH_LOOKUP_BULK_MAX) {
@@ -101,9 +101,9 @@ class InboundSaTable {
       std::uint64_t hits = 0;
       if (rte_hash_lookup_bulk_data(h_, keys, m, &hits, data) < 0) hits = 0;
       for (unsigned i = 0; i < m; ++i) {
-        Sa* sa = (hits >> i) & 1 ? static_cast<Sa*>(data[i]) : nullptr;
+        InboundSa* sa = (hits >> i) & 1 ? static_cast<InboundSa*>(data[i]) : nullptr;
         // Pairs with mark_published() before insert(): the acquire rte_hash already did
-        // inside librte_hash, repeated where ThreadSanitizer sees it (see Sa::published).
+        // inside librte_hash, repeated where ThreadSanitizer sees it (see SaHead::published).
         // Before the caller reads any field; one load per SA found, on its first line.
         if (sa != nullptr) (void)sa->published.load(std::memory_order_acquire);
         out[base + i] = sa;
@@ -118,7 +118,7 @@ class InboundSaTable {
 
 struct DpSaInstaller::Impl {
   struct OutEntry {
-    Sa* sa;
+    OutboundSa* sa;
     PolicySlot* slot;
   };
 
@@ -132,7 +132,7 @@ struct DpSaInstaller::Impl {
   std::unique_ptr<InboundSaTable> in;
   OutboundSpd spd;
   // Control-side mirrors of what is installed (queries, events, capacity, all_sas).
-  std::unordered_map<std::uint32_t, Sa*> inbound;
+  std::unordered_map<std::uint32_t, InboundSa*> inbound;
   std::unordered_map<std::uint32_t, OutEntry> outbound;
   std::unordered_set<std::uint32_t> reserved;  // allocate_spi'd, not yet added or released
   std::unordered_map<std::uint32_t, PolicySlot*> traps;  // conn_id -> its trap policy
@@ -140,7 +140,8 @@ struct DpSaInstaller::Impl {
 
   Result<void> add_inbound(SaSpec& spec);
   Result<void> add_outbound(SaSpec& spec);
-  void defer_destroy(Sa* sa) {
+  template <class S>
+  void defer_destroy(S* sa) {
     reclaimer.defer([sa] { sa_destroy(sa); });
   }
 };
@@ -196,7 +197,7 @@ Result<void> DpSaInstaller::Impl::add_inbound(SaSpec& spec) {
                       std::to_string(it->second->conn_id));
   if (it == inbound.end() && inbound.size() >= capacity)
     return make_error("capacity: inbound SA table is full (" + std::to_string(capacity) + ")");
-  auto sa = sa_create(spec, socket_id);
+  auto sa = sa_create<InboundSa>(spec, socket_id);
   if (!sa) return make_error(sa.error());
   mark_published(*sa);
   // Add, or (same SPI, same connection: a static SA re-keyed) replace the data atomically.
@@ -224,9 +225,9 @@ Result<void> DpSaInstaller::Impl::add_outbound(SaSpec& spec) {
   if (slot == nullptr && spd.size() >= capacity)
     return make_error("capacity: outbound policy table is full (" + std::to_string(capacity) +
                       ")");
-  auto created = sa_create(spec, socket_id);
+  auto created = sa_create<OutboundSa>(spec, socket_id);
   if (!created) return make_error(created.error());
-  Sa* sa = *created;
+  OutboundSa* sa = *created;
   // Outbound SAs reach workers through std::atomics (PolicySlot::sa, the SPD table pointer),
   // whose release/acquire TSan sees already; marked too, so every linked SA reads published.
   mark_published(sa);
@@ -234,7 +235,7 @@ Result<void> DpSaInstaller::Impl::add_outbound(SaSpec& spec) {
     // Make-before-break rekey: one store re-points the tunnel; the old SA is freed after the
     // grace period (RFC 4301 §4.4.2: the SAD entry is replaced, the SPD entry stays). A trap
     // (no SA) is filled the same way.
-    Sa* old = slot->sa.exchange(sa, std::memory_order_acq_rel);
+    OutboundSa* old = slot->sa.exchange(sa, std::memory_order_acq_rel);
     if (old != nullptr) {
       outbound.erase(old->spi);
       defer_destroy(old);
@@ -265,7 +266,7 @@ Result<void> DpSaInstaller::del_sa(Direction dir, std::uint32_t spi) {
     const std::int32_t pos = m.in->erase(spi);
     if (pos < 0)
       return make_error("spi: inbound SA " + hex_spi(spi) + " missing from the hash");
-    Sa* sa = it->second;
+    InboundSa* sa = it->second;
     m.inbound.erase(it);
     InboundSaTable* tbl = m.in.get();
     m.reclaimer.defer([tbl, pos, sa] {
@@ -347,7 +348,7 @@ Result<void> DpSaInstaller::remove_trap(std::uint32_t conn_id) {
 }
 
 namespace {
-void collect_events(Sa* sa, std::vector<SaEvent>& out) {
+void collect_events(SaHead* sa, std::vector<SaEvent>& out) {
   // Load first: no write to the SA's cache line unless a worker raised something.
   if (sa->events.load(std::memory_order_relaxed) == 0) return;
   const std::uint8_t ev = sa->events.exchange(0, std::memory_order_acq_rel);
@@ -375,16 +376,16 @@ std::size_t DpSaInstaller::pending_reclaims() const noexcept {
   return impl_->reclaimer.pending();
 }
 
-void DpSaInstaller::lookup_inbound(const std::uint32_t* spis, unsigned n, Sa** out) const noexcept {
+void DpSaInstaller::lookup_inbound(const std::uint32_t* spis, unsigned n, InboundSa** out) const noexcept {
   impl_->in->lookup(spis, n, out);
 }
 
 void DpSaInstaller::lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n,
-                                    Sa** out) const noexcept {
+                                    OutboundSa** out) const noexcept {
   impl_->spd.lookup(src, dst, n, out);
 }
 
-void DpSaInstaller::lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out,
+void DpSaInstaller::lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out,
                                     PolicySlot** policies) const noexcept {
   impl_->spd.lookup(src, dst, n, out, policies);
 }
@@ -397,8 +398,8 @@ std::uint64_t DpSaInstaller::acquire_interval() const noexcept {
   return impl_->acquire_interval;
 }
 
-std::vector<const Sa*> DpSaInstaller::all_sas() const {
-  std::vector<const Sa*> v;
+std::vector<const SaHead*> DpSaInstaller::all_sas() const {
+  std::vector<const SaHead*> v;
   v.reserve(impl_->inbound.size() + impl_->outbound.size());
   for (auto& [spi, sa] : impl_->inbound) v.push_back(sa);
   for (auto& [spi, e] : impl_->outbound) v.push_back(e.sa);

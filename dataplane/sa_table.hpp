@@ -1,8 +1,8 @@
 // The SA tables the workers read without locks, written by one control thread while the
 // workers keep forwarding.
 //
-//  - InboundSaTable: SPI -> Sa*, an rte_hash created with RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF.
-//  - OutboundSpd: (inner src, inner dst) -> the outbound Sa* of the matching tunnel policy
+//  - InboundSaTable: SPI -> InboundSa*, an rte_hash created with RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF.
+//  - OutboundSpd: (inner src, inner dst) -> the OutboundSa* of the matching tunnel policy
 //    (local subnet, peer subnet), longest prefixes first. A rekey re-points a policy to the new
 //    SA with one atomic store; adding/removing a policy publishes a new lookup structure.
 //  - Reclaimer: rte_rcu_qsbr. The writer unlinks, takes a token, and frees (wipes keys) once all
@@ -47,7 +47,7 @@ class OutboundSpd;
 struct PolicySlot;
 
 // Threading: the control thread is the ONLY writer (every member except lookup_*; no locks
-// inside). Workers call lookup_* while online in the Rcu and keep no Sa* past a quiescent().
+// inside). Workers call lookup_* while online in the Rcu and keep no SA pointer past a quiescent().
 // The destructor drains: workers must be stopped or offline by then.
 class DpSaInstaller final : public SaInstaller {
  public:
@@ -76,13 +76,14 @@ class DpSaInstaller final : public SaInstaller {
 
   // ---- worker side: lock-free, no allocation ----
   // out[i] = inbound SA for spis[i] (host order) or nullptr. n <= 64.
-  void lookup_inbound(const std::uint32_t* spis, unsigned n, Sa** out) const noexcept;
+  void lookup_inbound(const std::uint32_t* spis, unsigned n, InboundSa** out) const noexcept;
   // out[i] = outbound SA for the policy matching (src[i], dst[i]) (host order) or nullptr.
-  void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out) const noexcept;
+  void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n,
+                       OutboundSa** out) const noexcept;
   // As above, plus policies[i]: the matching policy or nullptr. out[i] == nullptr with
   // policies[i] != nullptr: the tunnel is trapped (no SA yet): drop, never forward in the
   // clear, and raise_acquire(policies[i]).
-  void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out,
+  void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out,
                        PolicySlot** policies) const noexcept;
   // Ask the control plane for an SA for a trapped policy: at most one acquire per policy per
   // acquire_interval() TSC cycles (about 1 s), whichever workers see its packets.
@@ -90,7 +91,7 @@ class DpSaInstaller final : public SaInstaller {
   std::uint64_t acquire_interval() const noexcept;
 
   // Every installed SA (control thread only), e.g. for telemetry and the exit report.
-  std::vector<const Sa*> all_sas() const;
+  std::vector<const SaHead*> all_sas() const;
 
  private:
   DpSaInstaller() = default;

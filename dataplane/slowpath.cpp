@@ -396,7 +396,7 @@ void GatewayImpl::ctl_dispatch_datagram(const std::uint8_t* ipb, std::uint32_t l
   std::uint32_t pl_len = udp_len - kUdpHeaderLen;
   if (d.local.port == kNatTPort) {
     // RFC 3948 §2.2: IKE on 4500 starts with the 4-byte non-ESP marker; strip it.
-    if (pl_len < 4 || pl[0] != 0 || pl[1] != 0 || pl[2] != 0 || pl[3] != 0) {
+    if (classify_udp4500(pl, pl_len) != Udp4500Kind::kIke) {
       ctl_stats.drop(DropReason::kNotForUs);
       return;
     }

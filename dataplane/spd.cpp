@@ -100,7 +100,7 @@ void OutboundSpd::publish(SpdTable* t) {
   if (old != nullptr) reclaimer_.defer([old] { delete old; });
 }
 
-Result<PolicySlot*> OutboundSpd::add(const Ipv4Prefix& local, const Ipv4Prefix& peer, Sa* sa) {
+Result<PolicySlot*> OutboundSpd::add(const Ipv4Prefix& local, const Ipv4Prefix& peer, OutboundSa* sa) {
   auto slot = std::make_unique<PolicySlot>();
   slot->sa.store(sa, std::memory_order_relaxed);
   slot->local_subnet = local;
@@ -133,7 +133,7 @@ Result<void> OutboundSpd::remove(PolicySlot* slot) {
   return {};
 }
 
-void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out) const noexcept {
+void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out) const noexcept {
   PolicySlot* slots[kChunk];
   for (unsigned base = 0; base < n; base += kChunk) {
     const unsigned m = n - base < kChunk ? n - base : kChunk;
@@ -141,7 +141,7 @@ void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out)
   }
 }
 
-void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out,
+void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out,
                          PolicySlot** slots) const noexcept {
   const SpdTable* t = cur_.load(std::memory_order_acquire);
   if (t == nullptr || t->acl == nullptr) {

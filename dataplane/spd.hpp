@@ -3,7 +3,7 @@
 // A policy is one tunnel's selectors (local subnet, peer subnet), i.e. RFC 4301 §4.4.1 SPD
 // entries restricted to what our connections use: inner src in local_subnet and inner dst in
 // peer_subnet, any protocol and port. Each policy owns a PolicySlot holding the tunnel's current
-// outbound SA in one std::atomic<Sa*>: a rekey re-points it with one store (make-before-break).
+// outbound SA in one std::atomic<OutboundSa*>: a rekey re-points it with one store (make-before-break).
 //
 // Lookup structure: DPDK rte_acl over two MASK fields (src, dst), rebuilt from all policies on
 // every policy add/remove and published with one atomic pointer store; the old one is freed by
@@ -39,7 +39,7 @@ namespace ipsecgw::dp {
 // its packets are held back (DropReason::kTrapped) rather than treated as unmatched, and the
 // worker raises an acquire through it, rate-limited by `acquire_tsc`.
 struct alignas(64) PolicySlot {
-  std::atomic<Sa*> sa{nullptr};  // the tunnel's current outbound SA; null: trapped, no SA yet
+  std::atomic<OutboundSa*> sa{nullptr};  // the tunnel's current outbound SA; null: trapped, no SA yet
   // Worker side of acquires: TSC of the last one raised (0 = never) and a pending flag that
   // the control thread's poll_events() takes.
   std::atomic<std::uint64_t> acquire_tsc{0};
@@ -83,7 +83,7 @@ class OutboundSpd {
   PolicySlot* find(const Ipv4Prefix& local, const Ipv4Prefix& peer) const noexcept;
   // New policy pointing at `sa` (nullptr: a trap); builds and publishes a new table (old one
   // deferred-freed).
-  Result<PolicySlot*> add(const Ipv4Prefix& local, const Ipv4Prefix& peer, Sa* sa);
+  Result<PolicySlot*> add(const Ipv4Prefix& local, const Ipv4Prefix& peer, OutboundSa* sa);
   // Unlink the policy: publish a table without it; the slot is freed after a grace period.
   // Returns an error only when the new table cannot be built (nothing changes then).
   Result<void> remove(PolicySlot* slot);
@@ -94,10 +94,10 @@ class OutboundSpd {
   }
 
   // ---- workers: lock-free, no allocation ----
-  void lookup(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out) const noexcept;
+  void lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out) const noexcept;
   // As lookup, plus slots[i]: the matching policy or nullptr (out[i] null with slots[i] set:
   // trapped). The slot stays valid until the caller's next quiescent state.
-  void lookup(const Ipv4* src, const Ipv4* dst, unsigned n, Sa** out,
+  void lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out,
               PolicySlot** slots) const noexcept;
 
  private:

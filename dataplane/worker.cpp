@@ -121,7 +121,7 @@ void hand_off(GatewayImpl& g, WorkerCtx& w, unsigned to, rte_mbuf** pkts, unsign
 
 // One owner per inbound SA (dataplane/sa.hpp): true when this worker processes `sa`'s packets,
 // claiming an unowned SA on the way; else `*to` is the owner.
-inline bool owns(const WorkerCtx& w, Sa& sa, std::uint16_t* to) noexcept {
+inline bool owns(const WorkerCtx& w, InboundSa& sa, std::uint16_t* to) noexcept {
   std::uint16_t o = sa.owner.load(std::memory_order_acquire);
   if (o == kNoOwner &&
       sa.owner.compare_exchange_strong(o, static_cast<std::uint16_t>(w.idx),
@@ -131,22 +131,29 @@ inline bool owns(const WorkerCtx& w, Sa& sa, std::uint16_t* to) noexcept {
   return o == w.idx;
 }
 
-// Outer packets (data at the outer IPv4 header) addressed to us: parse, look up by SPI, pass
+// Outer packets (data at the outer IPv4 header) addressed to us: look up by SPI, pass
 // the packets of SAs owned by another worker to that worker, decrypt and verify the rest as
 // one burst, then forward the inner packets. Packets without an SA are counted here (kNoSa).
 void esp_in(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept {
   rte_mbuf* ok[kMaxBurst];
   std::uint32_t spis[kMaxBurst];
-  Sa* sas[kMaxBurst];
+  InboundSa* sas[kMaxBurst];
   unsigned k = 0;
   for (unsigned i = 0; i < n; ++i) {
-    EspInboundInfo info;
-    DropReason why = DropReason::kBadIpHeader;
-    if (!esp_inbound_parse(pkts[i], &info, &why)) {
-      drop(w, pkts[i], why);
+    rte_mbuf* m = pkts[i];
+    if (esp_layout_recorded(m)) {  // parsed at RX (rx_esp) or by the worker that handed it off
+      ok[k] = m;
+      spis[k++] = esp_recorded_spi(m);
       continue;
     }
-    ok[k] = pkts[i];
+    // From the inject ring (reassembled on the control lcore): parsed here, once.
+    EspInboundInfo info;
+    DropReason why = DropReason::kBadIpHeader;
+    if (!esp_inbound_parse(m, &info, &why)) {
+      drop(w, m, why);
+      continue;
+    }
+    ok[k] = m;
     spis[k++] = info.spi;
   }
   if (k == 0) return;
@@ -186,18 +193,18 @@ void esp_in(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept 
     }
   }
   if (mine == 0) return;
-  const std::uint16_t good = esp_inbound(*w.engine, std::span<rte_mbuf*>(ok, mine),
-                                         std::span<Sa* const>(sas, mine), w.stats);
+  const std::uint16_t good = esp_inbound_recorded(*w.engine, std::span<rte_mbuf*>(ok, mine),
+                                                  std::span<InboundSa* const>(sas, mine), w.stats);
   for (unsigned i = good; i < mine; ++i) rte_pktmbuf_free(ok[i]);  // counted by esp_inbound
   for (unsigned i = 0; i < good; ++i) route_inner(g, w, ok[i]);
 }
 
 // Outer packets from esp_outbound: Ethernet to the peer (on-link) or the unprotected gateway.
-void esp_out_flush(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, Sa** sas,
+void esp_out_flush(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, OutboundSa** sas,
                    unsigned& n) noexcept {
   if (n == 0) return;
   const std::uint16_t good =
-      esp_outbound(*w.engine, std::span<rte_mbuf*>(pkts, n), std::span<Sa* const>(sas, n),
+      esp_outbound(*w.engine, std::span<rte_mbuf*>(pkts, n), std::span<OutboundSa* const>(sas, n),
                    w.stats);
   for (unsigned i = good; i < n; ++i) rte_pktmbuf_free(pkts[i]);  // counted by esp_outbound
   Ipv4 last_dst = 0, last_nh = 0;
@@ -213,8 +220,8 @@ void esp_out_flush(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, Sa** sas,
   n = 0;
 }
 
-inline void esp_out_add(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, Sa** sas, unsigned& n,
-                        rte_mbuf* m, Sa* sa) noexcept {
+inline void esp_out_add(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, OutboundSa** sas,
+                        unsigned& n, rte_mbuf* m, OutboundSa* sa) noexcept {
   if (n == kMaxBurst) esp_out_flush(g, w, pkts, sas, n);
   pkts[n] = m;
   sas[n++] = sa;
@@ -240,16 +247,17 @@ void forward_plain(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
 // Inner packets from the protected side (data at IPv4): policy lookup, MTU handling, ESP.
 void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
               const Ipv4* dst, unsigned n) noexcept {
-  Sa* sas[kMaxBurst];
+  OutboundSa* sas[kMaxBurst];
   PolicySlot* pols[kMaxBurst];
   g.inst->lookup_outbound(src, dst, n, sas, pols);
-  rte_mbuf* ep[kMaxBurst];
-  Sa* es[kMaxBurst];
-  unsigned ne = 0;
+  // The packets to encrypt and their SAs, handed to esp_outbound kMaxBurst at a time.
+  rte_mbuf* to_encrypt[kMaxBurst];
+  OutboundSa* encrypt_sas[kMaxBurst];
+  unsigned n_encrypt = 0;
   std::uint64_t now = 0;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
-    Sa* sa = sas[i];
+    OutboundSa* sa = sas[i];
     if (sa == nullptr) {
       if (pols[i] != nullptr) {
         // Trapped: the tunnel exists but has no SA (not up yet, DPD hold, expired, deleted by
@@ -275,7 +283,7 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
     const std::uint32_t len = rte_pktmbuf_pkt_len(m);
     if (esp_outbound_size(*sa, len) <= sa->mtu) {
       ttl_decrement(ip);
-      esp_out_add(g, w, ep, es, ne, m, sa);
+      esp_out_add(g, w, to_encrypt, encrypt_sas, n_encrypt, m, sa);
       continue;
     }
     const std::uint16_t fit = max_inner_len(*sa);
@@ -316,19 +324,184 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
       auto* fip = rte_pktmbuf_mtod(fm, rte_ipv4_hdr*);
       fip->hdr_checksum = 0;
       fip->hdr_checksum = rte_ipv4_cksum(fip);
-      esp_out_add(g, w, ep, es, ne, fm, sa);
+      esp_out_add(g, w, to_encrypt, encrypt_sas, n_encrypt, fm, sa);
     }
   }
-  esp_out_flush(g, w, ep, es, ne);
+  esp_out_flush(g, w, to_encrypt, encrypt_sas, n_encrypt);
 }
 
-void rx_burst(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf** pkts, unsigned n) noexcept {
-  const PortConfig& pc = s == Side::kUnprotected ? g.cfg.unprotected : g.cfg.protected_port;
+// rx_burst's output: outer ESP packets for esp_in, inner packets (with their addresses) for
+// outbound. Data at the IPv4 header in both.
+struct RxSorted {
   rte_mbuf* esp[kMaxBurst];
   unsigned n_esp = 0;
-  rte_mbuf* ob[kMaxBurst];
+  rte_mbuf* inner[kMaxBurst];
   Ipv4 src[kMaxBurst], dst[kMaxBurst];
-  unsigned n_ob = 0;
+  unsigned n_inner = 0;
+};
+
+// rx_burst step 1: single segment, Ethernet, IPv4 header (version, lengths, checksum); the
+// Ethernet padding is trimmed. Returns the IPv4 header (ihl and total length in *ihl / *tot),
+// or nullptr when the packet was consumed (dropped, or ARP punted).
+inline rte_ipv4_hdr* rx_check_ipv4(WorkerCtx& w, rte_mbuf* m, std::uint32_t* ihl_out,
+                                   std::uint32_t* tot_out) noexcept {
+  if (m->nb_segs != 1 && rte_pktmbuf_linearize(m) != 0) {
+    drop(w, m, DropReason::kNoSpace);
+    return nullptr;
+  }
+  const std::uint32_t len = rte_pktmbuf_data_len(m);
+  if (len < kEthHdrLen) {
+    drop(w, m, DropReason::kRunt);
+    return nullptr;
+  }
+  const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+  const std::uint16_t type = rte_be_to_cpu_16(eth->ether_type);
+  if (type == RTE_ETHER_TYPE_ARP) {
+    punt(w, m, PuntKind::kArp);
+    return nullptr;
+  }
+  if (type != RTE_ETHER_TYPE_IPV4) {
+    drop(w, m, DropReason::kNotForUs);
+    return nullptr;
+  }
+  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(const_cast<rte_ether_hdr*>(eth) + 1);
+  const std::uint32_t l3 = len - kEthHdrLen;
+  if (l3 < sizeof(rte_ipv4_hdr)) {
+    drop(w, m, DropReason::kRunt);
+    return nullptr;
+  }
+  const std::uint32_t ihl = (ip->version_ihl & 0x0f) * 4u;
+  if ((ip->version_ihl >> 4) != 4 || ihl < sizeof(rte_ipv4_hdr)) {
+    drop(w, m, DropReason::kBadIpHeader);
+    return nullptr;
+  }
+  if (l3 < ihl) {
+    drop(w, m, DropReason::kRunt);
+    return nullptr;
+  }
+  const std::uint32_t tot = rte_be_to_cpu_16(ip->total_length);
+  if (tot < ihl) {
+    drop(w, m, DropReason::kBadIpHeader);
+    return nullptr;
+  }
+  if (tot > l3) {
+    drop(w, m, DropReason::kRunt);
+    return nullptr;
+  }
+  // RFC 791 header checksum: the NIC's verdict when it gave one (RX IPv4 checksum offload,
+  // enabled in setup_port where offered), else computed here. NONE = the NIC verified the
+  // header's integrity although the field itself is not valid: accepted like GOOD.
+  const std::uint64_t ck = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+  if (ck == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
+      (ck == RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN && !ipv4_header_checksum_ok(ip, ihl))) {
+    drop(w, m, DropReason::kBadIpHeader);
+    return nullptr;
+  }
+  if (l3 > tot) rte_pktmbuf_trim(m, static_cast<std::uint16_t>(l3 - tot));  // Ethernet pad
+  *ihl_out = ihl;
+  *tot_out = tot;
+  return ip;
+}
+
+// An outer ESP / ESP-in-UDP packet addressed to us: the rest of its outer header (UDP 4500,
+// ESP header) is parsed here, once; the layout stays in the mbuf for esp_in and esp_inbound.
+inline void rx_esp(WorkerCtx& w, rte_mbuf* m, std::uint32_t ihl, RxSorted& out) noexcept {
+  rte_pktmbuf_adj(m, kEthHdrLen);
+  EspInboundInfo info;
+  DropReason why = DropReason::kBadIpHeader;
+  if (!esp_inbound_parse_l4(m, ihl, &info, &why)) {
+    drop(w, m, why);
+    return;
+  }
+  out.esp[out.n_esp++] = m;
+}
+
+// rx_burst step 2: a packet addressed to this port: outer fragments to reassembly, ICMP echo,
+// ESP and ESP-in-UDP to the inbound path, IKE (500 / 4500 with the non-ESP marker) and NAT
+// keepalives; everything else is not for us.
+inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
+                     std::uint32_t ihl, std::uint32_t tot, RxSorted& out) noexcept {
+  const std::uint8_t proto = ip->next_proto_id;
+  if (rte_ipv4_frag_pkt_is_fragmented(ip)) {
+    // Outer fragments (or fragmented IKE): reassembled on the control lcore.
+    if (s == Side::kUnprotected && (proto == kIpProtoEsp || proto == kIpProtoUdp)) {
+      punt(w, m, PuntKind::kFrag);
+    } else {
+      drop(w, m, DropReason::kNotForUs);
+    }
+    return;
+  }
+  if (proto == IPPROTO_ICMP) {
+    const auto* icmp = reinterpret_cast<const std::uint8_t*>(ip) + ihl;
+    if (tot >= ihl + 8 && icmp[0] == RTE_IP_ICMP_ECHO_REQUEST) {
+      punt(w, m, PuntKind::kIcmpEcho);
+    } else {
+      drop(w, m, DropReason::kNotForUs);
+    }
+    return;
+  }
+  if (s == Side::kProtected) {
+    drop(w, m, DropReason::kNotForUs);
+    return;
+  }
+  if (proto == kIpProtoEsp) {
+    rx_esp(w, m, ihl, out);
+    return;
+  }
+  if (proto == kIpProtoUdp) {
+    if (tot < ihl + kUdpHeaderLen) {
+      drop(w, m, DropReason::kRunt);
+      return;
+    }
+    const auto* udp = reinterpret_cast<const rte_udp_hdr*>(
+        reinterpret_cast<const std::uint8_t*>(ip) + ihl);
+    const std::uint16_t dport = rte_be_to_cpu_16(udp->dst_port);
+    if (dport == kNatTPort) {
+      const auto* pl = reinterpret_cast<const std::uint8_t*>(udp + 1);
+      switch (classify_udp4500(pl, tot - ihl - kUdpHeaderLen)) {
+        case Udp4500Kind::kEsp: rx_esp(w, m, ihl, out); break;
+        case Udp4500Kind::kIke: punt(w, m, PuntKind::kIke); break;
+        case Udp4500Kind::kKeepalive:  // RFC 3948 §2.3: the receiver ignores it
+          w.stats.keepalives++;
+          rte_pktmbuf_free(m);
+          break;
+        case Udp4500Kind::kRunt: drop(w, m, DropReason::kRunt); break;
+      }
+      return;
+    }
+    if (dport == kIkePort) {
+      punt(w, m, PuntKind::kIke);
+      return;
+    }
+  }
+  drop(w, m, DropReason::kNotForUs);
+}
+
+// rx_burst step 3: a packet in transit, from the protected side only (no clear-text transit
+// from the public side), unicast: an inner packet for the outbound path.
+inline void rx_transit(WorkerCtx& w, Side s, const PortConfig& pc, rte_mbuf* m,
+                       const rte_ipv4_hdr* ip, Ipv4 d, RxSorted& out) noexcept {
+  if (s == Side::kUnprotected) {
+    drop(w, m, DropReason::kNotForUs);
+    return;
+  }
+  const Ipv4 bcast = pc.subnet.addr | ~pc.subnet.mask();
+  if (d >= 0xE0000000u || (pc.subnet.len < 31 && d == bcast) || d == 0) {
+    drop(w, m, DropReason::kNotForUs);  // multicast/broadcast are not tunnelled
+    return;
+  }
+  rte_pktmbuf_adj(m, kEthHdrLen);
+  out.src[out.n_inner] = rte_be_to_cpu_32(ip->src_addr);
+  out.dst[out.n_inner] = d;
+  out.inner[out.n_inner++] = m;
+}
+
+// One RX burst from side `s`: each packet checked (step 1) and sorted into local (step 2) or
+// transit (step 3) traffic; then the ESP packets go through the inbound path and the inner
+// packets through the outbound path, each as one burst.
+void rx_burst(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf** pkts, unsigned n) noexcept {
+  const PortConfig& pc = s == Side::kUnprotected ? g.cfg.unprotected : g.cfg.protected_port;
+  RxSorted out;
   w.stats.rx_packets += n;
 
   const std::uint16_t port_id = pc.port_id;
@@ -336,139 +509,15 @@ void rx_burst(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf** pkts, unsigned n)
     rte_mbuf* m = pkts[i];
     m->port = port_id;  // the slow path tells the sides apart by it (not all PMDs set it)
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
-    if (m->nb_segs != 1 && rte_pktmbuf_linearize(m) != 0) {
-      drop(w, m, DropReason::kNoSpace);
-      continue;
-    }
-    const std::uint32_t len = rte_pktmbuf_data_len(m);
-    if (len < kEthHdrLen) {
-      drop(w, m, DropReason::kRunt);
-      continue;
-    }
-    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
-    const std::uint16_t type = rte_be_to_cpu_16(eth->ether_type);
-    if (type == RTE_ETHER_TYPE_ARP) {
-      punt(w, m, PuntKind::kArp);
-      continue;
-    }
-    if (type != RTE_ETHER_TYPE_IPV4) {
-      drop(w, m, DropReason::kNotForUs);
-      continue;
-    }
-    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(const_cast<rte_ether_hdr*>(eth) + 1);
-    const std::uint32_t l3 = len - kEthHdrLen;
-    if (l3 < sizeof(rte_ipv4_hdr)) {
-      drop(w, m, DropReason::kRunt);
-      continue;
-    }
-    const std::uint32_t ihl = (ip->version_ihl & 0x0f) * 4u;
-    if ((ip->version_ihl >> 4) != 4 || ihl < sizeof(rte_ipv4_hdr)) {
-      drop(w, m, DropReason::kBadIpHeader);
-      continue;
-    }
-    if (l3 < ihl) {
-      drop(w, m, DropReason::kRunt);
-      continue;
-    }
-    const std::uint32_t tot = rte_be_to_cpu_16(ip->total_length);
-    if (tot < ihl) {
-      drop(w, m, DropReason::kBadIpHeader);
-      continue;
-    }
-    if (tot > l3) {
-      drop(w, m, DropReason::kRunt);
-      continue;
-    }
-    // RFC 791 header checksum: the NIC's verdict when it gave one (RX IPv4 checksum offload,
-    // enabled in setup_port where offered), else computed here. NONE = the NIC verified the
-    // header's integrity although the field itself is not valid: accepted like GOOD.
-    const std::uint64_t ck = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
-    if (ck == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
-        (ck == RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN && !ipv4_header_checksum_ok(ip, ihl))) {
-      drop(w, m, DropReason::kBadIpHeader);
-      continue;
-    }
-    if (l3 > tot) rte_pktmbuf_trim(m, static_cast<std::uint16_t>(l3 - tot));  // Ethernet pad
+    std::uint32_t ihl, tot;
+    const rte_ipv4_hdr* ip = rx_check_ipv4(w, m, &ihl, &tot);
+    if (ip == nullptr) continue;
     const Ipv4 d = rte_be_to_cpu_32(ip->dst_addr);
-    const std::uint8_t proto = ip->next_proto_id;
-
-    if (d == pc.addr) {
-      if (rte_ipv4_frag_pkt_is_fragmented(ip)) {
-        // Outer fragments (or fragmented IKE): reassembled on the control lcore.
-        if (s == Side::kUnprotected && (proto == kIpProtoEsp || proto == kIpProtoUdp)) {
-          punt(w, m, PuntKind::kFrag);
-        } else {
-          drop(w, m, DropReason::kNotForUs);
-        }
-        continue;
-      }
-      if (proto == IPPROTO_ICMP) {
-        const auto* icmp = reinterpret_cast<const std::uint8_t*>(ip) + ihl;
-        if (tot >= ihl + 8 && icmp[0] == RTE_IP_ICMP_ECHO_REQUEST) {
-          punt(w, m, PuntKind::kIcmpEcho);
-        } else {
-          drop(w, m, DropReason::kNotForUs);
-        }
-        continue;
-      }
-      if (s == Side::kProtected) {
-        drop(w, m, DropReason::kNotForUs);
-        continue;
-      }
-      if (proto == kIpProtoEsp) {
-        rte_pktmbuf_adj(m, kEthHdrLen);
-        esp[n_esp++] = m;
-        continue;
-      }
-      if (proto == kIpProtoUdp) {
-        if (tot < ihl + kUdpHeaderLen) {
-          drop(w, m, DropReason::kRunt);
-          continue;
-        }
-        const auto* udp = reinterpret_cast<const rte_udp_hdr*>(
-            reinterpret_cast<const std::uint8_t*>(ip) + ihl);
-        const std::uint16_t dport = rte_be_to_cpu_16(udp->dst_port);
-        if (dport == kNatTPort) {
-          const auto* pl = reinterpret_cast<const std::uint8_t*>(udp + 1);
-          switch (classify_udp4500(pl, tot - ihl - kUdpHeaderLen)) {
-            case Udp4500Kind::kEsp:
-              rte_pktmbuf_adj(m, kEthHdrLen);
-              esp[n_esp++] = m;
-              break;
-            case Udp4500Kind::kIke: punt(w, m, PuntKind::kIke); break;
-            case Udp4500Kind::kKeepalive:  // RFC 3948 §2.3: the receiver ignores it
-              w.stats.keepalives++;
-              rte_pktmbuf_free(m);
-              break;
-            case Udp4500Kind::kRunt: drop(w, m, DropReason::kRunt); break;
-          }
-          continue;
-        }
-        if (dport == kIkePort) {
-          punt(w, m, PuntKind::kIke);
-          continue;
-        }
-      }
-      drop(w, m, DropReason::kNotForUs);
-      continue;
-    }
-
-    if (s == Side::kUnprotected) {  // no clear-text transit from the public side
-      drop(w, m, DropReason::kNotForUs);
-      continue;
-    }
-    const Ipv4 bcast = pc.subnet.addr | ~pc.subnet.mask();
-    if (d >= 0xE0000000u || (pc.subnet.len < 31 && d == bcast) || d == 0) {
-      drop(w, m, DropReason::kNotForUs);  // multicast/broadcast are not tunnelled
-      continue;
-    }
-    rte_pktmbuf_adj(m, kEthHdrLen);
-    src[n_ob] = rte_be_to_cpu_32(ip->src_addr);
-    dst[n_ob] = d;
-    ob[n_ob++] = m;
+    if (d == pc.addr) rx_local(w, s, m, ip, ihl, tot, out);
+    else rx_transit(w, s, pc, m, ip, d, out);
   }
-  if (n_esp != 0) esp_in(g, w, esp, n_esp);
-  if (n_ob != 0) outbound(g, w, ob, src, dst, n_ob);
+  if (out.n_esp != 0) esp_in(g, w, out.esp, out.n_esp);
+  if (out.n_inner != 0) outbound(g, w, out.inner, out.src, out.dst, out.n_inner);
 }
 
 }  // namespace

@@ -81,7 +81,7 @@ Bytes ossl_hmac(IntegAlg a, const Bytes& key, const std::uint8_t* msg, std::size
 // ---- An ESP-shaped buffer: SPI|seq (8) | IV (16) | payload | ICV ------------------------------
 
 constexpr std::uint32_t kHdr = 8;
-constexpr std::uint32_t kCipherOff = kHdr + kEspIvLen;
+constexpr std::uint32_t kCipherOff = kHdr + kMaxEspIvLen;
 
 struct Packet {
   Bytes buf;

@@ -90,14 +90,18 @@ inline SaSpec make_spec(Direction dir, const Combo& c, bool encap, std::uint32_t
 }
 
 struct SaDeleter {
-  void operator()(Sa* sa) const noexcept { sa_destroy(sa); }
+  void operator()(InboundSa* sa) const noexcept { sa_destroy(sa); }
+  void operator()(OutboundSa* sa) const noexcept { sa_destroy(sa); }
 };
-using SaPtr = std::unique_ptr<Sa, SaDeleter>;
+using InSaPtr = std::unique_ptr<InboundSa, SaDeleter>;
+using OutSaPtr = std::unique_ptr<OutboundSa, SaDeleter>;
 
-inline SaPtr create_sa(const SaSpec& spec) {
-  auto r = sa_create(spec);
+// S = InboundSa or OutboundSa; the spec's direction must match.
+template <class S>
+std::unique_ptr<S, SaDeleter> create_sa(const SaSpec& spec) {
+  auto r = sa_create<S>(spec);
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error());
-  return r.ok() ? SaPtr(r.value()) : SaPtr();
+  return std::unique_ptr<S, SaDeleter>(r.ok() ? r.value() : nullptr);
 }
 
 // RFC 1071 checksum, written here independently of DPDK's.
@@ -188,12 +192,12 @@ class EspFixture : public ::testing::Test {
   }
 
   // Encrypts inner packets through `sa`, expecting all to pass; returns the outer packets.
-  std::vector<Bytes> encrypt_all(Sa* sa, const std::vector<Bytes>& inners) {
+  std::vector<Bytes> encrypt_all(OutboundSa* sa, const std::vector<Bytes>& inners) {
     std::vector<Bytes> out;
     for (std::size_t off = 0; off < inners.size(); off += kMaxBurst) {
       const std::size_t n = std::min<std::size_t>(kMaxBurst, inners.size() - off);
       std::vector<rte_mbuf*> ms;
-      std::vector<Sa*> sas(n, sa);
+      std::vector<OutboundSa*> sas(n, sa);
       for (std::size_t i = 0; i < n; ++i) ms.push_back(mbuf(inners[off + i]));
       LcoreStats st;
       auto good = esp_outbound(*engine_, ms, sas, st);
@@ -204,11 +208,11 @@ class EspFixture : public ::testing::Test {
   }
 
   // Runs one inbound burst of outer packets (all through `sa`), returns #good; results in `ms`.
-  std::uint16_t decrypt_burst(Sa* sa, const std::vector<Bytes>& outers, LcoreStats& st,
+  std::uint16_t decrypt_burst(InboundSa* sa, const std::vector<Bytes>& outers, LcoreStats& st,
                               std::vector<rte_mbuf*>& ms) {
     ms.clear();
     for (const auto& b : outers) ms.push_back(mbuf(b));
-    std::vector<Sa*> sas(ms.size(), sa);
+    std::vector<InboundSa*> sas(ms.size(), sa);
     return esp_inbound(*engine_, ms, sas, st);
   }
 

@@ -217,30 +217,35 @@ class GatewayFixture : public ::testing::Test {
     ASSERT_TRUE(gw_->installer().del_sa(Direction::kOutbound, kSpiOut).ok());
   }
   // The peer's view: decrypts what we send, encrypts what it sends us.
-  SaPtr peer_rx_sa() { return create_sa(make_spec(Direction::kInbound, kCombos[0], false, kSpiOut)); }
-  SaPtr peer_tx_sa() {
+  InSaPtr peer_rx_sa() {
+    return create_sa<InboundSa>(make_spec(Direction::kInbound, kCombos[0], false, kSpiOut));
+  }
+  OutSaPtr peer_tx_sa() {
     SaSpec s = make_spec(Direction::kInbound, kCombos[0], false, kSpiIn);
     s.dir = Direction::kOutbound;
-    return create_sa(s);
+    return create_sa<OutboundSa>(s);
   }
 
-  // Runs one packet through `sa` outbound or inbound; empty when it does not pass (verify).
-  Bytes run_esp(Sa* sa, const Bytes& in, bool outbound) {
+  // Runs one packet through `sa` (esp_outbound for an OutboundSa, esp_inbound for an
+  // InboundSa); empty when it does not pass (verify).
+  template <class S>
+  Bytes run_esp(S* sa, const Bytes& in) {
     rte_mbuf* m = rte_pktmbuf_alloc(pool_);
     std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(in.size())), in.data(), in.size());
     LcoreStats st;
-    Sa* sas[1] = {sa};
+    S* sas[1] = {sa};
     rte_mbuf* ms[1] = {m};
-    const auto good = outbound ? esp_outbound(*engine_, std::span<rte_mbuf*>(ms, 1),
-                                              std::span<Sa* const>(sas, 1), st)
-                               : esp_inbound(*engine_, std::span<rte_mbuf*>(ms, 1),
-                                             std::span<Sa* const>(sas, 1), st);
+    std::uint16_t good;
+    if constexpr (S::kDir == Direction::kOutbound)
+      good = esp_outbound(*engine_, std::span<rte_mbuf*>(ms, 1), std::span<S* const>(sas, 1), st);
+    else
+      good = esp_inbound(*engine_, std::span<rte_mbuf*>(ms, 1), std::span<S* const>(sas, 1), st);
     Bytes r = good == 1 ? to_bytes(m) : Bytes{};
     rte_pktmbuf_free(m);
     return r;
   }
-  Bytes encrypt(Sa* sa, const Bytes& inner) { return run_esp(sa, inner, true); }
-  Bytes decrypt(Sa* sa, const Bytes& outer_ip) { return run_esp(sa, outer_ip, false); }
+  Bytes encrypt(OutboundSa* sa, const Bytes& inner) { return run_esp(sa, inner); }
+  Bytes decrypt(InboundSa* sa, const Bytes& outer_ip) { return run_esp(sa, outer_ip); }
 
   static inline rte_mempool* pool_ = nullptr;
   unsigned base_in_use_ = 0;

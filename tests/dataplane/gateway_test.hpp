@@ -172,7 +172,7 @@ class GatewayTest : public GatewayFixture {
     Bytes inner, outer;
   };
   PeerPacket peer_packet(std::size_t payload) {
-    SaPtr tx = peer_tx_sa();
+    OutSaPtr tx = peer_tx_sa();
     PeerPacket pp;
     pp.inner = make_inner(payload, kPeerHost, kLocalHost);
     pp.outer = encrypt(tx.get(), pp.inner);

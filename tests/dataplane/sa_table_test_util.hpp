@@ -39,7 +39,7 @@ inline SaSpec make_spec(Direction dir, std::uint32_t spi, Ipv4Prefix local = {0x
 }
 
 // True when `sa` is a live SA for `spi` built by make_spec: identity fields and key schedule.
-inline bool sa_is_live(const Sa* sa, std::uint32_t spi) {
+inline bool sa_is_live(const SaHead* sa, std::uint32_t spi) {
   if (sa == nullptr || sa->spi != spi) return false;
   std::uint8_t k[16];
   key_for(spi, k);

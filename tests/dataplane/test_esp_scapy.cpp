@@ -89,7 +89,8 @@ TEST_F(EspScapy, BothDirectionsInteroperateForAllCombosAndEncapsulations) {
     std::string name;
     bool encap;
     Combo combo;
-    SaPtr out_sa, in_sa;
+    OutSaPtr out_sa;
+    InSaPtr in_sa;
     std::vector<Bytes> inners;
   };
   std::vector<Case> cases;
@@ -98,8 +99,8 @@ TEST_F(EspScapy, BothDirectionsInteroperateForAllCombosAndEncapsulations) {
       Case k{combo_name(kCombos[c], encap), encap, kCombos[c], nullptr, nullptr, {}};
       SaSpec out_spec = make_spec(Direction::kOutbound, kCombos[c], encap, 0x10000 + c * 2 + encap);
       out_spec.mtu = 1600;
-      k.out_sa = create_sa(out_spec);
-      k.in_sa = create_sa(make_spec(Direction::kInbound, kCombos[c], encap, 0x10000 + c * 2 + encap));
+      k.out_sa = create_sa<OutboundSa>(out_spec);
+      k.in_sa = create_sa<InboundSa>(make_spec(Direction::kInbound, kCombos[c], encap, 0x10000 + c * 2 + encap));
       ASSERT_TRUE(k.out_sa && k.in_sa);
       for (std::size_t i = 0; i < sizes.size(); ++i)
         k.inners.push_back(make_inner(sizes[i], kLocalHost + static_cast<Ipv4>(i), kPeerHost,
@@ -168,7 +169,7 @@ TEST_F(EspScapy, BothDirectionsInteroperateForAllCombosAndEncapsulations) {
 
 TEST_F(EspScapy, ScapyRejectsOurPacketWithFlippedIcvBit) {
   // Guards the cross-check itself: Scapy really verifies the ICV of what we send.
-  auto sa = create_sa(make_spec(Direction::kOutbound, kCombos[0], false));
+  auto sa = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], false));
   Bytes o = encrypt_all(sa.get(), {make_inner(50)})[0];
   o.back() ^= 1;
   json j = job_base(make_spec(Direction::kOutbound, kCombos[0], false), false);

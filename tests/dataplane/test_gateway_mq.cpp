@@ -103,7 +103,7 @@ class GatewayMqTest : public GatewayFixture {
 TEST_F(GatewayMqTest, OneWorkerDecryptsAnSaWhosePacketsArriveOnBothQueuesWithExactReplay) {
   boot();
   install_tunnel();
-  SaPtr tx = peer_tx_sa();
+  OutSaPtr tx = peer_tx_sa();
   constexpr unsigned kN = 256, kChunk = 16;  // a chunk reorders less than the 64-packet window
   std::vector<Bytes> inner(kN), outer(kN);
   for (unsigned i = 0; i < kN; ++i) {
@@ -173,7 +173,7 @@ TEST_F(GatewayMqTest, OneWorkerDecryptsAnSaWhosePacketsArriveOnBothQueuesWithExa
 TEST_F(GatewayMqTest, ReassembledEspIsHandedToTheWorkerThatOwnsTheSa) {
   boot();
   install_tunnel();
-  SaPtr tx = peer_tx_sa();
+  OutSaPtr tx = peer_tx_sa();
   const Bytes in0 = tagged_inner(0), in1 = tagged_inner(1, kPeerHost, kLocalHost, 1000);
   inject(u_, 1, esp_frame(encrypt(tx.get(), in0)));  // worker 1 sees the SA first: it owns it
   ASSERT_TRUE(run_until([&] { return to_prot_.size() >= 1; })) << gw_->report();
@@ -201,7 +201,7 @@ TEST_F(GatewayMqTest, ReassembledEspIsHandedToTheWorkerThatOwnsTheSa) {
 TEST_F(GatewayMqTest, SasDeletedAndReinstalledUnderTrafficCountMissesAndTrafficResumes) {
   boot();
   install_tunnel();
-  SaPtr tx = peer_tx_sa();
+  OutSaPtr tx = peer_tx_sa();
   const Bytes clear = eth(p_.mac, kHostMac, 0x0800, make_inner(80, kLocalHost, kPeerHost));
 
   // The injector encrypts each ESP packet as it goes (its own engine; fresh sequence numbers,
@@ -221,10 +221,10 @@ TEST_F(GatewayMqTest, SasDeletedAndReinstalledUnderTrafficCountMissesAndTrafficR
         std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(inner.size())),
                     inner.data(), inner.size());
         LcoreStats st;
-        Sa* sas[1] = {tx.get()};
+        OutboundSa* sas[1] = {tx.get()};
         rte_mbuf* ms[1] = {m};
         char* e = nullptr;
-        if (esp_outbound(*eng.value(), std::span<rte_mbuf*>(ms, 1), std::span<Sa* const>(sas, 1),
+        if (esp_outbound(*eng.value(), std::span<rte_mbuf*>(ms, 1), std::span<OutboundSa* const>(sas, 1),
                          st) == 1)
           e = rte_pktmbuf_prepend(m, 14);
         if (e != nullptr) {
@@ -288,7 +288,7 @@ TEST_F(GatewayMqTest, SasDeletedAndReinstalledUnderTrafficCountMissesAndTrafficR
   inject(p_, 0, eth(p_.mac, kHostMac, 0x0800, out_inner));
   ASSERT_TRUE(run_until([&] { return !to_prot_.empty() && !to_unprot_.empty(); })) << gw_->report();
   EXPECT_EQ(to_prot_[0], forwarded(last));
-  SaPtr rx = peer_rx_sa();
+  InSaPtr rx = peer_rx_sa();
   EXPECT_EQ(decrypt(rx.get(), to_unprot_[0]), forwarded(out_inner));
 
   gw_->stop();
@@ -378,7 +378,7 @@ TEST_F(GatewayMqTest, WorksOnTapPortsInOwnNetworkNamespace) {
     rte_eth_macaddr_get(u, &a);
     MacAddr umac;
     std::copy(a.addr_bytes, a.addr_bytes + 6, umac.begin());
-    SaPtr tx = peer_tx_sa();
+    OutSaPtr tx = peer_tx_sa();
     const Bytes inner = tagged_inner(7);
     const Bytes frame = eth(umac, kUnprotGwMac, 0x0800, encrypt(tx.get(), inner));
     // The kernel may drop the first frames while the interfaces come up: resend until seen.

@@ -26,7 +26,7 @@ TEST_F(GatewayTest, OutboundPacketLeavesAsEspThatThePeerDecrypts) {
   EXPECT_EQ(be32(outer.data() + 12), kLocalGw);
   EXPECT_EQ(be32(outer.data() + 16), kPeerGw);
   EXPECT_EQ(be32(outer.data() + 20), kSpiOut);
-  SaPtr rx = peer_rx_sa();
+  InSaPtr rx = peer_rx_sa();
   EXPECT_EQ(decrypt(rx.get(), outer), forwarded(inner));
   EXPECT_EQ(gw_->total_stats().esp_out_packets, 1u);
 }
@@ -93,7 +93,7 @@ TEST_F(GatewayTest, TooBigWithoutDfIsFragmentedBeforeEncryption) {
   inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
   auto out = wait_for(u_, 0x0800, 2, 50);
   ASSERT_EQ(out.size(), 2u);
-  SaPtr rx = peer_rx_sa();
+  InSaPtr rx = peer_rx_sa();
   std::map<unsigned, Bytes> frags;  // offset -> fragment
   for (const Bytes& f : out) {
     const Bytes outer(f.begin() + 14, f.end());
@@ -172,7 +172,7 @@ TEST_F(GatewayTest, TrappedTrafficIsHeldAndAcquiresButIsNeverForwardedInTheClear
   inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
   auto esp = wait_for(u_, 0x0800, 1, 50);
   ASSERT_EQ(esp.size(), 1u);
-  SaPtr rx = peer_rx_sa();
+  InSaPtr rx = peer_rx_sa();
   EXPECT_EQ(decrypt(rx.get(), Bytes(esp[0].begin() + 14, esp[0].end())), forwarded(inner));
 }
 

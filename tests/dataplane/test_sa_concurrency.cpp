@@ -53,7 +53,7 @@ Ipv4Prefix churn_peer(unsigned i) { return {0xac110000u | (i << 8), 24}; }   // 
 
 // A looked-up SA is consistent: marked published before it was linked (the release the
 // lookup acquires), identity, conn canary, key schedule not wiped.
-bool consistent(const Sa* sa) {
+bool consistent(const SaHead* sa) {
   return sa != nullptr && sa->published.load(std::memory_order_relaxed) == kSaPublished &&
          sa_is_live(sa, sa->spi) && sa->conn_id == (sa->spi ^ kConnMagic);
 }
@@ -94,8 +94,8 @@ TEST(SaConcurrency, ReaderNeverMissesStableSasNorSeesFreedOnesWhileWriterChurns)
     constexpr unsigned kB = 32;
     std::uint32_t spis[kB];
     Ipv4 src[kB], dst[kB];
-    Sa* in_sa[kB];
-    Sa* out_sa[kB];
+    InboundSa* in_sa[kB];
+    OutboundSa* out_sa[kB];
     while (!stop.load(std::memory_order_relaxed)) {
       for (unsigned i = 0; i < kB; ++i) {
         spis[i] = i % 2 == 0 ? kStableInBase + rng() % kStableIn : kChurnInBase + rng() % kChurnIn;
@@ -225,26 +225,26 @@ TEST(SaConcurrency, ReaderNeverMissesStableSasNorSeesFreedOnesWhileWriterChurns)
   // Final state as the writer left it.
   for (unsigned i = 0; i < kStableIn; ++i) {
     std::uint32_t spi = kStableInBase + i;
-    Sa* sa = nullptr;
+    InboundSa* sa = nullptr;
     inst.lookup_inbound(&spi, 1, &sa);
     EXPECT_TRUE(sa_is_live(sa, spi));
   }
   for (unsigned i = 0; i < kChurnIn; ++i) {
     std::uint32_t spi = kChurnInBase + i;
-    Sa* sa = nullptr;
+    InboundSa* sa = nullptr;
     inst.lookup_inbound(&spi, 1, &sa);
     EXPECT_EQ(sa != nullptr, static_cast<bool>(in_present[i])) << i;
   }
   for (unsigned i = 0; i < kChurnOut; ++i) {
     Ipv4 s = kLocalNet | 1, d = churn_peer(i).addr | 1;
-    Sa* sa = nullptr;
+    OutboundSa* sa = nullptr;
     inst.lookup_outbound(&s, &d, 1, &sa);
     if (out_spi[i] == 0) EXPECT_EQ(sa, nullptr) << i;
     else EXPECT_TRUE(sa != nullptr && sa->spi == out_spi[i]) << i;
   }
   for (unsigned i = 0; i < kStableOut; ++i) {
     Ipv4 s = kLocalNet | 1, d = stable_peer(i).addr | 1;
-    Sa* sa = nullptr;
+    OutboundSa* sa = nullptr;
     inst.lookup_outbound(&s, &d, 1, &sa);
     EXPECT_TRUE(sa != nullptr && sa->spi == stable_out_spi[i]) << i;
   }
@@ -296,7 +296,7 @@ TEST(SaConcurrency, PacketsRoundTripThroughLookedUpSasWhileTheTunnelRekeys) {
       rte_mbuf* ms[kB];
       testutil::Bytes inner[kB];
       Ipv4 src[kB], dst[kB];
-      Sa* sas[kB];
+      OutboundSa* sas[kB];
       for (unsigned i = 0; i < kB; ++i) {
         src[i] = ours.addr | (rng() & 0xffff);
         dst[i] = theirs.addr | (rng() & 0xffff);
@@ -318,7 +318,7 @@ TEST(SaConcurrency, PacketsRoundTripThroughLookedUpSasWhileTheTunnelRekeys) {
       std::uint16_t good = n == kB ? esp_outbound(engine, {ms, kB}, {sas, kB}, st) : 0;
       out_fail.fetch_add(kB - good);
       // Look up each packet's inbound SA by the SPI on the wire.
-      Sa* in_sas[kB] = {};
+      InboundSa* in_sas[kB] = {};
       std::uint32_t spis[kB];
       for (unsigned i = 0; i < good; ++i) {
         EspInboundInfo info;

@@ -34,13 +34,13 @@ class SaTable : public ::testing::Test {
     inst_.reset();
     rcu_.reset();
   }
-  Sa* in(std::uint32_t spi) {
-    Sa* out = nullptr;
+  InboundSa* in(std::uint32_t spi) {
+    InboundSa* out = nullptr;
     inst_->lookup_inbound(&spi, 1, &out);
     return out;
   }
-  Sa* out(Ipv4 src, Ipv4 dst) {
-    Sa* o = nullptr;
+  OutboundSa* out(Ipv4 src, Ipv4 dst) {
+    OutboundSa* o = nullptr;
     inst_->lookup_outbound(&src, &dst, 1, &o);
     return o;
   }
@@ -52,7 +52,7 @@ TEST_F(SaTable, InboundAddLookupDelete) {
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x1000)));
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x2000)));
   std::uint32_t spis[3] = {0x2000, 0x3000, 0x1000};
-  Sa* res[3];
+  InboundSa* res[3];
   inst_->lookup_inbound(spis, 3, res);
   EXPECT_TRUE(sa_is_live(res[0], 0x2000));
   EXPECT_EQ(res[1], nullptr);
@@ -76,7 +76,7 @@ TEST_F(SaTable, UnknownSpiLooksUpAsNull) {
   std::vector<std::uint32_t> spis(64);
   for (unsigned i = 0; i < 64; ++i) spis[i] = 0x5000 + i;
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x5000 + 7)));
-  std::vector<Sa*> res(64, reinterpret_cast<Sa*>(1));
+  std::vector<InboundSa*> res(64, reinterpret_cast<InboundSa*>(1));
   inst_->lookup_inbound(spis.data(), 64, res.data());
   for (unsigned i = 0; i < 64; ++i) {
     if (i == 7) EXPECT_TRUE(sa_is_live(res[i], 0x5007));
@@ -95,12 +95,12 @@ TEST_F(SaTable, DeleteUnknownSpiNamesTheSpi) {
 
 TEST_F(SaTable, InboundReplaceWithSameSpiSwapsTheSa) {
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x1000, {}, {}, 7)));
-  Sa* first = in(0x1000);
+  InboundSa* first = in(0x1000);
   ASSERT_NE(first, nullptr);
   auto spec = make_spec(Direction::kInbound, 0x1000, {}, {}, 7);
   spec.replay_window = 128;
   ASSERT_TRUE(inst_->add_sa(std::move(spec)));
-  Sa* second = in(0x1000);
+  InboundSa* second = in(0x1000);
   ASSERT_TRUE(sa_is_live(second, 0x1000));
   EXPECT_NE(first, second);
   EXPECT_EQ(inst_->all_sas().size(), 1u);
@@ -183,7 +183,7 @@ TEST_F(SaTable, OutboundLookupMatchesBruteForceOverManyPolicies) {
       dst[i] = ip(172, 16, 0, 0) | (rng() & 0x0003ffff);
     }
   }
-  std::vector<Sa*> res(kN);
+  std::vector<OutboundSa*> res(kN);
   inst_->lookup_outbound(src.data(), dst.data(), kN, res.data());  // chunks of 64 inside
   unsigned hits = 0;
   for (unsigned i = 0; i < kN; ++i) {
@@ -237,7 +237,7 @@ TEST_F(SaTable, DeletedSaIsNotFreedBeforeTheReaderIsQuiescent) {
   std::thread reader([&] {
     rcu_->register_thread(1);
     rcu_->online(1);
-    Sa* held = in(0x7777);
+    InboundSa* held = in(0x7777);
     live_while_held = sa_is_live(held, 0x7777);
     step = 1;
     while (step.load() != 2) std::this_thread::yield();
@@ -272,7 +272,7 @@ TEST_F(SaTable, ReplacedOutboundSaIsNotFreedBeforeTheReaderIsQuiescent) {
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0xb001, l, p)));
   rcu_->register_thread(2);
   rcu_->online(2);
-  Sa* held = out(ip(10, 0, 0, 1), ip(192, 168, 0, 1));  // this thread acts as the reader too
+  OutboundSa* held = out(ip(10, 0, 0, 1), ip(192, 168, 0, 1));  // this thread acts as the reader too
   ASSERT_TRUE(sa_is_live(held, 0xb001));
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0xb002, l, p)));
   EXPECT_EQ(inst_->reclaim(), 0u);
@@ -405,7 +405,7 @@ TEST_F(SaTable, PollEventsReportsAndClearsWorkerFlags) {
 
 TEST_F(SaTable, QuerySaReadsTheWorkersCounters) {
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x4001)));
-  Sa* sa = in(0x4001);
+  InboundSa* sa = in(0x4001);
   sa->counters.packets.fetch_add(5);
   sa->counters.bytes.fetch_add(700);
   sa->counters.drops[static_cast<unsigned>(DropReason::kReplay)].fetch_add(2);
@@ -422,8 +422,8 @@ TEST_F(SaTable, QuerySaReadsTheWorkersCounters) {
 class SaTableTrap : public SaTable {
  protected:
   // One lookup through the policy-returning variant: {SA, policy}.
-  std::pair<Sa*, PolicySlot*> pol(Ipv4 src, Ipv4 dst) {
-    Sa* o = reinterpret_cast<Sa*>(1);
+  std::pair<OutboundSa*, PolicySlot*> pol(Ipv4 src, Ipv4 dst) {
+    OutboundSa* o = reinterpret_cast<OutboundSa*>(1);
     PolicySlot* p = reinterpret_cast<PolicySlot*>(1);
     inst_->lookup_outbound(&src, &dst, 1, &o, &p);
     return {o, p};
