@@ -57,7 +57,7 @@ inline void punt(WorkerCtx& w, rte_mbuf* m, PuntKind k, std::uint16_t arg = 0) n
 // Ask the control lcore to resolve `ip` on side `s`, at most once per 100 ms per address from
 // this lcore.
 void request_resolve(GatewayImpl& g, WorkerCtx& w, Side s, Ipv4 ip) noexcept {
-  const std::uint64_t key = std::uint64_t{static_cast<std::uint8_t>(s)} << 32 | ip;
+  const std::uint64_t key = neighbor_key(s, ip);
   const unsigned slot = static_cast<unsigned>((key * 0x9E3779B97F4A7C15ull) >> 58);
   const std::uint64_t now = rte_rdtsc();
   if (w.rl_key[slot] == key + 1 && now - w.rl_tsc[slot] < g.hz / 10) return;
