@@ -32,6 +32,16 @@ void ConnectionStatus::add_ike_connection(std::string name, dp::Ipv4 peer) {
   last_ike_rows_.emplace_back();
 }
 
+void ConnectionStatus::remove_ike_connection(const std::string& name) {
+  for (std::size_t i = 0; i < ike_conns_.size(); ++i) {
+    if (ike_conns_[i].name != name) continue;
+    ike_conns_.erase(ike_conns_.begin() + static_cast<std::ptrdiff_t>(i));
+    last_ike_rows_.erase(last_ike_rows_.begin() + static_cast<std::ptrdiff_t>(i));
+    removed_ = true;
+    return;
+  }
+}
+
 ConnRow ConnectionStatus::ike_row(const ike::Daemon& ike, const IkeConn& c) {
   const auto st = ike.status(c.name);
   ConnRow r{c.name, dp::format_ipv4(c.peer), ike::to_string(st.state), st.reason};
@@ -51,7 +61,8 @@ std::vector<ConnRow> ConnectionStatus::current_rows(const ike::Daemon* ike) cons
 }
 
 bool ConnectionStatus::refresh(const ike::Daemon& ike) {
-  bool changed = false;
+  bool changed = removed_;
+  removed_ = false;
   for (std::size_t i = 0; i < ike_conns_.size(); ++i) {
     ConnRow r = ike_row(ike, ike_conns_[i]);
     if (r == last_ike_rows_[i]) continue;

@@ -31,6 +31,8 @@ class ConnectionStatus {
   void add_static_connections(const Config& cfg);
   // An IKE connection, shown by its name and peer address.
   void add_ike_connection(std::string name, dp::Ipv4 peer);
+  // Forgets an IKE connection (removed by the reconciler); the next refresh() reports a change.
+  void remove_ike_connection(const std::string& name);
   bool has_static_connections() const noexcept { return !static_rows_.empty(); }
 
   // The static rows, then each IKE connection as `ike` reports it now (none without `ike`).
@@ -52,6 +54,7 @@ class ConnectionStatus {
   std::vector<ConnRow> static_rows_;
   std::vector<IkeConn> ike_conns_;
   std::vector<ConnRow> last_ike_rows_;  // one per ike_conns_ entry
+  bool removed_ = false;                // a connection went since the last refresh()
 };
 
 }  // namespace ipsecgw::app

@@ -47,8 +47,8 @@ const char* describe(dp::SaEventKind k) {
 }  // namespace
 
 ControlLoop::ControlLoop(dp::Gateway& gw, ike::Daemon* ike, ConnectionStatus& conns,
-                         std::chrono::seconds stats_interval)
-    : gw_(gw), ike_(ike), conns_(conns), stats_interval_(stats_interval) {}
+                         std::chrono::seconds stats_interval, api::ApiServer* api)
+    : gw_(gw), ike_(ike), conns_(conns), api_(api), stats_interval_(stats_interval) {}
 
 void ControlLoop::run(const volatile std::sig_atomic_t& stop) {
   const auto start = Clock::now();
@@ -57,9 +57,9 @@ void ControlLoop::run(const volatile std::sig_atomic_t& stop) {
   next_ike_ = start;
   if (ike_ != nullptr && conns_.refresh(*ike_)) publish_connections(conns_.rows());
   while (stop == 0) {
-    apply_config_changes();
+    const std::size_t requests = apply_config_changes();
     // The control lcore only serves the slow path: yield the CPU when idle.
-    if (iterate() == 0) std::this_thread::sleep_for(kIdleSleep);
+    if (iterate() == 0 && requests == 0) std::this_thread::sleep_for(kIdleSleep);
   }
 }
 
@@ -72,7 +72,12 @@ unsigned ControlLoop::iterate() {
   return work;
 }
 
-void ControlLoop::apply_config_changes() {}
+std::size_t ControlLoop::apply_config_changes() {
+  if (api_ == nullptr) return 0;
+  const std::size_t n = api_->poll();
+  if (n != 0 && ike_ != nullptr && conns_.refresh(*ike_)) publish_connections(conns_.rows());
+  return n;
+}
 
 void ControlLoop::tick_ike(Clock::time_point now) {
   if (ike_ == nullptr || now < next_ike_) return;

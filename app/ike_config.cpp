@@ -36,7 +36,68 @@ ike::DpdConfig to_dpd(const Dpd& d) noexcept {
   return out;
 }
 
+crypto::DhGroup group_of(const std::string& pfs) {
+  return to_dh_group(pfs == "group2" ? PfsGroup::kGroup2
+                     : pfs == "group14" ? PfsGroup::kGroup14 : PfsGroup::kGroup5);
+}
+EncryptionAlgorithm enc_of(const std::string& e) {
+  return e == "aes-256" ? EncryptionAlgorithm::kAes256
+         : e == "aes-192" ? EncryptionAlgorithm::kAes192 : EncryptionAlgorithm::kAes128;
+}
+AuthAlgorithm auth_of(const std::string& a) {
+  return a == "sha256" ? AuthAlgorithm::kSha256 : AuthAlgorithm::kSha1;
+}
+Dpd dpd_of(const model::Dpd& d) {
+  Dpd out;
+  out.interval = d.interval;
+  out.timeout = d.timeout;
+  out.action = d.action == "restart"           ? DpdAction::kRestart
+               : d.action == "clear"           ? DpdAction::kClear
+               : d.action == "restart-by-peer" ? DpdAction::kRestartByPeer
+               : d.action == "disabled"        ? DpdAction::kDisabled
+                                               : DpdAction::kHold;
+  return out;
+}
+
 }  // namespace
+
+Result<ike::ConnectionConfig> ike_connection_config(const model::State& s,
+                                                    const model::Environment& env,
+                                                    const model::SiteConnection& c,
+                                                    const IkeGatewayParams& gw) {
+  const model::IkePolicy* ikp = s.ikepolicy(c.ikepolicy_id);
+  const model::IpsecPolicy* esp = s.ipsecpolicy(c.ipsecpolicy_id);
+  if (ikp == nullptr || esp == nullptr) return make_error("ikepolicy/ipsecpolicy: not found");
+  const auto locals = model::local_cidrs(s, env, c);
+  const auto peers = model::peer_cidrs(s, c);
+  if (locals.size() != 1 || peers.size() != 1)
+    return make_error("local/peer CIDRs: exactly one of each is supported");
+  const auto local = dp::parse_prefix(locals.front());
+  const auto peer = dp::parse_prefix(peers.front());
+  const auto peer_addr = dp::parse_ipv4(c.peer_address);
+  if (!local || !peer || !peer_addr) return make_error("peer_address/CIDRs: not IPv4");
+  ike::ConnectionConfig k;
+  k.local_addr = gw.local_addr;
+  k.peer_addr = *peer_addr;
+  k.local_subnet = *local;
+  k.peer_subnet = *peer;
+  k.psk = crypto::SecureBytes(reinterpret_cast<const std::uint8_t*>(c.psk.data()), c.psk.size());
+  k.ike.cipher = to_cipher(enc_of(ikp->encryption_algorithm));
+  k.ike.hash = auth_of(ikp->auth_algorithm) == AuthAlgorithm::kSha256 ? crypto::HashAlg::kSha256
+                                                                       : crypto::HashAlg::kSha1;
+  k.ike.group = group_of(ikp->pfs);
+  k.ike.lifetime_s = ikp->lifetime.value;
+  k.ipsec.cipher = to_cipher(enc_of(esp->encryption_algorithm));
+  k.ipsec.integ = to_integ(auth_of(esp->auth_algorithm));
+  k.ipsec.pfs = group_of(esp->pfs);
+  k.ipsec.lifetime_s = esp->lifetime.value;
+  k.dpd = to_dpd(dpd_of(c.dpd));
+  k.initiator = c.initiator == "response-only" ? ike::InitiatorMode::kResponseOnly
+                                               : ike::InitiatorMode::kBidirectional;
+  k.admin_state_up = true;
+  k.mtu = static_cast<std::uint16_t>(std::min<std::uint32_t>(c.mtu, gw.port_mtu));
+  return k;
+}
 
 std::vector<ike::ConnectionConfig> ike_connection_configs(const Config& cfg) {
   std::vector<ike::ConnectionConfig> out;

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "app/config.hpp"
+#include "app/model/model.hpp"
+#include "common/result.hpp"
 #include "ike/config.hpp"
 
 namespace ipsecgw::app {
@@ -21,6 +23,19 @@ namespace ipsecgw::app {
 //   mtu:         min(connection mtu, unprotected port mtu), as for static SAs
 //   local_addr:  vpnservice.external_v4_ip
 std::vector<ike::ConnectionConfig> ike_connection_configs(const Config& cfg);
+
+// The same mapping for a connection of the API's desired-state model (app/model/), used by the
+// reconciler (app/reconciler.*): the local and peer CIDRs resolved through the model (one of
+// each), name and id given by the caller, admin_state_up as `enabled`. An error names the field
+// the IKE daemon cannot take.
+struct IkeGatewayParams {
+  dp::Ipv4 local_addr = 0;       // vpnservice.external_v4_ip of the configuration file
+  std::uint16_t port_mtu = 1500;  // the unprotected port's mtu
+};
+Result<ike::ConnectionConfig> ike_connection_config(const model::State& s,
+                                                    const model::Environment& env,
+                                                    const model::SiteConnection& c,
+                                                    const IkeGatewayParams& gw);
 
 // A DPD interval long enough to mean "never" for dpd: {action: disabled}.
 inline constexpr std::uint32_t kDpdDisabledIntervalS = 365u * 86400u;

@@ -62,7 +62,7 @@ std::optional<Prepared> prepare(const CommandLine& cl, int& exit_status) {
 
 // Step 4 and the shutdown of step 5; EAL is up.
 int run_gateway(const Prepared& p) {
-  Runtime rt(p.cfg);
+  Runtime rt(p.cfg, p.opts);
   if (!rt.create_gateway()) return kExitFailure;  // nothing was created: nothing to report
   bool ok = rt.start_ike();
   if (ok) rt.register_telemetry();

@@ -29,7 +29,15 @@ po::options_description make_options(Options& o) {
     ("log-level", po::value<std::string>(&o.log_level)->value_name("LEVEL"),
      "log level of the ipsecgw.* log types: emerg, alert, crit, err, warning, notice, info "
      "(default), debug, or 1..8. EAL's own --log-level (before `--`) still applies to DPDK's "
-     "log types");
+     "log types")
+    ("api-listen", po::value<std::string>(&o.api_listen)->value_name("HOST:PORT"),
+     "serve the Neutron VPNaaS v2.0 API (docs/api.md) on HOST:PORT, a host socket, never a "
+     "DPDK port (default 127.0.0.1:9696; port 0 picks a free one)")
+    ("no-api", "do not serve the API: the connections are the configuration file's, fixed")
+    ("state-file", po::value<std::string>(&o.state_file)->value_name("FILE"),
+     "the API's state file (YAML, mode 0600): every API change is written to it, and when it "
+     "exists at start its Neutron resources replace the configuration file's (default: none, "
+     "API changes are lost at exit)");
   // clang-format on
   return d;
 }
@@ -68,7 +76,8 @@ void print_help(std::ostream& out) {
 namespace {
 
 bool is_app_option(std::string_view a) {
-  for (std::string_view o : {"--config", "-c", "--check-config", "--stats-interval"})
+  for (std::string_view o : {"--config", "-c", "--check-config", "--stats-interval",
+                             "--api-listen", "--no-api", "--state-file"})
     if (a == o || (a.size() > o.size() && a.substr(0, o.size()) == o && a[o.size()] == '='))
       return true;
   return false;
@@ -91,10 +100,11 @@ std::optional<Options> parse_options(const std::vector<std::string>& args) {
         throw po::error("unexpected argument '" +
                         (opt.original_tokens.empty() ? std::string("?") : opt.original_tokens[0]) +
                         "' (options are --config, --check-config, --stats-interval, "
-                        "--log-level, --help)");
+                        "--log-level, --api-listen, --no-api, --state-file, --help)");
     }
     po::store(parsed, vm);
     po::notify(vm);
+    o.api = vm.count("no-api") == 0;
   } catch (const po::error& e) {
     std::cerr << kProg << ": error: " << e.what() << "\nTry '" << kProg << " --help'.\n";
     return std::nullopt;
@@ -110,6 +120,17 @@ std::optional<Options> parse_options(const std::vector<std::string>& args) {
               << "') for option '--stats-interval' is out of range 0.." << kMaxStatsInterval
               << "\n";
     return std::nullopt;
+  }
+  if (o.api) {
+    const auto colon = o.api_listen.rfind(':');
+    const std::string port = colon == std::string::npos ? "" : o.api_listen.substr(colon + 1);
+    if (colon == 0 || port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535) {
+      std::cerr << kProg << ": error: the argument ('" << o.api_listen
+                << "') for option '--api-listen' is invalid (expected HOST:PORT, e.g. "
+                << "127.0.0.1:9696)\n";
+      return std::nullopt;
+    }
   }
   if (auto level = parse_log_level(o.log_level)) {
     o.rte_log_level = *level;

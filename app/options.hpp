@@ -23,6 +23,11 @@ struct Options {
   unsigned stats_interval = 0;  // seconds, 0 = off
   std::string log_level = "info";
   std::uint32_t rte_log_level = 0;  // log_level as an RTE_LOG_* value, set by parse_options
+  // The Neutron VPNaaS v2.0 API (docs/api.md): on unless --no-api; HOST:PORT, on the host's
+  // sockets (never on the DPDK ports).
+  bool api = true;
+  std::string api_listen = "127.0.0.1:9696";
+  std::string state_file;  // "" = API changes are not persisted
 };
 
 // argv split at the first `--`: EAL args before (argv[0] first), ours after. Without `--`, a

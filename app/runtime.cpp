@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "app/control_loop.hpp"
+#include "app/desired_state.hpp"
 #include "app/ike_config.hpp"
 #include "app/logging.hpp"
 #include "app/options.hpp"
@@ -105,6 +106,7 @@ bool Runtime::create_gateway() {
 bool Runtime::start_ike() {
   bool ok = true;
   conns_.add_static_connections(cfg_);
+  if (opts_.api) return start_api();
   auto confs = ike_connection_configs(cfg_);
   if (!confs.empty()) {
     ike_ = std::make_unique<ike::Daemon>(gw_->datagram_sender(), gw_->installer(), ike_clock_);
@@ -128,6 +130,48 @@ bool Runtime::start_ike() {
   return ok;
 }
 
+bool Runtime::start_api() {
+  const model::Environment env = gateway_environment(cfg_);
+  auto desired = load_desired_state(opts_.config, opts_.state_file, env);
+  if (!desired.ok()) {
+    APP_LOG(ERR, "%s", desired.error().c_str());
+    return false;
+  }
+  APP_LOG(INFO, "desired state from the %s: %zu connection(s)", desired->source.c_str(),
+          desired->state.ipsec_site_connections.size());
+  ike_ = std::make_unique<ike::Daemon>(gw_->datagram_sender(), gw_->installer(), ike_clock_);
+  gw_->set_datagram_handler(ike_.get());
+  const IkeGatewayParams gwp{cfg_.vpnservice.external_v4_ip, cfg_.vpnservice.unprotected.mtu};
+  // The data plane's conn_ids 1..N are the configuration's (static SAs); the API's follow.
+  const auto first_id = static_cast<std::uint32_t>(cfg_.ipsec_site_connections.size() + 1);
+  reconciler_ = std::make_unique<Reconciler>(*ike_, gw_->installer(), conns_, env, gwp, first_id);
+  reconciler_->apply(model::diff(model::State{}, desired->state, env), desired->state);
+
+  if (!opts_.state_file.empty()) store_ = std::make_unique<model::Store>(opts_.state_file);
+  else APP_LOG(WARNING, "no --state-file: changes made through the API are lost at exit");
+  handler_ = std::make_unique<api::ApiHandler>(std::move(desired->state), env, store_.get());
+  handler_->log_sink([](const std::string& line) { APP_LOG(INFO, "api: %s", line.c_str()); });
+  handler_->on_change([this](const std::vector<model::ConnectionChange>& changes,
+                             const model::State&, const model::State& next) {
+    reconciler_->apply(changes, next);
+  });
+  handler_->status_source([this](const std::string& id) { return reconciler_->status(id); });
+  api::ServerOptions so;
+  if (auto r = api::parse_listen(opts_.api_listen, so); !r.ok()) {
+    APP_LOG(ERR, "--api-listen: %s", r.error().c_str());
+    return false;
+  }
+  api_ = std::make_unique<api::ApiServer>(*handler_, so);
+  if (auto r = api_->start(); !r.ok()) {
+    APP_LOG(ERR, "cannot serve the API on %s: %s (--api-listen to change, --no-api to go without)",
+            opts_.api_listen.c_str(), r.error().c_str());
+    return false;
+  }
+  APP_LOG(INFO, "Neutron VPNaaS v2.0 API on http://%s:%d", so.host.c_str(), api_->port());
+  publish_connections(conns_.current_rows(ike_.get()));
+  return true;
+}
+
 void Runtime::register_telemetry() const {
   if (cfg_.dataplane.telemetry) app::register_telemetry();
 }
@@ -139,13 +183,15 @@ bool Runtime::run(unsigned stats_interval_s) {
     return false;
   }
   APP_LOG(INFO, "ipsecgw running (SIGINT/SIGTERM to stop)");
-  ControlLoop loop(*gw_, ike_.get(), conns_, std::chrono::seconds(stats_interval_s));
+  ControlLoop loop(*gw_, ike_.get(), conns_, std::chrono::seconds(stats_interval_s), api_.get());
   loop.run(g_stop_signal);
   APP_LOG(INFO, "signal %d: stopping", static_cast<int>(g_stop_signal));
   return true;
 }
 
 void Runtime::shutdown() {
+  if (api_) api_->stop();  // no request reaches the handler from here on
+  api_.reset();
   if (!gw_) return;
   gw_->stop();
   std::printf("=== ipsecgw counters ===\n%s", gw_->report().c_str());
@@ -157,6 +203,8 @@ void Runtime::shutdown() {
   std::fflush(stdout);
   publish_connections({});
   gw_->set_datagram_handler(nullptr);
+  handler_.reset();
+  reconciler_.reset();
   ike_.reset();  // before the gateway: it holds the gateway's sender and installer
   gw_.reset();   // frees the SAs and wipes their keys
 }

@@ -8,8 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "app/api/server.hpp"
 #include "app/config.hpp"
 #include "app/connections.hpp"
+#include "app/model/store.hpp"
+#include "app/options.hpp"
+#include "app/reconciler.hpp"
 #include "dataplane/gateway.hpp"
 #include "ike/daemon.hpp"
 #include "ike/ike_sa.hpp"
@@ -21,7 +25,7 @@ bool init_eal(std::vector<std::string> eal_args);
 
 class Runtime {
  public:
-  explicit Runtime(const Config& cfg) : cfg_(cfg) {}
+  Runtime(const Config& cfg, const Options& opts) : cfg_(cfg), opts_(opts) {}
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
   ~Runtime() { shutdown(); }
@@ -32,6 +36,11 @@ class Runtime {
   // An IKE daemon for the enabled connections without manual_keys, fed the IKE datagrams the
   // data plane punts; publishes the connections' first status rows.
   bool start_ike();
+  // With the API (opts.api): the IKE daemon's connections come from the desired-state model
+  // (app/desired_state.*) through the reconciler instead of the configuration alone, and the
+  // Neutron VPNaaS API is served on opts.api_listen; false when the model does not load or
+  // the API cannot listen. Called by start_ike().
+  bool start_api();
   // Registers /ipsecgw/connections when the configuration enables telemetry.
   void register_telemetry() const;
   // Installs the SIGINT/SIGTERM handlers, starts the workers and runs the control loop until
@@ -43,10 +52,17 @@ class Runtime {
 
  private:
   const Config& cfg_;
+  const Options& opts_;
   std::unique_ptr<dp::Gateway> gw_;
   ike::SteadyClock ike_clock_;
-  std::unique_ptr<ike::Daemon> ike_;  // null when every connection has manual keys
+  std::unique_ptr<ike::Daemon> ike_;  // null when every connection has manual keys (no API)
   ConnectionStatus conns_;
+  // The API (opts_.api): the state file, the request handler, its HTTP server, and the
+  // reconciler applying each change to ike_.
+  std::unique_ptr<model::Store> store_;
+  std::unique_ptr<Reconciler> reconciler_;
+  std::unique_ptr<api::ApiHandler> handler_;
+  std::unique_ptr<api::ApiServer> api_;
 };
 
 }  // namespace ipsecgw::app

@@ -91,7 +91,8 @@ std::string join(const std::vector<std::string>& v) {
 
 }  // namespace
 
-Result<State> parse_state(std::string_view yaml_text, const Environment& env) {
+Result<State> parse_state(std::string_view yaml_text, const Environment& env,
+                          bool skip_manual_keys) {
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml_text));
@@ -181,6 +182,7 @@ Result<State> parse_state(std::string_view yaml_text, const Environment& env) {
       errors.push_back(path + ": must be a mapping");
       continue;
     }
+    if (item.contains("manual_keys") && skip_manual_keys) continue;
     if (item.contains("manual_keys")) {
       errors.push_back(path + ".manual_keys: not supported by the API's model yet (static SAs "
                               "come from the gateway's config file only)");

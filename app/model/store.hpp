@@ -19,7 +19,10 @@ namespace ipsecgw::model {
 
 // Parses the Neutron sections; validates each object with the model's rules (errors name
 // "ikepolicies[1].lifetime.value: ..."), then the whole state. Keeps stored ids.
-Result<State> parse_state(std::string_view yaml_text, const Environment& env);
+// skip_manual_keys: connections with manual_keys (static SAs, the gateway's config file only)
+// are left out instead of refused -- the gateway reading its config file's Neutron sections.
+Result<State> parse_state(std::string_view yaml_text, const Environment& env,
+                          bool skip_manual_keys = false);
 // The YAML text save() writes.
 std::string emit_state(const State& s);
 

@@ -1,0 +1,85 @@
+// The reconciler: the last step of "request -> model -> diff -> per-connection action". On the
+// control thread it turns model::diff's ConnectionChanges into operations on the IKE daemon,
+// one connection at a time; the other connections are never touched.
+//
+// plan() (pure, unit-tested) decides the actions:
+//   created, enabled          -> add (IKE connection with its trap policy)
+//   created, disabled         -> add disabled (drop policy: a trap no IKE answers)
+//   deleted                   -> remove (Delete to the peer, SAs and policy gone)
+//   disabled / enabled        -> remove, then add disabled / enabled
+//   updated, SA fields        -> remove, then add (renegotiates; break-before-make today)
+//   updated, other fields     -> in place (no renegotiation; see apply_in_place)
+// A connection is identified by its model id (UUID); its IKE daemon name is its model name when
+// that is non-empty and unused, else the id, fixed while the IKE connection exists.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "app/connections.hpp"
+#include "app/ike_config.hpp"
+#include "app/model/diff.hpp"
+#include "app/model/model.hpp"
+#include "dataplane/api/sa_installer.hpp"
+#include "ike/daemon.hpp"
+
+namespace ipsecgw::app {
+
+struct Action {
+  enum class Kind : std::uint8_t { kAdd, kRemove, kUpdateInPlace };
+  Kind kind = Kind::kAdd;
+  std::string id;        // the connection's model id
+  bool enabled = false;  // kAdd: admin up (negotiate) or down (drop policy only)
+  bool operator==(const Action&) const = default;
+};
+const char* to_string(Action::Kind k) noexcept;
+
+// The actions for a diff, in order; each names one connection of the diff.
+std::vector<Action> plan(const std::vector<model::ConnectionChange>& changes);
+
+// Neutron's status of an IKE state: DOWN, PENDING_CREATE, ACTIVE, ERROR.
+const char* neutron_status(ike::ConnState s) noexcept;
+
+class Reconciler {
+ public:
+  // first_conn_id: the data plane's conn_id of the first connection added (those below are
+  // the configuration file's static ones).
+  Reconciler(ike::Daemon& ike, dp::SaInstaller& installer, ConnectionStatus& conns,
+             model::Environment env, IkeGatewayParams gw, std::uint32_t first_conn_id)
+      : ike_(ike), installer_(installer), conns_(conns), env_(std::move(env)), gw_(gw),
+        next_conn_id_(first_conn_id) {}
+
+  // Applies the changes between two states (the API's on_change hook; at start, diff of the
+  // empty state and the loaded one).
+  void apply(const std::vector<model::ConnectionChange>& changes, const model::State& next);
+  // Neutron status of a connection: DOWN when disabled, ERROR when IKE refused it, else the
+  // IKE daemon's state.
+  std::string status(const std::string& id) const;
+  // Every connection removed (Delete sent for each SA): the clean shutdown.
+  void remove_all();
+
+ private:
+  struct Entry {
+    std::string ike_name;  // "" when IKE refused the connection
+    std::uint32_t conn_id = 0;
+    bool enabled = false;
+    bool drop_trap = false;  // a disabled connection's drop policy, installed by us
+    std::string error;
+  };
+  void add(const model::State& next, const std::string& id, bool enabled);
+  void remove(const std::string& id);
+  void apply_in_place(const model::State& next, const std::string& id);
+  std::string ike_name_for(const model::SiteConnection& c) const;
+
+  ike::Daemon& ike_;
+  dp::SaInstaller& installer_;
+  ConnectionStatus& conns_;
+  model::Environment env_;
+  IkeGatewayParams gw_;
+  std::uint32_t next_conn_id_;
+  std::map<std::string, Entry> entries_;  // by model id
+};
+
+}  // namespace ipsecgw::app
