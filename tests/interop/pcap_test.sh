@@ -75,7 +75,7 @@ LOG="$WORK/gw.log"
   --file-prefix="$PREFIX" -l 0-1 --log-level=lib.eal:warning \
   --vdev=net_pcap0,rx_pcap=unprot_in.pcap,tx_pcap=unprot_out.pcap \
   --vdev=net_pcap1,rx_pcap=prot_in.pcap,tx_pcap=prot_out.pcap \
-  -- --config config.yaml --stats-interval 1) </dev/null >"$LOG" 2>&1 &
+  -- --config config.yaml --stats-interval 1 --no-api) </dev/null >"$LOG" 2>&1 &
 GW_PID=$!
 
 # Wait (at most 30 s) until ESP out/in reach what the inputs should give; a gateway that puts
