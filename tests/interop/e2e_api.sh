@@ -11,7 +11,9 @@
 # Checks: status reaches ACTIVE in `vpn ipsec site connection show`, and in the vpnservice;
 # ping through the tunnel; `set --disable` -> DOWN, strongSwan's CHILD SA deleted, pings
 # neither answered nor seen in the clear on the public link; `set --enable` -> ACTIVE again
-# and ping; `delete` -> gone from the list; the state file is mode 0600.
+# and ping; restart with the state file -> the connection is back, ACTIVE, ping; `delete` ->
+# gone from the list, and then (control) its traffic is forwarded in the clear as configured;
+# the state file is mode 0600.
 #
 # usage: e2e_api.sh IPSECGW_BINARY   (root; IG_KEEP=1 keeps logs and pcaps)
 # exit: 0 pass, 1 fail, 77 skip (not root / no strongSwan / no openstack client)
@@ -122,6 +124,17 @@ os vpn ipsec site connection set --enable site-b && ig_pass "set --enable" || ig
 out=$(wait_conn ACTIVE 40) && ig_pass "connection show: ACTIVE" || ig_fail "connection show: not ACTIVE ($out)"
 ig_wait_ping hostA "$SS_HOST" 15 && ig_ping_check "ping hostA -> $SS_HOST" hostA "$SS_HOST" 5 ||
   ig_fail "no ping after enable"
+
+ig_step "restart: the state file brings the connection back"
+ig_gw_stop A
+[ "${IG_GW_RC[A]}" = 0 ] && ig_pass "stopped, exit 0" || ig_fail "exit ${IG_GW_RC[A]}"
+ig_gw_start A "$IG_WORK/gwA.yaml" --state-file "$STATE" || { ig_fail "restart"; ig_finish e2e_api; }
+grep -aq "desired state from the state file" "$LOG" && ig_pass "loaded from the state file" ||
+  ig_fail "not loaded from the state file"
+out=$(wait_conn ACTIVE 40) && ig_pass "connection show after restart: ACTIVE" ||
+  ig_fail "after restart: not ACTIVE ($out)"
+ig_wait_ping hostA "$SS_HOST" 15 && ig_ping_check "ping hostA -> $SS_HOST" hostA "$SS_HOST" 5 ||
+  ig_fail "no ping after restart"
 
 ig_step "delete"
 os vpn ipsec site connection delete site-b && ig_pass "delete" || ig_fail "delete"
