@@ -47,6 +47,12 @@ expect bad-stats-interval 2 "'--stats-interval' is invalid" \
   "$bin" -l 0-1 -- --config "$examples/gw-a-static.yaml" --stats-interval abc
 expect bad-log-level 2 "'--log-level' is invalid" \
   "$bin" -l 0-1 -- --config "$examples/gw-a-static.yaml" --log-level loud
+expect bad-api-listen 2 "'--api-listen' is invalid" \
+  "$bin" -l 0-1 -- --config "$examples/gw-a-static.yaml" --api-listen 127.0.0.1
+expect bad-api-port 2 "'--api-listen' is invalid" \
+  "$bin" -l 0-1 -- --config "$examples/gw-a-static.yaml" --api-listen 127.0.0.1:70000
+expect help-api 0 'api-listen' "$bin" --help
+expect help-state-file 0 'state-file' "$bin" --help
 expect missing-config 2 "'--config' is required" "$bin" -l 0-1
 expect stray-argument 2 "unexpected argument 'gw.yaml'" "$bin" -l 0-1 -- gw.yaml
 
