@@ -91,6 +91,141 @@ std::string join(const std::vector<std::string>& v) {
 
 }  // namespace
 
+namespace {
+
+// The top-level keys of a state or config file that the model reads; any other is an error.
+std::vector<std::string> check_top_level(const json& doc) {
+  static constexpr std::string_view kKnown[] = {
+      "vpnservice", "vpnservices", "ikepolicies", "ipsecpolicies", "endpoint_groups",
+      "ipsec_site_connections", "dataplane"};
+  std::vector<std::string> errors;
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), it.key()) == std::end(kKnown))
+      errors.push_back(it.key() + ": unknown key (allowed: vpnservice, vpnservices, ikepolicies, "
+                                  "ipsecpolicies, endpoint_groups, ipsec_site_connections, "
+                                  "dataplane)");
+    else if (it.key() != "vpnservice" && it.key() != "dataplane" && !it->is_null() &&
+             !it->is_array())
+      errors.push_back(it.key() + ": must be a list");
+  }
+  return errors;
+}
+
+// Builds a State from a parsed document, one section at a time, through the model's own
+// create() so the file and the API share every check.
+class StateLoader {
+ public:
+  StateLoader(const json& doc, const Environment& env) : doc_(doc), env_(env) {}
+
+  void policies_groups_services() {
+    each("ikepolicies", Kind::kIkePolicy);
+    each("ipsecpolicies", Kind::kIpsecPolicy);
+    // In the config file an endpoint group's type is optional (cidr); the API requires it.
+    json list = section("endpoint_groups");
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      json item = list[i];
+      if (item.is_object() && !item.contains("type")) item["type"] = "cidr";
+      add(Kind::kEndpointGroup, item, "endpoint_groups[" + std::to_string(i) + "]");
+    }
+    each("vpnservices", Kind::kVpnService);
+    if (doc_.contains("vpnservice") && doc_["vpnservice"].is_object()) config_vpnservice();
+  }
+
+  void connections(bool skip_manual_keys) {
+    json conns = section("ipsec_site_connections");
+    for (std::size_t i = 0; i < conns.size(); ++i) {
+      std::string path = "ipsec_site_connections[" + std::to_string(i) + "]";
+      json item = conns[i];
+      if (!item.is_object()) {
+        errors_.push_back(path + ": must be a mapping");
+        continue;
+      }
+      if (item.contains("manual_keys") && skip_manual_keys) continue;
+      if (item.contains("manual_keys")) {
+        errors_.push_back(path + ".manual_keys: not supported by the API's model yet (static SAs "
+                                 "come from the gateway's config file only)");
+        continue;
+      }
+      if (resolve_references(item, path)) add(Kind::kConnection, item, path);
+    }
+  }
+
+  std::vector<std::string>& errors() { return errors_; }
+  State& state() { return s_; }
+
+ private:
+  json section(const char* key) const {
+    if (!doc_.contains(key) || doc_[key].is_null()) return json::array();
+    return doc_[key];
+  }
+
+  void add(Kind k, const json& item, const std::string& path) {
+    Options opt{true, path};
+    auto r = create(s_, env_, k, item, opt);
+    if (r.ok())
+      s_ = std::move(r.next);
+    else
+      add_error(errors_, *r.error);
+  }
+
+  void each(const char* key, Kind k) {
+    json list = section(key);
+    for (std::size_t i = 0; i < list.size(); ++i)
+      add(k, list[i], std::string(key) + "[" + std::to_string(i) + "]");
+  }
+
+  // The config file's single vpnservice (its ports, routes ... are the gateway's, not the
+  // model's): one vpnservice on the gateway's router and the subnet it names.
+  void config_vpnservice() {
+    const json& v = doc_["vpnservice"];
+    json item = json::object();
+    for (auto k : {"name", "description", "admin_state_up"})
+      if (v.contains(k)) item[k] = v[k];
+    if (!item.contains("name")) item["name"] = "vpnservice";
+    item["router_id"] = env_.router_id;
+    std::string subnet_id;
+    if (v.contains("subnet") && v["subnet"].is_string()) {
+      for (auto& sn : env_.subnets)
+        if (sn.cidr == v["subnet"].get<std::string>()) subnet_id = sn.id;
+    } else if (!env_.subnets.empty()) {
+      subnet_id = env_.subnets.front().id;
+    }
+    if (!subnet_id.empty()) item["subnet_id"] = subnet_id;
+    add(Kind::kVpnService, item, "vpnservice");
+  }
+
+  // The file's references (by name or id) become the API's *_id fields. False on an error.
+  bool resolve_references(json& item, const std::string& path) {
+    auto ref = [&](const char* file_key, const char* api_key, const auto& vec, const char* what) {
+      if (!item.contains(file_key)) return;
+      const json v = item[file_key];
+      item.erase(file_key);
+      if (!v.is_string()) {
+        errors_.push_back(path + "." + file_key + ": must be a name or id");
+        return;
+      }
+      if (auto id = resolve(vec, v.get<std::string>(), what, path + "." + file_key, errors_))
+        item[api_key] = *id;
+    };
+    const std::size_t before = errors_.size();
+    ref("ikepolicy", "ikepolicy_id", s_.ikepolicies, "ikepolicy");
+    ref("ipsecpolicy", "ipsecpolicy_id", s_.ipsecpolicies, "ipsecpolicy");
+    ref("local_ep_group", "local_ep_group_id", s_.endpoint_groups, "endpoint group");
+    ref("peer_ep_group", "peer_ep_group_id", s_.endpoint_groups, "endpoint group");
+    ref("vpnservice", "vpnservice_id", s_.vpnservices, "vpnservice");
+    if (!item.contains("vpnservice_id") && s_.vpnservices.size() == 1)
+      item["vpnservice_id"] = s_.vpnservices.front().id;
+    return errors_.size() == before;
+  }
+
+  const json& doc_;
+  const Environment& env_;
+  State s_;
+  std::vector<std::string> errors_;
+};
+
+}  // namespace
+
 Result<State> parse_state(std::string_view yaml_text, const Environment& env,
                           bool skip_manual_keys) {
   YAML::Node root;
@@ -100,120 +235,23 @@ Result<State> parse_state(std::string_view yaml_text, const Environment& env,
     return make_error("YAML syntax error at line " + std::to_string(e.mark.line + 1) +
                       ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
   }
-  State s;
-  if (!root || root.IsNull()) return s;
+  if (!root || root.IsNull()) return State{};
   if (!root.IsMap()) return make_error("(top level): must be a mapping");
-  std::vector<std::string> errors;
   json doc;
   try {
     doc = to_json(root);
   } catch (const YAML::Exception& e) {
     return make_error(std::string("(top level): unexpected YAML structure: ") + e.msg);
   }
-  for (auto it = doc.begin(); it != doc.end(); ++it) {
-    static constexpr std::string_view kKnown[] = {
-        "vpnservice", "vpnservices", "ikepolicies", "ipsecpolicies", "endpoint_groups",
-        "ipsec_site_connections", "dataplane"};
-    if (std::find(std::begin(kKnown), std::end(kKnown), it.key()) == std::end(kKnown))
-      errors.push_back(it.key() + ": unknown key (allowed: vpnservice, vpnservices, ikepolicies, "
-                                  "ipsecpolicies, endpoint_groups, ipsec_site_connections, "
-                                  "dataplane)");
-    else if (it.key() != "vpnservice" && it.key() != "dataplane" && !it->is_null() &&
-             !it->is_array())
-      errors.push_back(it.key() + ": must be a list");
-  }
-  if (!errors.empty()) return make_error(join(errors));
+  if (auto errors = check_top_level(doc); !errors.empty()) return make_error(join(errors));
 
-  auto section = [&](const char* key) -> json {
-    if (!doc.contains(key) || doc[key].is_null()) return json::array();
-    return doc[key];
-  };
-  auto add = [&](Kind k, const json& item, const std::string& path) {
-    Options opt{true, path};
-    auto r = create(s, env, k, item, opt);
-    if (r.ok())
-      s = std::move(r.next);
-    else
-      add_error(errors, *r.error);
-  };
-  auto each = [&](const char* key, Kind k) {
-    json list = section(key);
-    for (std::size_t i = 0; i < list.size(); ++i)
-      add(k, list[i], std::string(key) + "[" + std::to_string(i) + "]");
-  };
-  each("ikepolicies", Kind::kIkePolicy);
-  each("ipsecpolicies", Kind::kIpsecPolicy);
-  {
-    // In the config file an endpoint group's type is optional (cidr); the API requires it.
-    json list = section("endpoint_groups");
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      json item = list[i];
-      if (item.is_object() && !item.contains("type")) item["type"] = "cidr";
-      add(Kind::kEndpointGroup, item, "endpoint_groups[" + std::to_string(i) + "]");
-    }
-  }
-  each("vpnservices", Kind::kVpnService);
-  // The config file's single vpnservice (its ports, routes ... are the gateway's, not the
-  // model's): one vpnservice on the gateway's router and the subnet it names.
-  if (doc.contains("vpnservice") && doc["vpnservice"].is_object()) {
-    const json& v = doc["vpnservice"];
-    json item = json::object();
-    for (auto k : {"name", "description", "admin_state_up"})
-      if (v.contains(k)) item[k] = v[k];
-    if (!item.contains("name")) item["name"] = "vpnservice";
-    item["router_id"] = env.router_id;
-    std::string subnet_id;
-    if (v.contains("subnet") && v["subnet"].is_string()) {
-      for (auto& sn : env.subnets)
-        if (sn.cidr == v["subnet"].get<std::string>()) subnet_id = sn.id;
-    } else if (!env.subnets.empty()) {
-      subnet_id = env.subnets.front().id;
-    }
-    if (!subnet_id.empty()) item["subnet_id"] = subnet_id;
-    add(Kind::kVpnService, item, "vpnservice");
-  }
-  if (!errors.empty()) return make_error(join(errors));
-
-  json conns = section("ipsec_site_connections");
-  for (std::size_t i = 0; i < conns.size(); ++i) {
-    std::string path = "ipsec_site_connections[" + std::to_string(i) + "]";
-    json item = conns[i];
-    if (!item.is_object()) {
-      errors.push_back(path + ": must be a mapping");
-      continue;
-    }
-    if (item.contains("manual_keys") && skip_manual_keys) continue;
-    if (item.contains("manual_keys")) {
-      errors.push_back(path + ".manual_keys: not supported by the API's model yet (static SAs "
-                              "come from the gateway's config file only)");
-      continue;
-    }
-    // The file's references (by name or id) become the API's *_id fields.
-    auto ref = [&](const char* file_key, const char* api_key, const auto& vec, const char* what) {
-      if (!item.contains(file_key)) return;
-      const json v = item[file_key];
-      item.erase(file_key);
-      if (!v.is_string()) {
-        errors.push_back(path + "." + file_key + ": must be a name or id");
-        return;
-      }
-      if (auto id = resolve(vec, v.get<std::string>(), what, path + "." + file_key, errors))
-        item[api_key] = *id;
-    };
-    std::size_t before = errors.size();
-    ref("ikepolicy", "ikepolicy_id", s.ikepolicies, "ikepolicy");
-    ref("ipsecpolicy", "ipsecpolicy_id", s.ipsecpolicies, "ipsecpolicy");
-    ref("local_ep_group", "local_ep_group_id", s.endpoint_groups, "endpoint group");
-    ref("peer_ep_group", "peer_ep_group_id", s.endpoint_groups, "endpoint group");
-    ref("vpnservice", "vpnservice_id", s.vpnservices, "vpnservice");
-    if (!item.contains("vpnservice_id") && s.vpnservices.size() == 1)
-      item["vpnservice_id"] = s.vpnservices.front().id;
-    if (errors.size() != before) continue;
-    add(Kind::kConnection, item, path);
-  }
-  if (!errors.empty()) return make_error(join(errors));
-  if (auto e = validate(s, env)) return make_error(e->message);
-  return s;
+  StateLoader loader(doc, env);
+  loader.policies_groups_services();
+  if (!loader.errors().empty()) return make_error(join(loader.errors()));
+  loader.connections(skip_manual_keys);
+  if (!loader.errors().empty()) return make_error(join(loader.errors()));
+  if (auto e = validate(loader.state(), env)) return make_error(e->message);
+  return std::move(loader.state());
 }
 
 std::string emit_state(const State& s) {
