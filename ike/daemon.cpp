@@ -16,8 +16,9 @@ const char* to_string(ConnState s) {
   return "?";
 }
 
-Daemon::Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clock& clock)
-    : ctx_{&sender, &installer, &clock} {}
+Daemon::Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clock& clock,
+               KeySource* keys)
+    : ctx_{&sender, &installer, &clock, &counters_, keys != nullptr ? keys : &default_keys_} {}
 
 Daemon::~Daemon() = default;
 
@@ -244,6 +245,7 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
   if (h->exchange != static_cast<std::uint8_t>(ExchangeType::kIdentityProtection) ||
       h->rcookie != kZero || (h->flags & kFlagEncryption) || h->message_id != 0) {
     log(LogLevel::kDebug, "no IKE SA for " + hex(h->icookie) + "_" + hex(h->rcookie));
+    ++counters_.bad_cookie_drops;
     return;
   }
   for (auto& c : conns_) {

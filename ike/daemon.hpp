@@ -29,7 +29,9 @@ constexpr Millis kRetryAfterFailure{30000};
 
 class Daemon final : public dp::DatagramHandler {
  public:
-  Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clock& clock);
+  // `keys` (optional) replaces the DH and nonce source (tests, fuzzing); it must outlive us.
+  Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clock& clock,
+         KeySource* keys = nullptr);
   ~Daemon() override;
 
   // Also installs the connection's trap policy (dp::SaInstaller::install_trap) when it is
@@ -50,6 +52,8 @@ class Daemon final : public dp::DatagramHandler {
   // peer.
   void tick();
   ConnectionStatus status(const std::string& name) const;
+  // What was dropped or refused, and why (for telemetry).
+  const IkeCounters& counters() const { return counters_; }
   std::vector<std::string> connection_names() const;
 
  private:
@@ -69,6 +73,8 @@ class Daemon final : public dp::DatagramHandler {
   void reap(Conn& c);
   void start(Conn& c);
 
+  IkeCounters counters_;
+  KeySource default_keys_;
   IkeContext ctx_;
   std::vector<std::unique_ptr<Conn>> conns_;
 };

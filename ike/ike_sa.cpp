@@ -245,6 +245,15 @@ void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
     resend_last();
     return;
   }
+  // Every message after MM1 carries the exact responder cookie (RFC 2408 §2.5.3): ours as
+  // responder, the one MM2 gave us as initiator. Anything else is not this SA's: no work.
+  static const Cookie kZero{};
+  const bool rcookie_known = role_ == Role::kResponder ? state_ != State::kInit : rcookie_ != kZero;
+  if (rcookie_known && h.rcookie != rcookie_) {
+    log(LogLevel::kDebug, tag() + ": message with another responder cookie dropped");
+    count(&IkeCounters::bad_cookie_drops);
+    return;
+  }
   switch (static_cast<ExchangeType>(h.exchange)) {
     case ExchangeType::kInformational: handle_informational(d, h); return;
     case ExchangeType::kIdentityProtection: handle_main_mode(d, h, in); return;

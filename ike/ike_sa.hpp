@@ -43,10 +43,36 @@ class SteadyClock final : public Clock {
   }
 };
 
+// What the daemon dropped or refused, and why (Daemon::counters()). Each is a count of events.
+struct IkeCounters {
+  std::uint64_t bad_cookie_drops = 0;      // responder cookie not the one issued / known
+  std::uint64_t half_open_created = 0;     // responder state created by an MM1
+  std::uint64_t half_open_peer_cap = 0;    // oldest half-open of a peer evicted (per-peer cap)
+  std::uint64_t half_open_global_cap = 0;  // oldest half-open evicted (global cap)
+  std::uint64_t unknown_peer_drops = 0;    // MM1 from an address no connection has
+  std::uint64_t unauthenticated_drops = 0; // undecryptable / unprotected error messages ignored
+  std::uint64_t replay_drops = 0;          // authenticated message id seen before
+  std::uint64_t mid_cap_rekeys = 0;        // message-id memory full: phase 1 re-established
+  std::uint64_t quick_mode_cap_drops = 0;  // QM1 over the per-connection in-flight / SA cap
+  std::uint64_t dh_failures = 0;           // DH key generation failed (that SA failed)
+  std::uint64_t peer_id_mismatches = 0;    // authenticated peer ID not the configured peer_id
+  std::uint64_t on_demand_dpd = 0;         // R-U-THERE sent because ESP flowed out unanswered
+};
+
+// Key material sources, injectable (tests: failures; fuzzing: fixed values).
+class KeySource {
+ public:
+  virtual ~KeySource() = default;
+  virtual Result<crypto::DhKeyPair> dh(crypto::DhGroup g) { return crypto::DhKeyPair::generate(g); }
+  virtual Bytes nonce(std::size_t n) { return crypto::random_bytes(n); }
+};
+
 struct IkeContext {
   dp::DatagramSender* sender = nullptr;
   dp::SaInstaller* installer = nullptr;
   const Clock* clock = nullptr;
+  IkeCounters* counters = nullptr;
+  KeySource* keys = nullptr;
 };
 
 enum class Role : std::uint8_t { kInitiator, kResponder };
@@ -167,6 +193,9 @@ class IkeSa {
   struct Phase1;
   struct Quick;
 
+  void count(std::uint64_t IkeCounters::*c) const {
+    if (ctx_.counters != nullptr) ++(ctx_.counters->*c);
+  }
   // framing, dispatch (ike_sa.cpp)
   Header header(ExchangeType ex, std::uint32_t mid = 0) const;
   void send(Bytes msg, bool expect_reply);
