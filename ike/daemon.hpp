@@ -26,6 +26,12 @@ struct ConnectionStatus {
 
 // After a failed attempt, a bi-directional connection initiates again after this delay.
 constexpr Millis kRetryAfterFailure{30000};
+// Half-open responder negotiations (an MM1 received, the initiator not yet authenticated by
+// MM5) live in a table of their own, apart from the connection's SAs: they never block or
+// replace our own negotiations. At most kMaxHalfOpen in all and kMaxHalfOpenPerPeer per peer
+// address; a new MM1 over a cap evicts the oldest one (counted in IkeCounters).
+constexpr std::size_t kMaxHalfOpen = 128;
+constexpr std::size_t kMaxHalfOpenPerPeer = 8;
 
 class Daemon final : public dp::DatagramHandler {
  public:
@@ -66,6 +72,19 @@ class Daemon final : public dp::DatagramHandler {
     bool contacted = false;    // an ISAKMP SA was established with this peer before
     bool trapped = false;      // its trap policy is installed in the data plane
   };
+  struct HalfOpen {
+    Conn* conn;
+    std::unique_ptr<IkeSa> sa;
+  };
+  // Responder cookie for an MM1 (RFC 2408 §2.5.3): from a local secret and the peer's
+  // address, port and initiator cookie.
+  Cookie responder_cookie(const dp::UdpEndpoint& peer, const Cookie& icookie) const;
+  bool to_half_open(const dp::DatagramView& d, const Header& h);
+  void new_half_open(Conn& c, const dp::DatagramView& d, const Header& h);
+  void evict_half_open(dp::Ipv4 peer);
+  // After a half-open SA was handled or ticked: promoted when established, dropped when failed.
+  void settle_half_open(std::size_t i);
+  void promote(Conn& c, std::unique_ptr<IkeSa> sa);
   void housekeeping(Conn& c, Millis now);
   void on_event(const dp::SaEvent& e);
   void on_acquire(Conn& c);
@@ -77,6 +96,8 @@ class Daemon final : public dp::DatagramHandler {
   KeySource default_keys_;
   IkeContext ctx_;
   std::vector<std::unique_ptr<Conn>> conns_;
+  std::vector<HalfOpen> half_open_;  // oldest first
+  crypto::SecureBytes cookie_secret_;
 };
 
 }  // namespace ipsecgw::ike

@@ -119,6 +119,8 @@ class IkeSa {
   IkeSa(const IkeSa&) = delete;
   IkeSa& operator=(const IkeSa&) = delete;
 
+  // Responder, before the first handle(): the cookie to issue (Daemon derives it).
+  void set_responder_cookie(const Cookie& c) { rcookie_ = c; }
   // Initiator: sends MM1.
   void start();
   // Every datagram for this SA's cookies.

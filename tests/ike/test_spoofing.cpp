@@ -45,5 +45,49 @@ TEST_F(Quiet, Mm3WithoutOurResponderCookieIsDroppedBeforeAnyDhWork) {
   expect_both_active(p);
 }
 
+// A copy of `mm1` under another initiator cookie, as a spoofer would send it.
+Bytes respoofed(Bytes mm1, std::uint8_t tag) {
+  for (int i = 0; i < 8; ++i) mm1[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(tag + i);
+  return mm1;
+}
+
+// B (the higher address) initiates; before its MM1 reaches A, a spoofed MM1 "from A" reaches
+// B. It must not make B abandon its own negotiation (simultaneous-initiation yield).
+TEST_F(Quiet, SpoofedMm1DoesNotTearDownOurOwnInitiatorSa) {
+  Pair p;
+  auto ca = make_conn(true, {}, {});
+  ca.initiator = InitiatorMode::kResponseOnly;
+  auto cb = make_conn(false, {}, {});
+  cb.initiator = InitiatorMode::kBidirectional;
+  ASSERT_TRUE(p.a.add_connection(std::move(ca)).ok());
+  ASSERT_TRUE(p.b.add_connection(std::move(cb)).ok());
+  p.b.tick();
+  ASSERT_EQ(p.net.q.size(), 1u);
+  const Packet mm1 = p.net.q.front();
+  p.b.on_datagram({mm1.from, {kAddrA, 500}, respoofed(mm1.data, 0x40)});
+  p.pump();
+  expect_both_active(p);
+}
+
+// Spoofed MM1s from the peer's address (more than the per-peer cap) before our first tick:
+// they neither stop our own initiation nor grow without bound.
+TEST_F(Quiet, SpoofedMm1FloodNeitherBlocksOurInitiationNorGrowsUnbounded) {
+  Pair p(kDefaults);
+  p.a.tick();  // A's MM1, taken as the template of the flood and then discarded
+  const Packet mm1 = p.net.q.front();
+  p.net.q.clear();
+  ASSERT_TRUE(p.a.remove_connection("site").ok());
+  ASSERT_TRUE(p.a.add_connection(make_conn(true, {}, {})).ok());
+  const std::size_t n = kMaxHalfOpenPerPeer + 12;
+  for (std::size_t i = 0; i < n; ++i)
+    p.a.on_datagram(
+        {{kAddrA, 500}, {kAddrB, 500}, respoofed(mm1.data, static_cast<std::uint8_t>(i * 8))});
+  EXPECT_EQ(p.a.counters().half_open_created, n);
+  EXPECT_EQ(p.a.counters().half_open_peer_cap, n - kMaxHalfOpenPerPeer);
+  p.net.q.clear();  // the MM2s to the spoofed source
+  p.initiate();     // the half-open entries do not make the connection "busy"
+  expect_both_active(p);
+}
+
 }  // namespace
 }  // namespace ipsecgw::ike::test
