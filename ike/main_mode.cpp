@@ -147,7 +147,9 @@ TaskStatus IkeSa::mm_process2(const Message& m) {
     fail("no proposal chosen");  // the responder chose something we did not offer
     return TaskStatus::kFailed;
   }
-  p1_->lifetime_s = *life;
+  // Not covered by HASH_R: a longer lifetime than we offered is taken as ours (RFC 2409
+  // §4.5 leaves it to policy; we never run longer than configured).
+  p1_->lifetime_s = std::min(*life, cfg_->ike.lifetime_s);
   mm_note_vendor_ids(m);
   mm_build3();
   return TaskStatus::kNeedMore;

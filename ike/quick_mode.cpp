@@ -291,7 +291,7 @@ TaskStatus IkeSa::qm_process2(Quick& q, const Message& m) {
   auto life = esp_transform_matches(props[0].transforms[0], cfg_->ipsec, encap_mode());
   if (!life) return qm_fail(q, "no proposal chosen", 0);
   q.spi_out = get32(props[0].spi.data());
-  q.lifetime_s = responder_lifetime(m, *life);
+  q.lifetime_s = responder_lifetime(m, std::min(*life, cfg_->ipsec.lifetime_s));
   auto gxy = q.dh->shared_secret(body->ke);
   if (!gxy) return qm_fail(q, "QM2: " + gxy.error(), notify::kInvalidKeyInformation);
   q.gxy = std::move(*gxy);

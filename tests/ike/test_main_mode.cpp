@@ -222,5 +222,37 @@ TEST_F(Quiet, SimultaneousInitiationEndsWithOnePairInEachDirection) {
   EXPECT_EQ(p.ib.sas.size(), 2u);
 }
 
+// The responder's phase-1 SA payload (MM2) is not covered by HASH_R: an on-path attacker may
+// raise its lifetime. As initiator we keep the shorter of it and ours (as the responder does).
+TEST_F(Quiet, InitiatorKeepsItsPhase1LifetimeWhenMm2OffersALongerOne) {
+  IkePolicy ike;
+  ike.lifetime_s = 3600;
+  Pair p(ike, IpsecPolicy{});
+  p.net.filter = [](Packet& pk) {
+    auto m = parse_message(pk.data);
+    if (pk.from.addr != kAddrB || !m || m->find(PayloadType::kSa) == nullptr) return true;
+    auto sa = parse_sa(m->find(PayloadType::kSa)->body).value();
+    for (auto& a : sa.proposals[0].transforms[0].attrs)
+      if (a.type == 12) a = Attribute::integer(12, 0xffffffffULL);  // Life Duration
+    PayloadChain c;
+    for (const auto& pl : m->payloads)
+      c.add(pl.type, pl.type == PayloadType::kSa ? build_sa(sa) : pl.body);
+    pk.data = build_message(m->hdr, c);
+    return true;
+  };
+  std::vector<std::string> lines;
+  set_log_sink([&](LogLevel, std::string_view l) { lines.emplace_back(l); });
+  p.initiate();
+  set_log_sink([](LogLevel, std::string_view) {});
+  expect_both_active(p);
+  bool seen = false;
+  for (const auto& l : lines)
+    if (l.find("ISAKMP SA established (initiator)") != std::string::npos) {
+      seen = true;
+      EXPECT_NE(l.find("lifetime 3600s"), std::string::npos) << l;
+    }
+  EXPECT_TRUE(seen);
+}
+
 }  // namespace
 }  // namespace ipsecgw::ike::test
