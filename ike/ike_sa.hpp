@@ -231,7 +231,7 @@ class IkeSa {
   void mm_send(const PayloadChain& c, State next, bool expect_reply);
   void mm_send_ke_nonce(const Bytes& ke, const Bytes& nonce, State next, bool expect_reply);
   bool mm_take_ke_nonce_derive(const Message& m, const char* which, std::uint16_t notify_type);
-  Bytes mm_fresh_dh_nonce(Bytes& my_nonce);
+  std::optional<Bytes> mm_fresh_dh_nonce(Bytes& my_nonce);
   TaskStatus phase1_established(const char* role);
 
   // Phase-1 keys and hashes (phase1_keys.cpp)

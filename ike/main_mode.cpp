@@ -75,12 +75,17 @@ void IkeSa::mm_note_vendor_ids(const Message& m) {
   }
 }
 
-// Our DH key pair and nonce for MM3/MM4; returns our public value.
-Bytes IkeSa::mm_fresh_dh_nonce(Bytes& my_nonce) {
-  auto kp = crypto::DhKeyPair::generate(cfg_->ike.group);
-  if (!kp) std::abort();
+// Our DH key pair and nonce for MM3/MM4; returns our public value. A failed key generation
+// fails this SA (never the process): nullopt.
+std::optional<Bytes> IkeSa::mm_fresh_dh_nonce(Bytes& my_nonce) {
+  auto kp = ctx_.keys->dh(cfg_->ike.group);
+  if (!kp) {
+    count(&IkeCounters::dh_failures);
+    fail("DH key generation failed: " + kp.error());
+    return std::nullopt;
+  }
   p1_->dh.emplace(std::move(*kp));
-  my_nonce = crypto::random_bytes(kNonceLen);
+  my_nonce = ctx_.keys->nonce(kNonceLen);
   return p1_->dh->public_value();
 }
 
@@ -180,7 +185,11 @@ bool IkeSa::mm_take_ke_nonce_derive(const Message& m, const char* which,
   (initiator ? p.gxr : p.gxi) = k->body;
   (initiator ? p.nr : p.ni) = n->body;
   check_nat_d(m);
-  if (!initiator) p.gxr = mm_fresh_dh_nonce(p.nr);
+  if (!initiator) {
+    auto ke = mm_fresh_dh_nonce(p.nr);
+    if (!ke) return false;
+    p.gxr = std::move(*ke);
+  }
   if (auto r = derive_phase1_keys(); !r) {
     fail(std::string(which) + ": " + r.error(), notify_type);
     return false;
@@ -190,7 +199,9 @@ bool IkeSa::mm_take_ke_nonce_derive(const Message& m, const char* which,
 
 // Initiator: MM3 = HDR, KE, Ni, NAT-D, NAT-D.
 void IkeSa::mm_build3() {
-  p1_->gxi = mm_fresh_dh_nonce(p1_->ni);
+  auto ke = mm_fresh_dh_nonce(p1_->ni);
+  if (!ke) return;
+  p1_->gxi = std::move(*ke);
   mm_send_ke_nonce(p1_->gxi, p1_->ni, State::kMm3Sent, true);
 }
 

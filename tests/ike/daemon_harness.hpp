@@ -107,6 +107,18 @@ class FakeInstaller final : public dp::SaInstaller {
   std::uint32_t next_spi_;
 };
 
+// The real key source, or failing DH key generation while `fail_dh` is set.
+class FlakyKeys final : public KeySource {
+ public:
+  Result<crypto::DhKeyPair> dh(crypto::DhGroup g) override {
+    ++dh_calls;
+    if (fail_dh) return make_error("injected failure");
+    return KeySource::dh(g);
+  }
+  bool fail_dh = false;
+  int dh_calls = 0;
+};
+
 class Network {
  public:
   std::deque<Packet> q;
@@ -146,7 +158,8 @@ struct Pair {
   Network net;
   FakeSender sa{net}, sb{net};
   FakeInstaller ia{0x1000}, ib{0x2000};
-  Daemon a{sa, ia, clock}, b{sb, ib, clock};
+  FlakyKeys ka, kb;
+  Daemon a{sa, ia, clock, &ka}, b{sb, ib, clock, &kb};
 
   Pair() = default;  // connections added by the test
   Pair(const IkePolicy& ike, const IpsecPolicy& ipsec) { add(ike, ipsec, ike, ipsec); }
