@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -279,9 +280,11 @@ class IkeSa {
   // false when the ISAKMP SA is gone (deleted by the peer, or failed)
   bool informational_delete(const DeletePayload& d);
   void mm5_answered_with_informational(const dp::DatagramView& d, const Header& h);
-  // Message ids of the peer's authenticated informational and Quick Mode exchanges (the last
-  // kPeerMidMemory): a repeated one is a replay (RFC 2409 §5.5: each exchange has a unique id).
-  static constexpr std::size_t kPeerMidMemory = 256;
+  // Message ids of the peer's authenticated informational and Quick Mode exchanges, all of
+  // them for the life of the ISAKMP SA: a repeated one is a replay (RFC 2409 §5.5: each
+  // exchange has a unique id). At kPeerMidRekeyAt the ISAKMP SA wants re-establishment
+  // (wants_reauth); from kPeerMidMax on, new exchanges are refused (as replays).
+  static constexpr std::size_t kPeerMidRekeyAt = 2048, kPeerMidMax = 4096;
   bool peer_mid_seen(std::uint32_t mid) const;
   void note_peer_mid(std::uint32_t mid);
 
@@ -315,7 +318,7 @@ class IkeSa {
   bool peer_nat_t_ = false, peer_nat_t_draft_ = false, peer_dpd_ = false;
   bool nat_local_ = false, nat_remote_ = false;
   bool authenticated_in_ = false;  // the message being handled passed its HASH check
-  std::vector<std::uint32_t> peer_mids_;
+  std::unordered_set<std::uint32_t> peer_mids_;
   int mm5_rejections_ = 0;  // undecryptable informationals received in answer to MM5
 
   // DPD state (RFC 3706 §7: sequence numbers, ACK must echo the R-U-THERE's)

@@ -37,11 +37,16 @@ void IkeSa::send_informational(PayloadType t, const Bytes& body) {
 }
 
 bool IkeSa::peer_mid_seen(std::uint32_t mid) const {
-  return std::find(peer_mids_.begin(), peer_mids_.end(), mid) != peer_mids_.end();
+  const bool seen = peer_mids_.size() >= kPeerMidMax || peer_mids_.count(mid) != 0;
+  if (seen) count(&IkeCounters::replay_drops);
+  return seen;
 }
 void IkeSa::note_peer_mid(std::uint32_t mid) {
-  if (peer_mids_.size() >= kPeerMidMemory) peer_mids_.erase(peer_mids_.begin());
-  peer_mids_.push_back(mid);
+  peer_mids_.insert(mid);
+  if (peer_mids_.size() == kPeerMidRekeyAt) {
+    log(LogLevel::kInfo, tag() + ": message-id memory at its limit: ISAKMP SA wants renewal");
+    count(&IkeCounters::mid_cap_rekeys);
+  }
 }
 
 // A protected informational: HASH(1) must verify and its message id must be new. Marks the

@@ -47,5 +47,37 @@ TEST_F(Quiet, DhFailureInAQuickModeRekeyKeepsTheCurrentChildSa) {
   EXPECT_EQ(p.a.status("site").child->spi_in, spi);
 }
 
+
+// An authentic informational (B's R-U-THERE) replayed after hundreds of later ones is still
+// a replay: the message-id memory lasts as long as the ISAKMP SA.
+TEST_F(Quiet, InformationalReplayedAfterManyLaterOnesIsStillDropped) {
+  Pair p;
+  auto ca = make_conn(true, {}, {});
+  ca.dpd = {DpdAction::kHold, 100000, 200000};  // A never probes
+  auto cb = make_conn(false, {}, {});
+  cb.dpd = {DpdAction::kHold, 1, 1000};  // B probes every second
+  ASSERT_TRUE(p.a.add_connection(std::move(ca)).ok());
+  ASSERT_TRUE(p.b.add_connection(std::move(cb)).ok());
+  std::optional<Packet> first;
+  int from_a = 0;
+  p.net.filter = [&](Packet& pk) {
+    if (!is_exchange(pk, ExchangeType::kInformational)) return true;
+    if (pk.from.addr == kAddrB && !first) first = pk;
+    if (pk.from.addr == kAddrA) ++from_a;
+    return true;
+  };
+  p.initiate();
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  p.run_for(300000, 1000);
+  ASSERT_TRUE(first);
+  ASSERT_GT(from_a, 280);  // A acknowledged each probe
+  const int acks = from_a;
+  const auto replays = p.a.counters().replay_drops;
+  p.a.on_datagram({first->to, first->from, first->data});
+  p.pump();
+  EXPECT_EQ(from_a, acks) << "A acknowledged a replayed R-U-THERE";
+  EXPECT_EQ(p.a.counters().replay_drops, replays + 1);
+}
+
 }  // namespace
 }  // namespace ipsecgw::ike::test
