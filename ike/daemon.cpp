@@ -399,6 +399,14 @@ void Daemon::tick() {
   }
 }
 
+std::size_t Daemon::sas_holding_spent_secrets() const {
+  std::size_t n = 0;
+  for (const auto& c : conns_)
+    for (const auto& sa : c->sas)
+      n += (sa->established() || sa->failed()) && sa->holds_phase1_secrets();
+  return n;
+}
+
 ConnectionStatus Daemon::status(const std::string& name) const {
   ConnectionStatus st;
   const Conn* c = find_conn(name);

@@ -60,6 +60,9 @@ class Daemon final : public dp::DatagramHandler {
   ConnectionStatus status(const std::string& name) const;
   // What was dropped or refused, and why (for telemetry).
   const IkeCounters& counters() const { return counters_; }
+  // How many IKE SAs (established or failed) still hold phase-1 secrets beyond SKEYID_d/a/e
+  // (DH private key, g^xy, SKEYID): zero (key hygiene; for tests and audits).
+  std::size_t sas_holding_spent_secrets() const;
   std::vector<std::string> connection_names() const;
 
  private:

@@ -192,6 +192,7 @@ void IkeSa::fail(const std::string& reason, std::uint16_t notify_type) {
   if (notify_type != 0) send_plain_notify(notify_type);
   failure_ = reason;
   state_ = State::kFailed;
+  wipe_phase1_secrets();
   waiting_ = false;
   for (auto& [mid, q] : qms_) {
     if (q->spi_reserved) {

@@ -185,6 +185,9 @@ class IkeSa {
     return children_.current() ? children_.installed_at() : Millis{0};
   }
   bool established() const { return p1_established_; }
+  // Our phase-1 DH private key, g^xy or SKEYID is still in memory (key hygiene checks: once
+  // phase 1 is done or failed only SKEYID_d/a/e and Ka remain).
+  bool holds_phase1_secrets() const;
   // INITIAL-CONTACT (RFC 2407 §4.6.3.3): sent in MM5 when set before start(); received: the
   // peer forgot all earlier state (cleared by the daemon after it acted).
   void set_initial_contact(bool v) { send_initial_contact_ = v; }
@@ -237,6 +240,7 @@ class IkeSa {
 
   // Phase-1 keys and hashes (phase1_keys.cpp)
   Result<void> derive_phase1_keys();
+  void wipe_phase1_secrets();
   Bytes nat_d(const dp::UdpEndpoint& ep) const;
   void add_nat_d(PayloadChain& c) const;
   void check_nat_d(const Message& m);

@@ -279,6 +279,7 @@ TaskStatus IkeSa::mm_process6(const Message& m) {
 
 TaskStatus IkeSa::phase1_established(const char* role) {
   p1_->last_p1_iv = p1_->iv;
+  wipe_phase1_secrets();  // only SKEYID_d/a/e and Ka stay for the life of the ISAKMP SA
   state_ = State::kPhase1Done;
   p1_started_lifetime();
   log(LogLevel::kInfo, tag() + ": ISAKMP SA established (" + role + "), lifetime " +

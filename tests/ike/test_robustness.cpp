@@ -79,5 +79,15 @@ TEST_F(Quiet, InformationalReplayedAfterManyLaterOnesIsStillDropped) {
   EXPECT_EQ(p.a.counters().replay_drops, replays + 1);
 }
 
+
+// Key hygiene: once phase 1 is up, the DH private key, g^xy and SKEYID are gone on both sides.
+TEST_F(Quiet, Phase1SecretsBeyondSkeyidDaeAreWipedOnceEstablished) {
+  Pair p(kDefaults);
+  p.initiate();
+  expect_both_active(p);
+  EXPECT_EQ(p.a.sas_holding_spent_secrets(), 0u);
+  EXPECT_EQ(p.b.sas_holding_spent_secrets(), 0u);
+}
+
 }  // namespace
 }  // namespace ipsecgw::ike::test
