@@ -110,7 +110,8 @@ void Daemon::housekeeping(Conn& c, Millis now) {
     }
   }
   // Phase 1 re-established before it expires (a new Main Mode, then a new Quick Mode under it).
-  if (c.cfg.admin_state_up) {
+  // A response-only connection never initiates: its peer re-establishes.
+  if (c.cfg.admin_state_up && c.cfg.initiator == InitiatorMode::kBidirectional) {
     for (std::size_t i = 0; i < c.sas.size(); ++i) {
       if (!c.sas[i]->wants_reauth(now)) continue;
       log(LogLevel::kInfo, c.sas[i]->tag() + ": ISAKMP SA soft lifetime reached: re-establishing");
@@ -200,7 +201,8 @@ void Daemon::reap(Conn& c) {
       c.last_error = (*it)->failure();
       c.retry_at = ctx_.clock->now() + kRetryAfterFailure;
       if ((*it)->dead_peer()) {
-        if (c.cfg.dpd.action == DpdAction::kRestart) {
+        if (c.cfg.dpd.action == DpdAction::kRestart &&
+            c.cfg.initiator == InitiatorMode::kBidirectional) {
           log(LogLevel::kInfo, c.cfg.name + ": DPD action restart: initiating again");
           c.restart_now = true;
         } else {

@@ -50,7 +50,7 @@ class Daemon final : public dp::DatagramHandler {
   void on_datagram(const dp::DatagramView& d) override;
   // Retransmissions, DPD (RFC 3706), reaping failed SAs, auto-initiation of bi-directional
   // connections. A dead peer's SAs are deleted; DPD action "restart" initiates again at once
-  // (also for response-only connections, like strongSwan's dpd_action=restart), "hold" leaves
+  // (a response-only connection never initiates: it acts as hold), "hold" leaves
   // the connection down (ERROR "dead peer detected (DPD)") until the peer initiates or traffic
   // for it hits the trap. Data-plane acquires (kAcquire: a packet matched the trap while the
   // connection had no SA) start a negotiation for a bi-directional connection that has none

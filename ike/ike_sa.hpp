@@ -237,6 +237,7 @@ class IkeSa {
   bool mm_take_ke_nonce_derive(const Message& m, const char* which, std::uint16_t notify_type);
   std::optional<Bytes> mm_fresh_dh_nonce(Bytes& my_nonce);
   TaskStatus phase1_established(const char* role);
+  bool peer_id_matches(ByteView id_body);
 
   // Phase-1 keys and hashes (phase1_keys.cpp)
   Result<void> derive_phase1_keys();

@@ -243,11 +243,32 @@ void IkeSa::mm_build5() {
   send(seal(header(ExchangeType::kIdentityProtection), c, p1_->iv), true);
 }
 
+// Is the peer's (authenticated) ID payload the configured peer_id? (RFC 2407 §4.6.2.1:
+// ID_IPV4_ADDR, ID_FQDN, ID_USER_FQDN.) An unset peer_id accepts any.
+bool IkeSa::peer_id_matches(ByteView id_body) {
+  if (cfg_->peer_id.empty()) return true;
+  auto id = parse_id(id_body);
+  std::string got;
+  if (id && id->id_type == kIdIpv4Addr && id->data.size() == 4)
+    got = dp::format_ipv4(get32(id->data.data()));
+  else if (id && (id->id_type == kIdFqdn || id->id_type == kIdUserFqdn))
+    got.assign(id->data.begin(), id->data.end());
+  if (got == cfg_->peer_id) return true;
+  count(&IkeCounters::peer_id_mismatches);
+  log(LogLevel::kWarn, tag() + ": peer ID '" + got + "' is not the configured '" +
+                           cfg_->peer_id + "'");
+  return false;
+}
+
 // Responder: MM5, verify HASH_I.
 TaskStatus IkeSa::mm_process5(const Message& m) {
   const auto* id = m.find(PayloadType::kId);
   if (id == nullptr || !hash_payload_matches(m.find(PayloadType::kHash), hash_i(id->body))) {
     fail("authentication failed", notify::kAuthenticationFailed);
+    return TaskStatus::kFailed;
+  }
+  if (!peer_id_matches(id->body)) {
+    fail("peer ID mismatch", notify::kInvalidIdInformation);
     return TaskStatus::kFailed;
   }
   for (const auto* np : m.find_all(PayloadType::kNotify))
@@ -271,6 +292,10 @@ TaskStatus IkeSa::mm_process6(const Message& m) {
   const auto* id = m.find(PayloadType::kId);
   if (id == nullptr || !hash_payload_matches(m.find(PayloadType::kHash), hash_r(id->body))) {
     fail("authentication failed");
+    return TaskStatus::kFailed;
+  }
+  if (!peer_id_matches(id->body)) {
+    fail("peer ID mismatch");
     return TaskStatus::kFailed;
   }
   waiting_ = false;
