@@ -97,6 +97,7 @@ constexpr int kMaxRetransmits = 4;
 // Delete notification. An incomplete negotiation as responder is dropped after kHalfOpenTimeout.
 constexpr unsigned kRekeyMarginPct = 10, kRekeyJitterPct = 5, kPassiveMarginPct = 3;
 constexpr Millis kRekeyGrace{5000};
+constexpr Millis kBadAuthGrace{10000};
 constexpr Millis kHalfOpenTimeout{60000};
 // Our rekey Quick Mode is given up after this long without completing (then retried).
 constexpr Millis kRekeyAbandonAfter{30000};
@@ -325,6 +326,13 @@ class IkeSa {
   bool authenticated_in_ = false;  // the message being handled passed its HASH check
   std::unordered_set<std::uint32_t> peer_mids_;
   int mm5_rejections_ = 0;  // undecryptable informationals received in answer to MM5
+  // What unauthenticated messages suggest went wrong (an unprotected error notify, an MM5/MM6
+  // that does not decrypt or verify: a wrong PSK). Never a reason to fail at once (anyone
+  // can send them); it becomes the failure reason when the exchange times out, which for a
+  // responder that got a bad MM5 is kBadAuthGrace later (the real MM5 would have come).
+  std::string diagnosis_;
+  Millis diagnosis_deadline_{Millis::max()};
+  void diagnose(const std::string& what, bool responder_deadline);
 
   // DPD state (RFC 3706 §7: sequence numbers, ACK must echo the R-U-THERE's)
   Millis last_alive_{0};           // last authenticated message or inbound ESP from the peer

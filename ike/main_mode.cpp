@@ -264,8 +264,8 @@ bool IkeSa::peer_id_matches(ByteView id_body) {
 TaskStatus IkeSa::mm_process5(const Message& m) {
   const auto* id = m.find(PayloadType::kId);
   if (id == nullptr || !hash_payload_matches(m.find(PayloadType::kHash), hash_i(id->body))) {
-    fail("authentication failed", notify::kAuthenticationFailed);
-    return TaskStatus::kFailed;
+    diagnose("authentication failed", true);  // wrong PSK, or not the peer's message
+    return TaskStatus::kNeedMore;
   }
   if (!peer_id_matches(id->body)) {
     fail("peer ID mismatch", notify::kInvalidIdInformation);
@@ -291,8 +291,8 @@ void IkeSa::mm_build6() {
 TaskStatus IkeSa::mm_process6(const Message& m) {
   const auto* id = m.find(PayloadType::kId);
   if (id == nullptr || !hash_payload_matches(m.find(PayloadType::kHash), hash_r(id->body))) {
-    fail("authentication failed");
-    return TaskStatus::kFailed;
+    diagnose("authentication failed", false);  // fails when MM5's retransmissions run out
+    return TaskStatus::kNeedMore;
   }
   if (!peer_id_matches(id->body)) {
     fail("peer ID mismatch");

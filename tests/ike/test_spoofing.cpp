@@ -89,5 +89,30 @@ TEST_F(Quiet, SpoofedMm1FloodNeitherBlocksOurInitiationNorGrowsUnbounded) {
   expect_both_active(p);
 }
 
+
+// Unprotected error notifies and undecryptable "encrypted" messages under our cookies (an
+// on-path injector knows them) do not abort a negotiation: counted, ignored.
+TEST_F(Quiet, UnauthenticatedNotifiesAndGarbageDoNotAbortANegotiation) {
+  Pair p(kDefaults);
+  int injected = 0;
+  p.net.filter = [&](Packet& pk) {
+    auto h = parse_header(pk.data);
+    if (!h || pk.from.addr != kAddrB || injected >= 6) return true;
+    ++injected;
+    Header e = *h;
+    e.exchange = static_cast<std::uint8_t>(ExchangeType::kInformational);
+    e.message_id = 0x01020304u + static_cast<std::uint32_t>(injected);
+    PayloadChain c;
+    c.add(PayloadType::kNotify, build_notify({1, kProtoIsakmp, notify::kNoProposalChosen, {}, {}}));
+    const Bytes forged = injected % 2 ? build_message(e, c) : undecryptable_message(e, 0x5a);
+    p.net.q.push_front({pk.from, pk.to, forged});  // delivered just before the real one
+    return true;
+  };
+  p.initiate();
+  p.run_for(20000, 1000);
+  expect_both_active(p);
+  EXPECT_GE(p.a.counters().unauthenticated_drops, 3u);
+}
+
 }  // namespace
 }  // namespace ipsecgw::ike::test
