@@ -103,6 +103,9 @@ constexpr Millis kHalfOpenTimeout{60000};
 constexpr Millis kRekeyAbandonAfter{30000};
 // NAT keepalive (RFC 3948 §2.3): one 0xFF byte to the peer's 4500 from the side behind a NAT.
 constexpr Millis kNatKeepaliveInterval{20000};
+// On-demand DPD: an R-U-THERE at once when our outbound ESP flows but nothing authenticated
+// (IKE or inbound ESP) has come from the peer for this long.
+constexpr Millis kOnDemandDpdAfter{2000};
 
 class IkeSa {
  public:
@@ -337,6 +340,7 @@ class IkeSa {
   // DPD state (RFC 3706 §7: sequence numbers, ACK must echo the R-U-THERE's)
   Millis last_alive_{0};           // last authenticated message or inbound ESP from the peer
   std::uint64_t last_in_packets_ = 0;
+  std::uint64_t last_out_packets_ = 0;
   std::uint32_t dpd_seq_ = 0;      // last R-U-THERE sequence number sent
   std::uint32_t dpd_first_seq_ = 0;  // first one of the unanswered run
   bool dpd_outstanding_ = false;

@@ -84,13 +84,14 @@ class FakeInstaller final : public dp::SaInstaller {
   }
   std::map<std::uint32_t, std::pair<dp::Ipv4Prefix, dp::Ipv4Prefix>> traps;
   std::optional<dp::SaCounters> query_sa(dp::Direction d, std::uint32_t) override {
-    if (!report_counters || d != dp::Direction::kInbound) return std::nullopt;
+    if (!report_counters) return std::nullopt;
     dp::SaCounters c;
-    c.packets = in_packets;
+    c.packets = d == dp::Direction::kInbound ? in_packets : out_packets;
     return c;
   }
   bool report_counters = false;
-  std::uint64_t in_packets = 0;  // what query_sa reports for inbound SAs
+  std::uint64_t in_packets = 0;   // what query_sa reports for inbound SAs
+  std::uint64_t out_packets = 0;  // and for outbound ones
   std::vector<dp::SaEvent> poll_events() override { return std::exchange(events, {}); }
   const dp::SaSpec* find(dp::Direction d) const {
     for (const auto& s : sas)
