@@ -112,6 +112,7 @@ std::vector<ike::ConnectionConfig> ike_connection_configs(const Config& cfg) {
     k.id = static_cast<std::uint32_t>(i + 1);
     k.local_addr = cfg.vpnservice.external_v4_ip;
     k.peer_addr = c.peer_address;
+    k.peer_id = c.peer_id;
     k.local_subnet = c.local_cidrs.front();  // the parser allows exactly one of each
     k.peer_subnet = c.peer_cidrs.front();
     k.psk = c.psk.clone();

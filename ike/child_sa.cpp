@@ -82,7 +82,8 @@ void IkeSa::p1_started_lifetime() {
 
 bool IkeSa::wants_reauth(Millis now) const {
   return p1_established_ && !replaced_ && !done_ && state_ != State::kFailed &&
-         retire_at_ == Millis::max() && now >= p1_soft_;
+         retire_at_ == Millis::max() &&
+         (now >= p1_soft_ || peer_mids_.size() >= kPeerMidRekeyAt);
 }
 
 void IkeSa::retire_at(Millis at) {

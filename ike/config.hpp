@@ -42,6 +42,9 @@ struct ConnectionConfig {
   std::uint32_t id = 0;  // conn_id carried into SaSpec
   dp::Ipv4 local_addr = 0;
   dp::Ipv4 peer_addr = 0;
+  // The identity the peer must prove in its ID payload (MM5/MM6): an IPv4 address in dotted
+  // form (ID_IPV4_ADDR), else an FQDN or user@FQDN. Empty: not checked.
+  std::string peer_id;
   dp::Ipv4Prefix local_subnet;
   dp::Ipv4Prefix peer_subnet;
   crypto::SecureBytes psk;

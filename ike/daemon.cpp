@@ -16,8 +16,10 @@ const char* to_string(ConnState s) {
   return "?";
 }
 
-Daemon::Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clock& clock)
-    : ctx_{&sender, &installer, &clock} {}
+Daemon::Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clock& clock,
+               KeySource* keys)
+    : ctx_{&sender, &installer, &clock, &counters_, keys != nullptr ? keys : &default_keys_},
+      cookie_secret_(crypto::random_bytes(32)) {}
 
 Daemon::~Daemon() = default;
 
@@ -55,6 +57,7 @@ Result<void> Daemon::remove_connection(const std::string& name) {
   if (c.trapped)
     if (auto r = ctx_.installer->remove_trap(c.cfg.id); !r)
       log(LogLevel::kWarn, c.cfg.name + ": removing the trap policy: " + r.error());
+  std::erase_if(half_open_, [&](const HalfOpen& h) { return h.conn == &c; });
   log(LogLevel::kInfo, c.cfg.name + ": connection removed");
   conns_.erase(it);
   return {};
@@ -107,7 +110,8 @@ void Daemon::housekeeping(Conn& c, Millis now) {
     }
   }
   // Phase 1 re-established before it expires (a new Main Mode, then a new Quick Mode under it).
-  if (c.cfg.admin_state_up) {
+  // A response-only connection never initiates: its peer re-establishes.
+  if (c.cfg.admin_state_up && c.cfg.initiator == InitiatorMode::kBidirectional) {
     for (std::size_t i = 0; i < c.sas.size(); ++i) {
       if (!c.sas[i]->wants_reauth(now)) continue;
       log(LogLevel::kInfo, c.sas[i]->tag() + ": ISAKMP SA soft lifetime reached: re-establishing");
@@ -197,7 +201,8 @@ void Daemon::reap(Conn& c) {
       c.last_error = (*it)->failure();
       c.retry_at = ctx_.clock->now() + kRetryAfterFailure;
       if ((*it)->dead_peer()) {
-        if (c.cfg.dpd.action == DpdAction::kRestart) {
+        if (c.cfg.dpd.action == DpdAction::kRestart &&
+            c.cfg.initiator == InitiatorMode::kBidirectional) {
           log(LogLevel::kInfo, c.cfg.name + ": DPD action restart: initiating again");
           c.restart_now = true;
         } else {
@@ -240,37 +245,125 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
       return;
     }
   }
+  if (to_half_open(d, *h)) return;
   // A new Main Mode from a configured peer (RFC 2409 §5: MM1 has a zero responder cookie).
   if (h->exchange != static_cast<std::uint8_t>(ExchangeType::kIdentityProtection) ||
       h->rcookie != kZero || (h->flags & kFlagEncryption) || h->message_id != 0) {
     log(LogLevel::kDebug, "no IKE SA for " + hex(h->icookie) + "_" + hex(h->rcookie));
+    ++counters_.bad_cookie_drops;
     return;
   }
   for (auto& c : conns_) {
     if (c->cfg.peer_addr != d.remote.addr || !c->cfg.admin_state_up) continue;
-    // Both sides initiated at once: rather than two ISAKMP SAs each with a CHILD SA pair (of
-    // which one would have to be deleted again), the side with the higher address abandons its
-    // own negotiation while it has produced nothing yet and answers the peer's. The peer's
-    // half-open responder state for ours times out (kHalfOpenTimeout).
-    const bool only_pending_own = !c->sas.empty() && std::all_of(
-        c->sas.begin(), c->sas.end(), [](const auto& s) {
-          return s->role() == Role::kInitiator && !s->child() && !s->failed() && !s->replaced();
-        });
-    if (only_pending_own && c->cfg.local_addr > c->cfg.peer_addr) {
-      log(LogLevel::kInfo, c->cfg.name + ": simultaneous initiation: yielding to the peer's");
-      for (auto& s : c->sas) s->teardown(true);  // Delete for an ISAKMP SA we may have got
-      c->sas.clear();
-    }
-    auto sa = std::make_unique<IkeSa>(Role::kResponder, c->cfg, ctx_, d.local, d.remote);
-    IkeSa* p = sa.get();
-    c->sas.push_back(std::move(sa));
-    p->handle(d, *h);
-    housekeeping(*c, ctx_.clock->now());
-    reap(*c);
+    new_half_open(*c, d, *h);
     return;
   }
+  ++counters_.unknown_peer_drops;
   log(LogLevel::kInfo, "main mode from unknown peer " + dp::format_ipv4(d.remote.addr) +
                            " ignored");
+}
+
+Cookie Daemon::responder_cookie(const dp::UdpEndpoint& peer, const Cookie& icookie) const {
+  const Bytes addr{static_cast<std::uint8_t>(peer.addr >> 24),
+                   static_cast<std::uint8_t>(peer.addr >> 16),
+                   static_cast<std::uint8_t>(peer.addr >> 8), static_cast<std::uint8_t>(peer.addr),
+                   static_cast<std::uint8_t>(peer.port >> 8), static_cast<std::uint8_t>(peer.port)};
+  const auto mac = crypto::prf(crypto::HashAlg::kSha256, cookie_secret_.span(), {addr, icookie});
+  Cookie c{};
+  std::copy_n(mac.data(), c.size(), c.begin());
+  return c;
+}
+
+// A message for a half-open responder negotiation: the exact cookie pair, or (an MM1
+// retransmission) our initiator cookie with a zero responder cookie from the same endpoint.
+bool Daemon::to_half_open(const dp::DatagramView& d, const Header& h) {
+  static const Cookie kZero{};
+  for (std::size_t i = 0; i < half_open_.size(); ++i) {
+    IkeSa& sa = *half_open_[i].sa;
+    if (sa.icookie() != h.icookie) continue;
+    const bool mm1_again = h.rcookie == kZero && sa.remote().addr == d.remote.addr &&
+                           sa.remote().port == d.remote.port;
+    if (h.rcookie != sa.rcookie() && !mm1_again) continue;
+    sa.handle(d, h);
+    settle_half_open(i);
+    return true;
+  }
+  return false;
+}
+
+// MM1 from a configured peer: a new half-open entry, evicting the oldest over a cap.
+void Daemon::new_half_open(Conn& c, const dp::DatagramView& d, const Header& h) {
+  evict_half_open(d.remote.addr);
+  auto sa = std::make_unique<IkeSa>(Role::kResponder, c.cfg, ctx_, d.local, d.remote);
+  sa->set_responder_cookie(responder_cookie(d.remote, h.icookie));
+  ++counters_.half_open_created;
+  half_open_.push_back({&c, std::move(sa)});
+  half_open_.back().sa->handle(d, h);
+  settle_half_open(half_open_.size() - 1);
+}
+
+void Daemon::evict_half_open(dp::Ipv4 peer) {
+  std::size_t of_peer = 0;
+  for (const auto& ho : half_open_) of_peer += ho.sa->remote().addr == peer;
+  if (of_peer >= kMaxHalfOpenPerPeer) {
+    auto it = std::find_if(half_open_.begin(), half_open_.end(),
+                           [&](const HalfOpen& ho) { return ho.sa->remote().addr == peer; });
+    log(LogLevel::kDebug, it->sa->tag() + ": half-open limit per peer: evicted");
+    half_open_.erase(it);
+    ++counters_.half_open_peer_cap;
+  }
+  if (half_open_.size() >= kMaxHalfOpen) {
+    log(LogLevel::kDebug, half_open_.front().sa->tag() + ": half-open limit: evicted");
+    half_open_.erase(half_open_.begin());
+    ++counters_.half_open_global_cap;
+  }
+}
+
+void Daemon::settle_half_open(std::size_t i) {
+  IkeSa& sa = *half_open_[i].sa;
+  Conn& c = *half_open_[i].conn;
+  if (sa.failed()) {
+    // What the peer's own attempt ran into is the connection's news (wrong PSK, no proposal
+    // chosen), but it never delays our own initiation; a silent half-open entry is not news.
+    if (sa.failure() != "negotiation timed out") c.last_error = sa.failure();
+    half_open_.erase(half_open_.begin() + static_cast<std::ptrdiff_t>(i));
+    return;
+  }
+  if (!sa.established()) return;
+  std::unique_ptr<IkeSa> p = std::move(half_open_[i].sa);
+  half_open_.erase(half_open_.begin() + static_cast<std::ptrdiff_t>(i));
+  promote(c, std::move(p));
+}
+
+// The peer authenticated (MM5) a negotiation it started. If we started one too (simultaneous
+// initiation), one of the two goes, decided on authenticated evidence only: rather than two
+// ISAKMP SAs each with a CHILD SA pair, the side with the higher address abandons its own
+// negotiation while it has produced no CHILD SA; the lower side keeps its own when the peer
+// has answered it (the peer abandons its negotiation) and deletes the peer's.
+void Daemon::promote(Conn& c, std::unique_ptr<IkeSa> sa) {
+  auto own_pending = [](const std::unique_ptr<IkeSa>& s) {
+    return s->role() == Role::kInitiator && !s->child() && !s->failed() && !s->done() &&
+           !s->replaced();
+  };
+  const bool pending = std::any_of(c.sas.begin(), c.sas.end(), own_pending);
+  const bool answered = std::any_of(c.sas.begin(), c.sas.end(), [&](const auto& s) {
+    return own_pending(s) && s->state() != IkeSa::State::kMm1Sent;
+  });
+  if (pending && c.cfg.local_addr < c.cfg.peer_addr && answered) {
+    log(LogLevel::kInfo,
+        sa->tag() + ": simultaneous initiation: keeping ours, deleting the peer's");
+    sa->teardown(true);
+    return;
+  }
+  if (pending) {
+    log(LogLevel::kInfo, c.cfg.name + ": simultaneous initiation: yielding to the peer's");
+    for (auto& s : c.sas)
+      if (own_pending(s)) s->teardown(true);
+    std::erase_if(c.sas, own_pending);
+  }
+  c.sas.push_back(std::move(sa));
+  housekeeping(c, ctx_.clock->now());
+  reap(c);
 }
 
 void Daemon::tick() {
@@ -278,6 +371,10 @@ void Daemon::tick() {
   // Sequence-number exhaustion and volume limits come from the data plane (RFC 4303 §3.3.3:
   // a new SA before the counter cycles).
   for (const auto& e : ctx_.installer->poll_events()) on_event(e);
+  for (std::size_t i = half_open_.size(); i-- > 0;) {
+    half_open_[i].sa->tick(now);
+    settle_half_open(i);
+  }
   for (auto& c : conns_) {
     // A replaced ISAKMP SA about to be retired: its CHILD SAs' Deletes also go out under the
     // newest ISAKMP SA, since the peer may have moved them there (strongSwan adopts IKEv1
@@ -304,6 +401,14 @@ void Daemon::tick() {
   }
 }
 
+std::size_t Daemon::sas_holding_spent_secrets() const {
+  std::size_t n = 0;
+  for (const auto& c : conns_)
+    for (const auto& sa : c->sas)
+      n += (sa->established() || sa->failed()) && sa->holds_phase1_secrets();
+  return n;
+}
+
 ConnectionStatus Daemon::status(const std::string& name) const {
   ConnectionStatus st;
   const Conn* c = find_conn(name);
@@ -318,6 +423,8 @@ ConnectionStatus Daemon::status(const std::string& name) const {
   }
   for (const auto& sa : c->sas)
     if (!sa->failed() && !sa->done()) st.state = ConnState::kPending;
+  for (const auto& ho : half_open_)
+    if (ho.conn == c) st.state = ConnState::kPending;
   if (st.state == ConnState::kDown && !c->last_error.empty()) {
     st.state = ConnState::kError;
     st.reason = c->last_error;

@@ -26,10 +26,18 @@ struct ConnectionStatus {
 
 // After a failed attempt, a bi-directional connection initiates again after this delay.
 constexpr Millis kRetryAfterFailure{30000};
+// Half-open responder negotiations (an MM1 received, the initiator not yet authenticated by
+// MM5) live in a table of their own, apart from the connection's SAs: they never block or
+// replace our own negotiations. At most kMaxHalfOpen in all and kMaxHalfOpenPerPeer per peer
+// address; a new MM1 over a cap evicts the oldest one (counted in IkeCounters).
+constexpr std::size_t kMaxHalfOpen = 128;
+constexpr std::size_t kMaxHalfOpenPerPeer = 8;
 
 class Daemon final : public dp::DatagramHandler {
  public:
-  Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clock& clock);
+  // `keys` (optional) replaces the DH and nonce source (tests, fuzzing); it must outlive us.
+  Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clock& clock,
+         KeySource* keys = nullptr);
   ~Daemon() override;
 
   // Also installs the connection's trap policy (dp::SaInstaller::install_trap) when it is
@@ -42,7 +50,7 @@ class Daemon final : public dp::DatagramHandler {
   void on_datagram(const dp::DatagramView& d) override;
   // Retransmissions, DPD (RFC 3706), reaping failed SAs, auto-initiation of bi-directional
   // connections. A dead peer's SAs are deleted; DPD action "restart" initiates again at once
-  // (also for response-only connections, like strongSwan's dpd_action=restart), "hold" leaves
+  // (a response-only connection never initiates: it acts as hold), "hold" leaves
   // the connection down (ERROR "dead peer detected (DPD)") until the peer initiates or traffic
   // for it hits the trap. Data-plane acquires (kAcquire: a packet matched the trap while the
   // connection had no SA) start a negotiation for a bi-directional connection that has none
@@ -50,6 +58,11 @@ class Daemon final : public dp::DatagramHandler {
   // peer.
   void tick();
   ConnectionStatus status(const std::string& name) const;
+  // What was dropped or refused, and why (for telemetry).
+  const IkeCounters& counters() const { return counters_; }
+  // How many IKE SAs (established or failed) still hold phase-1 secrets beyond SKEYID_d/a/e
+  // (DH private key, g^xy, SKEYID): zero (key hygiene; for tests and audits).
+  std::size_t sas_holding_spent_secrets() const;
   std::vector<std::string> connection_names() const;
 
  private:
@@ -62,6 +75,19 @@ class Daemon final : public dp::DatagramHandler {
     bool contacted = false;    // an ISAKMP SA was established with this peer before
     bool trapped = false;      // its trap policy is installed in the data plane
   };
+  struct HalfOpen {
+    Conn* conn;
+    std::unique_ptr<IkeSa> sa;
+  };
+  // Responder cookie for an MM1 (RFC 2408 §2.5.3): from a local secret and the peer's
+  // address, port and initiator cookie.
+  Cookie responder_cookie(const dp::UdpEndpoint& peer, const Cookie& icookie) const;
+  bool to_half_open(const dp::DatagramView& d, const Header& h);
+  void new_half_open(Conn& c, const dp::DatagramView& d, const Header& h);
+  void evict_half_open(dp::Ipv4 peer);
+  // After a half-open SA was handled or ticked: promoted when established, dropped when failed.
+  void settle_half_open(std::size_t i);
+  void promote(Conn& c, std::unique_ptr<IkeSa> sa);
   void housekeeping(Conn& c, Millis now);
   void on_event(const dp::SaEvent& e);
   void on_acquire(Conn& c);
@@ -69,8 +95,12 @@ class Daemon final : public dp::DatagramHandler {
   void reap(Conn& c);
   void start(Conn& c);
 
+  IkeCounters counters_;
+  KeySource default_keys_;
   IkeContext ctx_;
   std::vector<std::unique_ptr<Conn>> conns_;
+  std::vector<HalfOpen> half_open_;  // oldest first
+  crypto::SecureBytes cookie_secret_;
 };
 
 }  // namespace ipsecgw::ike

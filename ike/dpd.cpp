@@ -42,6 +42,17 @@ void IkeSa::dpd_tick(Millis now) {
       dpd_outstanding_ = false;
     }
   }
+  // On-demand DPD (RFC 3706 §5.3 leaves the timing to us): ESP flows out but nothing
+  // authenticated came back for kOnDemandDpdAfter: probe now, so that a peer behind a
+  // rebound NAT (or we, behind one) learns the new port from the authenticated exchange.
+  bool on_demand = false;
+  if (ctx_.installer != nullptr) {
+    if (auto o = ctx_.installer->query_sa(dp::Direction::kOutbound, child->spi_out);
+        o && o->packets != last_out_packets_) {
+      last_out_packets_ = o->packets;
+      on_demand = !dpd_outstanding_ && now - last_alive_ >= kOnDemandDpdAfter;
+    }
+  }
   const Millis interval{std::chrono::seconds(cfg_->dpd.interval_s)};
   const Millis timeout{std::chrono::seconds(cfg_->dpd.timeout_s)};
   if (dpd_outstanding_) {
@@ -60,7 +71,8 @@ void IkeSa::dpd_tick(Millis now) {
     }
     return;
   }
-  if (now - last_alive_ < interval) return;
+  if (now - last_alive_ < interval && !on_demand) return;
+  if (on_demand && now - last_alive_ < interval) count(&IkeCounters::on_demand_dpd);
   if (dpd_seq_ == 0) {
     while (dpd_seq_ == 0) dpd_seq_ = get32(crypto::random_bytes(4).data()) & 0x7fffffffU;
   } else {

@@ -186,12 +186,21 @@ Result<Message> IkeSa::open(const dp::DatagramView& d, const Header& h, Bytes& i
   return Message{h, std::move(*pl)};
 }
 
+void IkeSa::diagnose(const std::string& what, bool responder_deadline) {
+  log(LogLevel::kDebug, tag() + ": unauthenticated: " + what + " (ignored until a timeout)");
+  count(&IkeCounters::unauthenticated_drops);
+  diagnosis_ = what;
+  if (responder_deadline && diagnosis_deadline_ == Millis::max())
+    diagnosis_deadline_ = ctx_.clock->now() + kBadAuthGrace;
+}
+
 void IkeSa::fail(const std::string& reason, std::uint16_t notify_type) {
   if (state_ == State::kFailed) return;
   log(LogLevel::kWarn, tag() + ": failed in " + to_string(state_) + ": " + reason);
   if (notify_type != 0) send_plain_notify(notify_type);
   failure_ = reason;
   state_ = State::kFailed;
+  wipe_phase1_secrets();
   waiting_ = false;
   for (auto& [mid, q] : qms_) {
     if (q->spi_reserved) {
@@ -245,6 +254,15 @@ void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
     resend_last();
     return;
   }
+  // Every message after MM1 carries the exact responder cookie (RFC 2408 §2.5.3): ours as
+  // responder, the one MM2 gave us as initiator. Anything else is not this SA's: no work.
+  static const Cookie kZero{};
+  const bool rcookie_known = role_ == Role::kResponder ? state_ != State::kInit : rcookie_ != kZero;
+  if (rcookie_known && h.rcookie != rcookie_) {
+    log(LogLevel::kDebug, tag() + ": message with another responder cookie dropped");
+    count(&IkeCounters::bad_cookie_drops);
+    return;
+  }
   switch (static_cast<ExchangeType>(h.exchange)) {
     case ExchangeType::kInformational: handle_informational(d, h); return;
     case ExchangeType::kIdentityProtection: handle_main_mode(d, h, in); return;
@@ -259,6 +277,7 @@ void IkeSa::handle_informational(const dp::DatagramView& d, const Header& h) {
   if (h.flags & kFlagEncryption) {
     if (p1_->last_p1_iv.empty()) {
       if (state_ == State::kMm5Sent) mm5_answered_with_informational(d, h);
+      else count(&IkeCounters::unauthenticated_drops);
       return;
     }
     Bytes iv = qm_iv(h.message_id);
@@ -267,7 +286,8 @@ void IkeSa::handle_informational(const dp::DatagramView& d, const Header& h) {
     msg = parse_message(d.payload);
   }
   if (!msg) {
-    log(LogLevel::kWarn, tag() + ": dropping informational: " + msg.error());
+    log(LogLevel::kDebug, tag() + ": dropping informational: " + msg.error());
+    count(&IkeCounters::unauthenticated_drops);
     return;
   }
   with_tentative_peer(d.remote, [&] { informational(*msg); });
@@ -275,13 +295,16 @@ void IkeSa::handle_informational(const dp::DatagramView& d, const Header& h) {
 
 void IkeSa::handle_main_mode(const dp::DatagramView& d, const Header& h, const Bytes& in) {
   Result<Message> msg = make_error("unset");
+  Bytes prev_iv;
   if (h.flags & kFlagEncryption) {
     Bytes iv = p1_->iv;
+    prev_iv = p1_->iv;
     msg = open(d, h, iv);
     if (!msg) {
-      // With a wrong PSK, SKEYID_e differs and the peer's MM5/MM6 decrypts to garbage.
+      // With a wrong PSK, SKEYID_e differs and the peer's MM5/MM6 decrypts to garbage; so
+      // does anyone's garbage: a diagnosis for the timeout, no failure.
       if (state_ == State::kMm4Sent || state_ == State::kMm5Sent)
-        fail("authentication failed", notify::kAuthenticationFailed);
+        diagnose("authentication failed", state_ == State::kMm4Sent);
       return;
     }
     p1_->iv = std::move(iv);
@@ -307,9 +330,10 @@ void IkeSa::handle_main_mode(const dp::DatagramView& d, const Header& h, const B
   remote_ = d.remote;
   local_ = d.local;
   const TaskStatus st = mm_process(*msg);
-  if (state_ == prev_state) {
+  if (state_ == prev_state) {  // not the message we wait for: as if it never arrived
     remote_ = prev_remote;
     local_ = prev_local;
+    if (!prev_iv.empty()) p1_->iv = std::move(prev_iv);
     return;
   }
   last_in_ = in;
@@ -368,8 +392,10 @@ void IkeSa::tick(Millis now) {
     done_ = true;
     return;
   }
-  if (role_ == Role::kResponder && !p1_established_ && now - created_ >= kHalfOpenTimeout) {
-    fail("negotiation timed out");
+  if (role_ == Role::kResponder && !p1_established_ &&
+      (now - created_ >= kHalfOpenTimeout || now >= diagnosis_deadline_)) {
+    if (diagnosis_ == "authentication failed") send_plain_notify(notify::kAuthenticationFailed);
+    fail(diagnosis_.empty() ? "negotiation timed out" : diagnosis_);
     return;
   }
   if (p1_established_ && now >= p1_hard_) {
@@ -391,9 +417,11 @@ void IkeSa::retransmit_tick(Millis now) {
   if (!waiting_ || state_ == State::kFailed || now < retransmit_at_) return;
   if (retransmits_ >= kMaxRetransmits) {
     // The peer answered MM1 and MM3: it is reachable, it just never accepted our MM5.
-    fail(state_ == State::kMm5Sent
-             ? "no response to MM5 (peer rejected our authentication? check the PSK)"
-             : "peer unreachable");
+    // What unauthenticated answers suggested (a wrong PSK, no proposal chosen) if any.
+    fail(!diagnosis_.empty()          ? diagnosis_
+         : state_ == State::kMm5Sent ? "no response to MM5 (peer rejected our authentication? "
+                                       "check the PSK)"
+                                     : "peer unreachable");
     return;
   }
   ++retransmits_;

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -43,10 +44,36 @@ class SteadyClock final : public Clock {
   }
 };
 
+// What the daemon dropped or refused, and why (Daemon::counters()). Each is a count of events.
+struct IkeCounters {
+  std::uint64_t bad_cookie_drops = 0;      // responder cookie not the one issued / known
+  std::uint64_t half_open_created = 0;     // responder state created by an MM1
+  std::uint64_t half_open_peer_cap = 0;    // oldest half-open of a peer evicted (per-peer cap)
+  std::uint64_t half_open_global_cap = 0;  // oldest half-open evicted (global cap)
+  std::uint64_t unknown_peer_drops = 0;    // MM1 from an address no connection has
+  std::uint64_t unauthenticated_drops = 0; // undecryptable / unprotected error messages ignored
+  std::uint64_t replay_drops = 0;          // authenticated message id seen before
+  std::uint64_t mid_cap_rekeys = 0;        // message-id memory full: phase 1 re-established
+  std::uint64_t quick_mode_cap_drops = 0;  // QM1 over the per-connection in-flight / SA cap
+  std::uint64_t dh_failures = 0;           // DH key generation failed (that SA failed)
+  std::uint64_t peer_id_mismatches = 0;    // authenticated peer ID not the configured peer_id
+  std::uint64_t on_demand_dpd = 0;         // R-U-THERE sent because ESP flowed out unanswered
+};
+
+// Key material sources, injectable (tests: failures; fuzzing: fixed values).
+class KeySource {
+ public:
+  virtual ~KeySource() = default;
+  virtual Result<crypto::DhKeyPair> dh(crypto::DhGroup g) { return crypto::DhKeyPair::generate(g); }
+  virtual Bytes nonce(std::size_t n) { return crypto::random_bytes(n); }
+};
+
 struct IkeContext {
   dp::DatagramSender* sender = nullptr;
   dp::SaInstaller* installer = nullptr;
   const Clock* clock = nullptr;
+  IkeCounters* counters = nullptr;
+  KeySource* keys = nullptr;
 };
 
 enum class Role : std::uint8_t { kInitiator, kResponder };
@@ -70,11 +97,15 @@ constexpr int kMaxRetransmits = 4;
 // Delete notification. An incomplete negotiation as responder is dropped after kHalfOpenTimeout.
 constexpr unsigned kRekeyMarginPct = 10, kRekeyJitterPct = 5, kPassiveMarginPct = 3;
 constexpr Millis kRekeyGrace{5000};
+constexpr Millis kBadAuthGrace{10000};
 constexpr Millis kHalfOpenTimeout{60000};
 // Our rekey Quick Mode is given up after this long without completing (then retried).
 constexpr Millis kRekeyAbandonAfter{30000};
 // NAT keepalive (RFC 3948 §2.3): one 0xFF byte to the peer's 4500 from the side behind a NAT.
 constexpr Millis kNatKeepaliveInterval{20000};
+// On-demand DPD: an R-U-THERE at once when our outbound ESP flows but nothing authenticated
+// (IKE or inbound ESP) has come from the peer for this long.
+constexpr Millis kOnDemandDpdAfter{2000};
 
 class IkeSa {
  public:
@@ -93,6 +124,8 @@ class IkeSa {
   IkeSa(const IkeSa&) = delete;
   IkeSa& operator=(const IkeSa&) = delete;
 
+  // Responder, before the first handle(): the cookie to issue (Daemon derives it).
+  void set_responder_cookie(const Cookie& c) { rcookie_ = c; }
   // Initiator: sends MM1.
   void start();
   // Every datagram for this SA's cookies.
@@ -156,6 +189,9 @@ class IkeSa {
     return children_.current() ? children_.installed_at() : Millis{0};
   }
   bool established() const { return p1_established_; }
+  // Our phase-1 DH private key, g^xy or SKEYID is still in memory (key hygiene checks: once
+  // phase 1 is done or failed only SKEYID_d/a/e and Ka remain).
+  bool holds_phase1_secrets() const;
   // INITIAL-CONTACT (RFC 2407 §4.6.3.3): sent in MM5 when set before start(); received: the
   // peer forgot all earlier state (cleared by the daemon after it acted).
   void set_initial_contact(bool v) { send_initial_contact_ = v; }
@@ -167,6 +203,9 @@ class IkeSa {
   struct Phase1;
   struct Quick;
 
+  void count(std::uint64_t IkeCounters::*c) const {
+    if (ctx_.counters != nullptr) ++(ctx_.counters->*c);
+  }
   // framing, dispatch (ike_sa.cpp)
   Header header(ExchangeType ex, std::uint32_t mid = 0) const;
   void send(Bytes msg, bool expect_reply);
@@ -200,11 +239,13 @@ class IkeSa {
   void mm_send(const PayloadChain& c, State next, bool expect_reply);
   void mm_send_ke_nonce(const Bytes& ke, const Bytes& nonce, State next, bool expect_reply);
   bool mm_take_ke_nonce_derive(const Message& m, const char* which, std::uint16_t notify_type);
-  Bytes mm_fresh_dh_nonce(Bytes& my_nonce);
+  std::optional<Bytes> mm_fresh_dh_nonce(Bytes& my_nonce);
   TaskStatus phase1_established(const char* role);
+  bool peer_id_matches(ByteView id_body);
 
   // Phase-1 keys and hashes (phase1_keys.cpp)
   Result<void> derive_phase1_keys();
+  void wipe_phase1_secrets();
   Bytes nat_d(const dp::UdpEndpoint& ep) const;
   void add_nat_d(PayloadChain& c) const;
   void check_nat_d(const Message& m);
@@ -248,9 +289,11 @@ class IkeSa {
   // false when the ISAKMP SA is gone (deleted by the peer, or failed)
   bool informational_delete(const DeletePayload& d);
   void mm5_answered_with_informational(const dp::DatagramView& d, const Header& h);
-  // Message ids of the peer's authenticated informational and Quick Mode exchanges (the last
-  // kPeerMidMemory): a repeated one is a replay (RFC 2409 §5.5: each exchange has a unique id).
-  static constexpr std::size_t kPeerMidMemory = 256;
+  // Message ids of the peer's authenticated informational and Quick Mode exchanges, all of
+  // them for the life of the ISAKMP SA: a repeated one is a replay (RFC 2409 §5.5: each
+  // exchange has a unique id). At kPeerMidRekeyAt the ISAKMP SA wants re-establishment
+  // (wants_reauth); from kPeerMidMax on, new exchanges are refused (as replays).
+  static constexpr std::size_t kPeerMidRekeyAt = 2048, kPeerMidMax = 4096;
   bool peer_mid_seen(std::uint32_t mid) const;
   void note_peer_mid(std::uint32_t mid);
 
@@ -284,12 +327,20 @@ class IkeSa {
   bool peer_nat_t_ = false, peer_nat_t_draft_ = false, peer_dpd_ = false;
   bool nat_local_ = false, nat_remote_ = false;
   bool authenticated_in_ = false;  // the message being handled passed its HASH check
-  std::vector<std::uint32_t> peer_mids_;
+  std::unordered_set<std::uint32_t> peer_mids_;
   int mm5_rejections_ = 0;  // undecryptable informationals received in answer to MM5
+  // What unauthenticated messages suggest went wrong (an unprotected error notify, an MM5/MM6
+  // that does not decrypt or verify: a wrong PSK). Never a reason to fail at once (anyone
+  // can send them); it becomes the failure reason when the exchange times out, which for a
+  // responder that got a bad MM5 is kBadAuthGrace later (the real MM5 would have come).
+  std::string diagnosis_;
+  Millis diagnosis_deadline_{Millis::max()};
+  void diagnose(const std::string& what, bool responder_deadline);
 
   // DPD state (RFC 3706 §7: sequence numbers, ACK must echo the R-U-THERE's)
   Millis last_alive_{0};           // last authenticated message or inbound ESP from the peer
   std::uint64_t last_in_packets_ = 0;
+  std::uint64_t last_out_packets_ = 0;
   std::uint32_t dpd_seq_ = 0;      // last R-U-THERE sequence number sent
   std::uint32_t dpd_first_seq_ = 0;  // first one of the unanswered run
   bool dpd_outstanding_ = false;

@@ -37,11 +37,16 @@ void IkeSa::send_informational(PayloadType t, const Bytes& body) {
 }
 
 bool IkeSa::peer_mid_seen(std::uint32_t mid) const {
-  return std::find(peer_mids_.begin(), peer_mids_.end(), mid) != peer_mids_.end();
+  const bool seen = peer_mids_.size() >= kPeerMidMax || peer_mids_.count(mid) != 0;
+  if (seen) count(&IkeCounters::replay_drops);
+  return seen;
 }
 void IkeSa::note_peer_mid(std::uint32_t mid) {
-  if (peer_mids_.size() >= kPeerMidMemory) peer_mids_.erase(peer_mids_.begin());
-  peer_mids_.push_back(mid);
+  peer_mids_.insert(mid);
+  if (peer_mids_.size() == kPeerMidRekeyAt) {
+    log(LogLevel::kInfo, tag() + ": message-id memory at its limit: ISAKMP SA wants renewal");
+    count(&IkeCounters::mid_cap_rekeys);
+  }
 }
 
 // A protected informational: HASH(1) must verify and its message id must be new. Marks the
@@ -90,7 +95,15 @@ void IkeSa::informational_notify(const NotifyPayload& n, bool protected_msg) {
   // Error notifications: before phase 1 completes they cannot be protected (RFC 2408
   // §5); accept them only then, and only protected ones afterwards.
   const bool in_phase1 = state_ < State::kPhase1Done;
-  if (!protected_msg && !in_phase1) return;
+  if (!protected_msg) {
+    // Anyone can send one: it only explains a later timeout (RFC 2408 §5).
+    if (in_phase1) diagnose(n.type == notify::kNoProposalChosen ? "no proposal chosen"
+                            : n.type == notify::kAuthenticationFailed
+                                ? "authentication failed"
+                                : "peer sent error notify " + std::to_string(n.type),
+                            false);
+    return;
+  }
   std::string reason = n.type == notify::kNoProposalChosen       ? "no proposal chosen"
                        : n.type == notify::kAuthenticationFailed ? "authentication failed"
                        : n.type == notify::kPayloadMalformed     ? "payload malformed"
@@ -138,13 +151,13 @@ void IkeSa::mm5_answered_with_informational(const dp::DatagramView& d, const Hea
   authenticated_in_ = false;
   if (m) informational(*m);
   if (authenticated_in_ || state_ == State::kFailed) return;
+  // Not authenticated: a diagnosis for MM5's timeout, never a failure by itself.
+  diagnose("authentication failed (the peer answered our MM5 with notifies encrypted under "
+           "other keys: the pre-shared keys differ)", false);
   if (++mm5_rejections_ < 2) {
     log(LogLevel::kInfo, tag() + ": peer answered MM5 with a notify we cannot decrypt, resending MM5");
     resend_last();
-    return;
   }
-  fail("authentication failed (the peer answered our MM5 with notifies encrypted under other "
-       "keys: the pre-shared keys differ)");
 }
 
 }  // namespace ipsecgw::ike

@@ -125,6 +125,7 @@ struct DeletePayload {  // RFC 2408 §3.15
 
 // ID types (RFC 2407 §4.6.2.1), protocol ids (RFC 2407 §4.4.1), notify types.
 constexpr std::uint8_t kIdIpv4Addr = 1;
+constexpr std::uint8_t kIdFqdn = 2, kIdUserFqdn = 3;
 constexpr std::uint8_t kIdIpv4AddrSubnet = 4;
 constexpr std::uint8_t kProtoIsakmp = 1;
 constexpr std::uint8_t kProtoEsp = 3;

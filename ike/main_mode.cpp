@@ -75,12 +75,17 @@ void IkeSa::mm_note_vendor_ids(const Message& m) {
   }
 }
 
-// Our DH key pair and nonce for MM3/MM4; returns our public value.
-Bytes IkeSa::mm_fresh_dh_nonce(Bytes& my_nonce) {
-  auto kp = crypto::DhKeyPair::generate(cfg_->ike.group);
-  if (!kp) std::abort();
+// Our DH key pair and nonce for MM3/MM4; returns our public value. A failed key generation
+// fails this SA (never the process): nullopt.
+std::optional<Bytes> IkeSa::mm_fresh_dh_nonce(Bytes& my_nonce) {
+  auto kp = ctx_.keys->dh(cfg_->ike.group);
+  if (!kp) {
+    count(&IkeCounters::dh_failures);
+    fail("DH key generation failed: " + kp.error());
+    return std::nullopt;
+  }
   p1_->dh.emplace(std::move(*kp));
-  my_nonce = crypto::random_bytes(kNonceLen);
+  my_nonce = ctx_.keys->nonce(kNonceLen);
   return p1_->dh->public_value();
 }
 
@@ -147,7 +152,9 @@ TaskStatus IkeSa::mm_process2(const Message& m) {
     fail("no proposal chosen");  // the responder chose something we did not offer
     return TaskStatus::kFailed;
   }
-  p1_->lifetime_s = *life;
+  // Not covered by HASH_R: a longer lifetime than we offered is taken as ours (RFC 2409
+  // §4.5 leaves it to policy; we never run longer than configured).
+  p1_->lifetime_s = std::min(*life, cfg_->ike.lifetime_s);
   mm_note_vendor_ids(m);
   mm_build3();
   return TaskStatus::kNeedMore;
@@ -178,7 +185,11 @@ bool IkeSa::mm_take_ke_nonce_derive(const Message& m, const char* which,
   (initiator ? p.gxr : p.gxi) = k->body;
   (initiator ? p.nr : p.ni) = n->body;
   check_nat_d(m);
-  if (!initiator) p.gxr = mm_fresh_dh_nonce(p.nr);
+  if (!initiator) {
+    auto ke = mm_fresh_dh_nonce(p.nr);
+    if (!ke) return false;
+    p.gxr = std::move(*ke);
+  }
   if (auto r = derive_phase1_keys(); !r) {
     fail(std::string(which) + ": " + r.error(), notify_type);
     return false;
@@ -188,7 +199,9 @@ bool IkeSa::mm_take_ke_nonce_derive(const Message& m, const char* which,
 
 // Initiator: MM3 = HDR, KE, Ni, NAT-D, NAT-D.
 void IkeSa::mm_build3() {
-  p1_->gxi = mm_fresh_dh_nonce(p1_->ni);
+  auto ke = mm_fresh_dh_nonce(p1_->ni);
+  if (!ke) return;
+  p1_->gxi = std::move(*ke);
   mm_send_ke_nonce(p1_->gxi, p1_->ni, State::kMm3Sent, true);
 }
 
@@ -230,11 +243,32 @@ void IkeSa::mm_build5() {
   send(seal(header(ExchangeType::kIdentityProtection), c, p1_->iv), true);
 }
 
+// Is the peer's (authenticated) ID payload the configured peer_id? (RFC 2407 §4.6.2.1:
+// ID_IPV4_ADDR, ID_FQDN, ID_USER_FQDN.) An unset peer_id accepts any.
+bool IkeSa::peer_id_matches(ByteView id_body) {
+  if (cfg_->peer_id.empty()) return true;
+  auto id = parse_id(id_body);
+  std::string got;
+  if (id && id->id_type == kIdIpv4Addr && id->data.size() == 4)
+    got = dp::format_ipv4(get32(id->data.data()));
+  else if (id && (id->id_type == kIdFqdn || id->id_type == kIdUserFqdn))
+    got.assign(id->data.begin(), id->data.end());
+  if (got == cfg_->peer_id) return true;
+  count(&IkeCounters::peer_id_mismatches);
+  log(LogLevel::kWarn, tag() + ": peer ID '" + got + "' is not the configured '" +
+                           cfg_->peer_id + "'");
+  return false;
+}
+
 // Responder: MM5, verify HASH_I.
 TaskStatus IkeSa::mm_process5(const Message& m) {
   const auto* id = m.find(PayloadType::kId);
   if (id == nullptr || !hash_payload_matches(m.find(PayloadType::kHash), hash_i(id->body))) {
-    fail("authentication failed", notify::kAuthenticationFailed);
+    diagnose("authentication failed", true);  // wrong PSK, or not the peer's message
+    return TaskStatus::kNeedMore;
+  }
+  if (!peer_id_matches(id->body)) {
+    fail("peer ID mismatch", notify::kInvalidIdInformation);
     return TaskStatus::kFailed;
   }
   for (const auto* np : m.find_all(PayloadType::kNotify))
@@ -257,7 +291,11 @@ void IkeSa::mm_build6() {
 TaskStatus IkeSa::mm_process6(const Message& m) {
   const auto* id = m.find(PayloadType::kId);
   if (id == nullptr || !hash_payload_matches(m.find(PayloadType::kHash), hash_r(id->body))) {
-    fail("authentication failed");
+    diagnose("authentication failed", false);  // fails when MM5's retransmissions run out
+    return TaskStatus::kNeedMore;
+  }
+  if (!peer_id_matches(id->body)) {
+    fail("peer ID mismatch");
     return TaskStatus::kFailed;
   }
   waiting_ = false;
@@ -266,6 +304,7 @@ TaskStatus IkeSa::mm_process6(const Message& m) {
 
 TaskStatus IkeSa::phase1_established(const char* role) {
   p1_->last_p1_iv = p1_->iv;
+  wipe_phase1_secrets();  // only SKEYID_d/a/e and Ka stay for the life of the ISAKMP SA
   state_ = State::kPhase1Done;
   p1_started_lifetime();
   log(LogLevel::kInfo, tag() + ": ISAKMP SA established (" + role + "), lifetime " +

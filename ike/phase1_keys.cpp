@@ -42,7 +42,21 @@ Result<void> IkeSa::derive_phase1_keys() {
   Bytes iv = crypto::hash(p.hash, {p.gxi, p.gxr});
   p.iv.assign(iv.begin(), iv.begin() + kBlock);
   p.keys = true;
+  // g^xy and our DH private key are not needed again: wiped now (SecureBytes, OpenSSL frees
+  // and clears the key). SKEYID goes once HASH_I/HASH_R are done (wipe_phase1_secrets).
+  p.gxy = SecureBytes();
+  p.dh.reset();
   return {};
+}
+
+void IkeSa::wipe_phase1_secrets() {
+  p1_->dh.reset();
+  p1_->gxy = SecureBytes();
+  p1_->skeyid = SecureBytes();
+}
+
+bool IkeSa::holds_phase1_secrets() const {
+  return p1_->dh.has_value() || !p1_->gxy.empty() || !p1_->skeyid.empty();
 }
 
 // HASH_I = prf(SKEYID, g^xi | g^xr | CKY-I | CKY-R | SAi_b | IDii_b)   (RFC 2409 §5)

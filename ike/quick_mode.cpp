@@ -134,9 +134,21 @@ void IkeSa::qm_start() {
   }
   q.spi_in = *spi;
   q.spi_reserved = true;
-  q.ni = crypto::random_bytes(kNonceLen);
-  auto kp = crypto::DhKeyPair::generate(cfg_->ipsec.pfs);
-  if (!kp) std::abort();
+  q.ni = ctx_.keys->nonce(kNonceLen);
+  auto kp = ctx_.keys->dh(cfg_->ipsec.pfs);
+  if (!kp) {  // this exchange (or, without a CHILD SA yet, this SA) fails; never the process
+    count(&IkeCounters::dh_failures);
+    ctx_.installer->release_spi(q.spi_in);
+    q.spi_reserved = false;
+    q.stage = Quick::Stage::kDone;
+    if (children_.current()) {
+      log(LogLevel::kWarn, tag() + ": rekey: DH key generation failed: " + kp.error());
+      children_.set_soft_expiry(ctx_.clock->now() + kRetransmitBase * 5);
+      return;
+    }
+    fail("DH key generation failed: " + kp.error());
+    return;
+  }
   q.dh.emplace(std::move(*kp));
   qm_build1(q);
 }
@@ -226,8 +238,11 @@ TaskStatus IkeSa::qm_process1(Quick& q, const Message& m) {
   if (!choice) return qm_fail(q, "no proposal chosen", notify::kNoProposalChosen);
   q.spi_out = get32(choice->proposal->spi.data());
   q.lifetime_s = std::min(choice->lifetime_s, ip.lifetime_s);
-  auto kp = crypto::DhKeyPair::generate(ip.pfs);
-  if (!kp) std::abort();
+  auto kp = ctx_.keys->dh(ip.pfs);
+  if (!kp) {
+    count(&IkeCounters::dh_failures);
+    return qm_fail(q, "DH key generation failed: " + kp.error(), notify::kNoProposalChosen);
+  }
   q.dh.emplace(std::move(*kp));
   auto gxy = q.dh->shared_secret(body->ke);
   if (!gxy) return qm_fail(q, "QM1: " + gxy.error(), notify::kInvalidKeyInformation);
@@ -236,7 +251,7 @@ TaskStatus IkeSa::qm_process1(Quick& q, const Message& m) {
   if (!spi) return qm_fail(q, "SPI allocation failed: " + spi.error(), notify::kNoProposalChosen);
   q.spi_in = *spi;
   q.spi_reserved = true;
-  q.nr = crypto::random_bytes(kNonceLen);
+  q.nr = ctx_.keys->nonce(kNonceLen);
   // Our new inbound SA exists before the initiator can send on it (it switches its outbound
   // SA when QM2 arrives); ours is switched when HASH(3) arrives.
   if (auto r = qm_install(q, dp::Direction::kInbound); !r) return qm_fail(q, r.error(), 0);
@@ -291,7 +306,7 @@ TaskStatus IkeSa::qm_process2(Quick& q, const Message& m) {
   auto life = esp_transform_matches(props[0].transforms[0], cfg_->ipsec, encap_mode());
   if (!life) return qm_fail(q, "no proposal chosen", 0);
   q.spi_out = get32(props[0].spi.data());
-  q.lifetime_s = responder_lifetime(m, *life);
+  q.lifetime_s = responder_lifetime(m, std::min(*life, cfg_->ipsec.lifetime_s));
   auto gxy = q.dh->shared_secret(body->ke);
   if (!gxy) return qm_fail(q, "QM2: " + gxy.error(), notify::kInvalidKeyInformation);
   q.gxy = std::move(*gxy);

@@ -84,13 +84,14 @@ class FakeInstaller final : public dp::SaInstaller {
   }
   std::map<std::uint32_t, std::pair<dp::Ipv4Prefix, dp::Ipv4Prefix>> traps;
   std::optional<dp::SaCounters> query_sa(dp::Direction d, std::uint32_t) override {
-    if (!report_counters || d != dp::Direction::kInbound) return std::nullopt;
+    if (!report_counters) return std::nullopt;
     dp::SaCounters c;
-    c.packets = in_packets;
+    c.packets = d == dp::Direction::kInbound ? in_packets : out_packets;
     return c;
   }
   bool report_counters = false;
-  std::uint64_t in_packets = 0;  // what query_sa reports for inbound SAs
+  std::uint64_t in_packets = 0;   // what query_sa reports for inbound SAs
+  std::uint64_t out_packets = 0;  // and for outbound ones
   std::vector<dp::SaEvent> poll_events() override { return std::exchange(events, {}); }
   const dp::SaSpec* find(dp::Direction d) const {
     for (const auto& s : sas)
@@ -105,6 +106,18 @@ class FakeInstaller final : public dp::SaInstaller {
 
  private:
   std::uint32_t next_spi_;
+};
+
+// The real key source, or failing DH key generation while `fail_dh` is set.
+class FlakyKeys final : public KeySource {
+ public:
+  Result<crypto::DhKeyPair> dh(crypto::DhGroup g) override {
+    ++dh_calls;
+    if (fail_dh) return make_error("injected failure");
+    return KeySource::dh(g);
+  }
+  bool fail_dh = false;
+  int dh_calls = 0;
 };
 
 class Network {
@@ -146,7 +159,8 @@ struct Pair {
   Network net;
   FakeSender sa{net}, sb{net};
   FakeInstaller ia{0x1000}, ib{0x2000};
-  Daemon a{sa, ia, clock}, b{sb, ib, clock};
+  FlakyKeys ka, kb;
+  Daemon a{sa, ia, clock, &ka}, b{sb, ib, clock, &kb};
 
   Pair() = default;  // connections added by the test
   Pair(const IkePolicy& ike, const IpsecPolicy& ipsec) { add(ike, ipsec, ike, ipsec); }

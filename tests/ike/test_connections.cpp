@@ -108,5 +108,67 @@ TEST(ConnectionConfig, ValidationNamesTheField) {
   EXPECT_FALSE(validate(c).ok());
 }
 
+
+// peer_id: the ID the peer authenticates in MM5/MM6 must be the configured one.
+TEST_F(Quiet, PeerIdIsCheckedAgainstTheAuthenticatedIdPayload) {
+  for (const char* wrong_side : {"initiator", "responder", "none"}) {
+    Pair p;
+    auto ca = make_conn(true, {}, {});
+    auto cb = make_conn(false, {}, {});
+    ca.peer_id = std::string(wrong_side) == "initiator" ? "198.51.100.99" : "198.51.100.2";
+    cb.peer_id = std::string(wrong_side) == "responder" ? "peer.example" : "192.0.2.1";
+    ASSERT_TRUE(p.a.add_connection(std::move(ca)).ok());
+    ASSERT_TRUE(p.b.add_connection(std::move(cb)).ok());
+    p.initiate();
+    if (std::string(wrong_side) == "none") {
+      expect_both_active(p);
+      continue;
+    }
+    ConnectionStatus st = std::string(wrong_side) == "initiator" ? p.a.status("site")
+                                                                  : p.b.status("site");
+    EXPECT_EQ(st.state, ConnState::kError) << wrong_side;
+    EXPECT_EQ(st.reason, "peer ID mismatch") << wrong_side;
+    EXPECT_TRUE(p.ia.sas.empty()) << wrong_side;
+  }
+}
+
+// response-only never initiates: not at the phase-1 soft lifetime, not on DPD restart.
+TEST_F(Quiet, ResponseOnlyConnectionsNeverInitiateOnTheirOwn) {
+  Pair p;
+  IkePolicy ike;
+  ike.lifetime_s = 600;
+  auto ca = make_conn(true, ike, {});
+  ca.initiator = InitiatorMode::kResponseOnly;
+  ca.dpd = {DpdAction::kRestart, 5, 20};
+  ASSERT_TRUE(p.a.add_connection(std::move(ca)).ok());
+  ASSERT_TRUE(p.b.add_connection(make_conn(false, ike, {})).ok());
+  int mm1 = 0;
+  bool drop_b = false;
+  p.net.filter = [&](Packet& pk) {
+    mm1 += is_new_main_mode(pk);
+    return !(drop_b && pk.from.addr == kAddrB);
+  };
+  ASSERT_TRUE(p.a.initiate("site").ok());  // the operator's explicit action
+  p.pump();
+  expect_both_active(p);
+  drop_b = true;  // B dead: A's DPD restart must not initiate
+  p.run_for(60000, 1000);
+  EXPECT_EQ(p.a.status("site").reason, "dead peer detected (DPD)");
+  EXPECT_EQ(mm1, 1);
+  // Both response-only, A started by the operator: nobody re-establishes phase 1.
+  Pair q;
+  auto qa = make_conn(true, ike, {});
+  qa.initiator = InitiatorMode::kResponseOnly;
+  ASSERT_TRUE(q.a.add_connection(std::move(qa)).ok());
+  ASSERT_TRUE(q.b.add_connection(make_conn(false, ike, {})).ok());
+  int q_mm1 = 0;
+  q.net.filter = [&](Packet& pk) { return (q_mm1 += is_new_main_mode(pk)), true; };
+  ASSERT_TRUE(q.a.initiate("site").ok());
+  q.pump();
+  expect_both_active(q);
+  q.run_for(590000, 1000);  // past both sides' soft lifetimes (85..97%)
+  EXPECT_EQ(q_mm1, 1);
+}
+
 }  // namespace
 }  // namespace ipsecgw::ike::test

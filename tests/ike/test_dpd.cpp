@@ -81,5 +81,21 @@ TEST_F(Quiet, DpdCountsInboundEspAsLivenessAndDoesNotProbe) {
   EXPECT_EQ(p.a.status("site").reason, "dead peer detected (DPD)");
 }
 
+
+// On-demand DPD: our ESP flows out, nothing comes back (a NAT in front of the peer or us
+// rebound): an R-U-THERE goes out about 2 s later, not a whole interval (5 s here) later.
+TEST_F(Quiet, DpdProbesAtOnceWhenEspFlowsOutButNothingComesBack) {
+  DpdPair p(DpdAction::kHold);
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  p.ia.report_counters = true;
+  p.drop_from_b = true;
+  for (int i = 0; i < 3; ++i) {
+    p.ia.out_packets += 100;
+    p.run_for(1000, 1000);
+  }
+  EXPECT_EQ(p.probes, 1);
+  EXPECT_EQ(p.a.counters().on_demand_dpd, 1u);
+}
+
 }  // namespace
 }  // namespace ipsecgw::ike::test

@@ -55,6 +55,10 @@ TEST_F(Quiet, WrongPskFailsAuthenticationOnBothSidesAndInstallsNothing) {
   IpsecPolicy ip;
   Pair p(ike, ip, ike, ip, "another-psk");
   p.initiate();
+  // Neither side fails on an unauthenticated message; each reports what it saw when its
+  // exchange times out (B kBadAuthGrace after the bad MM5, A when MM5's retransmissions end).
+  for (int i = 0; i < 100 && p.a.status("site").state != ConnState::kError; ++i)
+    p.run_for(1000, 1000);
   auto sa = p.a.status("site"), sb = p.b.status("site");
   EXPECT_EQ(sa.state, ConnState::kError);
   EXPECT_EQ(sa.reason, "authentication failed");
@@ -68,7 +72,8 @@ TEST_F(Quiet, WrongPskFailsAuthenticationOnBothSidesAndInstallsNothing) {
 // silent or answers with an informational encrypted under its own keys (strongSwan: HASH,
 // N(PAYLOAD-MALFORMED)). Modelled by B's answers to MM5 being dropped, or replaced by a
 // message with the encryption flag and 32 bytes that are not ciphertext under A's keys (one
-// for each copy of MM5: A resends MM5 once to confirm before concluding).
+// for each copy of MM5: A resends MM5 once at once, then on its timer). Such an answer is not
+// authenticated, so it does not fail A by itself; it is the reason A gives when MM5 times out.
 // Either way A reports what it saw -- never "peer unreachable": the peer answered MM1/MM3.
 TEST_F(Quiet, WrongPskAgainstASilentResponderSaysNoResponseToMm5NotUnreachable) {
   IkePolicy ike;
@@ -103,10 +108,12 @@ TEST_F(Quiet, WrongPskAgainstAResponderSendingAnUndecryptableNotifyIsAuthenticat
     return true;
   };
   p.initiate();
+  EXPECT_EQ(rejections, 2);  // the original MM5 and one immediate copy
+  EXPECT_EQ(p.a.status("site").state, ConnState::kPending);
+  p.run_a_until_error();
   auto st = p.a.status("site");
   EXPECT_EQ(st.state, ConnState::kError);
   EXPECT_EQ(st.reason.rfind("authentication failed", 0), 0u) << st.reason;
-  EXPECT_EQ(rejections, 2);  // the original MM5 and one immediate copy, no timer involved
   EXPECT_TRUE(p.ia.sas.empty());
 }
 
@@ -116,6 +123,7 @@ TEST_F(Quiet, MismatchedIkePolicyGivesNoProposalChosen) {
   IpsecPolicy ip;
   Pair p(ia, ip, ib, ip);
   p.initiate();
+  p.run_a_until_error();  // B's notify is unprotected: A's reason when MM1 times out
   expect_no_proposal_chosen(p);
 }
 
@@ -220,6 +228,38 @@ TEST_F(Quiet, SimultaneousInitiationEndsWithOnePairInEachDirection) {
   expect_one_live_pair(p);
   EXPECT_EQ(p.ia.sas.size(), 2u);
   EXPECT_EQ(p.ib.sas.size(), 2u);
+}
+
+// The responder's phase-1 SA payload (MM2) is not covered by HASH_R: an on-path attacker may
+// raise its lifetime. As initiator we keep the shorter of it and ours (as the responder does).
+TEST_F(Quiet, InitiatorKeepsItsPhase1LifetimeWhenMm2OffersALongerOne) {
+  IkePolicy ike;
+  ike.lifetime_s = 3600;
+  Pair p(ike, IpsecPolicy{});
+  p.net.filter = [](Packet& pk) {
+    auto m = parse_message(pk.data);
+    if (pk.from.addr != kAddrB || !m || m->find(PayloadType::kSa) == nullptr) return true;
+    auto sa = parse_sa(m->find(PayloadType::kSa)->body).value();
+    for (auto& a : sa.proposals[0].transforms[0].attrs)
+      if (a.type == 12) a = Attribute::integer(12, 0xffffffffULL);  // Life Duration
+    PayloadChain c;
+    for (const auto& pl : m->payloads)
+      c.add(pl.type, pl.type == PayloadType::kSa ? build_sa(sa) : pl.body);
+    pk.data = build_message(m->hdr, c);
+    return true;
+  };
+  std::vector<std::string> lines;
+  set_log_sink([&](LogLevel, std::string_view l) { lines.emplace_back(l); });
+  p.initiate();
+  set_log_sink([](LogLevel, std::string_view) {});
+  expect_both_active(p);
+  bool seen = false;
+  for (const auto& l : lines)
+    if (l.find("ISAKMP SA established (initiator)") != std::string::npos) {
+      seen = true;
+      EXPECT_NE(l.find("lifetime 3600s"), std::string::npos) << l;
+    }
+  EXPECT_TRUE(seen);
 }
 
 }  // namespace
