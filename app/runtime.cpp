@@ -15,6 +15,7 @@
 #include "app/logging.hpp"
 #include "app/options.hpp"
 #include "app/telemetry.hpp"
+#include "dataplane/sa_table.hpp"
 
 namespace ipsecgw::app {
 namespace {
@@ -82,7 +83,8 @@ bool Runtime::create_gateway() {
   }
   gw_ = std::move(g.value());
   // Installed before start, inbound before outbound (the order manual_sa_specs gives), so no
-  // packet meets a missing SA.
+  // packet meets a missing SA. One batch: the SPD is built once, not once per SA (issue #12).
+  gw_->tables().begin_batch();
   for (auto& spec : manual_sa_specs(cfg_)) {
     const auto& conn = cfg_.ipsec_site_connections.at(spec.conn_id - 1);
     const char* dir = spec.dir == dp::Direction::kInbound ? "inbound" : "outbound";
@@ -94,6 +96,10 @@ bool Runtime::create_gateway() {
     }
     APP_LOG(INFO, "connection %s: %s SA spi 0x%08x installed (manual keys)", conn.name.c_str(),
             dir, spi);
+  }
+  if (auto r = gw_->tables().commit_batch(); !r.ok()) {
+    APP_LOG(ERR, "cannot build the SPD of the static SAs: %s", r.error().c_str());
+    return false;
   }
   return true;
 }

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "common/handle.hpp"
 
@@ -29,7 +30,7 @@ constexpr std::size_t kHmacBlock = 64;  // SHA-1 and SHA-256 block size (RFC 210
 
 std::size_t digest_len(IntegAlg a) noexcept { return a == IntegAlg::kHmacSha1_96 ? 20 : 32; }
 
-IMB_HASH_ALG imb_hash(IntegAlg a) noexcept {
+constexpr IMB_HASH_ALG imb_hash(IntegAlg a) noexcept {
   return a == IntegAlg::kHmacSha1_96 ? IMB_AUTH_HMAC_SHA_1 : IMB_AUTH_HMAC_SHA_256;
 }
 
@@ -102,7 +103,8 @@ static_assert(IMB_CIPHER_NUM <= 256 && IMB_AUTH_NUM <= 256, "EspAlgParams keeps 
 static_assert(EspAlgParams{}.cipher_mode == IMB_CIPHER_CBC &&
               EspAlgParams{}.hash_alg == IMB_AUTH_HMAC_SHA_1, "defaults: AES-CBC, HMAC-SHA1");
 
-EspAlgParams esp_alg_params(CipherAlg cipher, IntegAlg integ) noexcept {
+namespace {
+constexpr EspAlgParams esp_alg_params_constexpr(CipherAlg cipher, IntegAlg integ) noexcept {
   EspAlgParams p;
   // AES-CBC (RFC 3602): a 16-byte IV after the ESP header, payload in whole AES blocks.
   p.iv_len = static_cast<std::uint8_t>(kMaxEspIvLen);
@@ -114,6 +116,49 @@ EspAlgParams esp_alg_params(CipherAlg cipher, IntegAlg integ) noexcept {
   p.hash_alg = static_cast<std::uint8_t>(imb_hash(integ));
   return p;
 }
+}  // namespace
+
+EspAlgParams esp_alg_params(CipherAlg cipher, IntegAlg integ) noexcept {
+  return esp_alg_params_constexpr(cipher, integ);
+}
+
+namespace {
+
+// The algorithm pairs the burst path is instantiated for (run_ops<..., Path>): every job
+// parameter a compile-time constant, as before per-SA parameters (issue #8), so the per-SA
+// parameters cost nothing per packet. An EspKeySchedule names its entry in engine_path.
+struct FixedAlg {
+  CipherAlg cipher;
+  IntegAlg integ;
+};
+constexpr FixedAlg kFixedAlgs[] = {
+    {CipherAlg::kAes128Cbc, IntegAlg::kHmacSha1_96},   {CipherAlg::kAes256Cbc, IntegAlg::kHmacSha1_96},
+    {CipherAlg::kAes128Cbc, IntegAlg::kHmacSha256_128}, {CipherAlg::kAes256Cbc, IntegAlg::kHmacSha256_128},
+    {CipherAlg::kAes192Cbc, IntegAlg::kHmacSha1_96},   {CipherAlg::kAes192Cbc, IntegAlg::kHmacSha256_128},
+};
+constexpr unsigned kNumFixedAlgs = sizeof kFixedAlgs / sizeof kFixedAlgs[0];
+
+bool same_params(const EspAlgParams& a, const EspAlgParams& b) noexcept {
+  return a.iv_len == b.iv_len && a.block_align == b.block_align &&
+         a.cipher_offset == b.cipher_offset && a.icv_len == b.icv_len && a.key_len == b.key_len &&
+         a.cipher_mode == b.cipher_mode && a.hash_alg == b.hash_alg;
+}
+
+// A schedule gets a fixed path only when its parameters are exactly that pair's (anything
+// else, e.g. a schedule with only HMAC pads, runs the generic path).
+void select_engine_path(EspKeySchedule& ks) noexcept {
+  ks.engine_path = EspKeySchedule::kGenericEnginePath;
+  for (unsigned i = 0; i < kNumFixedAlgs; ++i) {
+    const FixedAlg& f = kFixedAlgs[i];
+    if (ks.cipher == f.cipher && ks.integ == f.integ &&
+        same_params(ks.alg, esp_alg_params_constexpr(f.cipher, f.integ))) {
+      ks.engine_path = static_cast<std::uint8_t>(i);
+      return;
+    }
+  }
+}
+
+}  // namespace
 
 std::string_view to_string(CipherAlg c) noexcept {
   switch (c) {
@@ -186,6 +231,7 @@ Result<void> make_hmac_pads(EspKeySchedule& out, IntegAlg integ,
   out.icv_bytes = static_cast<std::uint8_t>(icv_len(integ));
   out.alg.icv_len = out.icv_bytes;
   out.alg.hash_alg = static_cast<std::uint8_t>(imb_hash(integ));
+  select_engine_path(out);
   return {};
 }
 
@@ -374,17 +420,38 @@ inline void complete_job(const IMB_JOB* job) noexcept {
   }
 }
 
-// One instantiation per direction (and per checked/validated), so the per-job choices are
-// constants.
-template <bool decrypt, bool checked>
-void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops) noexcept {
-  // The key schedule's algorithm parameters, loaded once per run of ops of one key schedule
-  // (bursts are mostly runs of one SA).
+// The job parameters of one run of ops: compile-time constants for a fixed path (Path <
+// kNumFixedAlgs), loaded from the key schedule for the generic one.
+struct JobParams {
+  IMB_CIPHER_MODE cipher_mode;
+  IMB_HASH_ALG hash;
+  std::uint64_t key_len, iv_len, icv_len;
+};
+template <unsigned Path>
+constexpr JobParams fixed_params() noexcept {
+  constexpr EspAlgParams a = esp_alg_params_constexpr(kFixedAlgs[Path].cipher, kFixedAlgs[Path].integ);
+  return {static_cast<IMB_CIPHER_MODE>(a.cipher_mode), static_cast<IMB_HASH_ALG>(a.hash_alg),
+          a.key_len, a.iv_len, a.icv_len};
+}
+inline JobParams schedule_params(const EspKeySchedule& ks) noexcept {
+  const EspAlgParams a = ks.alg;
+  return {static_cast<IMB_CIPHER_MODE>(a.cipher_mode), static_cast<IMB_HASH_ALG>(a.hash_alg),
+          a.key_len, a.iv_len, a.icv_len};
+}
+
+constexpr unsigned kGenericPath = EspKeySchedule::kGenericEnginePath;
+
+// Submits ops[0..n) while they use path `Path` (their key schedule's engine_path); returns how
+// many it took (at least 1: the caller dispatched on ops[0]). One instantiation per direction,
+// checked/validated and path, so the per-job choices are constants.
+template <bool decrypt, bool checked, unsigned Path>
+unsigned run_ops(IMB_MGR* mgr, EspCryptoOp* ops, unsigned n) noexcept {
   const EspKeySchedule* last_ks = nullptr;
-  IMB_CIPHER_MODE cipher_mode = IMB_CIPHER_CBC;
-  IMB_HASH_ALG hash = IMB_AUTH_HMAC_SHA_1;
-  std::uint64_t key_len = 16, iv_len = kMaxEspIvLen, icv_len = 12;
-  for (EspCryptoOp& op : ops) {
+  JobParams prm{};
+  if constexpr (Path != kGenericPath) prm = fixed_params<Path>();
+  unsigned i = 0;
+  for (; i < n; ++i) {
+    EspCryptoOp& op = ops[i];
     if constexpr (checked) {
       if (!op_lengths_ok(op)) {
         op.status = OpStatus::kBadLength;
@@ -393,34 +460,30 @@ void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops) noexcept {
     } else {
       assert(op_lengths_ok(op));
     }
-    op.status = OpStatus::kCryptoError;  // overwritten when the job comes back
     const EspKeySchedule& ks = *op.ks;
-    if (&ks != last_ks) {
+    if (&ks != last_ks) {  // once per run of ops of one key schedule
+      if (ks.engine_path != Path) break;
       last_ks = &ks;
-      const EspAlgParams a = ks.alg;
-      cipher_mode = static_cast<IMB_CIPHER_MODE>(a.cipher_mode);
-      hash = static_cast<IMB_HASH_ALG>(a.hash_alg);
-      key_len = a.key_len;
-      iv_len = a.iv_len;
-      icv_len = a.icv_len;
+      if constexpr (Path == kGenericPath) prm = schedule_params(ks);
     }
+    op.status = OpStatus::kCryptoError;  // overwritten when the job comes back
     IMB_JOB* job = IMB_GET_NEXT_JOB(mgr);
-    job->cipher_mode = cipher_mode;
+    job->cipher_mode = prm.cipher_mode;
     job->enc_keys = ks.enc_keys;
     job->dec_keys = ks.dec_keys;
-    job->key_len_in_bytes = key_len;
+    job->key_len_in_bytes = prm.key_len;
     job->src = op.data;
     job->dst = op.data + op.cipher_offset;  // in place
     job->cipher_start_src_offset_in_bytes = op.cipher_offset;
     job->msg_len_to_cipher_in_bytes = op.cipher_len;
     job->iv = op.iv;
-    job->iv_len_in_bytes = iv_len;
-    job->hash_alg = hash;
+    job->iv_len_in_bytes = prm.iv_len;
+    job->hash_alg = prm.hash;
     job->hash_start_src_offset_in_bytes = 0;
     job->msg_len_to_hash_in_bytes = op.auth_len;
     job->u.HMAC._hashed_auth_key_xor_ipad = ks.ipad;
     job->u.HMAC._hashed_auth_key_xor_opad = ks.opad;
-    job->auth_tag_output_len_in_bytes = icv_len;
+    job->auth_tag_output_len_in_bytes = prm.icv_len;
     if constexpr (decrypt) {
       // RFC 4303 §3.4.4: verify the ICV over the ciphertext before decrypting.
       job->cipher_direction = IMB_DIR_DECRYPT;
@@ -440,6 +503,38 @@ void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops) noexcept {
       complete_job<decrypt>(done);
       done = IMB_GET_COMPLETED_JOB(mgr);
     }
+  }
+  return i;
+}
+
+template <bool decrypt, bool checked, unsigned... Paths>
+unsigned run_path(IMB_MGR* mgr, EspCryptoOp* ops, unsigned n, unsigned path,
+                  std::integer_sequence<unsigned, Paths...>) noexcept {
+  unsigned took = 0;
+  // One fold over the fixed paths; the generic path when none matches.
+  const bool fixed = ((path == Paths && (took = run_ops<decrypt, checked, Paths>(mgr, ops, n), true)) || ...);
+  if (!fixed) took = run_ops<decrypt, checked, kGenericPath>(mgr, ops, n);
+  return took;
+}
+
+// A burst: runs of ops of one path each (a burst is mostly one SA: one run), then one flush.
+template <bool decrypt, bool checked>
+void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops) noexcept {
+  EspCryptoOp* p = ops.data();
+  unsigned n = static_cast<unsigned>(ops.size());
+  while (n != 0) {
+    if constexpr (checked) {
+      if (!op_lengths_ok(*p)) {  // no key schedule to dispatch on
+        p->status = OpStatus::kBadLength;
+        ++p;
+        --n;
+        continue;
+      }
+    }
+    const unsigned took = run_path<decrypt, checked>(
+        mgr, p, n, p->ks->engine_path, std::make_integer_sequence<unsigned, kNumFixedAlgs>{});
+    p += took;
+    n -= took;
   }
   while (IMB_JOB* done = IMB_FLUSH_JOB(mgr)) complete_job<decrypt>(done);
 }

@@ -79,6 +79,12 @@ struct alignas(64) EspKeySchedule {
   // ipsec-mb modes, IV and ICV lengths the engine puts in each job, read once per run of ops of
   // one key schedule (set by make_key_schedule; make_hmac_pads sets the hash part).
   EspAlgParams alg;
+  // Which of the engine's burst paths runs this schedule's jobs, chosen once when the schedule
+  // is made (make_key_schedule / make_hmac_pads): an index into the engine's table of
+  // algorithm pairs whose job parameters are compile-time constants, or kGenericEnginePath
+  // (parameters read from `alg`), as DPDK lib/ipsec selects a per-SA packet function.
+  static constexpr std::uint8_t kGenericEnginePath = 0xFF;
+  std::uint8_t engine_path = kGenericEnginePath;
 
   EspKeySchedule() = default;
   EspKeySchedule(const EspKeySchedule&) = delete;

@@ -92,6 +92,7 @@ struct OutboundBurst {
   crypto::EspCryptoOp* ops;
   std::uint8_t op_pkt[kMaxBurst];
   unsigned n_ops = 0;
+  bool all_iv16 = true;  // every SA of the burst has a kMaxEspIvLen IV (step 2 finds out)
 
   // The arrays are filled as the steps go (no zeroing per burst).
   OutboundBurst(LcoreStats& s, rte_mbuf** p, OutboundSa* const* a, crypto::EspCryptoOp* o) noexcept
@@ -212,7 +213,10 @@ IPSECGW_STEP unsigned outbound_step2(OutboundBurst& b, unsigned n) noexcept {
     OutboundSa* sa = sas[i];
     unsigned j = i + 1;
     while (j < n && sas[j] == sa) ++j;
-    if (sa != nullptr) n_good += outbound_reserve_run(b, i, j, *sa);
+    if (sa != nullptr) {
+      n_good += outbound_reserve_run(b, i, j, *sa);
+      b.all_iv16 &= sa->alg.iv_len == crypto::kMaxEspIvLen;  // once per run: picks step 3
+    }
     i = j;
   }
   return n_good;
@@ -222,7 +226,10 @@ IPSECGW_STEP unsigned outbound_step2(OutboundBurst& b, unsigned n) noexcept {
 // and IV, padding and trailer, and its crypto op. IVs (RFC 3602 §3: unpredictable) are read
 // straight from the engine's CSPRNG keystream, one kMaxEspIvLen slot per op whatever the SA's
 // IV length. (One loop body, not a per-packet helper: as a helper with its eight arguments the
-// compiler kept fewer values in registers, about 3 instructions per packet more.)
+// compiler kept fewer values in registers, about 3 instructions per packet more.) kIv16: every
+// SA of the burst has a 16-byte IV, copied as one fixed-size move; the per-SA length is only
+// looked at otherwise (chosen per burst from step 2's runs, so not per packet).
+template <bool kIv16>
 IPSECGW_STEP void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, unsigned n,
                                  unsigned n_good) noexcept {
   const std::uint8_t* ivs =
@@ -295,8 +302,10 @@ IPSECGW_STEP void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, un
     std::memcpy(esp + 4, &seq_be, 4);
     // A fixed-size copy for the 16-byte IV of every algorithm so far (one vector move).
     const std::uint8_t* iv = ivs + o * crypto::kMaxEspIvLen;
-    if (iv_len == crypto::kMaxEspIvLen) std::memcpy(esp + kEspIvOffset, iv, crypto::kMaxEspIvLen);
-    else std::memcpy(esp + kEspIvOffset, iv, iv_len);
+    if (kIv16 || iv_len == crypto::kMaxEspIvLen)
+      std::memcpy(esp + kEspIvOffset, iv, crypto::kMaxEspIvLen);
+    else
+      std::memcpy(esp + kEspIvOffset, iv, iv_len);
 
     // RFC 4303 §2.4: padding bytes 1, 2, 3, ...; then pad length and next header (IPv4). One
     // 16-byte copy when the appended bytes (pad + trailer + ICV) can hold it: the bytes past
@@ -369,7 +378,8 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   outbound_step1(b, bounds.n);
   drop_overflow(st, sas.data(), b.verdict, bounds);
   const unsigned n_good = outbound_step2(b, bounds.n);
-  outbound_step3(engine, b, bounds.n, n_good);
+  if (b.all_iv16) outbound_step3<true>(engine, b, bounds.n, n_good);
+  else outbound_step3<false>(engine, b, bounds.n, n_good);
   if (b.n_ops == 0) return partition_burst(pkts.data(), b.verdict, bounds.total_n);
   engine.encrypt_validated(std::span<crypto::EspCryptoOp>(ops, b.n_ops));  // step 4
   outbound_step5(b);

@@ -370,6 +370,9 @@ std::vector<SaEvent> DpSaInstaller::poll_events() {
   return out;
 }
 
+void DpSaInstaller::begin_batch() noexcept { impl_->spd.begin_batch(); }
+Result<void> DpSaInstaller::commit_batch() { return impl_->spd.commit_batch(); }
+
 unsigned DpSaInstaller::reclaim() noexcept { return impl_->reclaimer.reclaim(); }
 void DpSaInstaller::drain() noexcept { impl_->reclaimer.drain(); }
 std::size_t DpSaInstaller::pending_reclaims() const noexcept {

@@ -67,6 +67,16 @@ class DpSaInstaller final : public SaInstaller {
   // Also reports kAcquire for trap policies a worker raised one on since the last poll.
   std::vector<SaEvent> poll_events() override;
 
+  // Batched install (start-up with thousands of static SAs, bursts of IKE installs): between
+  // begin_batch() and commit_batch() outbound policy changes (new tunnels, deletions, traps)
+  // are kept control-side and the SPD is built and published once, at commit_batch(): N
+  // installs cost one SPD build of N rules instead of N builds. Inbound SAs and rekeys of an
+  // existing tunnel take effect at once as always; a tunnel added in the batch matches from the
+  // commit on; one removed in the batch is held (its packets dropped as trapped) until then.
+  // Batches nest. See OutboundSpd (dataplane/spd.hpp).
+  void begin_batch() noexcept;
+  Result<void> commit_batch();
+
   // Control loop: free what past grace periods allow. Returns how many were freed.
   unsigned reclaim() noexcept;
   // Block until everything unlinked so far is freed (shutdown, tests).

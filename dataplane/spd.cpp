@@ -42,6 +42,7 @@ SpdTable::~SpdTable() { rte_acl_free(acl); }
 OutboundSpd::~OutboundSpd() {
   delete cur_.load(std::memory_order_relaxed);
   for (auto& [k, slot] : policies_) delete slot;
+  for (PolicySlot* slot : retired_) delete slot;
 }
 
 PolicySlot* OutboundSpd::find(const Ipv4Prefix& local, const Ipv4Prefix& peer) const noexcept {
@@ -100,37 +101,61 @@ void OutboundSpd::publish(SpdTable* t) {
   if (old != nullptr) reclaimer_.defer([old] { delete old; });
 }
 
+Result<void> OutboundSpd::rebuild() {
+  std::vector<PolicySlot*> slots;
+  slots.reserve(policies_.size());
+  for (auto& [k, s] : policies_) slots.push_back(s);
+  auto t = build(slots);
+  if (!t) return make_error(t.error());
+  publish(*t);
+  dirty_ = false;
+  // Workers holding the old table may still read these slots: free them after the grace period.
+  for (PolicySlot* slot : retired_) reclaimer_.defer([slot] { delete slot; });
+  retired_.clear();
+  return {};
+}
+
 Result<PolicySlot*> OutboundSpd::add(const Ipv4Prefix& local, const Ipv4Prefix& peer, OutboundSa* sa) {
   auto slot = std::make_unique<PolicySlot>();
   slot->sa.store(sa, std::memory_order_relaxed);
   slot->local_subnet = local;
   slot->peer_subnet = peer;
-
-  std::vector<PolicySlot*> slots;
-  slots.reserve(policies_.size() + 1);
-  for (auto& [k, s] : policies_) slots.push_back(s);
-  slots.push_back(slot.get());
-  auto t = build(slots);
-  if (!t) return make_error(t.error());
-  policies_.emplace(key(local, peer), slot.get());
-  publish(*t);
+  auto [it, inserted] = policies_.emplace(key(local, peer), slot.get());
+  if (!inserted) return make_error("spd: policy already present");
+  if (in_batch()) {
+    dirty_ = true;
+    return slot.release();
+  }
+  if (auto r = rebuild(); !r) {
+    policies_.erase(it);
+    return make_error(r.error());
+  }
   return slot.release();
 }
 
 Result<void> OutboundSpd::remove(PolicySlot* slot) {
   auto it = policies_.find(key(slot->local_subnet, slot->peer_subnet));
   if (it == policies_.end() || it->second != slot) return make_error("spd: unknown policy");
-  std::vector<PolicySlot*> slots;
-  slots.reserve(policies_.size());
-  for (auto& [k, s] : policies_)
-    if (s != slot) slots.push_back(s);
-  auto t = build(slots);
-  if (!t) return make_error(t.error());
   policies_.erase(it);
-  publish(*t);
-  // Workers holding the old table may still read the slot: free it after the grace period.
-  reclaimer_.defer([slot] { delete slot; });
+  retired_.push_back(slot);
+  if (in_batch()) {
+    // Still in the published table until the commit: matched packets are held, not sent.
+    slot->sa.store(nullptr, std::memory_order_release);
+    dirty_ = true;
+    return {};
+  }
+  if (auto r = rebuild(); !r) {  // nothing changes: the policy goes back
+    retired_.pop_back();
+    policies_.emplace(key(slot->local_subnet, slot->peer_subnet), slot);
+    return r;
+  }
   return {};
+}
+
+Result<void> OutboundSpd::commit_batch() {
+  if (batch_depth_ == 0) return make_error("spd: commit_batch without begin_batch");
+  if (--batch_depth_ != 0 || !dirty_) return {};
+  return rebuild();
 }
 
 void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out) const noexcept {

@@ -17,6 +17,14 @@
 // prefix wins first, then the longest local (src) prefix. Two different matching policies can
 // never tie (equal lengths and both matching means equal prefixes).
 //
+// Batches (begin_batch / commit_batch): while a batch is open, add() and remove() change only
+// the control-side map and the table is built and published once, at commit_batch(), so
+// installing N policies costs one build of N rules instead of N builds (start-up with
+// thousands of static connections was quadratic). Until the commit the previous table keeps
+// serving: an added policy does not match yet; a removed one still matches, with its SA
+// pointer already cleared, so its packets are held as trapped (never sent in the clear); its
+// slot is freed after the grace period that follows the commit's publish.
+//
 // Threads: the control thread is the only writer; workers call lookup() and must be RCU readers.
 #pragma once
 
@@ -82,11 +90,19 @@ class OutboundSpd {
   // ---- control thread ----
   PolicySlot* find(const Ipv4Prefix& local, const Ipv4Prefix& peer) const noexcept;
   // New policy pointing at `sa` (nullptr: a trap); builds and publishes a new table (old one
-  // deferred-freed).
+  // deferred-freed), or, in a batch, leaves that to commit_batch().
   Result<PolicySlot*> add(const Ipv4Prefix& local, const Ipv4Prefix& peer, OutboundSa* sa);
   // Unlink the policy: publish a table without it; the slot is freed after a grace period.
-  // Returns an error only when the new table cannot be built (nothing changes then).
+  // Returns an error only when the new table cannot be built (nothing changes then). In a
+  // batch: clears slot->sa (the caller frees the SA after a grace period) and unlinks it at
+  // commit_batch().
   Result<void> remove(PolicySlot* slot);
+  // Batches nest; the outermost commit_batch() builds and publishes one table if anything
+  // changed. On a build error the batch is closed, the previous table keeps serving and the
+  // next add/remove/commit builds again.
+  void begin_batch() noexcept { ++batch_depth_; }
+  Result<void> commit_batch();
+  bool in_batch() const noexcept { return batch_depth_ != 0; }
   std::size_t size() const noexcept { return policies_.size(); }
   template <class F>
   void for_each(F&& f) const {
@@ -107,10 +123,16 @@ class OutboundSpd {
   }
   Result<SpdTable*> build(const std::vector<PolicySlot*>& slots) const;
   void publish(SpdTable* t);
+  // Builds a table from policies_ and publishes it; then frees the retired slots after a grace
+  // period. On failure nothing is published and dirty_ stays set.
+  Result<void> rebuild();
 
   Reclaimer& reclaimer_;
   int socket_id_;
   std::map<Key, PolicySlot*> policies_;
+  unsigned batch_depth_ = 0;
+  bool dirty_ = false;                  // policies_ differs from the published table
+  std::vector<PolicySlot*> retired_;    // removed, still in the published table
   alignas(64) std::atomic<SpdTable*> cur_{nullptr};
 };
 
