@@ -319,6 +319,10 @@ IPSECGW_STEP std::uint8_t inbound_open(InboundBurst& b, unsigned i, InboundSa& s
           : (inner->version_ihl >> 4) == 4 && (inner->version_ihl & 0x0F) * 4u >= kIpv4HeaderLen &&
                 ilen >= (inner->version_ihl & 0x0F) * 4u && ilen <= payload_len;
   if (!inner_ok) return static_cast<std::uint8_t>(DropReason::kBadIpHeader);
+  // RFC 1812 §5.2.2: a router discards a packet whose header checksum fails; the ICV proves
+  // only that the peer sent it, not that the header it encrypted is valid.
+  if (!ipv4_header_checksum_ok(inner, (inner->version_ihl & 0x0F) * 4u)) [[unlikely]]
+    return static_cast<std::uint8_t>(DropReason::kBadInnerChecksum);
   // RFC 4301 §5.2: the inner addresses must match the SA's selectors.
   if (!sel.match(sa, net32(inner->src_addr), net32(inner->dst_addr)))
     return static_cast<std::uint8_t>(DropReason::kSelectorMismatch);

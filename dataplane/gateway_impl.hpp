@@ -204,22 +204,6 @@ inline Ipv4 next_hop(const GatewayConfig& cfg, Side s, Ipv4 dst) noexcept {
   return cfg.protected_port.gateway;
 }
 
-// RFC 791 header checksum check: the one's-complement sum of the header (checksum field
-// included) is 0xFFFF. A 20-byte header (no options, nearly every packet) is summed as five
-// 32-bit words and folded (RFC 1071 §2: the sum may be taken in wider words, in either byte
-// order), about a fifth of rte_raw_cksum's generic loop; other lengths go to rte_raw_cksum.
-inline bool ipv4_header_checksum_ok(const rte_ipv4_hdr* ip, std::uint32_t ihl) noexcept {
-  if (ihl != sizeof(rte_ipv4_hdr)) return rte_raw_cksum(ip, ihl) == 0xFFFF;
-  std::uint32_t w[5];
-  std::memcpy(w, ip, sizeof w);
-  std::uint64_t sum = std::uint64_t{w[0]} + w[1] + w[2] + w[3] + w[4];
-  sum = (sum & 0xFFFFFFFFu) + (sum >> 32);  // at most 33 bits
-  sum = (sum & 0xFFFFFFFFu) + (sum >> 32);
-  sum = (sum & 0xFFFF) + (sum >> 16);
-  sum = (sum & 0xFFFF) + (sum >> 16);
-  return sum == 0xFFFF;
-}
-
 // Decrement the TTL with an incremental checksum update (RFC 1624 §3: HC' = ~(~HC + ~m + m')).
 inline void ttl_decrement(rte_ipv4_hdr* ip) noexcept {
   std::uint32_t sum = static_cast<std::uint16_t>(~rte_be_to_cpu_16(ip->hdr_checksum));

@@ -65,6 +65,7 @@ std::string_view to_string(DropReason r) noexcept {
     case DropReason::kNotForUs: return "not_for_us";
     case DropReason::kSaDown: return "sa_down";
     case DropReason::kTrapped: return "trapped";
+    case DropReason::kBadInnerChecksum: return "bad_inner_checksum";
     case DropReason::kCount: break;
   }
   return "unknown";

@@ -56,6 +56,7 @@ enum class DropReason : std::uint8_t {
   kNotForUs,          // unsupported protocol / not addressed to us
   kSaDown,            // SA removed/expired while the packet was in flight
   kTrapped,           // matched a trap policy with no SA yet: held back, IKE acquired
+  kBadInnerChecksum,  // decrypted inner IPv4 header checksum wrong (RFC 1812 §5.2.2)
   kCount
 };
 

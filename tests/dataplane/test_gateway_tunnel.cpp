@@ -59,6 +59,29 @@ TEST_F(GatewayTest, OuterFragmentsAreReassembledBeforeDecryption) {
   EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
 }
 
+// Issue #11.1: an inner header whose checksum is wrong, under a valid ICV, is not forwarded
+// (RFC 1812 §5.2.2) and is counted under its own reason.
+TEST_F(GatewayTest, DecryptedInnerPacketWithBadHeaderChecksumIsDropped) {
+  boot();
+  install_tunnel();
+  OutSaPtr tx = peer_tx_sa();
+  Bytes bad = make_inner(200, kPeerHost, kLocalHost);
+  bad[11] ^= 0x01;
+  inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, encrypt(tx.get(), bad)));
+  wait_rx(1);
+  auto out = collect(p_, [](const auto& v) { return !v.empty(); }, 300);
+  EXPECT_TRUE(of_type(out, 0x0800).empty()) << "forwarded with a bad inner checksum";
+  const LcoreStats t = gw_->total_stats();
+  EXPECT_EQ(t.dropped(DropReason::kBadInnerChecksum), 1u);
+  EXPECT_EQ(t.esp_in_packets, 0u);
+  // A good one after it (next sequence number) still passes.
+  const Bytes good = make_inner(200, kPeerHost, kLocalHost);
+  inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, encrypt(tx.get(), good)));
+  auto fwd = wait_for(p_, 0x0800, 1);
+  ASSERT_EQ(fwd.size(), 1u);
+  EXPECT_EQ(Bytes(fwd[0].begin() + 14, fwd[0].end()), forwarded(good));
+}
+
 TEST_F(GatewayTest, TooBigWithDfGetsIcmpFragNeededWithTheTunnelMtu) {
   boot();
   install_tunnel(1400);
