@@ -492,14 +492,16 @@ void GatewayImpl::handle_frag(rte_mbuf* m) noexcept {
   const std::uint8_t proto = rip->next_proto_id;
   bool esp = proto == kIpProtoEsp;
   std::uint16_t dport = 0;
-  if (proto == kIpProtoUdp && tot >= ihl + kUdpHeaderLen + 4) {
-    std::uint8_t hdr[kUdpHeaderLen + 4];
-    const auto* u = static_cast<const std::uint8_t*>(
-        rte_pktmbuf_read(r, kEthHdrLen + ihl, sizeof hdr, hdr));
-    dport = static_cast<std::uint16_t>(u[2] << 8 | u[3]);
+  if (proto == kIpProtoUdp && tot >= ihl + kUdpHeaderLen) {
+    // UDP header and up to an ESP header (SPI + sequence number): classify_udp4500 needs
+    // kEspHeaderLen bytes to call a payload ESP (RFC 3948 §2.2).
+    std::uint8_t hdr[kUdpHeaderLen + kEspHeaderLen];
     const std::uint32_t pl_len = tot - ihl - kUdpHeaderLen;
-    esp = dport == kNatTPort && classify_udp4500(u + kUdpHeaderLen, pl_len < 4 ? pl_len : 4) ==
-                                    Udp4500Kind::kEsp;
+    const std::uint32_t look = std::min<std::uint32_t>(pl_len, kEspHeaderLen);
+    const auto* u = static_cast<const std::uint8_t*>(
+        rte_pktmbuf_read(r, kEthHdrLen + ihl, kUdpHeaderLen + look, hdr));
+    dport = static_cast<std::uint16_t>(u[2] << 8 | u[3]);
+    esp = dport == kNatTPort && classify_udp4500(u + kUdpHeaderLen, look) == Udp4500Kind::kEsp;
   }
   if (esp) {
     // Copy into one jumbo segment (ESP works in place on one segment) and inject it into

@@ -59,6 +59,31 @@ TEST_F(GatewayTest, OuterFragmentsAreReassembledBeforeDecryption) {
   EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
 }
 
+// Issue #11.2: the first fragment of ESP-in-UDP holds the UDP header and the ESP header; the
+// slow path classified it on 4 bytes, which is too short for ESP (8), and sent it to the IKE
+// handler, which dropped it as not_for_us.
+TEST_F(GatewayTest, NatTOuterFragmentsAreReassembledInAnyOrderBeforeDecryption) {
+  boot();
+  install_tunnel(1500, true);
+  OutSaPtr tx = peer_tx_sa(true);  // one sequence for both packets
+  for (const bool reverse : {false, true}) {
+    const Bytes inner = make_inner(1000, kPeerHost, kLocalHost);
+    const Bytes outer = encrypt(tx.get(), inner);
+    ASSERT_EQ(outer[9], 17) << "UDP";
+    ASSERT_EQ(be16(outer.data() + 22), 4500);
+    const auto [f1, f2] = fragment_in_two(outer, 576);
+    const Bytes& a = reverse ? f2 : f1;
+    const Bytes& b = reverse ? f1 : f2;
+    inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, a));
+    inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, b));
+    auto out = wait_for(p_, 0x0800, 1);
+    ASSERT_EQ(out.size(), 1u) << (reverse ? "reverse order" : "in order");
+    EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
+  }
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kNotForUs), 0u);
+  EXPECT_EQ(gw_->total_stats().esp_in_packets, 2u);
+}
+
 // Issue #11.1: an inner header whose checksum is wrong, under a valid ICV, is not forwarded
 // (RFC 1812 §5.2.2) and is counted under its own reason.
 TEST_F(GatewayTest, DecryptedInnerPacketWithBadHeaderChecksumIsDropped) {
