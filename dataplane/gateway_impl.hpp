@@ -170,6 +170,7 @@ struct GatewayImpl {
   void handle_icmp_echo(Side s, rte_mbuf* m) noexcept;
   void handle_ike(rte_mbuf* m) noexcept;
   void handle_frag(rte_mbuf* m) noexcept;
+  void free_death_row() noexcept;  // after every reassembly call (slowpath.cpp)
   void handle_frag_needed(rte_mbuf* m) noexcept;
   void learn(Side s, Ipv4 ip, const MacAddr& mac) noexcept;
   void resolve(Side s, Ipv4 ip) noexcept;

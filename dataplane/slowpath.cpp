@@ -51,7 +51,7 @@ unsigned GatewayImpl::control_poll() noexcept {
     last_timer_tsc = now;
     arp_timers(now);
   }
-  if (death_row->cnt != 0) rte_ip_frag_free_death_row(death_row, 3);
+  free_death_row();
   ctl_flush();
   n += inst->reclaim();
   if (now - last_snapshot_tsc >= hz) {
@@ -59,6 +59,14 @@ unsigned GatewayImpl::control_poll() noexcept {
     refresh_sa_snapshot();
   }
   return n;
+}
+
+void GatewayImpl::free_death_row() noexcept {
+  if (death_row->cnt == 0) return;
+  // More than the array holds means DPDK has already written past it: stop here rather than
+  // run on corrupted memory.
+  RTE_VERIFY(death_row->cnt <= RTE_IP_FRAG_DEATH_ROW_MBUF_LEN);
+  rte_ip_frag_free_death_row(death_row, 3);
 }
 
 void GatewayImpl::handle_punt(rte_mbuf* m) noexcept {
@@ -484,7 +492,11 @@ void GatewayImpl::handle_frag(rte_mbuf* m) noexcept {
   m->l2_len = kEthHdrLen;
   m->l3_len = (ip->version_ihl & 0x0f) * 4u;
   rte_mbuf* r = rte_ipv4_frag_reassemble_packet(frag_tbl, death_row, m, rte_rdtsc(), ip);
-  if (r == nullptr) return;  // kept for later, or dropped onto the death row
+  // One call can put up to RTE_LIBRTE_IP_FRAG_MAX_FRAG + 1 mbufs on the death row and DPDK
+  // 22.11 does not bound its writes: emptied after every call, never once per poll (a poll
+  // takes up to kMaxBurst punts from every worker).
+  free_death_row();
+  if (r == nullptr) return;  // kept for later, or dropped onto the death row (freed above)
   reassembled++;
   const std::uint32_t tot = rte_pktmbuf_pkt_len(r) - kEthHdrLen;
   const auto* rip = rte_pktmbuf_mtod_offset(r, const rte_ipv4_hdr*, kEthHdrLen);
