@@ -66,6 +66,7 @@ std::string_view to_string(DropReason r) noexcept {
     case DropReason::kSaDown: return "sa_down";
     case DropReason::kTrapped: return "trapped";
     case DropReason::kBadInnerChecksum: return "bad_inner_checksum";
+    case DropReason::kWrongDstMac: return "wrong_dst_mac";
     case DropReason::kCount: break;
   }
   return "unknown";

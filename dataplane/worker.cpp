@@ -340,11 +340,31 @@ struct RxSorted {
   unsigned n_inner = 0;
 };
 
-// rx_burst step 1: single segment, Ethernet, IPv4 header (version, lengths, checksum); the
+// The destination MACs a port accepts: its own and broadcast (ARP). The ports run
+// promiscuous (not every PMD filters unicast for a MAC set at run time), so this is the
+// filter; no multicast group is joined, so no multicast is accepted. Two loads per frame.
+struct L2Filter {
+  std::uint32_t mac_hi;  // bytes 0..3 of the port's MAC, in memory order
+  std::uint16_t mac_lo;  // bytes 4..5
+
+  explicit L2Filter(const MacAddr& mac) noexcept {
+    std::memcpy(&mac_hi, mac.data(), 4);
+    std::memcpy(&mac_lo, mac.data() + 4, 2);
+  }
+  bool accepts(const std::uint8_t* dst) const noexcept {
+    std::uint32_t hi;
+    std::uint16_t lo;
+    std::memcpy(&hi, dst, 4);
+    std::memcpy(&lo, dst + 4, 2);
+    return (hi == mac_hi && lo == mac_lo) || (hi == 0xFFFFFFFFu && lo == 0xFFFFu);
+  }
+};
+
+// rx_burst step 1: destination MAC (L2Filter), single segment, Ethernet, IPv4 header (version, lengths, checksum); the
 // Ethernet padding is trimmed. Returns the IPv4 header (ihl and total length in *ihl / *tot),
 // or nullptr when the packet was consumed (dropped, or ARP punted).
-inline rte_ipv4_hdr* rx_check_ipv4(WorkerCtx& w, rte_mbuf* m, std::uint32_t* ihl_out,
-                                   std::uint32_t* tot_out) noexcept {
+inline rte_ipv4_hdr* rx_check_ipv4(WorkerCtx& w, rte_mbuf* m, const L2Filter& l2,
+                                   std::uint32_t* ihl_out, std::uint32_t* tot_out) noexcept {
   if (m->nb_segs != 1 && rte_pktmbuf_linearize(m) != 0) {
     drop(w, m, DropReason::kNoSpace);
     return nullptr;
@@ -355,6 +375,10 @@ inline rte_ipv4_hdr* rx_check_ipv4(WorkerCtx& w, rte_mbuf* m, std::uint32_t* ihl
     return nullptr;
   }
   const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+  if (!l2.accepts(eth->dst_addr.addr_bytes)) [[unlikely]] {
+    drop(w, m, DropReason::kWrongDstMac);  // promiscuous port: a frame for another host
+    return nullptr;
+  }
   const std::uint16_t type = rte_be_to_cpu_16(eth->ether_type);
   if (type == RTE_ETHER_TYPE_ARP) {
     punt(w, m, PuntKind::kArp);
@@ -505,12 +529,13 @@ void rx_burst(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf** pkts, unsigned n)
   w.stats.rx_packets += n;
 
   const std::uint16_t port_id = pc.port_id;
+  const L2Filter l2(g.ports[static_cast<unsigned>(s)].mac);
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     m->port = port_id;  // the slow path tells the sides apart by it (not all PMDs set it)
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
     std::uint32_t ihl, tot;
-    const rte_ipv4_hdr* ip = rx_check_ipv4(w, m, &ihl, &tot);
+    const rte_ipv4_hdr* ip = rx_check_ipv4(w, m, l2, &ihl, &tot);
     if (ip == nullptr) continue;
     const Ipv4 d = rte_be_to_cpu_32(ip->dst_addr);
     if (d == pc.addr) rx_local(w, s, m, ip, ihl, tot, out);

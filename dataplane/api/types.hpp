@@ -57,6 +57,7 @@ enum class DropReason : std::uint8_t {
   kSaDown,            // SA removed/expired while the packet was in flight
   kTrapped,           // matched a trap policy with no SA yet: held back, IKE acquired
   kBadInnerChecksum,  // decrypted inner IPv4 header checksum wrong (RFC 1812 §5.2.2)
+  kWrongDstMac,       // Ethernet destination neither our MAC nor broadcast (promiscuous RX)
   kCount
 };
 

@@ -180,6 +180,25 @@ TEST_F(GatewayTest, UnmatchedTrafficIsForwardedInTheClearWhenPolicySaysSo) {
   EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
 }
 
+// Issue #11.4: the ports run promiscuous; frames on the segment for other hosts (unicast to
+// another MAC, multicast we never joined) are not ours to route, even when unmatched traffic
+// is forwarded in the clear. Counted as wrong_dst_mac; ours still passes.
+TEST_F(GatewayTest, FramesForAnotherMacAreNotRouted) {
+  boot([](GatewayConfig& c) { c.unmatched = UnmatchedPolicy::kForward; });
+  const MacAddr other = {0x02, 0x99, 0, 0, 0, 0x07};
+  const MacAddr mcast = {0x01, 0x00, 0x5e, 0x00, 0x00, 0x01};
+  const Bytes inner = make_inner(50, kLocalHost, 0x08080808);
+  inject(p_, eth(other, kHostMac, 0x0800, inner));
+  inject(p_, eth(mcast, kHostMac, 0x0800, inner));
+  wait_rx(2);
+  EXPECT_TRUE(of_type(collect(u_, [](const auto& v) { return !v.empty(); }, 300), 0x0800).empty())
+      << "a LAN-internal frame left the public port";
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kWrongDstMac), 2u);
+  EXPECT_EQ(gw_->total_stats().forwarded, 0u);
+  inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
+  EXPECT_EQ(wait_for(u_, 0x0800, 1).size(), 1u);
+}
+
 // DPD hold / expiry / peer Delete: the connection's trap keeps its selectors in the SPD, so
 // its traffic is held back (counted as trapped, IKE asked for an SA) and never leaks in the
 // clear, even where unmatched traffic is forwarded. A new outbound SA fills the trap again.

@@ -60,7 +60,7 @@ GW_PRIV = "10.1.0.1"
 LOCAL_NET, PEER_NET = "10.1.0.0/24", "10.2.0.0/24"
 HOSTS = {"10.1.0.10": "02:00:00:00:01:0a", "10.1.0.11": "02:00:00:00:01:0b"}
 PEER_MAC = "02:00:00:00:02:02"
-# net_pcap's MACs; the gateway does not filter on them, the outputs are checked for consistency.
+# net_pcap's MACs: frames to the gateway must carry them (it drops others as wrong_dst_mac).
 GW_MAC_UNPROT, GW_MAC_PROT = "02:70:63:61:70:00", "02:70:63:61:70:01"
 
 SPI_IN, SPI_OUT = 0x2002, 0x1001
