@@ -101,6 +101,7 @@ struct PendingResolve {
   unsigned tries = 0;
   std::uint64_t next_tsc = 0;
   std::uint64_t hold_until = 0;  // after giving up: no new attempt before this
+  bool refresh = false;          // re-confirming a learned entry: removed when unanswered
   std::deque<rte_mbuf*> queued;  // control-lcore frames waiting for the MAC (L2 dst unset)
 };
 
@@ -135,6 +136,8 @@ struct GatewayImpl {
   std::vector<std::uint8_t> scratch;  // 64 KiB, reassembled IKE datagrams
   std::unordered_map<std::uint64_t, PendingResolve> pending;  // key: neighbor_key(side, ip)
   std::unordered_set<std::uint64_t> static_keys;              // neighbor_key of static entries
+  std::unordered_map<std::uint64_t, std::uint64_t> neigh_confirmed;  // learned: tsc last confirmed
+  std::uint64_t last_age_tsc = 0;
   rte_ip_frag_tbl* frag_tbl = nullptr;
   rte_ip_frag_death_row* death_row = nullptr;
   std::uint16_t ip_id = 1;
@@ -172,7 +175,9 @@ struct GatewayImpl {
   void handle_frag(rte_mbuf* m) noexcept;
   void free_death_row() noexcept;  // after every reassembly call (slowpath.cpp)
   void handle_frag_needed(rte_mbuf* m) noexcept;
-  void learn(Side s, Ipv4 ip, const MacAddr& mac) noexcept;
+  void learn(Side s, Ipv4 ip, const MacAddr& mac,
+             NeighborTable::Origin o = NeighborTable::Origin::kResolved) noexcept;
+  void age_neighbors(std::uint64_t now) noexcept;
   void resolve(Side s, Ipv4 ip) noexcept;
   void send_arp_request(Side s, Ipv4 ip) noexcept;
   void arp_timers(std::uint64_t now) noexcept;

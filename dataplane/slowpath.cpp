@@ -142,13 +142,14 @@ void GatewayImpl::ctl_send_via(Side s, Ipv4 nh, rte_mbuf* m) noexcept {
 
 // ---- ARP (RFC 826) ----
 
-void GatewayImpl::learn(Side s, Ipv4 ip, const MacAddr& mac) noexcept {
+void GatewayImpl::learn(Side s, Ipv4 ip, const MacAddr& mac, NeighborTable::Origin o) noexcept {
   const std::uint64_t key = neighbor_key(s, ip);
   if (static_keys.count(key) != 0) return;  // static neighbours win over the wire
-  if (!neigh.set(s, ip, mac)) {
-    ctl_stats.drop(DropReason::kNoRoute);
+  if (!neigh.set(s, ip, mac, o)) {
+    ctl_stats.drop(DropReason::kArpTableFull);
     return;
   }
+  neigh_confirmed[key] = rte_rdtsc();
   auto it = pending.find(key);
   if (it == pending.end()) return;
   for (rte_mbuf* m : it->second.queued) {
@@ -156,6 +157,24 @@ void GatewayImpl::learn(Side s, Ipv4 ip, const MacAddr& mac) noexcept {
     ctl_tx(s, m);
   }
   pending.erase(it);
+}
+
+// Learned entries not confirmed for cfg.arp_timeout_s are asked for again (the entry stays
+// usable meanwhile); arp_timers removes them when that goes unanswered. Once per second.
+void GatewayImpl::age_neighbors(std::uint64_t now) noexcept {
+  if (now - last_age_tsc < hz) return;
+  last_age_tsc = now;
+  const std::uint64_t max_age = std::uint64_t{cfg.arp_timeout_s} * hz;
+  for (const auto& [key, confirmed] : neigh_confirmed) {
+    if (now - confirmed < max_age) continue;
+    PendingResolve& pr = pending[key];
+    if (pr.tries != 0) continue;  // already asking
+    pr.tries = 1;
+    pr.refresh = true;
+    pr.hold_until = 0;
+    pr.next_tsc = now + hz;
+    send_arp_request(neighbor_key_side(key), neighbor_key_ip(key));
+  }
 }
 
 void GatewayImpl::send_arp_request(Side s, Ipv4 ip) noexcept {
@@ -222,6 +241,11 @@ void GatewayImpl::arp_timers(std::uint64_t now) noexcept {
           rte_pktmbuf_free(m);
         }
         pr.queued.clear();
+        if (pr.refresh) {  // aged out and unanswered: gone (its slot is reused)
+          neigh.remove(s, ip);
+          neigh_confirmed.erase(it->first);
+          pr.refresh = false;
+        }
         pr.tries = 0;
         pr.hold_until = now + kArpHoldSeconds * hz;
       } else {
@@ -232,6 +256,7 @@ void GatewayImpl::arp_timers(std::uint64_t now) noexcept {
     }
     ++it;
   }
+  age_neighbors(now);
 }
 
 void GatewayImpl::handle_arp(Side s, rte_mbuf* m) noexcept {
@@ -254,14 +279,24 @@ void GatewayImpl::handle_arp(Side s, rte_mbuf* m) noexcept {
   const Ipv4 sip = rte_be_to_cpu_32(arp->arp_data.arp_sip);
   const Ipv4 tip = rte_be_to_cpu_32(arp->arp_data.arp_tip);
   const bool for_us = tip == p.cfg.addr;
-  MacAddr known;
-  // RFC 826 "packet reception": update an existing entry from any ARP; add one when the
-  // packet is addressed to us (or answers our request).
-  if (sip != 0 && sip != p.cfg.addr &&
-      (p.cfg.subnet.contains(sip) || sip == p.cfg.gateway) &&
-      (for_us || op == RTE_ARP_OP_REPLY || neigh.lookup(s, sip, &known) ||
-       pending.count(neighbor_key(s, sip)) != 0)) {
-    learn(s, sip, to_mac(arp->arp_data.arp_sha));
+  // RFC 826 "packet reception", restricted against poisoning: a reply is taken only for an
+  // address we asked for; an entry we have is updated (merge) by a request to us or a
+  // gratuitous ARP (sender = target); a request to us from a host we do not know adds it only
+  // within the table's opportunistic share (NeighborTable). Anything else changes nothing.
+  if (sip != 0 && sip != p.cfg.addr && (p.cfg.subnet.contains(sip) || sip == p.cfg.gateway)) {
+    const MacAddr sha = to_mac(arp->arp_data.arp_sha);
+    const bool asked = pending.count(neighbor_key(s, sip)) != 0;
+    MacAddr known;
+    if (asked && (op == RTE_ARP_OP_REPLY || for_us)) {
+      learn(s, sip, sha);
+    } else if (neigh.lookup(s, sip, &known) &&
+               ((for_us && op == RTE_ARP_OP_REQUEST) || sip == tip)) {
+      learn(s, sip, sha);
+    } else if (for_us && op == RTE_ARP_OP_REQUEST) {
+      learn(s, sip, sha, NeighborTable::Origin::kOpportunistic);
+    } else if (op == RTE_ARP_OP_REPLY) {
+      ctl_stats.drop(DropReason::kArpUnsolicited);
+    }
   }
   if (op == RTE_ARP_OP_REQUEST && for_us && sip != p.cfg.addr) {
     // Reply in place (RFC 826): swap sender and target, put our MAC as the sender.

@@ -67,6 +67,8 @@ std::string_view to_string(DropReason r) noexcept {
     case DropReason::kTrapped: return "trapped";
     case DropReason::kBadInnerChecksum: return "bad_inner_checksum";
     case DropReason::kWrongDstMac: return "wrong_dst_mac";
+    case DropReason::kArpUnsolicited: return "arp_unsolicited";
+    case DropReason::kArpTableFull: return "arp_table_full";
     case DropReason::kCount: break;
   }
   return "unknown";

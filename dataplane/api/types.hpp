@@ -58,6 +58,8 @@ enum class DropReason : std::uint8_t {
   kTrapped,           // matched a trap policy with no SA yet: held back, IKE acquired
   kBadInnerChecksum,  // decrypted inner IPv4 header checksum wrong (RFC 1812 §5.2.2)
   kWrongDstMac,       // Ethernet destination neither our MAC nor broadcast (promiscuous RX)
+  kArpUnsolicited,    // ARP reply for an address we did not ask for: ignored
+  kArpTableFull,      // ARP entry not added: table (or its opportunistic share) full
   kCount
 };
 
