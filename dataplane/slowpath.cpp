@@ -78,7 +78,7 @@ void GatewayImpl::handle_punt(rte_mbuf* m) noexcept {
     case PuntKind::kFrag: handle_frag(m); return;
     case PuntKind::kFragNeeded: handle_frag_needed(m); return;
   }
-  ctl_stats.drop(DropReason::kNotForUs);
+  ctl_stats.drop(DropReason::kBadPunt);
   rte_pktmbuf_free(m);
 }
 
@@ -180,13 +180,13 @@ void GatewayImpl::age_neighbors(std::uint64_t now) noexcept {
 void GatewayImpl::send_arp_request(Side s, Ipv4 ip) noexcept {
   rte_mbuf* m = rte_pktmbuf_alloc(pool);
   if (m == nullptr) {
-    ctl_stats.drop(DropReason::kNoSpace);
+    ctl_stats.drop(DropReason::kNoMbuf);
     return;
   }
   auto* eth = reinterpret_cast<rte_ether_hdr*>(
       rte_pktmbuf_append(m, sizeof(rte_ether_hdr) + sizeof(rte_arp_hdr)));
   if (eth == nullptr) {
-    ctl_stats.drop(DropReason::kNoSpace);
+    ctl_stats.drop(DropReason::kNoMbuf);
     rte_pktmbuf_free(m);
     return;
   }
@@ -270,7 +270,7 @@ void GatewayImpl::handle_arp(Side s, rte_mbuf* m) noexcept {
   if (rte_be_to_cpu_16(arp->arp_hardware) != RTE_ARP_HRD_ETHER ||
       rte_be_to_cpu_16(arp->arp_protocol) != RTE_ETHER_TYPE_IPV4 || arp->arp_hlen != 6 ||
       arp->arp_plen != 4) {
-    ctl_stats.drop(DropReason::kNotForUs);
+    ctl_stats.drop(DropReason::kArpUnsupported);
     rte_pktmbuf_free(m);
     return;
   }
@@ -324,7 +324,7 @@ void GatewayImpl::handle_icmp_echo(Side s, rte_mbuf* m) noexcept {
   auto* icmp = reinterpret_cast<rte_icmp_hdr*>(reinterpret_cast<std::uint8_t*>(ip) + ihl);
   const std::uint32_t icmp_len = tot - ihl;
   if (rte_raw_cksum(icmp, icmp_len) != 0xFFFF) {  // RFC 792 checksum over the ICMP message
-    ctl_stats.drop(DropReason::kBadIpHeader);
+    ctl_stats.drop(DropReason::kBadIcmpChecksum);
     rte_pktmbuf_free(m);
     return;
   }
@@ -374,7 +374,7 @@ void GatewayImpl::handle_frag_needed(rte_mbuf* m) noexcept {
                   ? rte_pktmbuf_append(n, static_cast<std::uint16_t>(kEthHdrLen + 20 + 8 + quote))
                   : nullptr;
   if (buf == nullptr) {
-    ctl_stats.drop(DropReason::kNoSpace);
+    ctl_stats.drop(DropReason::kNoMbuf);
     rte_pktmbuf_free(n);
     rte_pktmbuf_free(m);
     return;
@@ -429,7 +429,7 @@ void GatewayImpl::ctl_dispatch_datagram(const std::uint8_t* ipb, std::uint32_t l
   sum = (sum & 0xFFFF) + (sum >> 16);
   sum = (sum & 0xFFFF) + (sum >> 16);
   if (udp->dgram_cksum != 0 && sum != 0xFFFF) {
-    ctl_stats.drop(DropReason::kBadIpHeader);
+    ctl_stats.drop(DropReason::kBadUdpChecksum);
     return;
   }
   DatagramView d;
@@ -440,17 +440,17 @@ void GatewayImpl::ctl_dispatch_datagram(const std::uint8_t* ipb, std::uint32_t l
   if (d.local.port == kNatTPort) {
     // RFC 3948 §2.2: IKE on 4500 starts with the 4-byte non-ESP marker; strip it.
     if (classify_udp4500(pl, pl_len) != Udp4500Kind::kIke) {
-      ctl_stats.drop(DropReason::kNotForUs);
+      ctl_stats.drop(DropReason::kNotIke);
       return;
     }
     pl += 4;
     pl_len -= 4;
   } else if (d.local.port != kIkePort) {
-    ctl_stats.drop(DropReason::kNotForUs);
+    ctl_stats.drop(DropReason::kUdpClosedPort);
     return;
   }
   if (handler == nullptr) {
-    ctl_stats.drop(DropReason::kNotForUs);
+    ctl_stats.drop(DropReason::kNoIkeHandler);
     return;
   }
   d.payload = std::span<const std::uint8_t>(pl, pl_len);
@@ -591,7 +591,7 @@ void GatewayImpl::handle_frag(rte_mbuf* m) noexcept {
     ctl_dispatch_datagram(buf.data(), tot);
     return;
   }
-  ctl_stats.drop(DropReason::kNotForUs);
+  ctl_stats.drop(DropReason::kReassembledUnsupported);
   rte_pktmbuf_free(r);
 }
 

@@ -81,7 +81,7 @@ void l2_out(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf* m, Ipv4 nh) noexcept
   }
   char* p = rte_pktmbuf_prepend(m, kEthHdrLen);
   if (p == nullptr) {
-    drop(w, m, DropReason::kNoSpace);
+    drop(w, m, DropReason::kNoHeadroom);
     return;
   }
   auto* eth = reinterpret_cast<rte_ether_hdr*>(p);
@@ -101,7 +101,7 @@ void route_inner(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
     return;
   }
   if (rte_pktmbuf_pkt_len(m) > g.cfg.protected_port.mtu || m->nb_segs != 1) {
-    drop(w, m, DropReason::kMtuExceeded);
+    drop(w, m, DropReason::kInnerTooBig);
     return;
   }
   ttl_decrement(ip);
@@ -235,7 +235,7 @@ void forward_plain(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
     return;
   }
   if (rte_pktmbuf_pkt_len(m) > g.cfg.unprotected.mtu) {
-    drop(w, m, DropReason::kMtuExceeded);
+    drop(w, m, DropReason::kClearTooBig);
     return;
   }
   ttl_decrement(ip);
@@ -301,7 +301,7 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
     // flow). RFC 791 §2.3: fragment payloads are multiples of 8 bytes.
     const std::uint16_t ihl = static_cast<std::uint16_t>((ip->version_ihl & 0x0f) * 4);
     if (fit <= ihl + 8) {
-      drop(w, m, DropReason::kMtuExceeded);
+      drop(w, m, DropReason::kTunnelMtuTooSmall);
       continue;
     }
     const std::uint16_t frag_mtu = static_cast<std::uint16_t>(ihl + ((fit - ihl) & ~7u));
@@ -309,7 +309,7 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
     rte_mbuf* frags[kMaxFragsOut];
     const int nf = rte_ipv4_fragment_packet(m, frags, kMaxFragsOut, frag_mtu, g.pool, g.pool);
     if (nf <= 0) {
-      drop(w, m, DropReason::kNoSpace);
+      drop(w, m, DropReason::kFragmentFailed);
       continue;
     }
     rte_pktmbuf_free(m);
@@ -318,7 +318,7 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
       // Fragments are chains (a header mbuf + an indirect one on the original data): ESP
       // works in place on one segment.
       if (rte_pktmbuf_linearize(fm) != 0) {
-        drop(w, fm, DropReason::kNoSpace);
+        drop(w, fm, DropReason::kLinearizeFailed);
         continue;
       }
       auto* fip = rte_pktmbuf_mtod(fm, rte_ipv4_hdr*);
@@ -366,7 +366,7 @@ struct L2Filter {
 inline rte_ipv4_hdr* rx_check_ipv4(WorkerCtx& w, rte_mbuf* m, const L2Filter& l2,
                                    std::uint32_t* ihl_out, std::uint32_t* tot_out) noexcept {
   if (m->nb_segs != 1 && rte_pktmbuf_linearize(m) != 0) {
-    drop(w, m, DropReason::kNoSpace);
+    drop(w, m, DropReason::kLinearizeFailed);
     return nullptr;
   }
   const std::uint32_t len = rte_pktmbuf_data_len(m);
@@ -385,7 +385,7 @@ inline rte_ipv4_hdr* rx_check_ipv4(WorkerCtx& w, rte_mbuf* m, const L2Filter& l2
     return nullptr;
   }
   if (type != RTE_ETHER_TYPE_IPV4) {
-    drop(w, m, DropReason::kNotForUs);
+    drop(w, m, DropReason::kNotIpv4);
     return nullptr;
   }
   auto* ip = reinterpret_cast<rte_ipv4_hdr*>(const_cast<rte_ether_hdr*>(eth) + 1);
@@ -451,7 +451,7 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
     if (s == Side::kUnprotected && (proto == kIpProtoEsp || proto == kIpProtoUdp)) {
       punt(w, m, PuntKind::kFrag);
     } else {
-      drop(w, m, DropReason::kNotForUs);
+      drop(w, m, DropReason::kFragmentRefused);
     }
     return;
   }
@@ -460,12 +460,12 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
     if (tot >= ihl + 8 && icmp[0] == RTE_IP_ICMP_ECHO_REQUEST) {
       punt(w, m, PuntKind::kIcmpEcho);
     } else {
-      drop(w, m, DropReason::kNotForUs);
+      drop(w, m, DropReason::kIcmpNotEcho);
     }
     return;
   }
   if (s == Side::kProtected) {
-    drop(w, m, DropReason::kNotForUs);
+    drop(w, m, DropReason::kLocalUnsupported);
     return;
   }
   if (proto == kIpProtoEsp) {
@@ -498,7 +498,7 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
       return;
     }
   }
-  drop(w, m, DropReason::kNotForUs);
+  drop(w, m, proto == kIpProtoUdp ? DropReason::kUdpClosedPort : DropReason::kLocalUnsupported);
 }
 
 // rx_burst step 3: a packet in transit, from the protected side only (no clear-text transit
@@ -506,12 +506,12 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
 inline void rx_transit(WorkerCtx& w, Side s, const PortConfig& pc, rte_mbuf* m,
                        const rte_ipv4_hdr* ip, Ipv4 d, RxSorted& out) noexcept {
   if (s == Side::kUnprotected) {
-    drop(w, m, DropReason::kNotForUs);
+    drop(w, m, DropReason::kTransitFromPublic);
     return;
   }
   const Ipv4 bcast = pc.subnet.addr | ~pc.subnet.mask();
   if (d >= 0xE0000000u || (pc.subnet.len < 31 && d == bcast) || d == 0) {
-    drop(w, m, DropReason::kNotForUs);  // multicast/broadcast are not tunnelled
+    drop(w, m, DropReason::kNotUnicast);  // multicast/broadcast are not tunnelled
     return;
   }
   rte_pktmbuf_adj(m, kEthHdrLen);

@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "dataplane/gateway.hpp"
@@ -207,6 +208,35 @@ TEST_F(GatewayTest, ArpRequestFloodNeverBlocksEntriesWeAskFor) {
   EXPECT_EQ(mac_at(ip[0].data()), kPeerMac);
 }
 
+// Issue #11.10: a UDP checksum failure on an IKE datagram was counted as bad_ip_header.
+TEST_F(GatewayTest, IkeDatagramWithBadUdpChecksumIsCountedAsSuch) {
+  boot();
+  Bytes ip = ipv4(kOnLinkPeer, kUnprotAddr, 17, udp(500, 500, Bytes(28, 0x11)));
+  put16(ip.data() + 26, 0x1234);  // non-zero and wrong
+  inject(u_, eth(u_.mac, kPeerMac, 0x0800, ip));
+  wait_rx(1);
+  for (int i = 0; i < 20; ++i) gw_->control_poll();
+  EXPECT_TRUE(handler_.got.empty());
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kBadUdpChecksum), 1u);
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kBadIpHeader), 0u);
+}
+
+// Issue #11.10: one table gives every drop reason a distinct snake_case name and a description.
+TEST(DropReasons, OneTableNamesEveryReasonOnce) {
+  std::set<std::string_view> seen;
+  for (std::size_t i = 0; i < kDropReasonCount; ++i) {
+    const auto r = static_cast<DropReason>(i);
+    const std::string_view n = to_string(r);
+    EXPECT_FALSE(n.empty());
+    EXPECT_EQ(n.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_"), std::string_view::npos)
+        << n;
+    EXPECT_TRUE(seen.insert(n).second) << "duplicate name " << n;
+    EXPECT_FALSE(describe(r).empty()) << n;
+  }
+  EXPECT_EQ(to_string(DropReason::kCount), "unknown");
+  EXPECT_EQ(to_string(DropReason::kBadUdpChecksum), "bad_udp_checksum");
+}
+
 TEST_F(GatewayTest, IkeOnPort4500GetsTheNonEspMarkerAndIsStrippedOnReceive) {
   boot([](GatewayConfig& c) { c.neighbors.push_back({kOnLinkPeer, kPeerMac}); });
   const Bytes ike = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8};
@@ -347,7 +377,8 @@ TEST_F(GatewayTest, MalformedFramesAreCountedAndFreed) {
   EXPECT_EQ(t.rx_packets, 9u);
   EXPECT_EQ(t.dropped(DropReason::kRunt), 3u);  // runt frame, short IPv4, truncated
   EXPECT_EQ(t.dropped(DropReason::kBadIpHeader), 3u);  // IHL, version, checksum
-  EXPECT_EQ(t.dropped(DropReason::kNotForUs), 2u);     // IPv6, UDP to a closed port
+  EXPECT_EQ(t.dropped(DropReason::kNotIpv4), 1u);          // IPv6
+  EXPECT_EQ(t.dropped(DropReason::kUdpClosedPort), 1u);    // UDP to a closed port
   EXPECT_EQ(t.dropped(DropReason::kNoPolicy), 1u);
   std::uint64_t all = 0;
   for (auto d : t.drops) all += d;

@@ -80,7 +80,7 @@ TEST_F(GatewayTest, NatTOuterFragmentsAreReassembledInAnyOrderBeforeDecryption) 
     ASSERT_EQ(out.size(), 1u) << (reverse ? "reverse order" : "in order");
     EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
   }
-  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kNotForUs), 0u);
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kNotIke), 0u);
   EXPECT_EQ(gw_->total_stats().esp_in_packets, 2u);
 }
 
