@@ -79,7 +79,7 @@ IPSECGW_STEP bool parse_after_ip(const std::uint8_t* ip, std::uint8_t proto, std
       return false;
     }
     const auto* udp = reinterpret_cast<const rte_udp_hdr*>(l4);
-    if (net16(udp->dst_port) != kNatTPort) { *why = DropReason::kNotForUs; return false; }
+    if (net16(udp->dst_port) != kNatTPort) { *why = DropReason::kUdpClosedPort; return false; }
     const std::uint32_t udp_len = net16(udp->dgram_len);
     if (udp_len < kUdpHeaderLen || udp_len > total - ihl) {
       *why = DropReason::kRunt;
@@ -90,12 +90,12 @@ IPSECGW_STEP bool parse_after_ip(const std::uint8_t* ip, std::uint8_t proto, std
     switch (classify_udp4500(l4 + kUdpHeaderLen, std::min(payload_len, in_seg))) {
       case Udp4500Kind::kEsp: break;
       case Udp4500Kind::kRunt: *why = DropReason::kRunt; return false;
-      default: *why = DropReason::kNotForUs; return false;  // IKE or keepalive: not ESP
+      default: *why = DropReason::kNotEsp; return false;  // IKE or keepalive
     }
     esp_off += kUdpHeaderLen;
     encap = true;
   } else if (proto != kIpProtoEsp) {
-    *why = DropReason::kNotForUs;
+    *why = DropReason::kNotEsp;
     return false;
   }
   if (total < esp_off + kEspHeaderLen || avail < esp_off + kEspHeaderLen) {
@@ -203,7 +203,7 @@ IPSECGW_STEP bool inbound_prepare(InboundBurst& b, unsigned i, InboundSa* sa,
                             const InboundSaParams& p) noexcept {
   rte_mbuf* m = b.pkts[i];
   if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
-    b.fail(i, sa, DropReason::kNoSpace);
+    b.fail(i, sa, DropReason::kLinearizeFailed);
     return false;
   }
   OuterLayout l;
@@ -319,6 +319,10 @@ IPSECGW_STEP std::uint8_t inbound_open(InboundBurst& b, unsigned i, InboundSa& s
           : (inner->version_ihl >> 4) == 4 && (inner->version_ihl & 0x0F) * 4u >= kIpv4HeaderLen &&
                 ilen >= (inner->version_ihl & 0x0F) * 4u && ilen <= payload_len;
   if (!inner_ok) return static_cast<std::uint8_t>(DropReason::kBadIpHeader);
+  // RFC 1812 §5.2.2: a router discards a packet whose header checksum fails; the ICV proves
+  // only that the peer sent it, not that the header it encrypted is valid.
+  if (!ipv4_header_checksum_ok(inner, (inner->version_ihl & 0x0F) * 4u)) [[unlikely]]
+    return static_cast<std::uint8_t>(DropReason::kBadInnerChecksum);
   // RFC 4301 §5.2: the inner addresses must match the SA's selectors.
   if (!sel.match(sa, net32(inner->src_addr), net32(inner->dst_addr)))
     return static_cast<std::uint8_t>(DropReason::kSelectorMismatch);

@@ -48,7 +48,7 @@ inline void count_drop(LcoreStats& st, SaHead* sa, DropReason r) noexcept {
 constexpr std::uint8_t kGood = 0xFF;
 
 // The burst contract (esp.hpp): at most kMaxBurst packets are processed; up to 2 * kMaxBurst
-// are accepted and those past kMaxBurst dropped as kNoSpace (see drop_overflow).
+// are accepted and those past kMaxBurst dropped as kBurstOverflow (see drop_overflow).
 struct BurstBounds {
   unsigned n;        // packets processed
   unsigned total_n;  // packets accounted for (n plus the overflow)
@@ -58,13 +58,13 @@ inline BurstBounds burst_bounds(std::size_t n_pkts, std::size_t n_sas) noexcept 
   return {std::min(total, kMaxBurst), total};
 }
 
-// Drops packets [b.n, b.total_n) as kNoSpace, counted for the lcore and their SA.
+// Drops packets [b.n, b.total_n) as kBurstOverflow, counted for the lcore and their SA.
 template <class S>
 inline void drop_overflow(LcoreStats& st, S* const* sas, std::uint8_t* verdict,
                           BurstBounds b) noexcept {
   for (unsigned i = b.n; i < b.total_n; ++i) {
-    verdict[i] = static_cast<std::uint8_t>(DropReason::kNoSpace);
-    count_drop(st, sas[i], DropReason::kNoSpace);
+    verdict[i] = static_cast<std::uint8_t>(DropReason::kBurstOverflow);
+    count_drop(st, sas[i], DropReason::kBurstOverflow);
   }
 }
 

@@ -64,6 +64,9 @@ struct GatewayConfig {
   // A worker that found no work for 1024 loops sleeps this long (RCU offline meanwhile);
   // 0 = pure busy polling. Useful on shared/few-core machines.
   unsigned idle_sleep_us = 0;
+  // A learned ARP entry not confirmed for this long is asked for again (RFC 1122 §2.3.2.1);
+  // removed when that goes unanswered. Static neighbours never age.
+  unsigned arp_timeout_s = 300;
   // Register the /ipsecgw/stats, /ports and /sa rte_telemetry commands (once per process).
   bool telemetry = true;
 };

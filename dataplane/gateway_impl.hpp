@@ -101,6 +101,7 @@ struct PendingResolve {
   unsigned tries = 0;
   std::uint64_t next_tsc = 0;
   std::uint64_t hold_until = 0;  // after giving up: no new attempt before this
+  bool refresh = false;          // re-confirming a learned entry: removed when unanswered
   std::deque<rte_mbuf*> queued;  // control-lcore frames waiting for the MAC (L2 dst unset)
 };
 
@@ -135,6 +136,8 @@ struct GatewayImpl {
   std::vector<std::uint8_t> scratch;  // 64 KiB, reassembled IKE datagrams
   std::unordered_map<std::uint64_t, PendingResolve> pending;  // key: neighbor_key(side, ip)
   std::unordered_set<std::uint64_t> static_keys;              // neighbor_key of static entries
+  std::unordered_map<std::uint64_t, std::uint64_t> neigh_confirmed;  // learned: tsc last confirmed
+  std::uint64_t last_age_tsc = 0;
   rte_ip_frag_tbl* frag_tbl = nullptr;
   rte_ip_frag_death_row* death_row = nullptr;
   std::uint16_t ip_id = 1;
@@ -170,8 +173,11 @@ struct GatewayImpl {
   void handle_icmp_echo(Side s, rte_mbuf* m) noexcept;
   void handle_ike(rte_mbuf* m) noexcept;
   void handle_frag(rte_mbuf* m) noexcept;
+  void free_death_row() noexcept;  // after every reassembly call (slowpath.cpp)
   void handle_frag_needed(rte_mbuf* m) noexcept;
-  void learn(Side s, Ipv4 ip, const MacAddr& mac) noexcept;
+  void learn(Side s, Ipv4 ip, const MacAddr& mac,
+             NeighborTable::Origin o = NeighborTable::Origin::kResolved) noexcept;
+  void age_neighbors(std::uint64_t now) noexcept;
   void resolve(Side s, Ipv4 ip) noexcept;
   void send_arp_request(Side s, Ipv4 ip) noexcept;
   void arp_timers(std::uint64_t now) noexcept;
@@ -202,22 +208,6 @@ inline Ipv4 next_hop(const GatewayConfig& cfg, Side s, Ipv4 dst) noexcept {
     if (r.dst.contains(dst) && (best == nullptr || r.dst.len > best->dst.len)) best = &r;
   if (best != nullptr) return best->via;
   return cfg.protected_port.gateway;
-}
-
-// RFC 791 header checksum check: the one's-complement sum of the header (checksum field
-// included) is 0xFFFF. A 20-byte header (no options, nearly every packet) is summed as five
-// 32-bit words and folded (RFC 1071 §2: the sum may be taken in wider words, in either byte
-// order), about a fifth of rte_raw_cksum's generic loop; other lengths go to rte_raw_cksum.
-inline bool ipv4_header_checksum_ok(const rte_ipv4_hdr* ip, std::uint32_t ihl) noexcept {
-  if (ihl != sizeof(rte_ipv4_hdr)) return rte_raw_cksum(ip, ihl) == 0xFFFF;
-  std::uint32_t w[5];
-  std::memcpy(w, ip, sizeof w);
-  std::uint64_t sum = std::uint64_t{w[0]} + w[1] + w[2] + w[3] + w[4];
-  sum = (sum & 0xFFFFFFFFu) + (sum >> 32);  // at most 33 bits
-  sum = (sum & 0xFFFFFFFFu) + (sum >> 32);
-  sum = (sum & 0xFFFF) + (sum >> 16);
-  sum = (sum & 0xFFFF) + (sum >> 16);
-  return sum == 0xFFFF;
 }
 
 // Decrement the TTL with an incremental checksum update (RFC 1624 §3: HC' = ~(~HC + ~m + m')).

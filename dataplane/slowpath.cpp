@@ -51,7 +51,7 @@ unsigned GatewayImpl::control_poll() noexcept {
     last_timer_tsc = now;
     arp_timers(now);
   }
-  if (death_row->cnt != 0) rte_ip_frag_free_death_row(death_row, 3);
+  free_death_row();
   ctl_flush();
   n += inst->reclaim();
   if (now - last_snapshot_tsc >= hz) {
@@ -59,6 +59,14 @@ unsigned GatewayImpl::control_poll() noexcept {
     refresh_sa_snapshot();
   }
   return n;
+}
+
+void GatewayImpl::free_death_row() noexcept {
+  if (death_row->cnt == 0) return;
+  // More than the array holds means DPDK has already written past it: stop here rather than
+  // run on corrupted memory.
+  RTE_VERIFY(death_row->cnt <= RTE_IP_FRAG_DEATH_ROW_MBUF_LEN);
+  rte_ip_frag_free_death_row(death_row, 3);
 }
 
 void GatewayImpl::handle_punt(rte_mbuf* m) noexcept {
@@ -70,7 +78,7 @@ void GatewayImpl::handle_punt(rte_mbuf* m) noexcept {
     case PuntKind::kFrag: handle_frag(m); return;
     case PuntKind::kFragNeeded: handle_frag_needed(m); return;
   }
-  ctl_stats.drop(DropReason::kNotForUs);
+  ctl_stats.drop(DropReason::kBadPunt);
   rte_pktmbuf_free(m);
 }
 
@@ -134,13 +142,14 @@ void GatewayImpl::ctl_send_via(Side s, Ipv4 nh, rte_mbuf* m) noexcept {
 
 // ---- ARP (RFC 826) ----
 
-void GatewayImpl::learn(Side s, Ipv4 ip, const MacAddr& mac) noexcept {
+void GatewayImpl::learn(Side s, Ipv4 ip, const MacAddr& mac, NeighborTable::Origin o) noexcept {
   const std::uint64_t key = neighbor_key(s, ip);
   if (static_keys.count(key) != 0) return;  // static neighbours win over the wire
-  if (!neigh.set(s, ip, mac)) {
-    ctl_stats.drop(DropReason::kNoRoute);
+  if (!neigh.set(s, ip, mac, o)) {
+    ctl_stats.drop(DropReason::kArpTableFull);
     return;
   }
+  neigh_confirmed[key] = rte_rdtsc();
   auto it = pending.find(key);
   if (it == pending.end()) return;
   for (rte_mbuf* m : it->second.queued) {
@@ -150,16 +159,34 @@ void GatewayImpl::learn(Side s, Ipv4 ip, const MacAddr& mac) noexcept {
   pending.erase(it);
 }
 
+// Learned entries not confirmed for cfg.arp_timeout_s are asked for again (the entry stays
+// usable meanwhile); arp_timers removes them when that goes unanswered. Once per second.
+void GatewayImpl::age_neighbors(std::uint64_t now) noexcept {
+  if (now - last_age_tsc < hz) return;
+  last_age_tsc = now;
+  const std::uint64_t max_age = std::uint64_t{cfg.arp_timeout_s} * hz;
+  for (const auto& [key, confirmed] : neigh_confirmed) {
+    if (now - confirmed < max_age) continue;
+    PendingResolve& pr = pending[key];
+    if (pr.tries != 0) continue;  // already asking
+    pr.tries = 1;
+    pr.refresh = true;
+    pr.hold_until = 0;
+    pr.next_tsc = now + hz;
+    send_arp_request(neighbor_key_side(key), neighbor_key_ip(key));
+  }
+}
+
 void GatewayImpl::send_arp_request(Side s, Ipv4 ip) noexcept {
   rte_mbuf* m = rte_pktmbuf_alloc(pool);
   if (m == nullptr) {
-    ctl_stats.drop(DropReason::kNoSpace);
+    ctl_stats.drop(DropReason::kNoMbuf);
     return;
   }
   auto* eth = reinterpret_cast<rte_ether_hdr*>(
       rte_pktmbuf_append(m, sizeof(rte_ether_hdr) + sizeof(rte_arp_hdr)));
   if (eth == nullptr) {
-    ctl_stats.drop(DropReason::kNoSpace);
+    ctl_stats.drop(DropReason::kNoMbuf);
     rte_pktmbuf_free(m);
     return;
   }
@@ -214,6 +241,11 @@ void GatewayImpl::arp_timers(std::uint64_t now) noexcept {
           rte_pktmbuf_free(m);
         }
         pr.queued.clear();
+        if (pr.refresh) {  // aged out and unanswered: gone (its slot is reused)
+          neigh.remove(s, ip);
+          neigh_confirmed.erase(it->first);
+          pr.refresh = false;
+        }
         pr.tries = 0;
         pr.hold_until = now + kArpHoldSeconds * hz;
       } else {
@@ -224,6 +256,7 @@ void GatewayImpl::arp_timers(std::uint64_t now) noexcept {
     }
     ++it;
   }
+  age_neighbors(now);
 }
 
 void GatewayImpl::handle_arp(Side s, rte_mbuf* m) noexcept {
@@ -237,7 +270,7 @@ void GatewayImpl::handle_arp(Side s, rte_mbuf* m) noexcept {
   if (rte_be_to_cpu_16(arp->arp_hardware) != RTE_ARP_HRD_ETHER ||
       rte_be_to_cpu_16(arp->arp_protocol) != RTE_ETHER_TYPE_IPV4 || arp->arp_hlen != 6 ||
       arp->arp_plen != 4) {
-    ctl_stats.drop(DropReason::kNotForUs);
+    ctl_stats.drop(DropReason::kArpUnsupported);
     rte_pktmbuf_free(m);
     return;
   }
@@ -246,14 +279,24 @@ void GatewayImpl::handle_arp(Side s, rte_mbuf* m) noexcept {
   const Ipv4 sip = rte_be_to_cpu_32(arp->arp_data.arp_sip);
   const Ipv4 tip = rte_be_to_cpu_32(arp->arp_data.arp_tip);
   const bool for_us = tip == p.cfg.addr;
-  MacAddr known;
-  // RFC 826 "packet reception": update an existing entry from any ARP; add one when the
-  // packet is addressed to us (or answers our request).
-  if (sip != 0 && sip != p.cfg.addr &&
-      (p.cfg.subnet.contains(sip) || sip == p.cfg.gateway) &&
-      (for_us || op == RTE_ARP_OP_REPLY || neigh.lookup(s, sip, &known) ||
-       pending.count(neighbor_key(s, sip)) != 0)) {
-    learn(s, sip, to_mac(arp->arp_data.arp_sha));
+  // RFC 826 "packet reception", restricted against poisoning: a reply is taken only for an
+  // address we asked for; an entry we have is updated (merge) by a request to us or a
+  // gratuitous ARP (sender = target); a request to us from a host we do not know adds it only
+  // within the table's opportunistic share (NeighborTable). Anything else changes nothing.
+  if (sip != 0 && sip != p.cfg.addr && (p.cfg.subnet.contains(sip) || sip == p.cfg.gateway)) {
+    const MacAddr sha = to_mac(arp->arp_data.arp_sha);
+    const bool asked = pending.count(neighbor_key(s, sip)) != 0;
+    MacAddr known;
+    if (asked && (op == RTE_ARP_OP_REPLY || for_us)) {
+      learn(s, sip, sha);
+    } else if (neigh.lookup(s, sip, &known) &&
+               ((for_us && op == RTE_ARP_OP_REQUEST) || sip == tip)) {
+      learn(s, sip, sha);
+    } else if (for_us && op == RTE_ARP_OP_REQUEST) {
+      learn(s, sip, sha, NeighborTable::Origin::kOpportunistic);
+    } else if (op == RTE_ARP_OP_REPLY) {
+      ctl_stats.drop(DropReason::kArpUnsolicited);
+    }
   }
   if (op == RTE_ARP_OP_REQUEST && for_us && sip != p.cfg.addr) {
     // Reply in place (RFC 826): swap sender and target, put our MAC as the sender.
@@ -281,7 +324,7 @@ void GatewayImpl::handle_icmp_echo(Side s, rte_mbuf* m) noexcept {
   auto* icmp = reinterpret_cast<rte_icmp_hdr*>(reinterpret_cast<std::uint8_t*>(ip) + ihl);
   const std::uint32_t icmp_len = tot - ihl;
   if (rte_raw_cksum(icmp, icmp_len) != 0xFFFF) {  // RFC 792 checksum over the ICMP message
-    ctl_stats.drop(DropReason::kBadIpHeader);
+    ctl_stats.drop(DropReason::kBadIcmpChecksum);
     rte_pktmbuf_free(m);
     return;
   }
@@ -331,7 +374,7 @@ void GatewayImpl::handle_frag_needed(rte_mbuf* m) noexcept {
                   ? rte_pktmbuf_append(n, static_cast<std::uint16_t>(kEthHdrLen + 20 + 8 + quote))
                   : nullptr;
   if (buf == nullptr) {
-    ctl_stats.drop(DropReason::kNoSpace);
+    ctl_stats.drop(DropReason::kNoMbuf);
     rte_pktmbuf_free(n);
     rte_pktmbuf_free(m);
     return;
@@ -386,7 +429,7 @@ void GatewayImpl::ctl_dispatch_datagram(const std::uint8_t* ipb, std::uint32_t l
   sum = (sum & 0xFFFF) + (sum >> 16);
   sum = (sum & 0xFFFF) + (sum >> 16);
   if (udp->dgram_cksum != 0 && sum != 0xFFFF) {
-    ctl_stats.drop(DropReason::kBadIpHeader);
+    ctl_stats.drop(DropReason::kBadUdpChecksum);
     return;
   }
   DatagramView d;
@@ -397,17 +440,17 @@ void GatewayImpl::ctl_dispatch_datagram(const std::uint8_t* ipb, std::uint32_t l
   if (d.local.port == kNatTPort) {
     // RFC 3948 §2.2: IKE on 4500 starts with the 4-byte non-ESP marker; strip it.
     if (classify_udp4500(pl, pl_len) != Udp4500Kind::kIke) {
-      ctl_stats.drop(DropReason::kNotForUs);
+      ctl_stats.drop(DropReason::kNotIke);
       return;
     }
     pl += 4;
     pl_len -= 4;
   } else if (d.local.port != kIkePort) {
-    ctl_stats.drop(DropReason::kNotForUs);
+    ctl_stats.drop(DropReason::kUdpClosedPort);
     return;
   }
   if (handler == nullptr) {
-    ctl_stats.drop(DropReason::kNotForUs);
+    ctl_stats.drop(DropReason::kNoIkeHandler);
     return;
   }
   d.payload = std::span<const std::uint8_t>(pl, pl_len);
@@ -484,7 +527,11 @@ void GatewayImpl::handle_frag(rte_mbuf* m) noexcept {
   m->l2_len = kEthHdrLen;
   m->l3_len = (ip->version_ihl & 0x0f) * 4u;
   rte_mbuf* r = rte_ipv4_frag_reassemble_packet(frag_tbl, death_row, m, rte_rdtsc(), ip);
-  if (r == nullptr) return;  // kept for later, or dropped onto the death row
+  // One call can put up to RTE_LIBRTE_IP_FRAG_MAX_FRAG + 1 mbufs on the death row and DPDK
+  // 22.11 does not bound its writes: emptied after every call, never once per poll (a poll
+  // takes up to kMaxBurst punts from every worker).
+  free_death_row();
+  if (r == nullptr) return;  // kept for later, or dropped onto the death row (freed above)
   reassembled++;
   const std::uint32_t tot = rte_pktmbuf_pkt_len(r) - kEthHdrLen;
   const auto* rip = rte_pktmbuf_mtod_offset(r, const rte_ipv4_hdr*, kEthHdrLen);
@@ -492,14 +539,16 @@ void GatewayImpl::handle_frag(rte_mbuf* m) noexcept {
   const std::uint8_t proto = rip->next_proto_id;
   bool esp = proto == kIpProtoEsp;
   std::uint16_t dport = 0;
-  if (proto == kIpProtoUdp && tot >= ihl + kUdpHeaderLen + 4) {
-    std::uint8_t hdr[kUdpHeaderLen + 4];
-    const auto* u = static_cast<const std::uint8_t*>(
-        rte_pktmbuf_read(r, kEthHdrLen + ihl, sizeof hdr, hdr));
-    dport = static_cast<std::uint16_t>(u[2] << 8 | u[3]);
+  if (proto == kIpProtoUdp && tot >= ihl + kUdpHeaderLen) {
+    // UDP header and up to an ESP header (SPI + sequence number): classify_udp4500 needs
+    // kEspHeaderLen bytes to call a payload ESP (RFC 3948 §2.2).
+    std::uint8_t hdr[kUdpHeaderLen + kEspHeaderLen];
     const std::uint32_t pl_len = tot - ihl - kUdpHeaderLen;
-    esp = dport == kNatTPort && classify_udp4500(u + kUdpHeaderLen, pl_len < 4 ? pl_len : 4) ==
-                                    Udp4500Kind::kEsp;
+    const std::uint32_t look = std::min<std::uint32_t>(pl_len, kEspHeaderLen);
+    const auto* u = static_cast<const std::uint8_t*>(
+        rte_pktmbuf_read(r, kEthHdrLen + ihl, kUdpHeaderLen + look, hdr));
+    dport = static_cast<std::uint16_t>(u[2] << 8 | u[3]);
+    esp = dport == kNatTPort && classify_udp4500(u + kUdpHeaderLen, look) == Udp4500Kind::kEsp;
   }
   if (esp) {
     // Copy into one jumbo segment (ESP works in place on one segment) and inject it into
@@ -542,7 +591,7 @@ void GatewayImpl::handle_frag(rte_mbuf* m) noexcept {
     ctl_dispatch_datagram(buf.data(), tot);
     return;
   }
-  ctl_stats.drop(DropReason::kNotForUs);
+  ctl_stats.drop(DropReason::kReassembledUnsupported);
   rte_pktmbuf_free(r);
 }
 

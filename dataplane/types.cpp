@@ -39,35 +39,24 @@ std::string format_prefix(const Ipv4Prefix& p) {
   return format_ipv4(p.addr) + "/" + std::to_string(p.len);
 }
 
+namespace {
+#define IPSECGW_DROP_NAME(e, name, desc) name,
+#define IPSECGW_DROP_DESC(e, name, desc) desc,
+constexpr std::string_view kDropNames[] = {IPSECGW_FOREACH_DROP_REASON(IPSECGW_DROP_NAME)};
+constexpr std::string_view kDropDescriptions[] = {IPSECGW_FOREACH_DROP_REASON(IPSECGW_DROP_DESC)};
+#undef IPSECGW_DROP_NAME
+#undef IPSECGW_DROP_DESC
+static_assert(std::size(kDropNames) == kDropReasonCount);
+}  // namespace
+
 std::string_view to_string(DropReason r) noexcept {
-  switch (r) {
-    case DropReason::kRunt: return "runt";
-    case DropReason::kBadIpHeader: return "bad_ip_header";
-    case DropReason::kNoSa: return "no_sa";
-    case DropReason::kEncapMismatch: return "encap_mismatch";
-    case DropReason::kBadLength: return "bad_length";
-    case DropReason::kBadIcv: return "bad_icv";
-    case DropReason::kReplay: return "replay";
-    case DropReason::kOutsideWindow: return "outside_window";
-    case DropReason::kBadPadding: return "bad_padding";
-    case DropReason::kBadNextHeader: return "bad_next_header";
-    case DropReason::kSelectorMismatch: return "selector_mismatch";
-    case DropReason::kSeqExhausted: return "seq_exhausted";
-    case DropReason::kNoPolicy: return "no_policy";
-    case DropReason::kNoSpace: return "no_space";
-    case DropReason::kMtuExceeded: return "mtu_exceeded";
-    case DropReason::kCryptoError: return "crypto_error";
-    case DropReason::kNoRoute: return "no_route";
-    case DropReason::kTtlExceeded: return "ttl_exceeded";
-    case DropReason::kFragError: return "frag_error";
-    case DropReason::kRingFull: return "ring_full";
-    case DropReason::kTxFull: return "tx_full";
-    case DropReason::kNotForUs: return "not_for_us";
-    case DropReason::kSaDown: return "sa_down";
-    case DropReason::kTrapped: return "trapped";
-    case DropReason::kCount: break;
-  }
-  return "unknown";
+  const auto i = static_cast<std::size_t>(r);
+  return i < kDropReasonCount ? kDropNames[i] : "unknown";
+}
+
+std::string_view describe(DropReason r) noexcept {
+  const auto i = static_cast<std::size_t>(r);
+  return i < kDropReasonCount ? kDropDescriptions[i] : "unknown";
 }
 
 }  // namespace ipsecgw::dp

@@ -81,7 +81,7 @@ void l2_out(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf* m, Ipv4 nh) noexcept
   }
   char* p = rte_pktmbuf_prepend(m, kEthHdrLen);
   if (p == nullptr) {
-    drop(w, m, DropReason::kNoSpace);
+    drop(w, m, DropReason::kNoHeadroom);
     return;
   }
   auto* eth = reinterpret_cast<rte_ether_hdr*>(p);
@@ -101,7 +101,7 @@ void route_inner(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
     return;
   }
   if (rte_pktmbuf_pkt_len(m) > g.cfg.protected_port.mtu || m->nb_segs != 1) {
-    drop(w, m, DropReason::kMtuExceeded);
+    drop(w, m, DropReason::kInnerTooBig);
     return;
   }
   ttl_decrement(ip);
@@ -235,7 +235,7 @@ void forward_plain(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
     return;
   }
   if (rte_pktmbuf_pkt_len(m) > g.cfg.unprotected.mtu) {
-    drop(w, m, DropReason::kMtuExceeded);
+    drop(w, m, DropReason::kClearTooBig);
     return;
   }
   ttl_decrement(ip);
@@ -301,7 +301,7 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
     // flow). RFC 791 §2.3: fragment payloads are multiples of 8 bytes.
     const std::uint16_t ihl = static_cast<std::uint16_t>((ip->version_ihl & 0x0f) * 4);
     if (fit <= ihl + 8) {
-      drop(w, m, DropReason::kMtuExceeded);
+      drop(w, m, DropReason::kTunnelMtuTooSmall);
       continue;
     }
     const std::uint16_t frag_mtu = static_cast<std::uint16_t>(ihl + ((fit - ihl) & ~7u));
@@ -309,7 +309,7 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
     rte_mbuf* frags[kMaxFragsOut];
     const int nf = rte_ipv4_fragment_packet(m, frags, kMaxFragsOut, frag_mtu, g.pool, g.pool);
     if (nf <= 0) {
-      drop(w, m, DropReason::kNoSpace);
+      drop(w, m, DropReason::kFragmentFailed);
       continue;
     }
     rte_pktmbuf_free(m);
@@ -318,7 +318,7 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
       // Fragments are chains (a header mbuf + an indirect one on the original data): ESP
       // works in place on one segment.
       if (rte_pktmbuf_linearize(fm) != 0) {
-        drop(w, fm, DropReason::kNoSpace);
+        drop(w, fm, DropReason::kLinearizeFailed);
         continue;
       }
       auto* fip = rte_pktmbuf_mtod(fm, rte_ipv4_hdr*);
@@ -340,13 +340,33 @@ struct RxSorted {
   unsigned n_inner = 0;
 };
 
-// rx_burst step 1: single segment, Ethernet, IPv4 header (version, lengths, checksum); the
+// The destination MACs a port accepts: its own and broadcast (ARP). The ports run
+// promiscuous (not every PMD filters unicast for a MAC set at run time), so this is the
+// filter; no multicast group is joined, so no multicast is accepted. Two loads per frame.
+struct L2Filter {
+  std::uint32_t mac_hi;  // bytes 0..3 of the port's MAC, in memory order
+  std::uint16_t mac_lo;  // bytes 4..5
+
+  explicit L2Filter(const MacAddr& mac) noexcept {
+    std::memcpy(&mac_hi, mac.data(), 4);
+    std::memcpy(&mac_lo, mac.data() + 4, 2);
+  }
+  bool accepts(const std::uint8_t* dst) const noexcept {
+    std::uint32_t hi;
+    std::uint16_t lo;
+    std::memcpy(&hi, dst, 4);
+    std::memcpy(&lo, dst + 4, 2);
+    return (hi == mac_hi && lo == mac_lo) || (hi == 0xFFFFFFFFu && lo == 0xFFFFu);
+  }
+};
+
+// rx_burst step 1: destination MAC (L2Filter), single segment, Ethernet, IPv4 header (version, lengths, checksum); the
 // Ethernet padding is trimmed. Returns the IPv4 header (ihl and total length in *ihl / *tot),
 // or nullptr when the packet was consumed (dropped, or ARP punted).
-inline rte_ipv4_hdr* rx_check_ipv4(WorkerCtx& w, rte_mbuf* m, std::uint32_t* ihl_out,
-                                   std::uint32_t* tot_out) noexcept {
+inline rte_ipv4_hdr* rx_check_ipv4(WorkerCtx& w, rte_mbuf* m, const L2Filter& l2,
+                                   std::uint32_t* ihl_out, std::uint32_t* tot_out) noexcept {
   if (m->nb_segs != 1 && rte_pktmbuf_linearize(m) != 0) {
-    drop(w, m, DropReason::kNoSpace);
+    drop(w, m, DropReason::kLinearizeFailed);
     return nullptr;
   }
   const std::uint32_t len = rte_pktmbuf_data_len(m);
@@ -355,13 +375,17 @@ inline rte_ipv4_hdr* rx_check_ipv4(WorkerCtx& w, rte_mbuf* m, std::uint32_t* ihl
     return nullptr;
   }
   const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+  if (!l2.accepts(eth->dst_addr.addr_bytes)) [[unlikely]] {
+    drop(w, m, DropReason::kWrongDstMac);  // promiscuous port: a frame for another host
+    return nullptr;
+  }
   const std::uint16_t type = rte_be_to_cpu_16(eth->ether_type);
   if (type == RTE_ETHER_TYPE_ARP) {
     punt(w, m, PuntKind::kArp);
     return nullptr;
   }
   if (type != RTE_ETHER_TYPE_IPV4) {
-    drop(w, m, DropReason::kNotForUs);
+    drop(w, m, DropReason::kNotIpv4);
     return nullptr;
   }
   auto* ip = reinterpret_cast<rte_ipv4_hdr*>(const_cast<rte_ether_hdr*>(eth) + 1);
@@ -427,7 +451,7 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
     if (s == Side::kUnprotected && (proto == kIpProtoEsp || proto == kIpProtoUdp)) {
       punt(w, m, PuntKind::kFrag);
     } else {
-      drop(w, m, DropReason::kNotForUs);
+      drop(w, m, DropReason::kFragmentRefused);
     }
     return;
   }
@@ -436,12 +460,12 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
     if (tot >= ihl + 8 && icmp[0] == RTE_IP_ICMP_ECHO_REQUEST) {
       punt(w, m, PuntKind::kIcmpEcho);
     } else {
-      drop(w, m, DropReason::kNotForUs);
+      drop(w, m, DropReason::kIcmpNotEcho);
     }
     return;
   }
   if (s == Side::kProtected) {
-    drop(w, m, DropReason::kNotForUs);
+    drop(w, m, DropReason::kLocalUnsupported);
     return;
   }
   if (proto == kIpProtoEsp) {
@@ -474,7 +498,7 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
       return;
     }
   }
-  drop(w, m, DropReason::kNotForUs);
+  drop(w, m, proto == kIpProtoUdp ? DropReason::kUdpClosedPort : DropReason::kLocalUnsupported);
 }
 
 // rx_burst step 3: a packet in transit, from the protected side only (no clear-text transit
@@ -482,12 +506,12 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
 inline void rx_transit(WorkerCtx& w, Side s, const PortConfig& pc, rte_mbuf* m,
                        const rte_ipv4_hdr* ip, Ipv4 d, RxSorted& out) noexcept {
   if (s == Side::kUnprotected) {
-    drop(w, m, DropReason::kNotForUs);
+    drop(w, m, DropReason::kTransitFromPublic);
     return;
   }
   const Ipv4 bcast = pc.subnet.addr | ~pc.subnet.mask();
   if (d >= 0xE0000000u || (pc.subnet.len < 31 && d == bcast) || d == 0) {
-    drop(w, m, DropReason::kNotForUs);  // multicast/broadcast are not tunnelled
+    drop(w, m, DropReason::kNotUnicast);  // multicast/broadcast are not tunnelled
     return;
   }
   rte_pktmbuf_adj(m, kEthHdrLen);
@@ -505,12 +529,13 @@ void rx_burst(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf** pkts, unsigned n)
   w.stats.rx_packets += n;
 
   const std::uint16_t port_id = pc.port_id;
+  const L2Filter l2(g.ports[static_cast<unsigned>(s)].mac);
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     m->port = port_id;  // the slow path tells the sides apart by it (not all PMDs set it)
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
     std::uint32_t ihl, tot;
-    const rte_ipv4_hdr* ip = rx_check_ipv4(w, m, &ihl, &tot);
+    const rte_ipv4_hdr* ip = rx_check_ipv4(w, m, l2, &ihl, &tot);
     if (ip == nullptr) continue;
     const Ipv4 d = rte_be_to_cpu_32(ip->dst_addr);
     if (d == pc.addr) rx_local(w, s, m, ip, ihl, tot, out);

@@ -14,7 +14,11 @@ namespace ipsecgw::app {
 
 // Limits (docs/config.md).
 inline constexpr std::uint32_t kLifetimeMin = 60, kLifetimeMax = 86400, kLifetimeDefault = 3600;
-inline constexpr std::uint32_t kConnMtuMin = 68, kConnMtuMax = 9000, kConnMtuDefault = 1500;
+// A connection's mtu bounds its outer ESP packets. Below 576 (RFC 791: the size every host
+// must accept) no SA can be created (dataplane/sa.cpp refuses it, and the ESP overhead leaves
+// no room for a minimal inner packet): refused here, before any negotiation. Neutron's own
+// floor (68) is lower.
+inline constexpr std::uint32_t kConnMtuMin = 576, kConnMtuMax = 9000, kConnMtuDefault = 1500;
 inline constexpr std::uint32_t kPortMtuMin = 576, kPortMtuMax = 9000;
 inline constexpr std::uint32_t kDpdIntervalDefault = 30, kDpdTimeoutDefault = 120;
 inline constexpr std::uint32_t kDpdMax = 86400;

@@ -217,9 +217,12 @@ const BadCase kBadCases[] = {
     {"unknown port key", "protected: {port: 1,", "protected: {prot: 1,",
      "vpnservice.ports.protected.prot: unknown key (did you mean 'port'?"},
     {"mtu too small", "mtu: 1400", "mtu: 60",
-     "ipsec_site_connections[0].mtu: 60 out of range 68..9000"},
+     "ipsec_site_connections[0].mtu: 60 out of range 576..9000"},
+    // Issue #11.8: 68..575 passed validation, then every SA creation failed.
+    {"mtu below what an SA takes", "mtu: 1400", "mtu: 575",
+     "ipsec_site_connections[0].mtu: 575 out of range 576..9000"},
     {"mtu too big", "mtu: 1400", "mtu: 9001",
-     "ipsec_site_connections[0].mtu: 9001 out of range 68..9000"},
+     "ipsec_site_connections[0].mtu: 9001 out of range 576..9000"},
     {"initiator unknown", "initiator: bi-directional", "initiator: both",
      "ipsec_site_connections[0].initiator: 'both' is not allowed (allowed: "
      "bi-directional|response-only)"},

@@ -121,7 +121,7 @@ expect "conn2 create" 'd["Peer CIDRs"], d["dpd"], d["MTU"], d["Route Mode"], d["
   "(['10.9.0.0/24'], {'action': 'clear', 'interval': 30, 'timeout': 120}, 1500, 'static', 'psk')"
 
 # ---- error cases: ranges, unsupported values, references
-refused "connection mtu out of range" "mtu: 50 out of range 68\.\.9000" vpn ipsec site connection create \
+refused "connection mtu out of range" "mtu: 50 out of range 576\.\.9000" vpn ipsec site connection create \
   --vpnservice vpn1 --ikepolicy mypolicy --ipsecpolicy myipsec --peer-address 203.0.113.9 --peer-id x \
   --psk s --peer-cidr 10.8.0.0/24 --mtu 50 badconn
 refused "connection dpd timeout <= interval" "dpd.timeout: 30 must be greater than dpd.interval \(60\)" \
@@ -180,7 +180,7 @@ expect "conn1 after set" 'd["Peer Address"], d["Peer ID"], d["State"], d["Descri
 ok "connection set partial dpd" vpn ipsec site connection set --dpd interval=20 conn1
 ok "conn1 show" vpn ipsec site connection show conn1 -f json
 expect "partial dpd keeps the rest" 'd["dpd"]' "{'action': 'restart', 'interval': 20, 'timeout': 40}"
-refused "connection set mtu out of range" "mtu: 10000 out of range 68\.\.9000" vpn ipsec site connection set --mtu 10000 conn1
+refused "connection set mtu out of range" "mtu: 10000 out of range 576\.\.9000" vpn ipsec site connection set --mtu 10000 conn1
 ok "ike policy set" vpn ike policy set --lifetime units=seconds,value=7200 --name mypolicy2 mypolicy
 ok "ike show" vpn ike policy show mypolicy2 -f json
 expect "ike after set" 'd["ID"], d["Lifetime"]["value"]' "('$IKE_ID', 7200)"

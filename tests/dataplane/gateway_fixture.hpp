@@ -202,13 +202,14 @@ class GatewayFixture : public ::testing::Test {
   void inject(RingPort& rp, unsigned q, const Bytes& frame) { ASSERT_TRUE(try_inject(rp, q, frame)); }
 
   // The tunnel 10.1/16 <-> 10.2/16 with the peer 198.51.100.2: AES-128-CBC + HMAC-SHA1-96,
-  // outbound SPI kSpiOut (limited to `mtu` bytes), inbound SPI kSpiIn.
-  void install_tunnel(std::uint16_t mtu = 1500) {
+  // outbound SPI kSpiOut (limited to `mtu` bytes), inbound SPI kSpiIn; ESP-in-UDP (port 4500,
+  // RFC 3948) when `encap`.
+  void install_tunnel(std::uint16_t mtu = 1500, bool encap = false) {
     const Combo c = kCombos[0];
-    SaSpec in = make_spec(Direction::kOutbound, c, false, kSpiIn);
+    SaSpec in = make_spec(Direction::kOutbound, c, encap, kSpiIn);
     in.dir = Direction::kInbound;  // from 198.51.100.2 (10.2/16) to us (10.1/16)
     ASSERT_TRUE(gw_->installer().add_sa(std::move(in)).ok());
-    SaSpec out = make_spec(Direction::kOutbound, c, false, kSpiOut);
+    SaSpec out = make_spec(Direction::kOutbound, c, encap, kSpiOut);
     out.mtu = mtu;
     ASSERT_TRUE(gw_->installer().add_sa(std::move(out)).ok());
   }
@@ -220,8 +221,8 @@ class GatewayFixture : public ::testing::Test {
   InSaPtr peer_rx_sa() {
     return create_sa<InboundSa>(make_spec(Direction::kInbound, kCombos[0], false, kSpiOut));
   }
-  OutSaPtr peer_tx_sa() {
-    SaSpec s = make_spec(Direction::kInbound, kCombos[0], false, kSpiIn);
+  OutSaPtr peer_tx_sa(bool encap = false) {
+    SaSpec s = make_spec(Direction::kInbound, kCombos[0], encap, kSpiIn);
     s.dir = Direction::kOutbound;
     return create_sa<OutboundSa>(s);
   }

@@ -136,7 +136,7 @@ TEST_F(EspParse, ReadsSpiAndEncapOrNamesTheProblem) {
   Bytes ike = u;
   ike[28] = ike[29] = ike[30] = ike[31] = 0;
   EXPECT_FALSE(esp_inbound_parse(mbuf(ike), &info, &why));
-  EXPECT_EQ(why, DropReason::kNotForUs);
+  EXPECT_EQ(why, DropReason::kNotEsp);
   Bytes frag = e;
   frag[6] |= 0x20;  // MF
   EXPECT_FALSE(esp_inbound_parse(mbuf(frag), &info, &why));
@@ -178,7 +178,7 @@ TEST_F(EspParse, RecordsTheLayoutInTheMbuf) {
   EspInboundInfo info;
   DropReason why{};
   EXPECT_FALSE(esp_inbound_parse_l4(mbuf(ike), 20, &info, &why));
-  EXPECT_EQ(why, DropReason::kNotForUs);
+  EXPECT_EQ(why, DropReason::kNotEsp);
   Bytes shortudp = encrypt_all(sa_udp.get(), {make_inner(5)})[0];
   shortudp[24] = 0;
   shortudp[25] = 4;  // UDP length below the UDP header

@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "dataplane/gateway.hpp"
@@ -96,6 +97,144 @@ TEST_F(GatewayTest, ResolvesAnOnLinkPeerByArpAndSendsQueuedIkeDatagram) {
   EXPECT_EQ(inet_checksum(pkt.data(), 20), 0);
   EXPECT_NE(be16(pkt.data() + 26), 0) << "the UDP checksum must be computed";
   EXPECT_EQ(udp_checksum_residue(pkt), 0);
+}
+
+// Sends a small IKE datagram to kOnLinkPeer through the DatagramSender.
+void send_to_on_link_peer(Gateway& gw) {
+  static const Bytes ike = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  DatagramView d;
+  d.local = {kUnprotAddr, 500};
+  d.remote = {kOnLinkPeer, 500};
+  d.payload = ike;
+  ASSERT_TRUE(gw.datagram_sender().send(d).ok());
+}
+bool is_arp_request_for(const Bytes& f, Ipv4 ip) {
+  return f.size() >= 42 && be16(f.data() + 12) == 0x0806 && be16(f.data() + 20) == 1 &&
+         be32(f.data() + 14 + 24) == ip;
+}
+
+// Issue #11.5: an ARP reply nobody asked for creates no entry and overwrites none (RFC 826
+// merge still takes a gratuitous ARP for an entry we have).
+TEST_F(GatewayTest, UnsolicitedArpRepliesNeitherCreateNorOverwriteEntries) {
+  boot();
+  const MacAddr evil = {0x02, 0xee, 0, 0, 0, 0x66}, moved = {0x02, 0xcc, 0, 0, 0, 0x99};
+  auto reply = [&](const MacAddr& sha, Ipv4 sip, Ipv4 tip) {
+    inject(u_, eth(u_.mac, sha, 0x0806, arp(2, sha, sip, u_.mac, tip)));
+  };
+  auto settle = [&](std::uint64_t rx) {  // the workers punted rx frames; handle them
+    wait_rx(rx);
+    for (int i = 0; i < 20; ++i) gw_->control_poll();
+  };
+  reply(evil, kOnLinkPeer, kUnprotAddr);
+  settle(1);
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kArpUnsolicited), 1u);
+  send_to_on_link_peer(*gw_);
+  auto first = collect(u_, [](const auto& v) {
+    return std::any_of(v.begin(), v.end(), [](const Bytes& f) { return is_arp_request_for(f, kOnLinkPeer); });
+  });
+  EXPECT_TRUE(of_type(first, 0x0800).empty()) << "sent to the MAC of an unsolicited reply";
+  reply(kPeerMac, kOnLinkPeer, kUnprotAddr);  // the answer to our request
+  auto ip = wait_for(u_, 0x0800, 1, 17);
+  ASSERT_EQ(ip.size(), 1u);
+  EXPECT_EQ(mac_at(ip[0].data()), kPeerMac);
+
+  reply(evil, kOnLinkPeer, kUnprotAddr);  // unsolicited, for an entry we have
+  settle(3);
+  send_to_on_link_peer(*gw_);
+  ip = wait_for(u_, 0x0800, 1, 17);
+  ASSERT_EQ(ip.size(), 1u);
+  EXPECT_EQ(mac_at(ip[0].data()), kPeerMac) << "entry overwritten by an unsolicited reply";
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kArpUnsolicited), 2u);
+
+  // Gratuitous ARP (sender = target) from a known neighbour: merged (RFC 826, RFC 5227 §3).
+  inject(u_, eth(kBroadcast, moved, 0x0806, arp(1, moved, kOnLinkPeer, {}, kOnLinkPeer)));
+  settle(4);
+  send_to_on_link_peer(*gw_);
+  ip = wait_for(u_, 0x0800, 1, 17);
+  ASSERT_EQ(ip.size(), 1u);
+  EXPECT_EQ(mac_at(ip[0].data()), moved);
+}
+
+// Issue #11.5: a learned entry not confirmed for arp_timeout_s is asked for again and, when
+// nobody answers, removed: traffic to it stops instead of going to a stale MAC forever.
+TEST_F(GatewayTest, LearnedArpEntriesAgeOut) {
+  boot([](GatewayConfig& c) { c.arp_timeout_s = 1; });
+  send_to_on_link_peer(*gw_);
+  collect(u_, [](const auto& v) {
+    return std::any_of(v.begin(), v.end(), [](const Bytes& f) { return is_arp_request_for(f, kOnLinkPeer); });
+  });
+  inject(u_, eth(u_.mac, kPeerMac, 0x0806, arp(2, kPeerMac, kOnLinkPeer, u_.mac, kUnprotAddr)));
+  ASSERT_EQ(wait_for(u_, 0x0800, 1, 17).size(), 1u);
+  // Re-asked after the timeout (the entry still in use meanwhile), then given up on.
+  auto again = collect(u_, [](const auto& v) {
+    return std::any_of(v.begin(), v.end(), [](const Bytes& f) { return is_arp_request_for(f, kOnLinkPeer); });
+  }, 4000);
+  ASSERT_TRUE(std::any_of(again.begin(), again.end(),
+                          [](const Bytes& f) { return is_arp_request_for(f, kOnLinkPeer); }))
+      << "no re-confirmation after arp_timeout_s";
+  collect(u_, [](const auto&) { return false; }, 6500);  // 5 unanswered tries
+  send_to_on_link_peer(*gw_);
+  auto after = collect(u_, [](const auto& v) { return !of_type(v, 0x0800).empty(); }, 1500);
+  EXPECT_TRUE(of_type(after, 0x0800).empty()) << "still sent to the aged-out MAC";
+}
+
+// Issue #11.5: ARP requests addressed to us from thousands of (spoofed) addresses must not
+// fill the table: the next hops and peers the gateway asks for still get their entries.
+TEST_F(GatewayTest, ArpRequestFloodNeverBlocksEntriesWeAskFor) {
+  boot();
+  constexpr unsigned kFlood = 4200, kBatch = 400;
+  const MacAddr flood_mac = {0x02, 0xdd, 0, 0, 0, 0x01};
+  std::uint64_t sent = 0;
+  for (unsigned i = 0; i < kFlood; i += kBatch) {
+    for (unsigned k = i; k < i + kBatch && k < kFlood; ++k) {
+      const Ipv4 sip = 0x0A010100 + k;  // 10.1.1.0 + k, inside 10.1/16
+      inject(p_, eth(kBroadcast, flood_mac, 0x0806, arp(1, flood_mac, sip, {}, kProtAddr)));
+      ++sent;
+    }
+    wait_rx(sent);
+    for (int j = 0; j < 20; ++j) {
+      gw_->control_poll();
+      take_tx(p_);
+    }
+  }
+  EXPECT_GT(gw_->total_stats().dropped(DropReason::kArpTableFull), 0u);
+  send_to_on_link_peer(*gw_);
+  collect(u_, [](const auto& v) {
+    return std::any_of(v.begin(), v.end(), [](const Bytes& f) { return is_arp_request_for(f, kOnLinkPeer); });
+  });
+  inject(u_, eth(u_.mac, kPeerMac, 0x0806, arp(2, kPeerMac, kOnLinkPeer, u_.mac, kUnprotAddr)));
+  auto ip = wait_for(u_, 0x0800, 1, 17);
+  ASSERT_EQ(ip.size(), 1u) << "the peer's entry was refused";
+  EXPECT_EQ(mac_at(ip[0].data()), kPeerMac);
+}
+
+// Issue #11.10: a UDP checksum failure on an IKE datagram was counted as bad_ip_header.
+TEST_F(GatewayTest, IkeDatagramWithBadUdpChecksumIsCountedAsSuch) {
+  boot();
+  Bytes ip = ipv4(kOnLinkPeer, kUnprotAddr, 17, udp(500, 500, Bytes(28, 0x11)));
+  put16(ip.data() + 26, 0x1234);  // non-zero and wrong
+  inject(u_, eth(u_.mac, kPeerMac, 0x0800, ip));
+  wait_rx(1);
+  for (int i = 0; i < 20; ++i) gw_->control_poll();
+  EXPECT_TRUE(handler_.got.empty());
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kBadUdpChecksum), 1u);
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kBadIpHeader), 0u);
+}
+
+// Issue #11.10: one table gives every drop reason a distinct snake_case name and a description.
+TEST(DropReasons, OneTableNamesEveryReasonOnce) {
+  std::set<std::string_view> seen;
+  for (std::size_t i = 0; i < kDropReasonCount; ++i) {
+    const auto r = static_cast<DropReason>(i);
+    const std::string_view n = to_string(r);
+    EXPECT_FALSE(n.empty());
+    EXPECT_EQ(n.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_"), std::string_view::npos)
+        << n;
+    EXPECT_TRUE(seen.insert(n).second) << "duplicate name " << n;
+    EXPECT_FALSE(describe(r).empty()) << n;
+  }
+  EXPECT_EQ(to_string(DropReason::kCount), "unknown");
+  EXPECT_EQ(to_string(DropReason::kBadUdpChecksum), "bad_udp_checksum");
 }
 
 TEST_F(GatewayTest, IkeOnPort4500GetsTheNonEspMarkerAndIsStrippedOnReceive) {
@@ -238,7 +377,8 @@ TEST_F(GatewayTest, MalformedFramesAreCountedAndFreed) {
   EXPECT_EQ(t.rx_packets, 9u);
   EXPECT_EQ(t.dropped(DropReason::kRunt), 3u);  // runt frame, short IPv4, truncated
   EXPECT_EQ(t.dropped(DropReason::kBadIpHeader), 3u);  // IHL, version, checksum
-  EXPECT_EQ(t.dropped(DropReason::kNotForUs), 2u);     // IPv6, UDP to a closed port
+  EXPECT_EQ(t.dropped(DropReason::kNotIpv4), 1u);          // IPv6
+  EXPECT_EQ(t.dropped(DropReason::kUdpClosedPort), 1u);    // UDP to a closed port
   EXPECT_EQ(t.dropped(DropReason::kNoPolicy), 1u);
   std::uint64_t all = 0;
   for (auto d : t.drops) all += d;
@@ -367,7 +507,8 @@ TEST(GatewayNullPorts, GarbageStreamIsCountedAndStopIsClean) {
   gw->stop();
   const LcoreStats t = gw->total_stats();
   EXPECT_GE(t.rx_packets, 10000u);
-  EXPECT_EQ(t.dropped(DropReason::kNotForUs), t.rx_packets);
+  // net_null's frames are zeros: destination MAC 00:00:00:00:00:00, not ours (issue #11.4).
+  EXPECT_EQ(t.dropped(DropReason::kWrongDstMac), t.rx_packets);
   EXPECT_EQ(gw->port_counters(false).ipackets + gw->port_counters(true).ipackets, t.rx_packets);
   gw.reset();
   EXPECT_EQ(rte_eal_hotplug_remove("vdev", "net_null_gw0"), 0);

@@ -194,6 +194,50 @@ TEST_F(GatewayMqTest, ReassembledEspIsHandedToTheWorkerThatOwnsTheSa) {
   EXPECT_EQ(gw_->total_stats().punted, 2u);
 }
 
+// Issue #11.3: each reassembly call can put up to RTE_LIBRTE_IP_FRAG_MAX_FRAG + 1 mbufs on the
+// death row (288 slots in DPDK 22.11, writes unbounded). One control poll takes up to 32 punts
+// from each worker; with two workers, 64 "killer" fragments (one too many for an incomplete
+// datagram already holding 8) put 576 mbufs there if it is emptied once per poll. The gateway
+// must empty it after every call: nothing leaks (TearDown), nothing is written past it (the
+// gateway checks the count, ASan build: `--suite asan`).
+TEST_F(GatewayMqTest, FragmentFloodNeverOverfillsTheReassemblyDeathRow) {
+  boot();
+  constexpr unsigned kPerQueue = 32, kHeld = 8;
+  // Fragment `k` of datagram `id`: k = 0 first (offset 0), 1 last (offset 800, no MF), else a
+  // middle one at offset 16 * k (gaps: the datagram never completes).
+  auto frag = [&](std::uint16_t id, unsigned k) {
+    Bytes ip = make_inner(8, kPeerGw, kUnprotAddr);  // 20 + 8 bytes
+    ip[9] = 50;  // ESP
+    put16(ip.data() + 4, id);
+    const std::uint16_t units = k == 0 ? 0 : k == 1 ? 100 : static_cast<std::uint16_t>(2 * k);
+    put16(ip.data() + 6, static_cast<std::uint16_t>((k == 1 ? 0 : 0x2000) | units));
+    ip[10] = ip[11] = 0;
+    put16(ip.data() + 10, inet_checksum(ip.data(), 20));
+    return esp_frame(ip);
+  };
+  auto wait_punted = [&](std::uint64_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + kBound;
+    while (gw_->total_stats().punted < n && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    return gw_->total_stats().punted >= n;
+  };
+  for (unsigned q = 0; q < 2; ++q)
+    for (unsigned d = 0; d < kPerQueue; ++d)
+      for (unsigned k = 0; k < kHeld; ++k)
+        inject(u_, q, frag(static_cast<std::uint16_t>(q * 1000 + d), k));
+  ASSERT_TRUE(wait_punted(2 * kPerQueue * kHeld)) << gw_->report();
+  for (int i = 0; i < 100; ++i) gw_->control_poll();  // all held, incomplete
+
+  // The killers: punted by both workers, then taken by one control poll.
+  for (unsigned q = 0; q < 2; ++q)
+    for (unsigned d = 0; d < kPerQueue; ++d)
+      inject(u_, q, frag(static_cast<std::uint16_t>(q * 1000 + d), kHeld));
+  ASSERT_TRUE(wait_punted(2 * kPerQueue * (kHeld + 1))) << gw_->report();
+  gw_->control_poll();
+  gw_->control_poll();
+  EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_) << "every fragment freed";
+}
+
 // The control thread deletes and re-installs the tunnel's SAs again and again while a second
 // thread keeps injecting ESP from the peer and clear traffic for the tunnel on both queues of
 // both ports. Each phase waits until the workers saw traffic in that state, so every cycle

@@ -59,6 +59,54 @@ TEST_F(GatewayTest, OuterFragmentsAreReassembledBeforeDecryption) {
   EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
 }
 
+// Issue #11.2: the first fragment of ESP-in-UDP holds the UDP header and the ESP header; the
+// slow path classified it on 4 bytes, which is too short for ESP (8), and sent it to the IKE
+// handler, which dropped it as not_for_us.
+TEST_F(GatewayTest, NatTOuterFragmentsAreReassembledInAnyOrderBeforeDecryption) {
+  boot();
+  install_tunnel(1500, true);
+  OutSaPtr tx = peer_tx_sa(true);  // one sequence for both packets
+  for (const bool reverse : {false, true}) {
+    const Bytes inner = make_inner(1000, kPeerHost, kLocalHost);
+    const Bytes outer = encrypt(tx.get(), inner);
+    ASSERT_EQ(outer[9], 17) << "UDP";
+    ASSERT_EQ(be16(outer.data() + 22), 4500);
+    const auto [f1, f2] = fragment_in_two(outer, 576);
+    const Bytes& a = reverse ? f2 : f1;
+    const Bytes& b = reverse ? f1 : f2;
+    inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, a));
+    inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, b));
+    auto out = wait_for(p_, 0x0800, 1);
+    ASSERT_EQ(out.size(), 1u) << (reverse ? "reverse order" : "in order");
+    EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
+  }
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kNotIke), 0u);
+  EXPECT_EQ(gw_->total_stats().esp_in_packets, 2u);
+}
+
+// Issue #11.1: an inner header whose checksum is wrong, under a valid ICV, is not forwarded
+// (RFC 1812 §5.2.2) and is counted under its own reason.
+TEST_F(GatewayTest, DecryptedInnerPacketWithBadHeaderChecksumIsDropped) {
+  boot();
+  install_tunnel();
+  OutSaPtr tx = peer_tx_sa();
+  Bytes bad = make_inner(200, kPeerHost, kLocalHost);
+  bad[11] ^= 0x01;
+  inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, encrypt(tx.get(), bad)));
+  wait_rx(1);
+  auto out = collect(p_, [](const auto& v) { return !v.empty(); }, 300);
+  EXPECT_TRUE(of_type(out, 0x0800).empty()) << "forwarded with a bad inner checksum";
+  const LcoreStats t = gw_->total_stats();
+  EXPECT_EQ(t.dropped(DropReason::kBadInnerChecksum), 1u);
+  EXPECT_EQ(t.esp_in_packets, 0u);
+  // A good one after it (next sequence number) still passes.
+  const Bytes good = make_inner(200, kPeerHost, kLocalHost);
+  inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, encrypt(tx.get(), good)));
+  auto fwd = wait_for(p_, 0x0800, 1);
+  ASSERT_EQ(fwd.size(), 1u);
+  EXPECT_EQ(Bytes(fwd[0].begin() + 14, fwd[0].end()), forwarded(good));
+}
+
 TEST_F(GatewayTest, TooBigWithDfGetsIcmpFragNeededWithTheTunnelMtu) {
   boot();
   install_tunnel(1400);
@@ -130,6 +178,25 @@ TEST_F(GatewayTest, UnmatchedTrafficIsForwardedInTheClearWhenPolicySaysSo) {
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(mac_at(out[0].data()), kUnprotGwMac);
   EXPECT_EQ(Bytes(out[0].begin() + 14, out[0].end()), forwarded(inner));
+}
+
+// Issue #11.4: the ports run promiscuous; frames on the segment for other hosts (unicast to
+// another MAC, multicast we never joined) are not ours to route, even when unmatched traffic
+// is forwarded in the clear. Counted as wrong_dst_mac; ours still passes.
+TEST_F(GatewayTest, FramesForAnotherMacAreNotRouted) {
+  boot([](GatewayConfig& c) { c.unmatched = UnmatchedPolicy::kForward; });
+  const MacAddr other = {0x02, 0x99, 0, 0, 0, 0x07};
+  const MacAddr mcast = {0x01, 0x00, 0x5e, 0x00, 0x00, 0x01};
+  const Bytes inner = make_inner(50, kLocalHost, 0x08080808);
+  inject(p_, eth(other, kHostMac, 0x0800, inner));
+  inject(p_, eth(mcast, kHostMac, 0x0800, inner));
+  wait_rx(2);
+  EXPECT_TRUE(of_type(collect(u_, [](const auto& v) { return !v.empty(); }, 300), 0x0800).empty())
+      << "a LAN-internal frame left the public port";
+  EXPECT_EQ(gw_->total_stats().dropped(DropReason::kWrongDstMac), 2u);
+  EXPECT_EQ(gw_->total_stats().forwarded, 0u);
+  inject(p_, eth(p_.mac, kHostMac, 0x0800, inner));
+  EXPECT_EQ(wait_for(u_, 0x0800, 1).size(), 1u);
 }
 
 // DPD hold / expiry / peer Delete: the connection's trap keeps its selectors in the SPD, so

@@ -36,7 +36,7 @@ What a correct gateway does with the inputs (the checks):
     one whose inner addresses are outside the SA's selectors (RFC 4301 §5.2) and, in udp mode,
     a NAT-keepalive (RFC 3948 §2.3) produce nothing.
   exit report: total drop_replay=1, drop_bad_icv=1, drop_no_sa=1, drop_selector_mismatch=1,
-    drop_no_policy=<unmatched>, drop_ttl_exceeded=1, runt+bad_ip_header+not_for_us =
+    drop_no_policy=<unmatched>, drop_ttl_exceeded=1, runt+bad_ip_header+not_ipv4+wrong_dst_mac =
     <malformed>, no other drop reason; keepalives=1 in udp mode; SA packet counters; each port
     received every frame of its input pcap and sent every frame of its output pcap.
 ARP frames in the outputs are ignored (the configuration has static neighbours).
@@ -60,7 +60,7 @@ GW_PRIV = "10.1.0.1"
 LOCAL_NET, PEER_NET = "10.1.0.0/24", "10.2.0.0/24"
 HOSTS = {"10.1.0.10": "02:00:00:00:01:0a", "10.1.0.11": "02:00:00:00:01:0b"}
 PEER_MAC = "02:00:00:00:02:02"
-# net_pcap's MACs; the gateway does not filter on them, the outputs are checked for consistency.
+# net_pcap's MACs: frames to the gateway must carry them (it drops others as wrong_dst_mac).
 GW_MAC_UNPROT, GW_MAC_PROT = "02:70:63:61:70:00", "02:70:63:61:70:01"
 
 SPI_IN, SPI_OUT = 0x2002, 0x1001
@@ -219,8 +219,8 @@ def inner_packets_out():
 
 
 def malformed_frames():
-    """(description, Ethernet frame bytes): each must be dropped as runt, bad_ip_header or
-    not_for_us."""
+    """(description, Ethernet frame bytes): each must be dropped as runt, bad_ip_header,
+    not_ipv4 or wrong_dst_mac."""
     eth = raw(Ether(src=HOSTS["10.1.0.10"], dst=GW_MAC_PROT, type=0x0800))
     good = bytearray(raw(IP(src="10.1.0.10", dst="10.2.0.5") / UDP(sport=5, dport=6) /
                          b"malformed"))
@@ -240,6 +240,10 @@ def malformed_frames():
     ihl3 = bytearray(good)
     ihl3[0] = 0x43
     out.append(("IHL 3", eth + bytes(ihl3)))
+    # Issue #11.4: a valid packet for another host on the segment (the port is promiscuous);
+    # the gateway must not route it (wrong_dst_mac).
+    other = raw(Ether(src=HOSTS["10.1.0.10"], dst="02:00:00:00:09:09", type=0x0800))
+    out.append(("frame for another MAC", other + bytes(good)))
     return out
 
 
@@ -328,7 +332,8 @@ def gen(d, udp):
         "prot_in_frames": len(prot_in), "unprot_in_frames": len(unprot_in),
         "drops": {"replay": 1, "bad_icv": 1, "no_sa": 1, "selector_mismatch": 1,
                   "no_policy": unmatched, "ttl_exceeded": 1},
-        "malformed": len(mal), "malformed_reasons": ["runt", "bad_ip_header", "not_for_us"],
+        "malformed": len(mal), "malformed_reasons": ["runt", "bad_ip_header", "not_ipv4",
+                                                        "wrong_dst_mac"],
         "keepalives": 1 if udp else 0,
     }
     with open(os.path.join(d, "expect.json"), "w") as f:
@@ -497,7 +502,7 @@ def check_report(exp, text, n_prot_out, n_unprot_out, errs):
                         % (reason, drops.get(reason, 0), n))
     mal = sum(drops.get(r, 0) for r in exp["malformed_reasons"])
     if mal != exp["malformed"]:
-        errs.append("report: total drop_runt+drop_bad_ip_header+drop_not_for_us=%d, expected %d "
+        errs.append("report: total drops of malformed_reasons=%d, expected %d "
                     "(the malformed frames)" % (mal, exp["malformed"]))
     known = set(exp["drops"]) | set(exp["malformed_reasons"])
     for reason, n in drops.items():
@@ -573,7 +578,8 @@ def make_report(exp, n_uo, n_po, unprot_in=None, **drop_overrides):
     """The exit report a correct gateway prints (Gateway::report() line formats)."""
     udp = exp["udp"]
     drops = dict(exp["drops"])
-    drops["runt"], drops["bad_ip_header"], drops["not_for_us"] = 2, 3, 1
+    drops["runt"], drops["bad_ip_header"], drops["not_ipv4"] = 2, 3, 1
+    drops["wrong_dst_mac"] = 1
     sa_in_drops = {"replay": 1, "bad_icv": 1, "selector_mismatch": 1}
     for k, v in drop_overrides.items():
         drops[k] = v
