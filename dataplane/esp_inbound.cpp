@@ -433,10 +433,12 @@ Udp4500Kind classify_udp4500(const std::uint8_t* payload, std::uint32_t len) noe
   return Udp4500Kind::kEsp;
 }
 
-bool esp_inbound_parse(rte_mbuf* m, EspInboundInfo* info, DropReason* why) noexcept {
-  OuterLayout l;
-  DropReason r = DropReason::kRunt;
-  if (!parse_outer(m, &l, &r)) {
+namespace {
+
+// A parse's outcome: the layout recorded in the mbuf and the SPI returned, or the reason.
+inline bool parse_result(bool ok, rte_mbuf* m, const OuterLayout& l, DropReason r,
+                         EspInboundInfo* info, DropReason* why) noexcept {
+  if (!ok) {
     if (why != nullptr) *why = r;
     return false;
   }
@@ -446,20 +448,23 @@ bool esp_inbound_parse(rte_mbuf* m, EspInboundInfo* info, DropReason* why) noexc
   return true;
 }
 
+}  // namespace
+
+bool esp_inbound_parse(rte_mbuf* m, EspInboundInfo* info, DropReason* why) noexcept {
+  OuterLayout l;
+  DropReason r = DropReason::kRunt;
+  const bool ok = parse_outer(m, &l, &r);
+  return parse_result(ok, m, l, r, info, why);
+}
+
 bool esp_inbound_parse_l4(rte_mbuf* m, std::uint32_t ihl, EspInboundInfo* info,
                           DropReason* why) noexcept {
   const auto* ip = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
   OuterLayout l;
   DropReason r = DropReason::kRunt;
-  if (!parse_after_ip(reinterpret_cast<const std::uint8_t*>(ip), ip->next_proto_id, ihl,
-                      net16(ip->total_length), m->data_len, &l, &r)) {
-    if (why != nullptr) *why = r;
-    return false;
-  }
-  record_layout(m, l);
-  info->spi = l.spi;
-  info->udp_encap = l.udp_encap;
-  return true;
+  const bool ok = parse_after_ip(reinterpret_cast<const std::uint8_t*>(ip), ip->next_proto_id,
+                                 ihl, net16(ip->total_length), m->data_len, &l, &r);
+  return parse_result(ok, m, l, r, info, why);
 }
 
 std::uint16_t esp_inbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
