@@ -83,6 +83,7 @@ void ControlLoop::tick_ike(Clock::time_point now) {
   if (ike_ == nullptr || now < next_ike_) return;
   ike_->tick();
   if (conns_.refresh(*ike_)) publish_connections(conns_.rows());
+  publish_ike_counters(ike_->counters());
   next_ike_ = now + kIkeTickEvery;
 }
 

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "dataplane/telemetry_columns.hpp"
+#include "ike/ike_sa.hpp"
 
 namespace ipsecgw::app {
 namespace {
@@ -35,6 +36,35 @@ int tel_connections(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
+// The IKE daemon's drop and defence counters (ike::IkeCounters), copied by the control lcore.
+std::mutex g_ike_mu;
+ike::IkeCounters g_ike;
+
+int tel_ike(const char*, const char*, rte_tel_data* d) {
+  ike::IkeCounters c;
+  {
+    std::lock_guard lk(g_ike_mu);
+    c = g_ike;
+  }
+  rte_tel_data_start_dict(d);
+  const std::pair<const char*, std::uint64_t> fields[] = {
+      {"bad_cookie_drops", c.bad_cookie_drops},
+      {"half_open_created", c.half_open_created},
+      {"half_open_peer_cap", c.half_open_peer_cap},
+      {"half_open_global_cap", c.half_open_global_cap},
+      {"unknown_peer_drops", c.unknown_peer_drops},
+      {"unauthenticated_drops", c.unauthenticated_drops},
+      {"replay_drops", c.replay_drops},
+      {"mid_cap_rekeys", c.mid_cap_rekeys},
+      {"quick_mode_cap_drops", c.quick_mode_cap_drops},
+      {"dh_failures", c.dh_failures},
+      {"peer_id_mismatches", c.peer_id_mismatches},
+      {"on_demand_dpd", c.on_demand_dpd},
+  };
+  for (const auto& [name, v] : fields) rte_tel_data_add_dict_u64(d, name, v);
+  return 0;
+}
+
 }  // namespace
 
 void register_telemetry() {
@@ -43,7 +73,16 @@ void register_telemetry() {
   rte_telemetry_register_cmd("/ipsecgw/connections", tel_connections,
                              "Site connections: state (DOWN/PENDING/ACTIVE/ERROR/STATIC), "
                              "reason, SPIs. No parameters");
+  rte_telemetry_register_cmd("/ipsecgw/ike", tel_ike,
+                             "IKE daemon counters: spoofed/unauthenticated/replayed messages "
+                             "dropped, half-open caps hit, DH failures, on-demand DPD. No "
+                             "parameters");
   registered = true;
+}
+
+void publish_ike_counters(const ike::IkeCounters& c) {
+  std::lock_guard lk(g_ike_mu);
+  g_ike = c;
 }
 
 void publish_connections(std::vector<ConnRow> rows) {

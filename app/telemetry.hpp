@@ -1,5 +1,5 @@
-// The process's own rte_telemetry command, /ipsecgw/connections: the site connections' state
-// (DOWN/PENDING/ACTIVE/ERROR/STATIC), reason and SPIs. The data plane's /ipsecgw/stats,
+// The process's own rte_telemetry commands: /ipsecgw/connections, the site connections' state
+// (DOWN/PENDING/ACTIVE/ERROR/STATIC), reason and SPIs; /ipsecgw/ike, the IKE daemon's counters. The data plane's /ipsecgw/stats,
 // /ipsecgw/ports and /ipsecgw/sa are registered by the gateway (dataplane/gateway_counters.cpp).
 #pragma once
 
@@ -7,13 +7,20 @@
 
 #include "app/connections.hpp"
 
+namespace ipsecgw::ike {
+struct IkeCounters;
+}
+
 namespace ipsecgw::app {
 
-// Registers /ipsecgw/connections (once per process; DPDK 22.11 cannot unregister).
+// Registers /ipsecgw/connections and /ipsecgw/ike (once per process; DPDK 22.11 cannot unregister).
 void register_telemetry();
 
 // The rows /ipsecgw/connections reports from now on (control lcore; the telemetry thread
 // reads them under a lock). An empty vector withdraws them.
 void publish_connections(std::vector<ConnRow> rows);
+
+// The counters /ipsecgw/ike reports from now on (control lcore).
+void publish_ike_counters(const ike::IkeCounters& c);
 
 }  // namespace ipsecgw::app

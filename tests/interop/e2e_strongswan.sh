@@ -82,6 +82,25 @@ else
   fi
 fi
 
+# /ipsecgw/ike counters against "name=N" (exactly) or "name>=N" conditions.
+check_ike_counters() {
+  local tel
+  if ! tel=$(ig_telemetry /ipsecgw/ike); then ig_fail "no /ipsecgw/ike telemetry answer: $tel"; return; fi
+  if /usr/bin/python3 - "$tel" "$@" <<'PY'
+import json, re, sys
+c = json.loads(sys.argv[1])["/ipsecgw/ike"]
+bad = []
+for cond in sys.argv[2:]:
+    k, op, v = re.fullmatch(r"(\w+)(>=|=)(\d+)", cond).groups()
+    have = c.get(k)
+    if have is None or (have < int(v) if op == ">=" else have != int(v)):
+        bad.append(f"{k}={have} (want {op}{v})")
+sys.exit("; ".join(bad) if bad else 0)
+PY
+  then ig_pass "telemetry /ipsecgw/ike ($*): $tel"
+  else ig_fail "telemetry /ipsecgw/ike: $tel"; fi
+}
+
 # ------------------------------------------------------------------------------- wrong PSK
 if [ "$CASE" = wrong-psk ]; then
   if wait_status ERROR 40; then ig_pass "our status: $(status_line | sed 's/.*ipsecgw.app: //')"
@@ -89,6 +108,8 @@ if [ "$CASE" = wrong-psk ]; then
   st=$(status_line)
   grep -qE 'ERROR \(.+\)' <<<"$st" && ig_pass "ERROR carries a reason" || ig_fail "ERROR without a reason: $st"
   grep -q 'spi_in' <<<"$st" && ig_fail "SPIs reported with a wrong PSK: $st"
+  # The wrong-PSK MM5 cannot be authenticated: counted and ignored, never a cookie drop.
+  check_ike_counters half_open_created'>='1 unauthenticated_drops'>='1 bad_cookie_drops=0
   sas=$(pn_swanctl ss --list-sas 2>&1)
   grep -q INSTALLED <<<"$sas" && ig_fail "strongSwan installed a CHILD SA: $sas"
   out=$(timeout 10 ip netns exec "$(ig_ns hostA)" ping -n -c 3 -i 0.3 -W 1 "$SS_HOST" 2>&1)
@@ -142,6 +163,13 @@ if tel=$(ig_telemetry /ipsecgw/connections); then
 else
   ig_fail "no telemetry answer from /run/dpdk/${IG_GW_PREFIX[A]}: $tel"
 fi
+
+ig_step "telemetry /ipsecgw/ike: an honest exchange is counted as such"
+# strongSwan initiating leaves exactly one half-open responder entry behind it (MM1); when we
+# initiate there is none. An honest peer never trips a cookie, replay or authentication drop.
+want_half_open=0; [ "$ss_role" = initiator ] && want_half_open=1
+check_ike_counters half_open_created=$want_half_open bad_cookie_drops=0 replay_drops=0 \
+  unauthenticated_drops=0 peer_id_mismatches=0 dh_failures=0
 
 ig_cap_stop pub
 ig_step "public link: only ARP, IKE and ESP-in-UDP 4500, decrypted by Scapy with charon's keys"
