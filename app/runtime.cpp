@@ -83,7 +83,7 @@ bool Runtime::create_gateway() {
   }
   gw_ = std::move(g.value());
   // Installed before start, inbound before outbound (the order manual_sa_specs gives), so no
-  // packet meets a missing SA. One batch: the SPD is built once, not once per SA (issue #12).
+  // packet meets a missing SA. One batch: the SPD is built once, not once per SA.
   gw_->tables().begin_batch();
   for (auto& spec : manual_sa_specs(cfg_)) {
     const auto& conn = cfg_.ipsec_site_connections.at(spec.conn_id - 1);

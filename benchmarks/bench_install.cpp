@@ -1,4 +1,4 @@
-// Start-up with many static tunnels (issue #12): the time to install N tunnels (one inbound
+// Start-up with many static tunnels: the time to install N tunnels (one inbound
 // and one outbound SA each, its own /24 subnet pair), as the control core does at start-up,
 // one SPD build per install (as before the batch API) against one batch (begin_batch /
 // commit_batch: one SPD build). Includes SA creation (key schedules) and the hash inserts;

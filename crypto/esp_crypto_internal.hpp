@@ -39,8 +39,8 @@ constexpr EspAlgParams esp_alg_params_constexpr(CipherAlg cipher, IntegAlg integ
 }
 
 // The algorithm pairs the burst path is instantiated for (run_ops<..., Path>): every job
-// parameter a compile-time constant, as before per-SA parameters (issue #8), so the per-SA
-// parameters cost nothing per packet. An EspKeySchedule names its entry in engine_path.
+// parameter a compile-time constant, so the per-SA parameters cost nothing per packet. An
+// EspKeySchedule names its entry in engine_path.
 struct FixedAlg {
   CipherAlg cipher;
   IntegAlg integ;

@@ -153,7 +153,7 @@ TEST_F(Fixture, ConnectionFieldsAndRanges) {
   const Case cases[] = {
       {{{"mtu", 576}}, ""},
       {{{"mtu", "9000"}}, ""},  // the client sends mtu as a string
-      {{{"mtu", 575}}, "mtu: 575 out of range 576..9000"},  // issue #11.8: no SA takes it
+      {{{"mtu", 575}}, "mtu: 575 out of range 576..9000"},  // no SA takes it
       {{{"mtu", 68}}, "mtu: 68 out of range 576..9000"},
       {{{"mtu", "9001"}}, "mtu: 9001 out of range 576..9000"},
       {{{"mtu", "big"}}, "mtu: 'big' is not a non-negative integer"},

@@ -507,7 +507,7 @@ TEST(GatewayNullPorts, GarbageStreamIsCountedAndStopIsClean) {
   gw->stop();
   const LcoreStats t = gw->total_stats();
   EXPECT_GE(t.rx_packets, 10000u);
-  // net_null's frames are zeros: destination MAC 00:00:00:00:00:00, not ours (issue #11.4).
+  // net_null's frames are zeros: destination MAC 00:00:00:00:00:00, not ours.
   EXPECT_EQ(t.dropped(DropReason::kWrongDstMac), t.rx_packets);
   EXPECT_EQ(gw->port_counters(false).ipackets + gw->port_counters(true).ipackets, t.rx_packets);
   gw.reset();

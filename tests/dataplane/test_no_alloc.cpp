@@ -1,4 +1,4 @@
-// Zero heap allocation per packet (issue #12): malloc, calloc, realloc, free, posix_memalign,
+// Zero heap allocation per packet: malloc, calloc, realloc, free, posix_memalign,
 // aligned_alloc and memalign (and so operator new/delete) are interposed in this executable and
 // counted while armed; so are rte_malloc, rte_zmalloc, rte_calloc, rte_realloc (and their
 // _socket forms) and rte_free, interposed over DPDK's shared librte_eal (forwarded with

@@ -1,4 +1,4 @@
-// Batched SA installs (DpSaInstaller::begin_batch / commit_batch, issue #12): one SPD build per
+// Batched SA installs (DpSaInstaller::begin_batch / commit_batch): one SPD build per
 // batch, lookups after batched installs and removals cross-checked against a brute-force scan,
 // the previous table serving until the commit, and RCU-deferred freeing of what a batch removed.
 #include <gtest/gtest.h>
