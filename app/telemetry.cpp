@@ -73,10 +73,10 @@ void register_telemetry() {
   rte_telemetry_register_cmd("/ipsecgw/connections", tel_connections,
                              "Site connections: state (DOWN/PENDING/ACTIVE/ERROR/STATIC), "
                              "reason, SPIs. No parameters");
+  // Help texts must stay under RTE_TEL_MAX_STRING_LEN (128), else registration fails.
   rte_telemetry_register_cmd("/ipsecgw/ike", tel_ike,
-                             "IKE daemon counters: spoofed/unauthenticated/replayed messages "
-                             "dropped, half-open caps hit, DH failures, on-demand DPD. No "
-                             "parameters");
+                             "IKE counters: cookie/replay/unauthenticated drops, half-open caps, "
+                             "DH failures. No parameters");
   registered = true;
 }
 
