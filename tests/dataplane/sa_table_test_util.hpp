@@ -1,13 +1,38 @@
-// Helpers shared by test_sa_table and test_sa_concurrency.
+// Helpers shared by test_sa_table, test_spd_batch and test_sa_concurrency.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
+
+#include <gtest/gtest.h>
 
 #include "dataplane/api/sa_installer.hpp"
 #include "dataplane/sa.hpp"
+#include "dataplane/sa_table.hpp"
 
 namespace ipsecgw::dp::testutil {
+
+// A fresh RCU domain and SA installer (tables of `Capacity` SAs) for each test.
+template <std::uint32_t Capacity>
+class InstallerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = Rcu::create(4);
+    ASSERT_TRUE(r) << r.error();
+    rcu_ = std::move(*r);
+    auto d = DpSaInstaller::create(*rcu_, Capacity);
+    ASSERT_TRUE(d) << d.error();
+    inst_ = std::move(*d);
+  }
+  void TearDown() override {
+    inst_.reset();
+    rcu_.reset();
+  }
+
+  std::unique_ptr<Rcu> rcu_;
+  std::unique_ptr<DpSaInstaller> inst_;
+};
 
 constexpr std::uint32_t kConnMagic = 0x5a000000;
 

@@ -20,20 +20,8 @@ namespace {
 using testutil::make_spec;
 using testutil::sa_is_live;
 
-class SaTable : public ::testing::Test {
+class SaTable : public testutil::InstallerTest<256> {
  protected:
-  void SetUp() override {
-    auto r = Rcu::create(4);
-    ASSERT_TRUE(r) << r.error();
-    rcu_ = std::move(*r);
-    auto d = DpSaInstaller::create(*rcu_, 256);
-    ASSERT_TRUE(d) << d.error();
-    inst_ = std::move(*d);
-  }
-  void TearDown() override {
-    inst_.reset();
-    rcu_.reset();
-  }
   InboundSa* in(std::uint32_t spi) {
     InboundSa* out = nullptr;
     inst_->lookup_inbound(&spi, 1, &out);
@@ -44,8 +32,6 @@ class SaTable : public ::testing::Test {
     inst_->lookup_outbound(&src, &dst, 1, &o);
     return o;
   }
-  std::unique_ptr<Rcu> rcu_;
-  std::unique_ptr<DpSaInstaller> inst_;
 };
 
 TEST_F(SaTable, InboundAddLookupDelete) {

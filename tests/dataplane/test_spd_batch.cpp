@@ -28,20 +28,8 @@ struct Pol {
   std::uint32_t spi;
 };
 
-class SpdBatch : public ::testing::Test {
+class SpdBatch : public testutil::InstallerTest<4096> {
  protected:
-  void SetUp() override {
-    auto r = Rcu::create(4);
-    ASSERT_TRUE(r) << r.error();
-    rcu_ = std::move(*r);
-    auto d = DpSaInstaller::create(*rcu_, 4096);
-    ASSERT_TRUE(d) << d.error();
-    inst_ = std::move(*d);
-  }
-  void TearDown() override {
-    inst_.reset();
-    rcu_.reset();
-  }
   OutboundSa* out(Ipv4 src, Ipv4 dst) {
     OutboundSa* o = nullptr;
     inst_->lookup_outbound(&src, &dst, 1, &o);
@@ -102,8 +90,6 @@ class SpdBatch : public ::testing::Test {
     }
     EXPECT_GE(hits, pols.size());
   }
-  std::unique_ptr<Rcu> rcu_;
-  std::unique_ptr<DpSaInstaller> inst_;
 };
 
 // Installs, removals and re-installs in batches; after every commit the SPD answers exactly as
