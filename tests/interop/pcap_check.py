@@ -38,8 +38,9 @@ What a correct gateway does with the inputs (the checks):
     one whose inner addresses are outside the SA's selectors (RFC 4301 §5.2) and, in udp mode,
     a NAT-keepalive (RFC 3948 §2.3) produce nothing. Then the corpus of pcap_corpus.py: bad
     inner header checksum, bad padding (twice), next header not IPv4, truncated ESP (twice), ESP
-    to another host's MAC, a packet left of the window after one far ahead: nothing; the one
-    far ahead and two packets sent as outer fragments (in order, reversed): decrypted, last.
+    to another host's MAC, ESP in the other encapsulation than the SA's, a packet left of the
+    window after one far ahead: nothing; the one far ahead and two packets sent as outer
+    fragments (in order, reversed): decrypted, last.
     Unsolicited ARP replies on both sides change nothing (every frame still goes to the MAC
     the configuration gives).
   exit report: total drop_replay=1, drop_bad_icv=1, drop_no_sa=1, drop_selector_mismatch=1,
@@ -298,8 +299,9 @@ def gen(d, udp):
 
     # The corpus of malformed and unusual packets from the peer (pcap_corpus.py).
     s_in = sa(SPI_IN, KEYS_IN, PEER_PUB, GW_PUB, udp)
-    corpus = inbound_corpus(s_in, corpus_inner, udp, GW_MAC_UNPROT, PEER_MAC, GW_PUB, PEER_PUB,
-                            GW_MAC_PROT, "10.1.0.10")
+    corpus = inbound_corpus(s_in, sa(SPI_IN, KEYS_IN, PEER_PUB, GW_PUB, not udp), corpus_inner,
+                            udp, GW_MAC_UNPROT, PEER_MAC, GW_PUB, PEER_PUB, GW_MAC_PROT,
+                            "10.1.0.10")
 
     # Protected side input, after an ARP reply nobody asked for.
     prot_in, expect_out, unmatched = list(corpus["frames_prot"]), [], 0
@@ -620,8 +622,8 @@ def main():
     print("pcap check %s %s/%s: OK: %d ESP packets out (seq 1..%d, Scapy-decrypted to the "
           "inner packets), %d decrypted packets in (outer fragments in order and reversed "
           "incl.); replay, outside window, bad ICV, padding, next header, inner checksum, "
-          "truncated ESP, unknown SPI, selector mismatch, unsolicited ARP, unmatched and "
-          "malformed frames dropped and counted (ARP frames ignored: %d/%d)"
+          "truncated ESP, encapsulation mismatch, unknown SPI, selector mismatch, unsolicited "
+          "ARP, unmatched and malformed frames dropped and counted (ARP frames ignored: %d/%d)"
           % (a.mode, exp["suite"]["cipher"], exp["suite"]["auth"], info["esp_out"],
              len(exp["out"]), info["decrypted_in"], info["arp_unprot"], info["arp_prot"]))
     return 0

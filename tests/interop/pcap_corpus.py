@@ -9,7 +9,8 @@ editing bytes, so that a packet is wrong in exactly one way:
     bytes not 1, 2, 3, ... and a pad length longer than the payload (RFC 4303 §2.4), next
     header not IPv4 (tunnel mode);
   before it: ESP shorter than its header, IV and ICV; ciphertext not whole cipher blocks;
-  framing: a valid ESP packet to another host's MAC (the port is promiscuous);
+  framing: a valid ESP packet to another host's MAC (the port is promiscuous); one in the other
+    encapsulation than the SA's (ESP-in-UDP for a plain-ESP SA or the reverse);
   ARP: replies nobody asked for, one claiming the peer's address, one another address;
   window (RFC 4303 §3.4.3): a valid packet far ahead moves the window, an older one is then
     left of it;
@@ -116,8 +117,8 @@ def _next_header_ipv6(esp):
     esp.nh = 41
 
 
-def inbound_corpus(s_in, inner_for, udp, gw_mac, peer_mac, gw_pub, peer_pub, gw_prot_mac,
-                   host_ip):
+def inbound_corpus(s_in, s_in_other_encap, inner_for, udp, gw_mac, peer_mac, gw_pub, peer_pub,
+                   gw_prot_mac, host_ip):
     """The corpus on the unprotected side, after the scenario's other packets (sequence numbers
     from 13 on; 1..12 are used before). Returns a dict:
       frames_unprot: Ethernet frames for unprot_in, in order (after the scenario's)
@@ -127,6 +128,7 @@ def inbound_corpus(s_in, inner_for, udp, gw_mac, peer_mac, gw_pub, peer_pub, gw_
       sa_in_drops:   the inbound SA's drop counters they add (exact)
       malformed:     how many are malformed frames counted among runt/bad_length/wrong_dst_mac
       unprot_arp:    ARP frames among frames_unprot (the front of the list)
+    `s_in_other_encap` is the inbound SA with the other encapsulation (same SPI and keys);
     `inner_for(seq, size)` is the inner packet of a sequence number."""
     def eth(outer, dst=gw_mac):
         return raw(Ether(src=peer_mac, dst=dst, type=0x0800)) + outer
@@ -147,6 +149,7 @@ def inbound_corpus(s_in, inner_for, udp, gw_mac, peer_mac, gw_pub, peer_pub, gw_
     fr.append(eth(set_lengths(full17[:esp_off + 12], udp)))
     fr.append(eth(set_lengths(enc(18, inner_for(18, 64))[:-4], udp)))
     fr.append(eth(enc(19, inner_for(19, 64)), dst="02:00:00:00:09:09"))
+    fr.append(eth(esp_encrypt(s_in_other_encap, inner_for(21, 64), 21, not udp)))
     delivered = [(20, inner_for(20, 200)), (200, inner_for(200, 120))]
     fr.append(eth(enc(20, delivered[0][1])))
     fr.append(eth(enc(200, delivered[1][1])))
@@ -157,13 +160,13 @@ def inbound_corpus(s_in, inner_for, udp, gw_mac, peer_mac, gw_pub, peer_pub, gw_
         fr.extend(eth(f) for f in (reversed(frags) if reverse else frags))
         delivered.append((seq, inner))
     sa_in = {"bad_inner_checksum": 1, "bad_padding": 2, "bad_next_header": 1, "runt": 1,
-             "bad_length": 1, "outside_window": 1}
+             "bad_length": 1, "outside_window": 1, "encap_mismatch": 1}
     return {
         "frames_unprot": fr,
         "frames_prot": [arp_reply(gw_prot_mac, host_ip, "10.1.0.1")],
         "delivered": delivered,
         "drops": {"arp_unsolicited": 3, "bad_inner_checksum": 1, "bad_padding": 2,
-                  "bad_next_header": 1, "outside_window": 1},
+                  "bad_next_header": 1, "outside_window": 1, "encap_mismatch": 1},
         "sa_in_drops": sa_in,
         "malformed": 3,  # the two truncated packets and the one to another MAC
         "malformed_detail": {"runt": 1, "bad_length": 1, "wrong_dst_mac": 1},
