@@ -101,6 +101,10 @@ constexpr Millis kBadAuthGrace{10000};
 constexpr Millis kHalfOpenTimeout{60000};
 // Our rekey Quick Mode is given up after this long without completing (then retried).
 constexpr Millis kRekeyAbandonAfter{30000};
+// A rekey we initiate installs its new outbound SA only once the new inbound SA has carried
+// a packet (the peer installed the pair on our QM3) or this long after QM3 went out: the
+// peer adds its inbound SA only when QM3 arrives, so sending at once would lose packets.
+constexpr Millis kOutboundSwitchDelay{1000};
 // NAT keepalive (RFC 3948 §2.3): one 0xFF byte to the peer's 4500 from the side behind a NAT.
 constexpr Millis kNatKeepaliveInterval{20000};
 // On-demand DPD: an R-U-THERE at once when our outbound ESP flows but nothing authenticated
@@ -270,6 +274,9 @@ class IkeSa {
   TaskStatus qm_fail(Quick& q, const std::string& why, std::uint16_t notify_type);
   Result<void> qm_install(Quick& q, dp::Direction dir);
   void prune_quicks();
+  // Rekeys we initiated: the outbound switch after QM3 (outbound_switch.cpp).
+  void defer_outbound_switch(Quick& q);
+  void outbound_switch_tick(Millis now);
 
   // CHILD SAs and lifetimes (child_sa.cpp)
   void child_activate(Quick& q);
