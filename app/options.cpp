@@ -42,6 +42,15 @@ po::options_description make_options(Options& o) {
   return d;
 }
 
+// Options for tests, accepted but not listed by --help.
+po::options_description make_hidden_options(Options& o) {
+  po::options_description d("Hidden");
+  d.add_options()("test-child-soft-packets",
+                  po::value<std::uint64_t>(&o.test_child_soft_packets)->value_name("N"),
+                  "soft packet limit of IKE-made CHILD SAs (tests)");
+  return d;
+}
+
 }  // namespace
 
 void print_help(std::ostream& out) {
@@ -77,7 +86,8 @@ namespace {
 
 bool is_app_option(std::string_view a) {
   for (std::string_view o : {"--config", "-c", "--check-config", "--stats-interval",
-                             "--api-listen", "--no-api", "--state-file"})
+                             "--api-listen", "--no-api", "--state-file",
+                             "--test-child-soft-packets"})
     if (a == o || (a.size() > o.size() && a.substr(0, o.size()) == o && a[o.size()] == '='))
       return true;
   return false;
@@ -88,6 +98,7 @@ bool is_app_option(std::string_view a) {
 std::optional<Options> parse_options(const std::vector<std::string>& args) {
   Options o;
   auto desc = make_options(o);
+  desc.add(make_hidden_options(o));
   po::variables_map vm;
   try {
     auto parsed = po::command_line_parser(args)

@@ -116,6 +116,7 @@ bool Runtime::start_ike() {
   auto confs = ike_connection_configs(cfg_);
   if (!confs.empty()) {
     ike_ = std::make_unique<ike::Daemon>(gw_->datagram_sender(), gw_->installer(), ike_clock_);
+    apply_test_options();
     for (auto& k : confs) {
       const std::string name = k.name;
       const dp::Ipv4 peer = k.peer_addr;
@@ -136,6 +137,13 @@ bool Runtime::start_ike() {
   return ok;
 }
 
+void Runtime::apply_test_options() {
+  if (opts_.test_child_soft_packets == 0) return;
+  APP_LOG(WARNING, "test option: CHILD SA soft packet limit %llu",
+          static_cast<unsigned long long>(opts_.test_child_soft_packets));
+  ike_->set_child_soft_packets(opts_.test_child_soft_packets);
+}
+
 bool Runtime::start_api() {
   const model::Environment env = gateway_environment(cfg_);
   auto desired = load_desired_state(opts_.config, opts_.state_file, env);
@@ -146,6 +154,7 @@ bool Runtime::start_api() {
   APP_LOG(INFO, "desired state from the %s: %zu connection(s)", desired->source.c_str(),
           desired->state.ipsec_site_connections.size());
   ike_ = std::make_unique<ike::Daemon>(gw_->datagram_sender(), gw_->installer(), ike_clock_);
+  apply_test_options();
   gw_->set_datagram_handler(ike_.get());
   const IkeGatewayParams gwp{cfg_.vpnservice.external_v4_ip, cfg_.vpnservice.unprotected.mtu};
   // The data plane's conn_ids 1..N are the configuration's (static SAs); the API's follow.

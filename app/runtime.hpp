@@ -51,6 +51,9 @@ class Runtime {
   void shutdown();
 
  private:
+  // The hidden --test-* options that reach the IKE daemon (right after it is created).
+  void apply_test_options();
+
   const Config& cfg_;
   const Options& opts_;
   std::unique_ptr<dp::Gateway> gw_;

@@ -58,6 +58,9 @@ class Daemon final : public dp::DatagramHandler {
   // peer.
   void tick();
   ConnectionStatus status(const std::string& name) const;
+  // The soft packet limit of the CHILD SAs negotiated from now on (kChildSoftPackets by
+  // default; tests inject small ones). Set it before adding connections.
+  void set_child_soft_packets(std::uint64_t n) { ctx_.child_soft_packets = n; }
   // What was dropped or refused, and why (for telemetry).
   const IkeCounters& counters() const { return counters_; }
   // How many IKE SAs (established or failed) still hold phase-1 secrets beyond SKEYID_d/a/e

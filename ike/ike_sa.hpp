@@ -68,12 +68,18 @@ class KeySource {
   virtual Bytes nonce(std::size_t n) { return crypto::random_bytes(n); }
 };
 
+// Soft packet limit of the CHILD SAs we install (each direction): crossing it makes the data
+// plane raise kSoftLimit and we rekey make-before-break, well before the 32-bit sequence
+// number runs out (2^32 - 1 packets; at 10 Mpps that is 7 minutes, less than most lifetimes).
+constexpr std::uint64_t kChildSoftPackets = (std::uint64_t{1} << 32) - (std::uint64_t{1} << 28);
+
 struct IkeContext {
   dp::DatagramSender* sender = nullptr;
   dp::SaInstaller* installer = nullptr;
   const Clock* clock = nullptr;
   IkeCounters* counters = nullptr;
   KeySource* keys = nullptr;
+  std::uint64_t child_soft_packets = kChildSoftPackets;  // 0: none
 };
 
 enum class Role : std::uint8_t { kInitiator, kResponder };

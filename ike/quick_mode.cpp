@@ -370,6 +370,7 @@ Result<void> IkeSa::qm_install(Quick& q, dp::Direction dir) {
   s.local_subnet = cfg_->local_subnet;
   s.peer_subnet = cfg_->peer_subnet;
   s.mtu = cfg_->mtu;
+  s.soft_packets = ctx_.child_soft_packets;
   if (dir == dp::Direction::kInbound) {
     if (auto r = ctx_.installer->add_sa(std::move(s)); !r)
       return make_error("inbound SA install failed: " + r.error());

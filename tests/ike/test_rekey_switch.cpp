@@ -10,7 +10,12 @@ namespace ipsecgw::ike::test {
 namespace {
 
 struct StrictPeerPair : Pair {
-  StrictPeerPair() : Pair(IkePolicy{}, short_child()) {
+  // `soft_packets`: the CHILD SAs' soft packet limit on both sides (0: the default).
+  explicit StrictPeerPair(std::uint64_t soft_packets = 0) : Pair(IkePolicy{}, short_child()) {
+    if (soft_packets != 0) {
+      a.set_child_soft_packets(soft_packets);
+      b.set_child_soft_packets(soft_packets);
+    }
     net.filter = [this](Packet&) {
       check();  // before every delivery: the moment QM3 is still on the wire counts
       return true;
@@ -44,6 +49,17 @@ struct StrictPeerPair : Pair {
     for (int t = 0; t < max_ms && outbound_adds(ia) == outs; t += 100) step(b_sends);
     return clock.t - t0;
   }
+  // A sends one packet on its outbound SA; like the data plane, the packet that reaches the
+  // SA's soft limit raises kSoftLimit.
+  void a_sends_one() {
+    const std::uint32_t spi = ia.out_current;
+    if (spi == 0) return;
+    const std::uint64_t n = ++a_out_packets[spi];
+    for (const auto& s : ia.sas)
+      if (s.dir == dp::Direction::kOutbound && s.spi == spi && s.soft_packets == n)
+        ia.events.push_back({dp::SaEventKind::kSoftLimit, dp::Direction::kOutbound, spi, s.conn_id});
+  }
+  std::map<std::uint32_t, std::uint64_t> a_out_packets;
   bool armed = false;
   std::set<std::uint32_t> b_ready;
   int a_to_b_lost = 0, b_to_a_lost = 0;
@@ -110,6 +126,42 @@ TEST_F(Quiet, PendingOutboundSwitchIsDroppedWithTheIsakmpSa) {
   EXPECT_EQ(p.ia.live_in.count(new_in), 0u);
   EXPECT_TRUE(p.ia.live_in.empty());
   EXPECT_EQ(p.ia.out_current, 0u);
+}
+
+TEST_F(Quiet, ChildSasGetTheDefaultSoftPacketLimitBothWays) {
+  Pair p(kDefaults);
+  p.initiate();
+  ASSERT_EQ(p.ia.sas.size(), 2u);
+  ASSERT_EQ(p.ib.sas.size(), 2u);
+  for (const auto* in : {&p.ia, &p.ib})
+    for (const auto& s : in->sas) EXPECT_EQ(s.soft_packets, 0xf0000000u);  // 2^32 - 2^28
+}
+
+// Traffic crosses a small injected soft limit again and again, long before the lifetime:
+// each crossing rekeys make-before-break and nothing is lost.
+TEST_F(Quiet, SoftPacketLimitUnderTrafficRekeysMakeBeforeBreakWithoutLoss) {
+  constexpr std::uint64_t kSoft = 40;
+  StrictPeerPair p(kSoft);
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  const auto first = *p.a.status("site").child;
+  std::set<std::uint32_t> a_outbound_used{p.ia.out_current};
+  for (int i = 0; i < 250; ++i) {  // 25 s at 10 packets/s each way; the lifetime is 60 s
+    p.a_sends_one();
+    p.step(true);
+    a_outbound_used.insert(p.ia.out_current);
+  }
+  // 250 packets at 40 per SA: a new outbound SA about every 40 (a few more while each rekey
+  // runs); no SA got far past its limit.
+  EXPECT_GE(a_outbound_used.size(), 5u);
+  for (const auto& [spi, n] : p.a_out_packets) EXPECT_LE(n, kSoft + 15) << "SPI " << spi;
+  for (const auto& s : p.ia.sas) EXPECT_EQ(s.soft_packets, kSoft);
+  for (const auto& s : p.ib.sas) EXPECT_EQ(s.soft_packets, kSoft);
+  EXPECT_NE(p.a.status("site").child->spi_in, first.spi_in);
+  EXPECT_EQ(p.a_to_b_lost, 0);
+  EXPECT_EQ(p.b_to_a_lost, 0);
+  expect_both_active(p);
+  p.run_for(kRekeyGrace.count() + 1000, 500);
+  expect_one_live_pair(p);
 }
 
 }  // namespace
