@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include "app/control_loop.hpp"
 #include "app/desired_state.hpp"
@@ -201,7 +202,21 @@ bool Runtime::run(unsigned stats_interval_s) {
   ControlLoop loop(*gw_, ike_.get(), conns_, std::chrono::seconds(stats_interval_s), api_.get());
   loop.run(g_stop_signal);
   APP_LOG(INFO, "signal %d: stopping", static_cast<int>(g_stop_signal));
+  send_deletes();
   return true;
+}
+
+// While the ports still run: a Delete for every SA to the peers, then kShutdownDrain of
+// control polling so the datagrams leave (sent from the control lcore; one waiting for an
+// ARP answer goes when it comes).
+void Runtime::send_deletes() {
+  if (!ike_) return;
+  const std::size_t n = ike_->delete_all_sas();
+  if (n == 0) return;
+  APP_LOG(INFO, "sent Delete for the SAs of %zu ISAKMP SA(s) to the peers", n);
+  const auto until = std::chrono::steady_clock::now() + kShutdownDrain;
+  while (std::chrono::steady_clock::now() < until)
+    if (gw_->control_poll() == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
 }
 
 void Runtime::shutdown() {

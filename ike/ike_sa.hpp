@@ -159,6 +159,9 @@ class IkeSa {
   bool peer_supports_dpd() const { return peer_dpd_; }
   // Deletes installed CHILD SAs (and tells the peer when `notify_peer`).
   void teardown(bool notify_peer);
+  // Shutdown: teardown(true), then done(); false when there was nothing to tell the peer
+  // (phase 1 not established, failed or already done).
+  bool shut_down();
 
   // ---- lifetimes and rekeying ----
   // Starts a Quick Mode that replaces the current CHILD SA (make-before-break); no-op while

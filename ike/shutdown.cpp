@@ -1,0 +1,37 @@
+// Clean shutdown: the peers learn at once that our SAs are gone (RFC 2408 §3.15 Delete, sent
+// in an informational exchange protected by the ISAKMP SA, RFC 2409 §5.7) instead of sending
+// into a black hole until their DPD gives up.
+#include "ike/daemon.hpp"
+#include "ike/ike_sa_internal.hpp"
+
+namespace ipsecgw::ike {
+
+bool IkeSa::shut_down() {
+  if (!p1_established_ || state_ == State::kFailed || done_) return false;
+  log(LogLevel::kInfo, tag() + ": shutting down: Delete for the CHILD SAs and the ISAKMP SA");
+  teardown(true);  // one Delete per CHILD SA (our inbound SPI), then the ISAKMP SA's
+  done_ = true;
+  return true;
+}
+
+std::size_t Daemon::delete_all_sas() {
+  std::size_t n = 0;
+  for (auto& c : conns_) {
+    // The peer may have moved CHILD SAs of older ISAKMP SAs onto the newest one (strongSwan
+    // adopts them and ignores Deletes under the old one): their Deletes also go out under it,
+    // before any ISAKMP SA is deleted.
+    IkeSa* newest = nullptr;
+    for (auto& sa : c->sas)
+      if (sa->child() && !sa->retiring() && !sa->failed() && !sa->done()) newest = sa.get();
+    if (newest != nullptr)
+      for (auto& sa : c->sas)
+        if (sa.get() != newest && !sa->failed() && !sa->done())
+          for (std::uint32_t spi : sa->inbound_spis()) newest->send_esp_delete(spi);
+    for (auto& sa : c->sas)
+      if (sa.get() != newest) n += sa->shut_down();
+    if (newest != nullptr) n += newest->shut_down();
+  }
+  return n;
+}
+
+}  // namespace ipsecgw::ike
