@@ -33,6 +33,9 @@
 #                soft limit and strongSwan rekeys twice (swanctl --rekey): >= 2 rekeys from each
 #                side, our outbound switch waits for strongSwan's traffic on the new SA, every
 #                datagram arrives exactly once both ways, swanctl shows our current SPIs.
+#   shutdown     ipsecgw initiates, strongSwan's DPD every 30 s; SIGTERM to ipsecgw: within 3 s
+#                swanctl --list-sas shows no SA, charon logged our Deletes (ESP SPI, IKE_SA),
+#                ipsecgw exits 0.
 #
 # usage: e2e_strongswan_ext.sh IPSECGW_BINARY CASE   (root; IG_KEEP=1 keeps logs and pcaps)
 # exit: 0 pass, 1 fail, 77 skip (not root / no strongSwan / no nft)
@@ -40,13 +43,13 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 IPSECGW=$(realpath "${1:?usage: e2e_strongswan_ext.sh IPSECGW_BINARY CASE}")
-CASE=${2:?case: sweep | nat | nat-peer | dpd-restart | dpd-hold | rekey}
+CASE=${2:?case: sweep | nat | nat-peer | dpd-restart | dpd-hold | rekey | shutdown}
 PY=/usr/bin/python3
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"             # and peer-lib.sh, for charon
 ig_require root
 ig_require strongswan
-case $CASE in sweep|nat|nat-peer|dpd-restart|dpd-hold|rekey) ;; *) echo "unknown case $CASE" >&2; exit 2 ;; esac
+case $CASE in sweep|nat|nat-peer|dpd-restart|dpd-hold|rekey|shutdown) ;; *) echo "unknown case $CASE" >&2; exit 2 ;; esac
 if [ "${CASE#nat}" != "$CASE" ]; then ig_require nft; fi
 IG_TAG=igx$$
 trap ig_cleanup_all EXIT
@@ -373,5 +376,39 @@ PY
   for i in $(seq 40); do n=$(sa_count); [ "$n" = 2 ] && break; sleep 0.25; done
   [ "$n" = 2 ] && ig_pass "data plane holds 2 SAs after the retired ones are gone" || ig_fail "/ipsecgw/sa count '${n:-?}', want 2"
   stop_gw
+  finish ;;
+# -------------------------------------------------------------------------------- shutdown
+shutdown)
+  ig_step "topology; ipsecgw initiates; strongSwan's DPD every 30 s"
+  ig_topology_ss || exit 1
+  conn_to_ss 192.0.2.2 bi-directional aes128-sha1-modp2048 aes128-sha1-modp2048
+  gw_config || exit 1
+  ss_start ss ss 192.0.2.2 10.2.0.0/24 responder "${IG_CONN_IKE[$c]}" "${IG_CONN_ESP[$c]}" \
+    dpd_delay=30s dpd_timeout=150s || exit 1
+  ig_gw_start A "$IG_WORK/gwA.yaml" || exit 1
+  check_tunnel "$c" ss 10.2.0.1
+  ig_step "SIGTERM to ipsecgw: strongSwan learns from our Deletes, not its DPD"
+  ss_log=$(pn_ss_log ss)
+  kill -TERM "${IG_GW_PIDS[A]}"
+  t0=$(date +%s.%N) gone=""
+  for i in $(seq 30); do
+    sas=$(pn_swanctl ss --list-sas 2>&1)
+    if ! grep -qE 'ESTABLISHED|INSTALLED' <<<"$sas"; then
+      gone=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}'); break
+    fi
+    sleep 0.1
+  done
+  [ -n "$gone" ] && ig_pass "swanctl --list-sas shows no SA ${gone} s after SIGTERM (DPD would take >= 30 s)" ||
+    ig_fail "strongSwan still holds SAs 3 s after SIGTERM: $sas"
+  # The Delete names the SPI we receive with (RFC 2408 §3.15), strongSwan's outbound one.
+  grep -aqE 'received DELETE for ESP CHILD_SA with SPI '"$LAST_IN" "$ss_log" &&
+    ig_pass "strongSwan: received DELETE for ESP CHILD_SA $LAST_IN" ||
+    ig_fail "strongSwan's log shows no Delete for ESP SPI $LAST_IN: $(grep -a DELETE "$ss_log")"
+  grep -aqE 'received DELETE for IKE_SA' "$ss_log" && ig_pass "strongSwan: received DELETE for IKE_SA" ||
+    ig_fail "strongSwan's log shows no Delete for the IKE SA: $(grep -a DELETE "$ss_log")"
+  grep -a 'DELETE' "$ss_log" | sed 's/^/     charon: /'
+  stop_gw
+  grep -aq 'sent Delete for the SAs of 1 ISAKMP SA' "$LOG" && ig_pass "our log: Deletes sent at shutdown" ||
+    ig_fail "our log does not say the Deletes were sent"
   finish ;;
 esac
