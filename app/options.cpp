@@ -77,9 +77,9 @@ void print_help(std::ostream& out) {
       << "  " << kProg << " --check-config --config /etc/ipsecgw/gw.yaml\n"
       << "  " << kProg << " --no-huge -m 512 --no-pci -l 0-1 --vdev=net_af_packet0,iface=pub0 \\\n"
       << "      --vdev=net_af_packet1,iface=priv0 -- --config gw.yaml --stats-interval 10\n\n"
-      << "SIGINT/SIGTERM stop the gateway cleanly and print its counters (per port, per lcore,\n"
-      << "per SA, with drop reasons). Exit status: 0 ok, 1 configuration or start-up error,\n"
-      << "2 bad command line.\n";
+      << "SIGINT/SIGTERM send a Delete for every SA to the peers, stop the gateway cleanly and\n"
+      << "print its counters (per port, per lcore, per SA, with drop reasons). Exit status: 0 ok,\n"
+      << "1 configuration or start-up error, 2 bad command line.\n";
 }
 
 namespace {
