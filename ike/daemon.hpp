@@ -59,9 +59,10 @@ class Daemon final : public dp::DatagramHandler {
   void tick();
   ConnectionStatus status(const std::string& name) const;
   // Shutdown: every established ISAKMP SA tells its peer that each of its CHILD SAs and then
-  // itself is gone (ISAKMP Delete payloads in encrypted informational exchanges), and its
-  // CHILD SAs leave the data plane. The SAs are done: tick() does nothing more with them.
-  // Returns the number of ISAKMP SAs that sent Deletes.
+  // itself is gone (ISAKMP Delete payloads in encrypted informational exchanges). The SAs are
+  // done; their data-plane SAs stay until the gateway stops (its exit report shows them), and
+  // status() still reports the connections as they were. Returns the number of ISAKMP SAs
+  // that sent Deletes.
   std::size_t delete_all_sas();
   // The soft packet limit of the CHILD SAs negotiated from now on (kChildSoftPackets by
   // default; tests inject small ones). Set it before adding connections.

@@ -159,7 +159,8 @@ class IkeSa {
   bool peer_supports_dpd() const { return peer_dpd_; }
   // Deletes installed CHILD SAs (and tells the peer when `notify_peer`).
   void teardown(bool notify_peer);
-  // Shutdown: teardown(true), then done(); false when there was nothing to tell the peer
+  // Shutdown: a Delete for each CHILD SA held and then for the ISAKMP SA (the data-plane SAs
+  // stay; the gateway goes next), then done(); false when there was nothing to tell the peer
   // (phase 1 not established, failed or already done).
   bool shut_down();
 

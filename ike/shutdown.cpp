@@ -9,7 +9,11 @@ namespace ipsecgw::ike {
 bool IkeSa::shut_down() {
   if (!p1_established_ || state_ == State::kFailed || done_) return false;
   log(LogLevel::kInfo, tag() + ": shutting down: Delete for the CHILD SAs and the ISAKMP SA");
-  teardown(true);  // one Delete per CHILD SA (our inbound SPI), then the ISAKMP SA's
+  // One Delete per CHILD SA (our inbound SPI: replaced pairs, then the current one), then
+  // the ISAKMP SA's. The SAs stay in the data plane: the gateway stops right after and its
+  // exit report still shows them.
+  for (std::uint32_t spi : children_.inbound_spis()) send_esp_delete(spi);
+  send_informational(PayloadType::kDelete, build_delete({1, kProtoIsakmp, 16, {cookie_spi()}}));
   done_ = true;
   return true;
 }
