@@ -13,6 +13,11 @@ bool IkeSa::shut_down() {
   // the ISAKMP SA's. The SAs stay in the data plane: the gateway stops right after and its
   // exit report still shows them.
   for (std::uint32_t spi : children_.inbound_spis()) send_esp_delete(spi);
+  // A Quick Mode past QM2 may have given the peer a pair that is not ours to switch to yet.
+  for (const auto& [mid, q] : qms_)
+    if (q->in_installed && (q->stage == Quick::Stage::kQm2Sent ||
+                            q->stage == Quick::Stage::kOutPending))
+      send_esp_delete(q->spi_in);
   send_informational(PayloadType::kDelete, build_delete({1, kProtoIsakmp, 16, {cookie_spi()}}));
   done_ = true;
   return true;

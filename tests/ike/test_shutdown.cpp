@@ -81,6 +81,23 @@ TEST_F(Shutdown, TheLastDeleteRemovesTheIsakmpSa) {
   EXPECT_NE(p.b.status("site").state, ConnState::kActive);
 }
 
+// A's rekey is negotiated but its outbound switch still waits: the pair the peer already
+// installed on QM3 is deleted too.
+TEST_F(Shutdown, APairWaitingForTheOutboundSwitchIsDeletedToo) {
+  Pair p(IkePolicy{}, short_child());
+  p.initiate();
+  const std::size_t a_sas = p.ia.sas.size();
+  for (int i = 0; i < 140 && p.ia.sas.size() == a_sas; ++i) p.run_for(500, 500);
+  ASSERT_EQ(p.ia.sas.size(), a_sas + 1);  // the new inbound SA only: the switch is pending
+  const std::uint32_t pending_in = p.ia.sas.back().spi;
+  ASSERT_EQ(p.b.status("site").child->spi_out, pending_in);  // B switched on QM3
+  EXPECT_EQ(p.a.delete_all_sas(), 1u);
+  ASSERT_EQ(p.net.q.size(), 3u);  // current pair, pending pair, ISAKMP SA
+  lines.clear();
+  p.pump();
+  EXPECT_TRUE(logged("peer deleted the CHILD SA, SPI out " + spi_hex(pending_in)));
+}
+
 TEST_F(Shutdown, NothingToSayWithoutAnEstablishedIsakmpSa) {
   Pair p(kDefaults);
   p.a.tick();  // MM1 queued, never answered
