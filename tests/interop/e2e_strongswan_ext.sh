@@ -350,6 +350,9 @@ rekey)
   nrekey=$(( ${#spis[@]} - 1 ))
   [ "$ours" -ge 2 ] && [ "$theirs" -ge 2 ] && ig_pass "rekeys: $ours initiated by us, $theirs by strongSwan ($nrekey SPI changes seen)" ||
     ig_fail "want >= 2 rekeys from each side: ours $ours, strongSwan's $theirs (SPIs ${spis[*]})"
+  soft=$(grep -ac 'data plane reports soft volume limit: rekeying' "$LOG")
+  [ "$soft" -ge 2 ] && ig_pass "our rekeys come from the data plane's soft packet limit ($soft events)" ||
+    ig_fail "only $soft soft-limit events from the data plane"
   grep -aq 'switching outbound to SPI .* (peer sends on the new SA)' "$LOG" &&
     ig_pass "our rekeys switch outbound once strongSwan sends on the new SA" ||
     ig_fail "no outbound switch triggered by strongSwan's traffic on the new SA"
@@ -361,7 +364,7 @@ s, r, label = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.ar
 ok = s["sent"] > 0 and r["received"] == s["sent"] and r["dups"] == 0
 print(("ok   " if ok else "FAIL ") + f"{label}: {r['received']}/{s['sent']} numbered datagrams received"
       f" ({s['sent'] - r['received']} lost, {r['dups']} duplicated)"
-      + ("" if ok else f"; missing [seq, s]: {r['missing']}"))
+      + ("" if ok else f"; receiver socket drops {r.get('rcvbuf_errors')}; missing [seq, s]: {r['missing']}"))
 sys.exit(0 if ok else 1)
 PY
   }
