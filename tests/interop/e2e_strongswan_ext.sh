@@ -317,7 +317,8 @@ rekey)
   IG_CONN_LIFE[$c]=60
   gw_config || exit 1
   ss_start ss ss 192.0.2.2 10.2.0.0/24 responder "${IG_CONN_IKE[$c]}" "${IG_CONN_ESP[$c]}" || exit 1
-  ig_gw_start A "$IG_WORK/gwA.yaml" --test-child-soft-packets "$SOFT" || exit 1
+  # Rings for 4 s of traffic at RATE: a worker descheduled on a loaded machine loses nothing.
+  IG_AFP_ARGS=",framecnt=4096" ig_gw_start A "$IG_WORK/gwA.yaml" --test-child-soft-packets "$SOFT" || exit 1
   check_tunnel "$c" ss 10.2.0.1
   spis=("$LAST_IN/$LAST_OUT")
   ig_step "numbered UDP $RATE/s each way for $SECS s; we rekey every ~$SOFT packets, strongSwan at 20 s and 42 s"
