@@ -110,7 +110,7 @@ for i in 1 2 3 4; do
   ig_veth "s$i" pub0 "192.0.2.1$i/24" wan "w$i" "" || exit 1
   ig_exec "s$i" ip addr add "10.1$i.0.1/24" dev lo || exit 1
   ig_csum_off "s$i" pub0 && ig_csum_off wan "w$i" || exit 1
-  ig_exec "s$i" $PY "$STREAM" echo $PORT &
+  ip netns exec "$(ig_ns "s$i")" $PY "$STREAM" echo $PORT &  # exec chain: $! is python's
   BG_PIDS+=("$!")
 done
 ig_bridge wan wa w1 w2 w3 w4 && ig_csum_off wan br0 || exit 1
@@ -151,7 +151,7 @@ sleep 2
 
 ig_step "create to-s4 through the client"
 os vpn ipsec site connection create --vpnservice site-a --ikepolicy ike-to-s1 --ipsecpolicy esp-to-s1 \
-  --peer-address 192.0.2.14 --psk "$PSK" --peer-cidr 10.14.0.0/24 \
+  --peer-address 192.0.2.14 --peer-id 192.0.2.14 --psk "$PSK" --peer-cidr 10.14.0.0/24 \
   --dpd action=hold,interval=10,timeout=60 to-s4 >/dev/null && ig_pass "to-s4 created" ||
   ig_fail "to-s4: create failed"
 wait_state to-s4 ACTIVE 40 && ig_pass "to-s4: ACTIVE" || ig_fail "to-s4: not ACTIVE"
@@ -186,7 +186,16 @@ ss_child s2 | grep -q 'MODP_1536' && [ "$(ss_child s2 | wc -l)" = 1 ] &&
   ig_pass "s2: one CHILD SA, with MODP_1536 (PFS group5)" ||
   ig_fail "s2: CHILD SAs: $(ss_child s2)"
 stream_stop s2 || ig_fail "s2: stream did not stop"
-check_no_loss s2 "to-s2 across the renegotiation (make-before-break)"
+# Make-before-break as strongSwan saw it: its new CHILD SA was installed while the old one still
+# was, and the old one went on our Delete.
+order=$(grep -aoE 'net\{[0-9]+\} (established|state change: INSTALLED => DELETING)|received DELETE for ESP' "$(pn_ss_log s2)" | tr '\n' ';')
+grep -qE 'net\{1\} established;net\{2\} established;(received DELETE for ESP;)+net\{1\} state change: INSTALLED => DELETING' <<<"$order" &&
+  ig_pass "s2: new CHILD SA installed before the old one was deleted (Delete from us)" ||
+  ig_fail "s2: CHILD SA order: $order"
+sent=$(stream_field s2 sent) got=$(stream_field s2 received) last=$(stream_field s2 last_echoed)
+[ "$last" -ge $(( sent - 10 )) ] &&
+  ig_pass "to-s2 across the renegotiation: $got/$sent echoed, missing $(stream_field s2 missing) (the responder installs its inbound SA on QM3)" ||
+  ig_fail "to-s2 across the renegotiation: $got/$sent echoed, last #$last, missing $(stream_field s2 missing)"
 
 ig_step "disable to-s2: Delete, traffic dropped; enable again"
 stream_start s2 10.12.0.1
@@ -201,7 +210,7 @@ wait_state to-s2 ACTIVE 40 && ig_pass "to-s2: ACTIVE again" || ig_fail "to-s2: n
 sleep 2
 stream_stop s2 || ig_fail "s2: stream did not stop"
 sent=$(stream_field s2 sent) got=$(stream_field s2 received) last=$(stream_field s2 last_echoed)
-[ "$got" -gt 0 ] && [ "$got" -lt "$sent" ] && [ "$last" -ge $(( sent - 20 )) ] &&
+[ "$got" -gt 0 ] && [ "$got" -lt "$sent" ] && [ "$last" -ge $(( sent - 10 )) ] &&
   ig_pass "to-s2: $((sent - got)) of $sent datagrams dropped while disabled, stream recovered (last echoed #$last of $sent)" ||
   ig_fail "to-s2: $got/$sent echoed, last #$last, missing $(stream_field s2 missing)"
 
@@ -229,7 +238,7 @@ ig_cap_stop clear
 clear=$(tshark -n -r "$(ig_cap_file clear)" 2>/dev/null | wc -l)
 [ "$clear" = 0 ] && ig_pass "public link: no ICMP and no stream datagram in the clear" ||
   ig_fail "public link: $clear frames in the clear"
-late=$(tail -n +$(( LOG_MARK + 1 )) "$LOG" | grep -aE "to-s(1|3).*(initiat|renegotiat|removed)")
+late=$(tail -n +$(( LOG_MARK + 1 )) "$LOG" | grep -aE "to-s(1|3).*(initiating|renegotiating|removed|admin state)")
 [ -z "$late" ] && ig_pass "log: to-s1 and to-s3 never renegotiated" ||
   ig_fail "log: to-s1/to-s3 renegotiated: $(tail -3 <<<"$late")"
 ig_gw_stop A
