@@ -31,6 +31,7 @@ ig_require strongswan
 command -v openstack >/dev/null || { echo "SKIP: openstack client not installed"; exit 77; }
 IG_TAG=igr$$
 BG_PIDS=()
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   local p
   for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -100,7 +101,7 @@ check_no_loss() {
     ig_fail "$2: $got/$sent echoed, missing $miss"
 }
 # df_ping HOST : 2 pings of 1300 bytes with DF from hostA; prints ping's output
-df_ping() { timeout 15 ip netns exec "$(ig_ns hostA)" ping -n -c 2 -i 0.3 -W 1 -M do -s 1300 "$1" 2>&1; }
+df_ping() { timeout 15 ip netns exec "$(ig_ns hostA)" ping -n -c 2 -i 0.3 -W 1 -M "do" -s 1300 "$1" 2>&1; }
 
 ig_step "topology: hostA -- gwA -- bridge -- s1 s2 s3 s4 (strongSwan)"
 ig_site_a && ig_ns_add wan s1 s2 s3 s4 || exit 1
