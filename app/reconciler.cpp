@@ -83,8 +83,8 @@ void Reconciler::apply(const std::vector<Change>& changes, const model::State& n
       case Action::Kind::kRemove: remove(a.id); break;
       case Action::Kind::kUpdateInPlace: apply_in_place(next, a.id); break;
       case Action::Kind::kRenegotiate: renegotiate(next, a.id); break;
-      case Action::Kind::kDisable: set_admin_state(a.id, false); break;
-      case Action::Kind::kEnable: set_admin_state(a.id, true); break;
+      case Action::Kind::kDisable: set_admin_state(next, a.id, false); break;
+      case Action::Kind::kEnable: set_admin_state(next, a.id, true); break;
     }
   }
 }
@@ -227,12 +227,12 @@ void Reconciler::renegotiate(const model::State& next, const std::string& id) {
 
 // Disable: the drop policy is in place before the SAs go (Delete to the peer). Enable: the
 // IKE daemon takes over the drop policy as its trap and negotiates.
-void Reconciler::set_admin_state(const std::string& id, bool up) {
+void Reconciler::set_admin_state(const model::State& next, const std::string& id, bool up) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   Entry& e = it->second;
   e.enabled = up;
-  if (e.ike_name.empty()) return;
+  if (e.ike_name.empty()) return readd(next, id);  // refused before: try again
   if (auto r = ike_.set_admin_state(e.ike_name, up); !r.ok()) {
     APP_LOG(WARNING, "connection %s: %s", e.ike_name.c_str(), r.error().c_str());
     return;

@@ -79,7 +79,7 @@ class Reconciler {
   void remove(const std::string& id);
   void apply_in_place(const model::State& next, const std::string& id);
   void renegotiate(const model::State& next, const std::string& id);
-  void set_admin_state(const std::string& id, bool up);
+  void set_admin_state(const model::State& next, const std::string& id, bool up);
   // The IKE configuration of an added connection, under its IKE name and conn_id; empty (and
   // false) when it has none (IKE refused it) or it cannot be built.
   std::optional<ike::ConnectionConfig> config_for(const model::State& next, const std::string& id);

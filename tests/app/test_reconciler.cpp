@@ -321,6 +321,18 @@ TEST_F(ReconcilerApply, SecondConnectionToTheSamePeerIsError) {
   rec_->apply(model::diff(state_, r.next, env_), r.next);
   EXPECT_EQ(rec_->status(r.id), "ERROR");
   EXPECT_EQ(names(), (std::vector<std::string>{"a", "b"}));
+  // Once the peer address is free, the next change of the refused connection adds it.
+  state_ = std::move(r.next);
+  auto d = model::remove(state_, model::Kind::kConnection, a_);
+  ASSERT_TRUE(d.ok());
+  rec_->apply(model::diff(state_, d.next, env_), d.next);
+  state_ = std::move(d.next);
+  change(r.id, {{"description", "retry"}});
+  EXPECT_EQ(rec_->status(r.id), "DOWN");  // added, not negotiated yet (no tick)
+  EXPECT_EQ(names(), (std::vector<std::string>{"b", "c"}));
+  change(r.id, {{"admin_state_up", false}});
+  change(r.id, {{"admin_state_up", true}});
+  EXPECT_EQ(names(), (std::vector<std::string>{"b", "c"}));
 }
 
 }  // namespace
