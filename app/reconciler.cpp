@@ -1,5 +1,7 @@
 #include "app/reconciler.hpp"
 
+#include <algorithm>
+
 #include "app/logging.hpp"
 
 namespace ipsecgw::app {
@@ -11,9 +13,40 @@ const char* to_string(Action::Kind k) noexcept {
     case Action::Kind::kAdd: return "add";
     case Action::Kind::kRemove: return "remove";
     case Action::Kind::kUpdateInPlace: return "update in place";
+    case Action::Kind::kRenegotiate: return "renegotiate";
+    case Action::Kind::kDisable: return "disable";
+    case Action::Kind::kEnable: return "enable";
   }
   return "?";
 }
+
+namespace {
+
+// Whether an update changed more than the admin state.
+bool changes_settings(const Change& c) {
+  return c.sa_changed ||
+         std::any_of(c.changed.begin(), c.changed.end(), [](const std::string& f) {
+           return f != "admin_state_up" && f != "vpnservice.admin_state_up";
+         });
+}
+
+void plan_update(const Change& c, std::vector<Action>& out) {
+  using K = Action::Kind;
+  const K settings = c.sa_changed ? K::kRenegotiate : K::kUpdateInPlace;
+  if (c.was_enabled && !c.now_enabled) {
+    // Down first: the new settings of a disabled connection negotiate nothing.
+    out.push_back({K::kDisable, c.id, false});
+    if (changes_settings(c)) out.push_back({settings, c.id, false});
+  } else if (!c.was_enabled && c.now_enabled) {
+    // The new settings first, so that the first negotiation uses them.
+    if (changes_settings(c)) out.push_back({settings, c.id, false});
+    out.push_back({K::kEnable, c.id, true});
+  } else {
+    out.push_back({settings, c.id, c.now_enabled});
+  }
+}
+
+}  // namespace
 
 std::vector<Action> plan(const std::vector<Change>& changes) {
   std::vector<Action> out;
@@ -25,16 +58,7 @@ std::vector<Action> plan(const std::vector<Change>& changes) {
       case Change::Kind::kDeleted:
         out.push_back({Action::Kind::kRemove, c.id, false});
         break;
-      case Change::Kind::kUpdated:
-        if (c.was_enabled != c.now_enabled || c.sa_changed) {
-          // Disable/enable, or the negotiated SAs change (a disabled connection's drop policy
-          // may have new selectors): the old one goes, the new one comes.
-          out.push_back({Action::Kind::kRemove, c.id, false});
-          out.push_back({Action::Kind::kAdd, c.id, c.now_enabled});
-        } else {
-          out.push_back({Action::Kind::kUpdateInPlace, c.id, c.now_enabled});
-        }
-        break;
+      case Change::Kind::kUpdated: plan_update(c, out); break;
     }
   }
   return out;
@@ -51,24 +75,16 @@ const char* neutron_status(ike::ConnState s) noexcept {
 }
 
 void Reconciler::apply(const std::vector<Change>& changes, const model::State& next) {
-  const auto actions = plan(changes);
-  for (std::size_t i = 0; i < actions.size(); ++i) {
-    const Action& a = actions[i];
+  for (const Action& a : plan(changes)) {
     APP_LOG(INFO, "reconciler: connection %s: %s%s", a.id.c_str(), to_string(a.kind),
             a.kind == Action::Kind::kAdd ? (a.enabled ? " (enabled)" : " (disabled)") : "");
     switch (a.kind) {
       case Action::Kind::kAdd: add(next, a.id, a.enabled); break;
-      case Action::Kind::kRemove: {
-        // A remove followed by an add of the same connection keeps its conn_id, so the new
-        // trap replaces the old policy instead of leaving a gap.
-        const bool readd = i + 1 < actions.size() && actions[i + 1].id == a.id &&
-                           actions[i + 1].kind == Action::Kind::kAdd;
-        const std::uint32_t conn_id = entries_.count(a.id) ? entries_[a.id].conn_id : 0;
-        remove(a.id);
-        if (readd && conn_id != 0) entries_[a.id].conn_id = conn_id;  // picked up by add()
-        break;
-      }
+      case Action::Kind::kRemove: remove(a.id); break;
       case Action::Kind::kUpdateInPlace: apply_in_place(next, a.id); break;
+      case Action::Kind::kRenegotiate: renegotiate(next, a.id); break;
+      case Action::Kind::kDisable: set_admin_state(next, a.id, false); break;
+      case Action::Kind::kEnable: set_admin_state(next, a.id, true); break;
     }
   }
 }
@@ -83,7 +99,7 @@ std::string Reconciler::ike_name_for(const model::SiteConnection& c) const {
 void Reconciler::add(const model::State& next, const std::string& id, bool enabled) {
   const model::SiteConnection* c = next.connection(id);
   if (c == nullptr) return;
-  Entry& e = entries_[id];  // may hold the conn_id of the connection just removed
+  Entry& e = entries_[id];
   if (e.conn_id == 0) e.conn_id = next_conn_id_++;
   e.enabled = enabled;
   e.error.clear();
@@ -108,6 +124,7 @@ void Reconciler::add(const model::State& next, const std::string& id, bool enabl
     return;
   }
   e.ike_name = name;
+  e.peer = peer;
   conns_.add_ike_connection(name, peer);
   if (!enabled) {
     // Disabled: no IKE, but its traffic is dropped (a trap the daemon does not answer for an
@@ -137,18 +154,90 @@ void Reconciler::remove(const std::string& id) {
   entries_.erase(it);
 }
 
-// Name, description, dpd, mtu, initiator: the IKE daemon has no way yet to change a running
-// connection's settings, and renegotiating for them is what must not happen. They are kept in
-// the model (the API shows them) and take effect when the connection is next added (restart,
-// disable/enable, or an SA-changing update). The IKE name stays the one it was added with.
-void Reconciler::apply_in_place(const model::State& next, const std::string& id) {
+std::optional<ike::ConnectionConfig> Reconciler::config_for(const model::State& next,
+                                                           const std::string& id) {
   const model::SiteConnection* c = next.connection(id);
   auto it = entries_.find(id);
-  if (c == nullptr || it == entries_.end()) return;
-  APP_LOG(NOTICE,
-          "connection %s (%s): changed without renegotiation; dpd/mtu/initiator changes apply "
-          "at its next setup",
-          it->second.ike_name.c_str(), id.c_str());
+  if (c == nullptr || it == entries_.end() || it->second.ike_name.empty()) return std::nullopt;
+  Entry& e = it->second;
+  auto k = ike_connection_config(next, env_, *c, gw_);
+  if (!k.ok()) {
+    e.error = k.error();
+    APP_LOG(ERR, "connection %s (%s): cannot be set up: %s", c->name.c_str(), id.c_str(),
+            e.error.c_str());
+    return std::nullopt;
+  }
+  k->name = e.ike_name;  // fixed while the IKE connection exists
+  k->id = e.conn_id;
+  k->admin_state_up = e.enabled;
+  return std::move(*k);
+}
+
+void Reconciler::readd(const model::State& next, const std::string& id) {
+  auto it = entries_.find(id);
+  const bool enabled = it != entries_.end() && it->second.enabled;
+  remove(id);
+  add(next, id, enabled);
+}
+
+// Name, description, dpd, mtu, initiator: the IKE daemon takes them without renegotiating
+// (the MTU reaches the installed outbound SAs). The IKE name stays the one it was added with.
+void Reconciler::apply_in_place(const model::State& next, const std::string& id) {
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  if (it->second.ike_name.empty()) return readd(next, id);  // refused before: try again
+  auto k = config_for(next, id);
+  if (!k) return;
+  if (auto r = ike_.update_in_place(std::move(*k)); !r.ok()) {
+    APP_LOG(WARNING, "connection %s (%s): %s; renegotiating", it->second.ike_name.c_str(),
+            id.c_str(), r.error().c_str());
+    renegotiate(next, id);
+  }
+}
+
+// Policies, PSK, peer, identities or CIDRs changed: this connection alone negotiates new SAs
+// before its old ones go (make-before-break); a disabled one's drop policy follows its
+// selectors.
+void Reconciler::renegotiate(const model::State& next, const std::string& id) {
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  Entry& e = it->second;
+  if (e.ike_name.empty()) return readd(next, id);
+  auto k = config_for(next, id);
+  if (!k) return;
+  const dp::Ipv4 peer = k->peer_addr;
+  const dp::Ipv4Prefix local = k->local_subnet, remote = k->peer_subnet;
+  if (auto r = ike_.renegotiate(std::move(*k)); !r.ok()) {
+    e.error = r.error();
+    APP_LOG(ERR, "connection %s (%s): IKE rejects the change: %s", e.ike_name.c_str(),
+            id.c_str(), e.error.c_str());
+    return;
+  }
+  e.error.clear();
+  if (peer != e.peer) {  // the status row shows the new peer
+    conns_.remove_ike_connection(e.ike_name);
+    conns_.add_ike_connection(e.ike_name, peer);
+    e.peer = peer;
+  }
+  if (e.drop_trap)
+    if (auto r = installer_.install_trap(e.conn_id, local, remote); !r.ok())
+      APP_LOG(WARNING, "connection %s: drop policy not moved: %s", e.ike_name.c_str(),
+              r.error().c_str());
+}
+
+// Disable: the drop policy is in place before the SAs go (Delete to the peer). Enable: the
+// IKE daemon takes over the drop policy as its trap and negotiates.
+void Reconciler::set_admin_state(const model::State& next, const std::string& id, bool up) {
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  Entry& e = it->second;
+  e.enabled = up;
+  if (e.ike_name.empty()) return readd(next, id);  // refused before: try again
+  if (auto r = ike_.set_admin_state(e.ike_name, up); !r.ok()) {
+    APP_LOG(WARNING, "connection %s: %s", e.ike_name.c_str(), r.error().c_str());
+    return;
+  }
+  e.drop_trap = false;  // same conn_id: the IKE connection's trap is now that policy
 }
 
 std::string Reconciler::status(const std::string& id) const {

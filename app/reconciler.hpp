@@ -3,18 +3,22 @@
 // one connection at a time; the other connections are never touched.
 //
 // plan() (pure, unit-tested) decides the actions:
-//   created, enabled          -> add (IKE connection with its trap policy)
-//   created, disabled         -> add disabled (drop policy: a trap no IKE answers)
-//   deleted                   -> remove (Delete to the peer, SAs and policy gone)
-//   disabled / enabled        -> remove, then add disabled / enabled
-//   updated, SA fields        -> remove, then add (renegotiates; break-before-make today)
-//   updated, other fields     -> in place (no renegotiation; see apply_in_place)
+//   created                   -> add (enabled: IKE connection with its trap policy; disabled:
+//                                a drop policy only, a trap no IKE answers)
+//   deleted                   -> remove (Delete to the peer, SAs gone, then its policy)
+//   updated, SA fields        -> renegotiate (make-before-break: new SAs, then the old ones go)
+//   updated, other fields     -> update in place (name, description, dpd, mtu, initiator: no
+//                                renegotiation, SPIs kept)
+//   disabled                  -> disable (drop policy kept, Delete to the peer, SAs gone),
+//                                then the update of its other fields, if any
+//   enabled                   -> the update of its other fields, if any, then enable
 // A connection is identified by its model id (UUID); its IKE daemon name is its model name when
 // that is non-empty and unused, else the id, fixed while the IKE connection exists.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,10 +32,12 @@
 namespace ipsecgw::app {
 
 struct Action {
-  enum class Kind : std::uint8_t { kAdd, kRemove, kUpdateInPlace };
+  enum class Kind : std::uint8_t {
+    kAdd, kRemove, kUpdateInPlace, kRenegotiate, kDisable, kEnable
+  };
   Kind kind = Kind::kAdd;
   std::string id;        // the connection's model id
-  bool enabled = false;  // kAdd: admin up (negotiate) or down (drop policy only)
+  bool enabled = false;  // the admin state after the action (kAdd: negotiate or drop only)
   bool operator==(const Action&) const = default;
 };
 const char* to_string(Action::Kind k) noexcept;
@@ -64,6 +70,7 @@ class Reconciler {
   struct Entry {
     std::string ike_name;  // "" when IKE refused the connection
     std::uint32_t conn_id = 0;
+    dp::Ipv4 peer = 0;  // the peer address its status row shows
     bool enabled = false;
     bool drop_trap = false;  // a disabled connection's drop policy, installed by us
     std::string error;
@@ -71,6 +78,13 @@ class Reconciler {
   void add(const model::State& next, const std::string& id, bool enabled);
   void remove(const std::string& id);
   void apply_in_place(const model::State& next, const std::string& id);
+  void renegotiate(const model::State& next, const std::string& id);
+  void set_admin_state(const model::State& next, const std::string& id, bool up);
+  // The IKE configuration of an added connection, under its IKE name and conn_id; empty (and
+  // false) when it has none (IKE refused it) or it cannot be built.
+  std::optional<ike::ConnectionConfig> config_for(const model::State& next, const std::string& id);
+  // Remove and add again: for a connection IKE refused, which has nothing to update.
+  void readd(const model::State& next, const std::string& id);
   std::string ike_name_for(const model::SiteConnection& c) const;
 
   ike::Daemon& ike_;

@@ -119,7 +119,7 @@ struct OutboundSaLimits {
     icv_len = s.alg.icv_len;
     pad_add = kEspTrailerLen + s.alg.block_align - 1u;
     pad_mask = ~(s.alg.block_align - 1u);
-    max_clen = std::int64_t{s.mtu} - head_need - icv_len;
+    max_clen = std::int64_t{s.mtu.load(std::memory_order_relaxed)} - head_need - icv_len;
   }
 };
 

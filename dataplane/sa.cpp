@@ -120,7 +120,7 @@ void init_dir(InboundSa& sa, const SaSpec& spec) noexcept { sa.replay.reset(spec
 void init_dir(OutboundSa& sa, const SaSpec& spec) noexcept {
   sa.outer_hdr_len = static_cast<std::uint16_t>(
       kIpv4HeaderLen + (spec.udp_encap ? kUdpHeaderLen : 0) + kEspHeaderLen + sa.alg.iv_len);
-  sa.mtu = spec.mtu;
+  sa.mtu.store(spec.mtu, std::memory_order_relaxed);
   sa.df = spec.df;
   sa.ttl = spec.ttl;
   sa.local_port = spec.local_port;

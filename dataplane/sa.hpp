@@ -127,7 +127,9 @@ struct alignas(64) OutboundSa final : SaHead {
   // Outer IPv4 (+UDP) + ESP SPI template, checksums/lengths/seq filled per packet.
   alignas(64) std::uint8_t hdr_template[kIpv4HeaderLen + kUdpHeaderLen + kEspHeaderLen] = {};
   std::uint16_t outer_hdr_len = 0;  // IPv4 [+ UDP] + ESP header + IV
-  std::uint16_t mtu = 1500;
+  // Max outer packet size. Atomic: the control thread may change it in place
+  // (SaInstaller::set_outbound_mtu) while workers read it (relaxed).
+  std::atomic<std::uint16_t> mtu{1500};
   DfPolicy df = DfPolicy::kCopy;
   std::uint8_t ttl = 64;
   std::uint16_t local_port = kNatTPort, peer_port = kNatTPort;  // host order

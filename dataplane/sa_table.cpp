@@ -347,6 +347,17 @@ Result<void> DpSaInstaller::remove_trap(std::uint32_t conn_id) {
   return {};
 }
 
+Result<void> DpSaInstaller::set_outbound_mtu(std::uint32_t spi, std::uint16_t mtu) {
+  // The range sa_create accepts for SaSpec::mtu.
+  if (mtu < 576 || mtu > 9216)
+    return make_error("mtu: must be 576..9216, got " + std::to_string(mtu));
+  auto it = impl_->outbound.find(spi);
+  if (it == impl_->outbound.end()) return make_error("spi: no outbound SA " + hex_spi(spi));
+  // One relaxed store: a worker sizes each packet with either the old or the new value.
+  it->second.sa->mtu.store(mtu, std::memory_order_relaxed);
+  return {};
+}
+
 namespace {
 void collect_events(SaHead* sa, std::vector<SaEvent>& out) {
   // Load first: no write to the SA's cache line unless a worker raised something.

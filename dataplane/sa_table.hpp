@@ -64,6 +64,7 @@ class DpSaInstaller final : public SaInstaller {
   Result<void> install_trap(std::uint32_t conn_id, Ipv4Prefix local_subnet,
                             Ipv4Prefix peer_subnet) override;
   Result<void> remove_trap(std::uint32_t conn_id) override;
+  Result<void> set_outbound_mtu(std::uint32_t spi, std::uint16_t mtu) override;
   // Also reports kAcquire for trap policies a worker raised one on since the last poll.
   std::vector<SaEvent> poll_events() override;
 

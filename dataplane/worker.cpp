@@ -254,7 +254,7 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
       continue;
     }
     const std::uint32_t len = rte_pktmbuf_pkt_len(m);
-    if (esp_outbound_size(*sa, len) <= sa->mtu) {
+    if (esp_outbound_size(*sa, len) <= sa->mtu.load(std::memory_order_relaxed)) {
       ttl_decrement(ip);
       esp_out_add(g, w, to_encrypt, encrypt_sas, n_encrypt, m, sa);
       continue;

@@ -15,6 +15,11 @@
 
 namespace ipsecgw::ike {
 
+// Whether two configurations of a connection negotiate the same SAs: addresses, identities,
+// selectors, PSK, ike and ipsec policies (everything but name, id, DPD, MTU, initiator mode and
+// admin state).
+bool same_negotiation(const ConnectionConfig& a, const ConnectionConfig& b);
+
 enum class ConnState : std::uint8_t { kDown, kPending, kActive, kError };
 const char* to_string(ConnState s);
 
@@ -45,6 +50,22 @@ class Daemon final : public dp::DatagramHandler {
   Result<void> add_connection(ConnectionConfig cfg);
   // Administrative removal: deletes its SAs (telling the peer) and removes its trap.
   Result<void> remove_connection(const std::string& name);
+  // Live changes of a running connection (ike/daemon_update.cpp); `cfg` keeps the name and id
+  // the connection was added with.
+  // In place, without renegotiation: DPD timers and action, MTU (pushed to the installed
+  // outbound SAs, SaInstaller::set_outbound_mtu), initiator mode. Refused, changing nothing,
+  // when a field the negotiated SAs depend on differs (see same_negotiation).
+  Result<void> update_in_place(ConnectionConfig cfg);
+  // Make-before-break: the new settings apply, and a connection that holds SAs negotiates new
+  // ones with a new ISAKMP SA at once; the old SAs keep forwarding until the new pair is
+  // installed and are then deleted (Delete to the peer) after kRekeyGrace. Traffic selectors
+  // that change move the trap policy along. A connection without SAs negotiates as usual.
+  Result<void> renegotiate(ConnectionConfig cfg);
+  // Admin down: every SA is deleted (Delete to the peer) while the trap policy stays, so the
+  // tunnel's traffic is dropped from the moment its outbound SA goes, never forwarded in the
+  // clear; no negotiation in either direction until admin up. Admin up: the trap is (re)installed
+  // and a bi-directional connection initiates on the next tick.
+  Result<void> set_admin_state(const std::string& name, bool up);
   // Starts Main Mode now (also for response-only connections: an explicit operator action).
   Result<void> initiate(const std::string& name);
   void on_datagram(const dp::DatagramView& d) override;
@@ -103,6 +124,7 @@ class Daemon final : public dp::DatagramHandler {
   Conn* find_conn(const std::string& name) const;
   void reap(Conn& c);
   void start(Conn& c);
+  void push_mtu(Conn& c);
 
   IkeCounters counters_;
   KeySource default_keys_;

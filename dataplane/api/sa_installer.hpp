@@ -92,6 +92,12 @@ class SaInstaller {
     (void)conn_id;
     return make_error("trap: not supported by this installer");
   }
+  // Changes the max outer packet size of the installed outbound SA `spi` in place (same SPI,
+  // keys and sequence number): a connection's MTU update without renegotiation.
+  virtual Result<void> set_outbound_mtu(std::uint32_t spi, std::uint16_t mtu) {
+    (void)spi, (void)mtu;
+    return make_error("mtu: in-place update not supported by this installer");
+  }
   // Events coming back from the data plane (polled on the control lcore).
   virtual std::vector<SaEvent> poll_events() = 0;
 };

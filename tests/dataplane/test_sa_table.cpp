@@ -214,6 +214,30 @@ TEST_F(SaTable, OutboundRekeyRepointsToTheNewSa) {
   EXPECT_EQ(inst_->reclaim(), 3u);  // the SA, its policy slot, the previous SPD table
 }
 
+// A connection's MTU changes in place: same SA object (SPI, keys, sequence number), new MTU.
+TEST_F(SaTable, SetOutboundMtuChangesTheInstalledSaInPlace) {
+  const Ipv4Prefix l{ip(10, 0, 0, 0), 8}, p{ip(192, 168, 0, 0), 16};
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0xa001, l, p)));
+  OutboundSa* sa = out(ip(10, 0, 0, 1), ip(192, 168, 0, 1));
+  ASSERT_NE(sa, nullptr);
+  sa->seq_next.store(42);
+  const std::uint16_t before = sa->mtu.load();
+  ASSERT_TRUE(inst_->set_outbound_mtu(0xa001, 1200));
+  EXPECT_EQ(out(ip(10, 0, 0, 1), ip(192, 168, 0, 1)), sa);
+  EXPECT_EQ(sa->mtu.load(), 1200);
+  EXPECT_NE(before, 1200);
+  EXPECT_EQ(sa->seq_next.load(), 42u);
+  EXPECT_EQ(inst_->reclaim(), 0u);  // nothing replaced
+  // Out of the SA's range, or no such SA: an error naming the field, nothing changed.
+  auto r = inst_->set_outbound_mtu(0xa001, 100);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("mtu"), std::string::npos) << r.error();
+  r = inst_->set_outbound_mtu(0xa002, 1300);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("spi"), std::string::npos) << r.error();
+  EXPECT_EQ(sa->mtu.load(), 1200);
+}
+
 // A worker that looked an SA up and has not yet reported a quiescent state keeps it alive: the
 // control thread's reclaim() frees nothing until the worker reports, then frees it.
 TEST_F(SaTable, DeletedSaIsNotFreedBeforeTheReaderIsQuiescent) {

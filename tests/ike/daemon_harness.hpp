@@ -83,6 +83,13 @@ class FakeInstaller final : public dp::SaInstaller {
     return {};
   }
   std::map<std::uint32_t, std::pair<dp::Ipv4Prefix, dp::Ipv4Prefix>> traps;
+  // In-place MTU changes of installed outbound SAs, in order.
+  Result<void> set_outbound_mtu(std::uint32_t spi, std::uint16_t mtu) override {
+    if (out_current != spi) return make_error("no outbound SA");
+    mtu_updates.emplace_back(spi, mtu);
+    return {};
+  }
+  std::vector<std::pair<std::uint32_t, std::uint16_t>> mtu_updates;
   std::optional<dp::SaCounters> query_sa(dp::Direction d, std::uint32_t spi) override {
     dp::SaCounters c;
     if (auto it = in_packets_by_spi.find(spi);
