@@ -232,6 +232,9 @@ ApiResponse ApiHandler::commit(model::Outcome r, Kind k, int status) {
                           : e.message;
     return neutron_error(code, e.type, msg);
   }
+  if (log_)
+    for (const auto& w : r.warnings) log_("warning: " + std::string(model::info(k).singular) +
+                                          " " + r.id + ": " + w);
   if (!(r.next == state_)) {
     // Persist first: if the write fails, the running state does not change either.
     if (store_) {

@@ -49,6 +49,7 @@ vpnservice:
 dataplane:
   idle_sleep_us: ${IG_IDLE_SLEEP_US:-100}
 YAML
+chmod 600 "$IG_WORK/gwA.yaml"  # it holds a PSK: ipsecgw refuses group/other access
 ig_check_config "$IG_WORK/gwA.yaml" || exit 1
 pn_ss_start ss ss role=responder local_addr=$SS_PUB remote_addr=$A_PUB local_ts=$IG_NET_B \
   remote_ts=$IG_NET_A psk="$PSK" ike="$IKE" esp="$IKE" || { echo "FAIL: charon did not start"; exit 1; }
