@@ -113,6 +113,11 @@ if [ "$CASE" = wrong-psk ]; then
   st=$(status_line)
   grep -qE 'ERROR \(.+\)' <<<"$st" && ig_pass "ERROR carries a reason" || ig_fail "ERROR without a reason: $st"
   grep -q 'spi_in' <<<"$st" && ig_fail "SPIs reported with a wrong PSK: $st"
+  reason=$(sed -nE 's/.*ERROR \((.+)\)$/\1/p' <<<"$st")
+  tel=$(ig_telemetry /ipsecgw/connections)
+  grep -qF "\"last_error\":[\"$reason\"]" <<<"$tel" &&
+    grep -qE '"last_error_at": *\["[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z"\]' <<<"$tel" &&
+    ig_pass "telemetry: last_error '$reason' and its time" || ig_fail "telemetry last error: $tel"
   # The wrong-PSK MM5 cannot be authenticated: counted and ignored, never a cookie drop.
   check_ike_counters half_open_created'>='1 unauthenticated_drops'>='1 bad_cookie_drops=0
   sas=$(pn_swanctl ss --list-sas 2>&1)
