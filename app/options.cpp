@@ -42,6 +42,15 @@ po::options_description make_options(Options& o) {
   return d;
 }
 
+// Options for tests, accepted but not listed by --help.
+po::options_description make_hidden_options(Options& o) {
+  po::options_description d("Hidden");
+  d.add_options()("test-child-soft-packets",
+                  po::value<std::uint64_t>(&o.test_child_soft_packets)->value_name("N"),
+                  "soft packet limit of IKE-made CHILD SAs (tests)");
+  return d;
+}
+
 }  // namespace
 
 void print_help(std::ostream& out) {
@@ -68,16 +77,17 @@ void print_help(std::ostream& out) {
       << "  " << kProg << " --check-config --config /etc/ipsecgw/gw.yaml\n"
       << "  " << kProg << " --no-huge -m 512 --no-pci -l 0-1 --vdev=net_af_packet0,iface=pub0 \\\n"
       << "      --vdev=net_af_packet1,iface=priv0 -- --config gw.yaml --stats-interval 10\n\n"
-      << "SIGINT/SIGTERM stop the gateway cleanly and print its counters (per port, per lcore,\n"
-      << "per SA, with drop reasons). Exit status: 0 ok, 1 configuration or start-up error,\n"
-      << "2 bad command line.\n";
+      << "SIGINT/SIGTERM send a Delete for every SA to the peers, stop the gateway cleanly and\n"
+      << "print its counters (per port, per lcore, per SA, with drop reasons). Exit status: 0 ok,\n"
+      << "1 configuration or start-up error, 2 bad command line.\n";
 }
 
 namespace {
 
 bool is_app_option(std::string_view a) {
   for (std::string_view o : {"--config", "-c", "--check-config", "--stats-interval",
-                             "--api-listen", "--no-api", "--state-file"})
+                             "--api-listen", "--no-api", "--state-file",
+                             "--test-child-soft-packets"})
     if (a == o || (a.size() > o.size() && a.substr(0, o.size()) == o && a[o.size()] == '='))
       return true;
   return false;
@@ -88,6 +98,7 @@ bool is_app_option(std::string_view a) {
 std::optional<Options> parse_options(const std::vector<std::string>& args) {
   Options o;
   auto desc = make_options(o);
+  desc.add(make_hidden_options(o));
   po::variables_map vm;
   try {
     auto parsed = po::command_line_parser(args)

@@ -28,6 +28,9 @@ struct Options {
   bool api = true;
   std::string api_listen = "127.0.0.1:9696";
   std::string state_file;  // "" = API changes are not persisted
+  // Hidden, for tests: the soft packet limit of IKE-made CHILD SAs (0 = the default,
+  // ike::kChildSoftPackets).
+  std::uint64_t test_child_soft_packets = 0;
 };
 
 // argv split at the first `--`: EAL args before (argv[0] first), ours after. Without `--`, a

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include "app/control_loop.hpp"
 #include "app/desired_state.hpp"
@@ -117,6 +118,7 @@ bool Runtime::start_ike() {
   auto confs = ike_connection_configs(cfg_);
   if (!confs.empty()) {
     ike_ = std::make_unique<ike::Daemon>(gw_->datagram_sender(), gw_->installer(), ike_clock_);
+    apply_test_options();
     for (auto& k : confs) {
       const std::string name = k.name;
       const dp::Ipv4 peer = k.peer_addr;
@@ -137,6 +139,13 @@ bool Runtime::start_ike() {
   return ok;
 }
 
+void Runtime::apply_test_options() {
+  if (opts_.test_child_soft_packets == 0) return;
+  APP_LOG(WARNING, "test option: CHILD SA soft packet limit %llu",
+          static_cast<unsigned long long>(opts_.test_child_soft_packets));
+  ike_->set_child_soft_packets(opts_.test_child_soft_packets);
+}
+
 bool Runtime::start_api() {
   const model::Environment env = gateway_environment(cfg_);
   auto desired = load_desired_state(opts_.config, opts_.state_file, env);
@@ -147,6 +156,7 @@ bool Runtime::start_api() {
   APP_LOG(INFO, "desired state from the %s: %zu connection(s)", desired->source.c_str(),
           desired->state.ipsec_site_connections.size());
   ike_ = std::make_unique<ike::Daemon>(gw_->datagram_sender(), gw_->installer(), ike_clock_);
+  apply_test_options();
   gw_->set_datagram_handler(ike_.get());
   const IkeGatewayParams gwp{cfg_.vpnservice.external_v4_ip, cfg_.vpnservice.unprotected.mtu};
   // The data plane's conn_ids 1..N are the configuration's (static SAs); the API's follow.
@@ -195,7 +205,21 @@ bool Runtime::run(unsigned stats_interval_s) {
   ControlLoop loop(*gw_, ike_.get(), conns_, std::chrono::seconds(stats_interval_s), api_.get());
   loop.run(g_stop_signal);
   APP_LOG(INFO, "signal %d: stopping", static_cast<int>(g_stop_signal));
+  send_deletes();
   return true;
+}
+
+// While the ports still run: a Delete for every SA to the peers, then kShutdownDrain of
+// control polling so the datagrams leave (sent from the control lcore; one waiting for an
+// ARP answer goes when it comes).
+void Runtime::send_deletes() {
+  if (!ike_) return;
+  const std::size_t n = ike_->delete_all_sas();
+  if (n == 0) return;
+  APP_LOG(INFO, "sent Delete for the SAs of %zu ISAKMP SA(s) to the peers", n);
+  const auto until = std::chrono::steady_clock::now() + kShutdownDrain;
+  while (std::chrono::steady_clock::now() < until)
+    if (gw_->control_poll() == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
 }
 
 void Runtime::shutdown() {

@@ -4,6 +4,7 @@
 // undoes whatever the earlier steps built.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,12 @@ class Runtime {
   void shutdown();
 
  private:
+  // At shutdown, how long the control lcore keeps polling after sending the Deletes.
+  static constexpr std::chrono::milliseconds kShutdownDrain{300};
+  void send_deletes();
+  // The hidden --test-* options that reach the IKE daemon (right after it is created).
+  void apply_test_options();
+
   const Config& cfg_;
   const Options& opts_;
   std::unique_ptr<dp::Gateway> gw_;

@@ -74,6 +74,7 @@ GatewayImpl::~GatewayImpl() {
     free_ring(wc->punt, RingContent::kMbufs);
     free_ring(wc->resolve, RingContent::kResolveKeys);
     free_ring(wc->inject, RingContent::kMbufs);
+    free_ring(wc->inner_in, RingContent::kMbufs);
   }
   worker_ctxs.clear();
   for (PortState& p : ports) {
@@ -199,7 +200,8 @@ Result<unsigned> plan_queues(GatewayImpl& g) {
 unsigned default_mbuf_count(unsigned workers, unsigned desc_total) {
   const unsigned lcores = workers + 1;
   const unsigned n = desc_total + lcores * (2 * kTxBufLen + kMaxBurst * (kMaxFragsOut + 2)) +
-                     workers * (kPuntRingSize + kInjectRingSize) + 2 * kHandoffRingSize +
+                     workers * (kPuntRingSize + kInjectRingSize) +
+                     (workers > 1 ? workers * kInnerRingSize : 0) + 2 * kHandoffRingSize +
                      kFragMaxEntries * RTE_LIBRTE_IP_FRAG_MAX_FRAG +
                      lcores * kMbufCache * 3 / 2 + 1024;
   return static_cast<unsigned>(rte_align32pow2(n) - 1);
@@ -268,6 +270,13 @@ Result<void> create_workers(GatewayImpl& g, unsigned inst, int socket) {
                                 RING_F_SC_DEQ);
     if (wc.punt == nullptr || wc.resolve == nullptr || wc.inject == nullptr)
       return make_error("cannot create the worker rings");
+    // Multi-producer too: the other workers hand over the inner packets of outbound SAs this
+    // worker owns (dataplane/sa.hpp). One worker owns every SA: no ring.
+    if (g.workers > 1) {
+      wc.inner_in = rte_ring_create(name_of("inn", inst, idx).c_str(), kInnerRingSize, socket,
+                                    RING_F_SC_DEQ);
+      if (wc.inner_in == nullptr) return make_error("cannot create the worker rings");
+    }
     auto eng = crypto::EspEngine::create();
     if (!eng) return make_error("ESP engine: " + eng.error());
     wc.engine = std::move(eng.value());

@@ -38,6 +38,7 @@ constexpr std::uint16_t kIkePort = 500;
 constexpr unsigned kPuntRingSize = 1024;
 constexpr unsigned kResolveRingSize = 256;
 constexpr unsigned kInjectRingSize = 1024;  // reassembled ESP + hand-offs to the SA owner
+constexpr unsigned kInnerRingSize = 1024;   // inner packets for the outbound SA's owner
 constexpr unsigned kHandoffRingSize = 2048;
 constexpr unsigned kTxBufLen = 64;
 constexpr unsigned kMaxFragsOut = 16;        // inner fragments per packet
@@ -89,6 +90,9 @@ struct alignas(64) WorkerCtx {
   // path: reassembled ESP from the control lcore, and packets of SAs this worker owns handed
   // over by the other workers (dataplane/sa.hpp: one owner per inbound SA).
   rte_ring* inject = nullptr;
+  // MP/SC -> this worker, only with two or more workers: inner packets (data at the IPv4
+  // header, not yet modified) for outbound SAs this worker owns, handed over by the others.
+  rte_ring* inner_in = nullptr;
   std::unique_ptr<crypto::EspEngine> engine;
   TxBuf tx[2];
   // Rate limit of resolve requests: a tiny direct-mapped (key, tsc) table.

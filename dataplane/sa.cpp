@@ -29,7 +29,7 @@ static_assert(sizeof(OutboundSa) == sizeof(SaHead) + 2 * 64);
 // Sizes at the time of writing (x86-64): the single Sa of both directions was 1728 bytes.
 // SaHead holds a drop counter per DropReason (SaCounters): 1024 with 24 reasons, 1216 with 50.
 static_assert(sizeof(SaHead) == 1216 && sizeof(InboundSa) == 1856 && sizeof(OutboundSa) == 1344);
-static_assert(sizeof(OutboundSa::hdr_template) + 12 <= 64, "template and its fields: one line");
+static_assert(sizeof(OutboundSa::hdr_template) + 14 <= 64, "template, its fields, owner: one line");
 
 namespace {
 

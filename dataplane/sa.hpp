@@ -15,10 +15,15 @@
 //    life of an InboundSa: a deleted and re-installed SA (same SPI or not) is a new InboundSa,
 //    claimed afresh. A packet therefore moves at most once per InboundSa instance. An SA that
 //    no worker looked up is unowned; packets without an SA (kNoSa) are counted where they are.
-//  - Outbound: not owned (an OutboundSa has no `owner`). Any worker may encrypt for the SA: the
-//    sequence number is an atomic reserved once per burst-run (seq += n), so numbers are unique
-//    though two workers may put them on the wire slightly out of order, which the peer's replay
-//    window accepts (RFC 4303 §3.4.3).
+//  - Outbound: one owner per SA too, claimed the same way by the first worker whose policy
+//    lookup finds it (`owner` in OutboundSa). A worker that finds an SA owned by another hands
+//    the inner packet, unmodified, to that worker's inner hand-off ring; the owner looks the
+//    policy up again (the SA pointer does not travel: RCU protects it only while the finder
+//    runs) and encrypts. So one worker reserves an SA's sequence numbers and transmits its
+//    packets, on its own TX queue in reservation order: the gateway puts an SA's packets on the
+//    wire in sequence order, and a peer sees no reordering of ours whatever its replay window
+//    (RFC 4303 §3.4.3; strongSwan's default is 32). `seq_next` stays an atomic (esp_outbound
+//    may be called outside the gateway); with one writer its line is never contended.
 //  - Counters are relaxed atomics flushed once per burst-run (both directions), so the control
 //    plane can read them while workers run, and `events`/`dead` are atomics.
 #pragma once
@@ -42,7 +47,7 @@ constexpr std::uint8_t kIpProtoEsp = 50;
 constexpr std::uint8_t kIpProtoIpip = 4;        // ESP next header in tunnel mode
 constexpr std::uint8_t kIpProtoUdp = 17;
 
-constexpr std::uint16_t kNoOwner = 0xFFFF;  // InboundSa::owner before any worker claimed it
+constexpr std::uint16_t kNoOwner = 0xFFFF;  // `owner` of an SA before any worker claimed it
 constexpr std::uint32_t kSaPublished = 1;   // SaHead::published once the SA is fully built
 
 enum SaFlags : std::uint8_t {
@@ -115,8 +120,8 @@ struct alignas(64) InboundSa final : SaHead {
   alignas(64) ReplayWindow replay;
 };
 
-// Outbound runtime SA: the head plus the outer header template, MTU, DF policy and the
-// sequence number.
+// Outbound runtime SA: the head plus the outer header template, MTU, DF policy, the owning
+// worker and the sequence number.
 struct alignas(64) OutboundSa final : SaHead {
   static constexpr Direction kDir = Direction::kOutbound;
   // Outer IPv4 (+UDP) + ESP SPI template, checksums/lengths/seq filled per packet.
@@ -126,8 +131,11 @@ struct alignas(64) OutboundSa final : SaHead {
   DfPolicy df = DfPolicy::kCopy;
   std::uint8_t ttl = 64;
   std::uint16_t local_port = kNatTPort, peer_port = kNatTPort;  // host order
+  // The worker that encrypts this SA's packets, kNoOwner until one claims it (see the
+  // threading note above). Written once, then only read: it shares the template's line.
+  std::atomic<std::uint16_t> owner{kNoOwner};
   // Next sequence number to use; starts at 1 (RFC 4303 §3.3.3). Values past 2^32-1 are never
-  // sent. Written by every worker that encrypts for the SA: a line of its own.
+  // sent. Written by the owner per burst-run: a line of its own.
   alignas(64) std::atomic<std::uint64_t> seq_next{1};
 };
 

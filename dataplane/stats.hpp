@@ -20,7 +20,7 @@ struct alignas(64) LcoreStats {
   std::uint64_t punted = 0;
   std::uint64_t forwarded = 0;
   std::uint64_t keepalives = 0;  // NAT-T keepalives received (RFC 3948 §2.3), not drops
-  std::uint64_t handed_off = 0;  // inbound ESP passed to the SA's owner worker (dataplane/sa.hpp)
+  std::uint64_t handed_off = 0;  // packets passed to the SA's owner worker (dataplane/sa.hpp)
 
   void drop(DropReason r, std::uint64_t n = 1) noexcept {
     drops[static_cast<unsigned>(r)] += n;

@@ -10,6 +10,7 @@
 #include <rte_udp.h>
 
 #include "dataplane/gateway_impl.hpp"
+#include "dataplane/handoff.hpp"
 
 namespace ipsecgw::dp {
 namespace {
@@ -110,27 +111,6 @@ void route_inner(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
          next_hop(g.cfg, Side::kProtected, rte_be_to_cpu_32(ip->dst_addr)));
 }
 
-// Hands `n` outer ESP packets to the worker that owns their SA (its inject ring, multi-
-// producer). A full ring drops the rest as kRingFull.
-void hand_off(GatewayImpl& g, WorkerCtx& w, unsigned to, rte_mbuf** pkts, unsigned n) noexcept {
-  const unsigned sent = rte_ring_mp_enqueue_burst(g.worker_ctxs[to]->inject,
-                                                  reinterpret_cast<void**>(pkts), n, nullptr);
-  w.stats.handed_off += sent;
-  for (unsigned i = sent; i < n; ++i) drop(w, pkts[i], DropReason::kRingFull);
-}
-
-// One owner per inbound SA (dataplane/sa.hpp): true when this worker processes `sa`'s packets,
-// claiming an unowned SA on the way; else `*to` is the owner.
-inline bool owns(const WorkerCtx& w, InboundSa& sa, std::uint16_t* to) noexcept {
-  std::uint16_t o = sa.owner.load(std::memory_order_acquire);
-  if (o == kNoOwner &&
-      sa.owner.compare_exchange_strong(o, static_cast<std::uint16_t>(w.idx),
-                                       std::memory_order_acq_rel, std::memory_order_acquire))
-    return true;
-  *to = o;
-  return o == w.idx;
-}
-
 // Outer packets (data at the outer IPv4 header) addressed to us: look up by SPI, pass
 // the packets of SAs owned by another worker to that worker, decrypt and verify the rest as
 // one burst, then forward the inner packets. Packets without an SA are counted here (kNoSa).
@@ -159,39 +139,19 @@ void esp_in(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept 
   if (k == 0) return;
   g.inst->lookup_inbound(spis, k, sas);
 
-  // Keep ours in order; gather the others' by owner (a burst usually has one SA).
-  rte_mbuf* away[kMaxBurst];
-  std::uint16_t away_to[kMaxBurst];
-  unsigned na = 0, mine = 0;
+  // Keep ours in order; the others go to their owner (a burst usually has one SA).
+  HandOffs away;
+  unsigned mine = 0;
   for (unsigned i = 0; i < k; ++i) {
-    std::uint16_t to = kNoOwner;
-    if (sas[i] == nullptr || owns(w, *sas[i], &to)) {
+    const std::uint16_t to = sas[i] != nullptr ? sa_owner(w, *sas[i]) : kNoOwner;
+    if (to == kNoOwner || to == w.idx) {
       ok[mine] = ok[i];
       sas[mine++] = sas[i];
     } else {
-      away[na] = ok[i];
-      away_to[na++] = to;
+      away.add(ok[i], to);
     }
   }
-  while (na != 0) {
-    const std::uint16_t to = away_to[0];
-    rte_mbuf* batch[kMaxBurst];
-    unsigned nb = 0, rest = 0;
-    for (unsigned i = 0; i < na; ++i) {
-      if (away_to[i] == to) {
-        batch[nb++] = away[i];
-      } else {
-        away[rest] = away[i];
-        away_to[rest++] = away_to[i];
-      }
-    }
-    na = rest;
-    if (to < g.workers) {
-      hand_off(g, w, to, batch, nb);
-    } else {
-      for (unsigned i = 0; i < nb; ++i) drop(w, batch[i], DropReason::kRingFull);  // unreachable
-    }
-  }
+  hand_off_all(g, w, away, &WorkerCtx::inject);
   if (mine == 0) return;
   const std::uint16_t good = esp_inbound_recorded(*w.engine, std::span<rte_mbuf*>(ok, mine),
                                                   std::span<InboundSa* const>(sas, mine), w.stats);
@@ -245,6 +205,8 @@ void forward_plain(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
 }
 
 // Inner packets from the protected side (data at IPv4): policy lookup, MTU handling, ESP.
+// Packets of SAs another worker owns go to it unmodified (dataplane/sa.hpp), so that one
+// worker numbers and sends each SA's packets.
 void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
               const Ipv4* dst, unsigned n) noexcept {
   OutboundSa* sas[kMaxBurst];
@@ -255,9 +217,20 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
   OutboundSa* encrypt_sas[kMaxBurst];
   unsigned n_encrypt = 0;
   std::uint64_t now = 0;
+  HandOffs away;
+  const OutboundSa* last_sa = nullptr;  // the owner is looked at once per run of one SA
+  std::uint16_t last_owner = 0;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     OutboundSa* sa = sas[i];
+    if (sa != last_sa && sa != nullptr) {
+      last_sa = sa;
+      last_owner = sa_owner(w, *sa);
+    }
+    if (sa != nullptr && last_owner != w.idx) {
+      away.add(m, last_owner);
+      continue;
+    }
     if (sa == nullptr) {
       if (pols[i] != nullptr) {
         // Trapped: the tunnel exists but has no SA (not up yet, DPD hold, expired, deleted by
@@ -328,6 +301,19 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
     }
   }
   esp_out_flush(g, w, to_encrypt, encrypt_sas, n_encrypt);
+  hand_off_all(g, w, away, &WorkerCtx::inner_in);
+}
+
+// Inner packets another worker handed over (data at IPv4, as it received them): their
+// addresses again, then the outbound path (policy looked up afresh).
+void outbound_handed(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept {
+  Ipv4 src[kMaxBurst], dst[kMaxBurst];
+  for (unsigned i = 0; i < n; ++i) {
+    const auto* ip = rte_pktmbuf_mtod(pkts[i], const rte_ipv4_hdr*);
+    src[i] = rte_be_to_cpu_32(ip->src_addr);
+    dst[i] = rte_be_to_cpu_32(ip->dst_addr);
+  }
+  outbound(g, w, pkts, src, dst, n);
 }
 
 // rx_burst's output: outer ESP packets for esp_in, inner packets (with their addresses) for
@@ -571,6 +557,12 @@ void GatewayImpl::worker_loop(WorkerCtx& w) noexcept {
         rte_ring_sc_dequeue_burst(w.inject, reinterpret_cast<void**>(pkts), kRxBurst, nullptr);
     if (ni != 0) esp_in(*this, w, pkts, ni);
     got += ni;
+    if (w.inner_in != nullptr) {
+      const unsigned no = rte_ring_sc_dequeue_burst(w.inner_in, reinterpret_cast<void**>(pkts),
+                                                    kRxBurst, nullptr);
+      if (no != 0) outbound_handed(*this, w, pkts, no);
+      got += no;
+    }
     if (w.idx == 0) {  // TX on behalf of lcores without a queue of their own
       for (unsigned s = 0; s < 2; ++s) {
         if (ports[s].handoff == nullptr) continue;

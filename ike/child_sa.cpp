@@ -144,6 +144,8 @@ void IkeSa::send_esp_delete(std::uint32_t spi_in) {
 }
 
 void IkeSa::child_tick(Millis now) {
+  outbound_switch_tick(now);
+  if (state_ == State::kFailed) return;
   for (const auto& r : children_.take_retired(now)) {
     log(LogLevel::kInfo, tag() + ": deleting replaced CHILD SA, SPI in " + hex(be32(r.spi_in)));
     delete_child(r.spi_in, r.spi_out, true, false);
@@ -170,7 +172,9 @@ void IkeSa::child_tick(Millis now) {
 void IkeSa::abandon_stale_rekey(Millis now) {
   if (rekey_mid_ == 0) return;
   auto it = qms_.find(rekey_mid_);
-  if (it != qms_.end() && now - it->second->started < kRekeyAbandonAfter) return;
+  if (it != qms_.end() && (now - it->second->started < kRekeyAbandonAfter ||
+                           it->second->stage == Quick::Stage::kOutPending))
+    return;
   log(LogLevel::kWarn, tag() + ": rekey quick mode unanswered: abandoned");
   if (it != qms_.end()) {
     Quick& q = *it->second;
@@ -209,6 +213,7 @@ void IkeSa::teardown(bool notify_peer) {
     if (q->in_installed && q->stage != Quick::Stage::kDone)
       (void)ctx_.installer->del_sa(dp::Direction::kInbound, q->spi_in);
     q->in_installed = false;
+    if (q->stage == Quick::Stage::kOutPending) q->stage = Quick::Stage::kDone;
   }
   if (const auto& child = children_.current()) {
     delete_child(child->spi_in, child->spi_out, notify_peer, true);

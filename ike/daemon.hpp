@@ -86,6 +86,15 @@ class Daemon final : public dp::DatagramHandler {
   ConnectionStatus status(const std::string& name) const;
   // status() plus phase states, algorithms and the peer's endpoint (ike/daemon_status.cpp).
   ConnectionDetail detail(const std::string& name) const;
+  // Shutdown: every established ISAKMP SA tells its peer that each of its CHILD SAs and then
+  // itself is gone (ISAKMP Delete payloads in encrypted informational exchanges). The SAs are
+  // done; their data-plane SAs stay until the gateway stops (its exit report shows them), and
+  // status() still reports the connections as they were. Returns the number of ISAKMP SAs
+  // that sent Deletes.
+  std::size_t delete_all_sas();
+  // The soft packet limit of the CHILD SAs negotiated from now on (kChildSoftPackets by
+  // default; tests inject small ones). Set it before adding connections.
+  void set_child_soft_packets(std::uint64_t n) { ctx_.child_soft_packets = n; }
   // What was dropped or refused, and why (for telemetry).
   const IkeCounters& counters() const { return counters_; }
   // How many IKE SAs (established or failed) still hold phase-1 secrets beyond SKEYID_d/a/e

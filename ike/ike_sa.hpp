@@ -68,12 +68,18 @@ class KeySource {
   virtual Bytes nonce(std::size_t n) { return crypto::random_bytes(n); }
 };
 
+// Soft packet limit of the CHILD SAs we install (each direction): crossing it makes the data
+// plane raise kSoftLimit and we rekey make-before-break, well before the 32-bit sequence
+// number runs out (2^32 - 1 packets; at 10 Mpps that is 7 minutes, less than most lifetimes).
+constexpr std::uint64_t kChildSoftPackets = (std::uint64_t{1} << 32) - (std::uint64_t{1} << 28);
+
 struct IkeContext {
   dp::DatagramSender* sender = nullptr;
   dp::SaInstaller* installer = nullptr;
   const Clock* clock = nullptr;
   IkeCounters* counters = nullptr;
   KeySource* keys = nullptr;
+  std::uint64_t child_soft_packets = kChildSoftPackets;  // 0: none
 };
 
 enum class Role : std::uint8_t { kInitiator, kResponder };
@@ -101,6 +107,10 @@ constexpr Millis kBadAuthGrace{10000};
 constexpr Millis kHalfOpenTimeout{60000};
 // Our rekey Quick Mode is given up after this long without completing (then retried).
 constexpr Millis kRekeyAbandonAfter{30000};
+// A rekey we initiate installs its new outbound SA only once the new inbound SA has carried
+// a packet (the peer installed the pair on our QM3) or this long after QM3 went out: the
+// peer adds its inbound SA only when QM3 arrives, so sending at once would lose packets.
+constexpr Millis kOutboundSwitchDelay{1000};
 // NAT keepalive (RFC 3948 §2.3): one 0xFF byte to the peer's 4500 from the side behind a NAT.
 constexpr Millis kNatKeepaliveInterval{20000};
 // On-demand DPD: an R-U-THERE at once when our outbound ESP flows but nothing authenticated
@@ -149,6 +159,10 @@ class IkeSa {
   bool peer_supports_dpd() const { return peer_dpd_; }
   // Deletes installed CHILD SAs (and tells the peer when `notify_peer`).
   void teardown(bool notify_peer);
+  // Shutdown: a Delete for each CHILD SA held and then for the ISAKMP SA (the data-plane SAs
+  // stay; the gateway goes next), then done(); false when there was nothing to tell the peer
+  // (phase 1 not established, failed or already done).
+  bool shut_down();
 
   // ---- lifetimes and rekeying ----
   // Starts a Quick Mode that replaces the current CHILD SA (make-before-break); no-op while
@@ -270,6 +284,9 @@ class IkeSa {
   TaskStatus qm_fail(Quick& q, const std::string& why, std::uint16_t notify_type);
   Result<void> qm_install(Quick& q, dp::Direction dir);
   void prune_quicks();
+  // Rekeys we initiated: the outbound switch after QM3 (outbound_switch.cpp).
+  void defer_outbound_switch(Quick& q);
+  void outbound_switch_tick(Millis now);
 
   // CHILD SAs and lifetimes (child_sa.cpp)
   void child_activate(Quick& q);

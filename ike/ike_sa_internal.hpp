@@ -49,10 +49,14 @@ struct IkeSa::Phase1 {
 };
 
 struct IkeSa::Quick {
-  enum class Stage : std::uint8_t { kNew, kQm1Sent, kQm2Sent, kDone } stage = Stage::kNew;
+  // kOutPending: our rekey sent QM3 and holds its outbound SA until the peer is seen using
+  // the new pair (or kOutboundSwitchDelay passed).
+  enum class Stage : std::uint8_t { kNew, kQm1Sent, kQm2Sent, kOutPending, kDone } stage =
+      Stage::kNew;
   bool initiator = false;
   bool in_installed = false;  // responder: inbound SA added when QM2 went out
   Millis started{0};
+  Millis switch_by{0};  // kOutPending: the outbound SA is installed by then at the latest
   std::uint32_t mid = 0;
   Bytes iv;
   std::uint32_t spi_in = 0, spi_out = 0;

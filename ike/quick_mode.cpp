@@ -291,7 +291,8 @@ void IkeSa::qm_build2(Quick& q, const Transform& chosen, std::uint8_t proposal_n
   send(seal(header(ExchangeType::kQuickMode, q.mid), c, q.iv), true);  // until HASH(3) arrives
 }
 
-// Initiator: QM2, verify HASH(2) and the responder's choice, install both SAs.
+// Initiator: QM2, verify HASH(2) and the responder's choice, install both SAs (for a rekey,
+// the outbound one later: defer_outbound_switch).
 TaskStatus IkeSa::qm_process2(Quick& q, const Message& m) {
   const Bytes wire = concat_wire(m, 1);
   if (!qm_hash_ok(m, crypto::prf(p1_->hash, bv(p1_->skeyid_a), {be32(q.mid), q.ni, wire})))
@@ -311,6 +312,11 @@ TaskStatus IkeSa::qm_process2(Quick& q, const Message& m) {
   if (!gxy) return qm_fail(q, "QM2: " + gxy.error(), notify::kInvalidKeyInformation);
   q.gxy = std::move(*gxy);
   if (auto r = qm_install(q, dp::Direction::kInbound); !r) return qm_fail(q, r.error(), 0);
+  if (children_.current()) {  // a rekey: the current pair carries traffic until the switch
+    qm_build3(q);
+    defer_outbound_switch(q);
+    return TaskStatus::kNeedMore;
+  }
   if (auto r = qm_install(q, dp::Direction::kOutbound); !r) return qm_fail(q, r.error(), 0);
   qm_build3(q);
   child_activate(q);
@@ -364,6 +370,7 @@ Result<void> IkeSa::qm_install(Quick& q, dp::Direction dir) {
   s.local_subnet = cfg_->local_subnet;
   s.peer_subnet = cfg_->peer_subnet;
   s.mtu = cfg_->mtu;
+  s.soft_packets = ctx_.child_soft_packets;
   if (dir == dp::Direction::kInbound) {
     if (auto r = ctx_.installer->add_sa(std::move(s)); !r)
       return make_error("inbound SA install failed: " + r.error());

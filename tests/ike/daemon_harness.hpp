@@ -83,15 +83,22 @@ class FakeInstaller final : public dp::SaInstaller {
     return {};
   }
   std::map<std::uint32_t, std::pair<dp::Ipv4Prefix, dp::Ipv4Prefix>> traps;
-  std::optional<dp::SaCounters> query_sa(dp::Direction d, std::uint32_t) override {
-    if (!report_counters) return std::nullopt;
+  std::optional<dp::SaCounters> query_sa(dp::Direction d, std::uint32_t spi) override {
     dp::SaCounters c;
+    if (auto it = in_packets_by_spi.find(spi);
+        d == dp::Direction::kInbound && it != in_packets_by_spi.end() && live_in.count(spi)) {
+      c.packets = it->second;
+      return c;
+    }
+    if (!report_counters) return std::nullopt;
     c.packets = d == dp::Direction::kInbound ? in_packets : out_packets;
     return c;
   }
   bool report_counters = false;
   std::uint64_t in_packets = 0;   // what query_sa reports for inbound SAs
   std::uint64_t out_packets = 0;  // and for outbound ones
+  // Per-SPI inbound packet counts; an SPI listed here reports its own count.
+  std::map<std::uint32_t, std::uint64_t> in_packets_by_spi;
   std::vector<dp::SaEvent> poll_events() override { return std::exchange(events, {}); }
   const dp::SaSpec* find(dp::Direction d) const {
     for (const auto& s : sas)

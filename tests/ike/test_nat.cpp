@@ -107,7 +107,7 @@ TEST_F(Quiet, OnlyAuthenticatedMessagesFromANewPortMoveThePeerAndItsSas) {
   // the old, authenticated port.
   p.ib.events.push_back({dp::SaEventKind::kSeqExhausted, dp::Direction::kOutbound,
                          b_child.spi_out, 9});
-  p.run_for(1000, 500);
+  p.run_for(1000 + static_cast<int>(kOutboundSwitchDelay.count()), 500);
   for (const auto& pk : b_sent) EXPECT_NE(pk.to.port, 6500);
   ASSERT_EQ(p.ib.sas.size(), b_sas + 2);
   EXPECT_EQ(p.ib.sas[b_sas].peer_port, 5500);
@@ -169,7 +169,7 @@ TEST_F(Quiet, OnlyAuthenticatedMessagesFromANewPortMoveThePeerAndItsSas) {
   const std::size_t b_sas3 = p.ib.sas.size();
   p.ib.events.push_back({dp::SaEventKind::kSeqExhausted, dp::Direction::kOutbound,
                          p.b.status("site").child->spi_out, 9});
-  p.run_for(1000, 500);
+  p.run_for(1000 + static_cast<int>(kOutboundSwitchDelay.count()), 500);
   ASSERT_EQ(p.ib.sas.size(), b_sas3 + 2);
   EXPECT_EQ(p.ib.sas[b_sas3].peer_port, 6500);
   EXPECT_EQ(p.ib.sas[b_sas3 + 1].peer_port, 6500);

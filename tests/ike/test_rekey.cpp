@@ -15,7 +15,7 @@ TEST_F(Quiet, ChildSaIsRekeyedBeforeExpiryMakeBeforeBreakAndOldPairDeletedAfterG
   // Soft expiry of the creator (A): 60 s - (10..15)% = 51..54 s; nothing before 51 s.
   p.run_for(50000, 500);
   EXPECT_EQ(p.ia.sas.size(), 2u);
-  p.run_for(4500, 500);
+  p.run_for(4500 + static_cast<int>(kOutboundSwitchDelay.count()), 500);  // + A's switch
   ASSERT_EQ(p.ia.sas.size(), 4u);  // one rekey: a new inbound and outbound SA on each side
   ASSERT_EQ(p.ib.sas.size(), 4u);
   const auto now_a = *p.a.status("site").child;
@@ -61,6 +61,7 @@ TEST_F(Quiet, ResponderRekeysWhenTheInitiatorDoesNotByItsLaterMargin) {
   EXPECT_FALSE(b_started);  // B waits past A's window (85..90% of 60 s)
   p.run_for(2000, 500);     // B's margin: 97% = 58.2 s
   ASSERT_TRUE(b_started);
+  p.run_for(static_cast<int>(kOutboundSwitchDelay.count()), 500);  // B's outbound switch
   ASSERT_EQ(p.b.status("site").state, ConnState::kActive);
   const auto now_b = *p.b.status("site").child;
   EXPECT_NE(now_b.spi_in, old_b.spi_in);

@@ -233,6 +233,7 @@ ig_check_config() {
 }
 
 # ig_gw_start A|B CONFIG [ipsecgw options...] : ipsecgw in gwA/gwB, log in $IG_WORK/gwX.log.
+# IG_AFP_ARGS (e.g. ",framecnt=4096") is appended to both net_af_packet vdevs.
 ig_gw_start() {
   local x=$1 cfg=$2; shift 2
   local ns="gw$x"
@@ -241,7 +242,7 @@ ig_gw_start() {
   # exec chain only (ip netns exec execs ipsecgw), so $! is ipsecgw's PID.
   ip netns exec "$(ig_ns "$ns")" "$IPSECGW" --no-huge -m 512 --no-pci --file-prefix="$prefix" \
     -l 0-1 --log-level=lib.eal:warning \
-    --vdev="net_af_packet0,iface=g${x}0" --vdev="net_af_packet1,iface=g${x}1" \
+    --vdev="net_af_packet0,iface=g${x}0${IG_AFP_ARGS:-}" --vdev="net_af_packet1,iface=g${x}1${IG_AFP_ARGS:-}" \
     -- --config "$cfg" "$@" </dev/null >"$log" 2>&1 &
   IG_GW_PIDS[$x]=$!
   local i

@@ -1,12 +1,18 @@
 #!/bin/bash
 # pcap-driven gateway test: net_pcap in, net_pcap out, the output checked with Scapy.
 #
-#   pcap_test.sh IPSECGW esp|udp [WORKDIR]
-#   pcap_test.sh --selftest esp|udp [WORKDIR]   (the checker against Scapy playing the gateway)
+#   pcap_test.sh IPSECGW SUITE [WORKDIR]
+#   pcap_test.sh --selftest SUITE [WORKDIR]   (the checker against Scapy playing the gateway)
+#
+# SUITE is MODE[:CIPHER:AUTH]: MODE esp (plain ESP) or udp (ESP-in-UDP 4500, RFC 3948),
+# CIPHER aes-128|aes-192|aes-256 (CBC), AUTH sha1 (HMAC-SHA1-96) | sha256 (HMAC-SHA-256-128);
+# default aes-128:sha1. The SAs, the config and Scapy's reference all use that suite.
 #
 # ipsecgw runs with two net_pcap ports and static SAs (manual_keys), no namespaces, no root:
 #   port 0 unprotected: rx unprot_in.pcap  (the peer's ESP, made by Scapy with the inbound keys,
-#                                           incl. a replay, a bad ICV, an unknown SPI, ...)
+#                                           incl. a replay, a bad ICV, an unknown SPI, and the
+#                                           corpus of tests/interop/pcap_corpus.py: bad padding,
+#                                           inner checksum, truncated ESP, outer fragments ...)
 #                       tx unprot_out.pcap (must be our ESP: Scapy decrypts it with the outbound
 #                                           keys to each tunnelled inner packet, seq 1..n)
 #   port 1 protected:   rx prot_in.pcap    (inner packets: ICMP/UDP/TCP of various sizes, some
@@ -25,9 +31,14 @@ CHECK="$HERE/pcap_check.py"
 
 die() { echo "pcap_test: FAIL: $*" >&2; exit 1; }
 
-[ $# -ge 2 ] || { echo "usage: $0 IPSECGW|--selftest esp|udp [WORKDIR]" >&2; exit 2; }
-BIN=$1 MODE=$2
+[ $# -ge 2 ] || { echo "usage: $0 IPSECGW|--selftest MODE[:CIPHER:AUTH] [WORKDIR]" >&2; exit 2; }
+BIN=$1 SUITE=$2
+IFS=: read -r MODE CIPHER AUTH <<<"$SUITE"
+CIPHER=${CIPHER:-aes-128} AUTH=${AUTH:-sha1}
 case "$MODE" in esp|udp) ;; *) echo "mode must be esp or udp" >&2; exit 2 ;; esac
+case "$CIPHER" in aes-128|aes-192|aes-256) ;; *) echo "bad cipher $CIPHER" >&2; exit 2 ;; esac
+case "$AUTH" in sha1|sha256) ;; *) echo "bad integrity $AUTH" >&2; exit 2 ;; esac
+SUITE_ARGS=(--mode "$MODE" --cipher "$CIPHER" --auth "$AUTH")
 "$PY" -c 'import scapy.layers.ipsec' 2>/dev/null || { echo "SKIP: $PY has no scapy"; exit 77; }
 
 OWN_WORK=1
@@ -56,13 +67,13 @@ cleanup() {
 trap cleanup EXIT
 
 if [ "$BIN" = "--selftest" ]; then
-  timeout 120 "$PY" "$CHECK" selftest "$WORK" --mode "$MODE" || die "checker self-test"
+  timeout 120 "$PY" "$CHECK" selftest "$WORK" "${SUITE_ARGS[@]}" || die "checker self-test"
   exit 0
 fi
 [ -x "$BIN" ] || die "$BIN is not an executable"
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
-timeout 60 "$PY" "$CHECK" gen "$WORK" --mode "$MODE" || die "generating the pcaps"
+timeout 60 "$PY" "$CHECK" gen "$WORK" "${SUITE_ARGS[@]}" || die "generating the pcaps"
 EXPECT_OUT=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["out"]))' \
   "$WORK/expect.json")
 EXPECT_IN=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["in"]))' \
@@ -112,6 +123,6 @@ fi
 if ! timeout 120 "$PY" "$CHECK" check "$WORK" --mode "$MODE" --report "$LOG"; then
   echo "---- ipsecgw output ($LOG) ----" >&2
   cat "$LOG" >&2
-  die "output does not match (mode $MODE)"
+  die "output does not match (suite $MODE:$CIPHER:$AUTH)"
 fi
-echo "pcap_test $MODE: PASS"
+echo "pcap_test $MODE:$CIPHER:$AUTH: PASS"
