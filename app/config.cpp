@@ -3,7 +3,15 @@
 // an error so one run reports all problems.
 #include "app/config.hpp"
 
-#include <fstream>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include <cstdio>
+#include <istream>
+#include <streambuf>
 
 #include "app/config_parser.hpp"
 
@@ -322,6 +330,8 @@ void parse_connection(Parser& ps, const YAML::Node& n, const std::string& path, 
   const YAML::Node mk = n["manual_keys"];
   const bool manual = mk && !mk.IsNull();
   c.psk = ps.secret(n, "psk", path, /*required=*/!manual);
+  if (!c.psk.empty() && c.psk.size() < kPskRecommendedMin)
+    ps.warnings.push_back(sub(path, "psk") + ": " + msg_psk_short(c.psk.size()));
 
   if (auto s = ps.string(n, "ikepolicy", path, !manual)) {
     c.ikepolicy = *s;
@@ -474,13 +484,52 @@ Config parse_root(Parser& ps, const YAML::Node& root) {
   return cfg;
 }
 
+// Overwrites every scalar of the parsed tree (PSKs and keys among them) before yaml-cpp frees it.
+void wipe_scalars(const YAML::Node& n) {
+  if (!n.IsDefined()) return;
+  if (n.IsScalar()) {
+    // Scalar() is a reference to the node's own string, which is not a const object.
+    auto& s = const_cast<std::string&>(n.Scalar());
+    if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
+    return;
+  }
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    if (n.IsMap()) {
+      wipe_scalars(it->first);
+      wipe_scalars(it->second);
+    } else {
+      wipe_scalars(*it);
+    }
+  }
+}
+
+void wipe_text(std::string& s) {
+  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
+}
+
+// yaml-cpp reads an istream: this one reads the caller's buffer in place (YAML::Load of a
+// std::string would copy it into a stringstream that is freed unwiped).
+class InPlaceBuf final : public std::streambuf {
+ public:
+  InPlaceBuf(char* p, std::size_t n) { setg(p, p, p + n); }
+};
+
 }  // namespace
 
 Result<Config> parse_config(std::string_view yaml_text) {
+  std::string text(yaml_text);
+  return parse_config_and_wipe(text);
+}
+
+Result<Config> parse_config_and_wipe(std::string& text) {
   YAML::Node root;
   try {
-    root = YAML::Load(std::string(yaml_text));
+    InPlaceBuf buf(text.data(), text.size());
+    std::istream in(&buf);
+    root = YAML::Load(in);
+    wipe_text(text);
   } catch (const YAML::Exception& e) {
+    wipe_text(text);
     // yaml-cpp reports position and problem, not the offending text.
     return make_error("YAML syntax error at line " + std::to_string(e.mark.line + 1) +
                       ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
@@ -493,6 +542,8 @@ Result<Config> parse_config(std::string_view yaml_text) {
   } catch (const YAML::Exception& e) {
     ps.error("(config)", std::string("unexpected YAML structure: ") + e.msg);
   }
+  wipe_scalars(root);
+  cfg.warnings = std::move(ps.warnings);
   if (!ps.errors.empty()) {
     std::string msg;
     for (auto& e : ps.errors) {
@@ -504,12 +555,49 @@ Result<Config> parse_config(std::string_view yaml_text) {
   return cfg;
 }
 
+Result<void> check_secret_file_mode(const std::string& path, unsigned mode) {
+  if ((mode & 077) == 0) return {};
+  char m[8];
+  std::snprintf(m, sizeof m, "%04o", mode & 07777);
+  return make_error("config file '" + path + "' has mode " + m +
+                    ": it holds pre-shared keys and must not be readable or writable by group "
+                    "or others (fix: chmod 600 '" + path + "')");
+}
+
+Result<std::string> read_secret_file(const std::string& path) {
+  // One descriptor for the mode check and the read (no window to swap the file between them);
+  // read() straight into our buffer, so no stream buffer keeps a copy of the text.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error("cannot open config file '" + path + "': " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return make_error("cannot stat config file '" + path + "': " + std::strerror(e));
+  }
+  if (auto r = check_secret_file_mode(path, st.st_mode); !r.ok()) {
+    ::close(fd);
+    return make_error(r.error());
+  }
+  std::string text;
+  text.reserve(static_cast<std::size_t>(st.st_size) + 1);
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+  const int e = errno;
+  OPENSSL_cleanse(buf, sizeof buf);
+  ::close(fd);
+  if (n < 0) {
+    wipe_text(text);
+    return make_error("cannot read config file '" + path + "': " + std::strerror(e));
+  }
+  return text;
+}
+
 Result<Config> load_config(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return make_error("cannot open config file '" + path + "': " + std::strerror(errno));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto r = parse_config(ss.str());
+  auto text = read_secret_file(path);
+  if (!text.ok()) return make_error(text.error());
+  auto r = parse_config_and_wipe(*text);
   if (!r.ok()) return make_error("invalid configuration in " + path + ":\n" + r.error());
   return r;
 }

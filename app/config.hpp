@@ -166,6 +166,8 @@ struct Config {
   std::vector<IpsecPolicy> ipsecpolicies;
   std::vector<EndpointGroup> endpoint_groups;
   std::vector<SiteConnection> ipsec_site_connections;
+  // What is valid but unwise ("<field path>: <why>", e.g. a short PSK); printed at start.
+  std::vector<std::string> warnings;
 
   const IkePolicy& ikepolicy_of(const SiteConnection& c) const {
     return ikepolicies.at(c.ikepolicy_index);
@@ -179,7 +181,18 @@ struct Config {
 // starting with the field path (e.g. "ikepolicies[1].lifetime.value: 30 out of range
 // 60..86400"). Secret values never appear in errors.
 Result<Config> parse_config(std::string_view yaml_text);
+// parse_config of `text`, which is overwritten with zeros once parsed (it may hold PSKs), on
+// success and failure alike; the parsed YAML tree is wiped too.
+Result<Config> parse_config_and_wipe(std::string& text);
+// Reads the file (refused, with why and how to fix it, when group or others may read or write
+// it: it holds PSKs), parses it, and wipes the raw text and the parsed YAML tree.
 Result<Config> load_config(const std::string& path);
+// The file's text, read without intermediate copies, after the mode check below; the caller
+// wipes it (OPENSSL_cleanse) when done.
+Result<std::string> read_secret_file(const std::string& path);
+// The mode check of load_config: st_mode of a file holding secrets; an error naming the mode,
+// the reason and `chmod 600`, unless no group/other permission bit is set.
+Result<void> check_secret_file_mode(const std::string& path, unsigned mode);
 
 // The data plane's configuration (ports, neighbours, routes, unmatched-traffic policy).
 dp::GatewayConfig to_gateway_config(const Config& cfg);

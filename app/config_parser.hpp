@@ -106,6 +106,7 @@ inline bool overlaps(const dp::Ipv4Prefix& a, const dp::Ipv4Prefix& b) {
 class Parser {
  public:
   std::vector<std::string> errors;
+  std::vector<std::string> warnings;  // "<field path>: <message>"; the file is still valid
 
   // One error line: "<field path>: <message>". The path is made printable (a key may hold any
   // character YAML allows, newlines included: those are written as \xNN), and an empty path
@@ -285,7 +286,7 @@ class Parser {
     crypto::SecureBytes out;
     if (!s) return out;
     if (s->empty()) {
-      error(sub(path, key), "must not be empty");
+      error(sub(path, key), std::string(kMsgPskEmpty));
     } else {
       out = crypto::SecureBytes(reinterpret_cast<const std::uint8_t*>(s->data()), s->size());
     }

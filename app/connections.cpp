@@ -1,11 +1,29 @@
 #include "app/connections.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <sstream>
 
 #include "app/logging.hpp"
 
 namespace ipsecgw::app {
+namespace {
+
+constexpr const char* kAdminDown = "admin_state_up false";
+constexpr auto kTrafficEvery = std::chrono::seconds(1);
+
+bool is_error_news(const ConnRow& r) {
+  return r.state == "ERROR" || (r.state == "DOWN" && !r.reason.empty() && r.reason != kAdminDown);
+}
+
+}  // namespace
+
+bool same_status(const ConnRow& a, const ConnRow& b) {
+  return a.name == b.name && a.peer == b.peer && a.state == b.state && a.reason == b.reason &&
+         a.spi_in == b.spi_in && a.spi_out == b.spi_out && a.udp_encap == b.udp_encap &&
+         a.peer_port == b.peer_port;
+}
 
 std::string describe_row(const ConnRow& r) {
   std::ostringstream o;
@@ -15,70 +33,177 @@ std::string describe_row(const ConnRow& r) {
     char spis[64];
     std::snprintf(spis, sizeof spis, " spi_in 0x%08x spi_out 0x%08x", r.spi_in, r.spi_out);
     o << spis << (r.udp_encap ? " esp-in-udp" : " esp");
+    if (r.peer_port != 0) o << " peer port " << r.peer_port;
+    if (!r.esp_algorithms.empty()) o << " ike " << r.ike_algorithms << " esp " << r.esp_algorithms;
   }
   return o.str();
 }
 
+NeutronStatus neutron_status_of(const ike::ConnectionDetail& d) {
+  using ike::ConnState;
+  if (!d.admin_state_up) return {"DOWN", kAdminDown};
+  switch (d.status.state) {
+    case ConnState::kActive: return {"ACTIVE", ""};
+    case ConnState::kPending:
+      return {"PENDING_CREATE", "IKE negotiation in progress"};
+    case ConnState::kError:
+      if (d.tunnel_ended) return {"DOWN", d.status.reason};
+      return {"ERROR", d.status.reason};
+    case ConnState::kDown: break;
+  }
+  return {"DOWN", ""};
+}
+
+std::string iso8601(WallClock::time_point t) {
+  const std::time_t s = WallClock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 void ConnectionStatus::add_static_connections(const Config& cfg) {
   for (const auto& c : cfg.ipsec_site_connections)
-    if (c.manual_keys && c.admin_state_up)
-      static_rows_.push_back({c.name, dp::format_ipv4(c.peer_address), "STATIC", "manual keys",
-                              c.manual_keys->inbound.spi, c.manual_keys->outbound.spi,
-                              c.manual_keys->udp_encap});
+    if (c.manual_keys && c.admin_state_up) {
+      ConnRow r{c.name, dp::format_ipv4(c.peer_address), "STATIC", "manual keys",
+                c.manual_keys->inbound.spi, c.manual_keys->outbound.spi,
+                c.manual_keys->udp_encap};
+      static_rows_.push_back(std::move(r));
+    }
 }
 
 void ConnectionStatus::add_ike_connection(std::string name, dp::Ipv4 peer) {
-  ike_conns_.push_back({std::move(name), peer});
-  last_ike_rows_.emplace_back();
+  ike_conns_.push_back({std::move(name), peer, {}, {}, {}});
 }
 
 void ConnectionStatus::remove_ike_connection(const std::string& name) {
   for (std::size_t i = 0; i < ike_conns_.size(); ++i) {
     if (ike_conns_[i].name != name) continue;
     ike_conns_.erase(ike_conns_.begin() + static_cast<std::ptrdiff_t>(i));
-    last_ike_rows_.erase(last_ike_rows_.begin() + static_cast<std::ptrdiff_t>(i));
     removed_ = true;
     return;
   }
 }
 
 ConnRow ConnectionStatus::ike_row(const ike::Daemon& ike, const IkeConn& c) {
-  const auto st = ike.status(c.name);
-  ConnRow r{c.name, dp::format_ipv4(c.peer), ike::to_string(st.state), st.reason};
-  if (st.child && st.state == ike::ConnState::kActive) {
-    r.spi_in = st.child->spi_in;
-    r.spi_out = st.child->spi_out;
-    r.udp_encap = st.child->udp_encap;
+  const auto d = ike.detail(c.name);
+  const NeutronStatus ns = neutron_status_of(d);
+  ConnRow r{c.name, dp::format_ipv4(c.peer), ns.state, ns.reason};
+  if (d.status.child && d.status.state == ike::ConnState::kActive) {
+    r.spi_in = d.status.child->spi_in;
+    r.spi_out = d.status.child->spi_out;
+    r.udp_encap = d.status.child->udp_encap;
   }
+  r.phase1 = d.phase1;
+  r.phase2 = d.phase2;
+  r.ike_algorithms = d.ike_algorithms;
+  r.esp_algorithms = d.esp_algorithms;
+  if (d.phase1 != "NONE") r.peer_port = d.peer.port;
   return r;
+}
+
+void ConnectionStatus::carry_history(const IkeConn& c, ConnRow& r) {
+  r.last_error = c.last.last_error;
+  r.last_error_at = c.last.last_error_at;
+  r.last_rekey_at = c.last.last_rekey_at;
+  r.in_packets = c.last.in_packets;
+  r.in_bytes = c.last.in_bytes;
+  r.out_packets = c.last.out_packets;
+  r.out_bytes = c.last.out_bytes;
+}
+
+void ConnectionStatus::note_transitions(IkeConn& c, ConnRow& r, WallClock::time_point now) const {
+  if (is_error_news(r) && (r.state != c.last.state || r.reason != c.last.reason)) {
+    r.last_error = r.reason;
+    r.last_error_at = iso8601(now);
+  }
+  const bool had_pair = c.last.state == "ACTIVE" && c.last.spi_in != 0;
+  if (had_pair && r.state == "ACTIVE" &&
+      (r.spi_in != c.last.spi_in || r.spi_out != c.last.spi_out))
+    r.last_rekey_at = iso8601(now);
+}
+
+// The current pair's counters; when the pair changed, the old one's final counts (its inbound
+// SA lives on for the rekey grace period) join the totals of the replaced pairs.
+void ConnectionStatus::read_traffic(IkeConn& c, ConnRow& r, dp::SaInstaller& sas) {
+  auto read = [&sas](std::uint32_t spi_in, std::uint32_t spi_out, Traffic& t) {
+    if (auto in = sas.query_sa(dp::Direction::kInbound, spi_in)) {
+      t.in_packets = std::max(t.in_packets, in->packets);
+      t.in_bytes = std::max(t.in_bytes, in->bytes);
+    }
+    if (auto out = sas.query_sa(dp::Direction::kOutbound, spi_out)) {
+      t.out_packets = std::max(t.out_packets, out->packets);
+      t.out_bytes = std::max(t.out_bytes, out->bytes);
+    }
+  };
+  const bool changed = r.spi_in != c.last.spi_in || r.spi_out != c.last.spi_out;
+  if (changed && c.last.spi_in != 0) {
+    read(c.last.spi_in, c.last.spi_out, c.current);
+    c.before.in_packets += c.current.in_packets;
+    c.before.in_bytes += c.current.in_bytes;
+    c.before.out_packets += c.current.out_packets;
+    c.before.out_bytes += c.current.out_bytes;
+  }
+  if (changed) c.current = {};
+  if (r.spi_in != 0) read(r.spi_in, r.spi_out, c.current);
+  r.in_packets = c.before.in_packets + c.current.in_packets;
+  r.in_bytes = c.before.in_bytes + c.current.in_bytes;
+  r.out_packets = c.before.out_packets + c.current.out_packets;
+  r.out_bytes = c.before.out_bytes + c.current.out_bytes;
 }
 
 std::vector<ConnRow> ConnectionStatus::current_rows(const ike::Daemon* ike) const {
   std::vector<ConnRow> rows = static_rows_;
   if (ike != nullptr)
-    for (const IkeConn& c : ike_conns_) rows.push_back(ike_row(*ike, c));
+    for (const IkeConn& c : ike_conns_) {
+      ConnRow r = ike_row(*ike, c);
+      carry_history(c, r);
+      rows.push_back(std::move(r));
+    }
   return rows;
 }
 
-bool ConnectionStatus::refresh(const ike::Daemon& ike) {
+ConnRow ConnectionStatus::current_row(const ike::Daemon& ike, const std::string& name) const {
+  for (const IkeConn& c : ike_conns_) {
+    if (c.name != name) continue;
+    ConnRow r = ike_row(ike, c);
+    carry_history(c, r);
+    return r;
+  }
+  ConnRow r;
+  r.name = name;
+  return r;
+}
+
+bool ConnectionStatus::refresh(const ike::Daemon& ike, dp::SaInstaller* sas,
+                               WallClock::time_point now) {
   bool changed = removed_;
   removed_ = false;
-  for (std::size_t i = 0; i < ike_conns_.size(); ++i) {
-    ConnRow r = ike_row(ike, ike_conns_[i]);
-    if (r == last_ike_rows_[i]) continue;
+  const bool traffic_due = sas != nullptr && now >= next_traffic_;
+  if (traffic_due) next_traffic_ = now + kTrafficEvery;
+  for (IkeConn& c : ike_conns_) {
+    ConnRow r = ike_row(ike, c);
+    carry_history(c, r);
+    note_transitions(c, r, now);
+    const bool pair_changed = r.spi_in != c.last.spi_in || r.spi_out != c.last.spi_out;
+    if (sas != nullptr && (traffic_due || pair_changed)) read_traffic(c, r, *sas);
+    if (r == c.last) continue;
     changed = true;
-    if (r.state == "ERROR")
-      APP_LOG(WARNING, "%s", describe_row(r).c_str());
-    else
-      APP_LOG(NOTICE, "%s", describe_row(r).c_str());
-    last_ike_rows_[i] = std::move(r);
+    if (!same_status(r, c.last)) {
+      if (r.state == "ERROR")
+        APP_LOG(WARNING, "%s", describe_row(r).c_str());
+      else
+        APP_LOG(NOTICE, "%s", describe_row(r).c_str());
+    }
+    c.last = std::move(r);
   }
   return changed;
 }
 
 std::vector<ConnRow> ConnectionStatus::rows() const {
   std::vector<ConnRow> rows = static_rows_;
-  rows.insert(rows.end(), last_ike_rows_.begin(), last_ike_rows_.end());
+  for (const IkeConn& c : ike_conns_) rows.push_back(c.last);
   return rows;
 }
 

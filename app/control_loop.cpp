@@ -55,7 +55,7 @@ void ControlLoop::run(const volatile std::sig_atomic_t& stop) {
   next_stats_ = start + stats_interval_;
   next_events_ = start;
   next_ike_ = start;
-  if (ike_ != nullptr && conns_.refresh(*ike_)) publish_connections(conns_.rows());
+  refresh_status();
   while (stop == 0) {
     const std::size_t requests = apply_config_changes();
     // The control lcore only serves the slow path: yield the CPU when idle.
@@ -75,16 +75,23 @@ unsigned ControlLoop::iterate() {
 std::size_t ControlLoop::apply_config_changes() {
   if (api_ == nullptr) return 0;
   const std::size_t n = api_->poll();
-  if (n != 0 && ike_ != nullptr && conns_.refresh(*ike_)) publish_connections(conns_.rows());
+  if (n != 0) refresh_status();
   return n;
 }
 
 void ControlLoop::tick_ike(Clock::time_point now) {
   if (ike_ == nullptr || now < next_ike_) return;
   ike_->tick();
-  if (conns_.refresh(*ike_)) publish_connections(conns_.rows());
+  refresh_status();
   publish_ike_counters(ike_->counters());
   next_ike_ = now + kIkeTickEvery;
+}
+
+// Every IKE tick (20 ms) and after each API change: the status rows, each change logged, the
+// traffic counters read once a second; telemetry gets the rows when any changed.
+void ControlLoop::refresh_status() {
+  if (ike_ != nullptr && conns_.refresh(*ike_, &gw_.installer()))
+    publish_connections(conns_.rows());
 }
 
 // With IKE running, the daemon owns the data plane's events (it polls them in tick() to rekey

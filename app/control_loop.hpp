@@ -36,6 +36,7 @@ class ControlLoop {
   std::size_t apply_config_changes();
 
   void tick_ike(Clock::time_point now);      // retransmits, DPD, (re)initiation; status rows
+  void refresh_status();                     // status rows: log changes, publish them
   void log_sa_events(Clock::time_point now);  // without IKE only: the daemon owns the events
   void print_stats(Clock::time_point now);
 

@@ -1,8 +1,8 @@
 #include "app/desired_state.hpp"
 
+#include <openssl/crypto.h>
+
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "app/model/store.hpp"
 
@@ -27,11 +27,10 @@ Result<DesiredState> load_desired_state(const std::string& config_file,
     if (!s.ok()) return make_error(s.error());
     return DesiredState{std::move(s.value()), "state file " + state_file};
   }
-  std::ifstream f(config_file, std::ios::binary);
-  if (!f) return make_error("cannot read " + config_file);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto s = model::parse_state(ss.str(), env, /*skip_manual_keys=*/true);
+  auto text = read_secret_file(config_file);
+  if (!text.ok()) return make_error(text.error());
+  auto s = model::parse_state(*text, env, /*skip_manual_keys=*/true);
+  if (!text->empty()) OPENSSL_cleanse(text->data(), text->size());  // it holds PSKs
   if (!s.ok())
     return make_error("the configuration's Neutron sections, read as the API's model:\n" +
                       s.error());

@@ -52,6 +52,7 @@ std::optional<Prepared> prepare(const CommandLine& cl, int& exit_status) {
     exit_status = kExitFailure;
     return std::nullopt;
   }
+  for (const auto& w : cfg->warnings) std::cerr << kProg << ": warning: " << w << "\n";
   if (opts->check_config) {
     std::cout << "configuration OK: " << opts->config << "\n" << describe(*cfg);
     exit_status = kExitOk;

@@ -240,13 +240,20 @@ void Reconciler::set_admin_state(const model::State& next, const std::string& id
   e.drop_trap = false;  // same conn_id: the IKE connection's trap is now that policy
 }
 
-std::string Reconciler::status(const std::string& id) const {
+std::string Reconciler::status(const std::string& id) const { return row(id).state; }
+
+ConnRow Reconciler::row(const std::string& id) const {
+  ConnRow r;
+  r.state = "DOWN";
   auto it = entries_.find(id);
-  if (it == entries_.end()) return "DOWN";
+  if (it == entries_.end()) return r;
   const Entry& e = it->second;
-  if (!e.error.empty()) return "ERROR";
-  if (!e.enabled) return "DOWN";
-  return neutron_status(ike_.status(e.ike_name).state);
+  if (!e.error.empty()) {
+    r.state = "ERROR";
+    r.reason = r.last_error = e.error;
+    return r;
+  }
+  return conns_.current_row(ike_, e.ike_name);
 }
 
 void Reconciler::remove_all() {

@@ -60,9 +60,11 @@ class Reconciler {
   // Applies the changes between two states (the API's on_change hook; at start, diff of the
   // empty state and the loaded one).
   void apply(const std::vector<model::ConnectionChange>& changes, const model::State& next);
-  // Neutron status of a connection: DOWN when disabled, ERROR when IKE refused it, else the
-  // IKE daemon's state.
+  // Neutron status of a connection: ERROR when IKE refused it, else neutron_status_of the IKE
+  // daemon's detail (DOWN when disabled).
   std::string status(const std::string& id) const;
+  // The connection's status row now (ConnectionStatus::current_row): state, reason and detail.
+  ConnRow row(const std::string& id) const;
   // Every connection removed (Delete sent for each SA): the clean shutdown.
   void remove_all();
 

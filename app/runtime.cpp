@@ -15,6 +15,7 @@
 #include "app/ike_config.hpp"
 #include "app/logging.hpp"
 #include "app/options.hpp"
+#include "app/status_json.hpp"
 #include "app/telemetry.hpp"
 #include "dataplane/sa_table.hpp"
 
@@ -172,6 +173,8 @@ bool Runtime::start_api() {
     reconciler_->apply(changes, next);
   });
   handler_->status_source([this](const std::string& id) { return reconciler_->status(id); });
+  handler_->detail_source(
+      [this](const std::string& id) { return status_detail_json(reconciler_->row(id)); });
   api::ServerOptions so;
   if (auto r = api::parse_listen(opts_.api_listen, so); !r.ok()) {
     APP_LOG(ERR, "--api-listen: %s", r.error().c_str());

@@ -33,6 +33,18 @@ int tel_connections(const char*, const char*, rte_tel_data* d) {
   add_u64_column(d, "spi_in", rows, [](const ConnRow& r) { return r.spi_in; });
   add_u64_column(d, "spi_out", rows, [](const ConnRow& r) { return r.spi_out; });
   add_u64_column(d, "udp_encap", rows, [](const ConnRow& r) { return r.udp_encap; });
+  add_string_column(d, "phase1", rows, [](const ConnRow& r) { return r.phase1; });
+  add_string_column(d, "phase2", rows, [](const ConnRow& r) { return r.phase2; });
+  add_string_column(d, "ike_algorithms", rows, [](const ConnRow& r) { return r.ike_algorithms; });
+  add_string_column(d, "esp_algorithms", rows, [](const ConnRow& r) { return r.esp_algorithms; });
+  add_u64_column(d, "peer_port", rows, [](const ConnRow& r) { return r.peer_port; });
+  add_string_column(d, "last_error", rows, [](const ConnRow& r) { return r.last_error; });
+  add_string_column(d, "last_error_at", rows, [](const ConnRow& r) { return r.last_error_at; });
+  add_string_column(d, "last_rekey_at", rows, [](const ConnRow& r) { return r.last_rekey_at; });
+  add_u64_column(d, "in_packets", rows, [](const ConnRow& r) { return r.in_packets; });
+  add_u64_column(d, "in_bytes", rows, [](const ConnRow& r) { return r.in_bytes; });
+  add_u64_column(d, "out_packets", rows, [](const ConnRow& r) { return r.out_packets; });
+  add_u64_column(d, "out_bytes", rows, [](const ConnRow& r) { return r.out_bytes; });
   return 0;
 }
 
@@ -71,8 +83,8 @@ void register_telemetry() {
   static bool registered = false;
   if (registered) return;
   rte_telemetry_register_cmd("/ipsecgw/connections", tel_connections,
-                             "Site connections: state (DOWN/PENDING/ACTIVE/ERROR/STATIC), "
-                             "reason, SPIs. No parameters");
+                             "Site connections: Neutron status, reason, phases, algorithms, SPIs, "
+                             "last error/rekey, traffic. No parameters");
   // Help texts must stay under RTE_TEL_MAX_STRING_LEN (128), else registration fails.
   rte_telemetry_register_cmd("/ipsecgw/ike", tel_ike,
                              "IKE counters: cookie/replay/unauthenticated drops, half-open caps, "

@@ -1,5 +1,6 @@
-// The process's own rte_telemetry commands: /ipsecgw/connections, the site connections' state
-// (DOWN/PENDING/ACTIVE/ERROR/STATIC), reason and SPIs; /ipsecgw/ike, the IKE daemon's counters. The data plane's /ipsecgw/stats,
+// The process's own rte_telemetry commands: /ipsecgw/connections, the site connections' status
+// rows (app/connections.hpp: Neutron status, reason, phases, algorithms, SPIs, last error and
+// rekey, traffic); /ipsecgw/ike, the IKE daemon's counters. The data plane's /ipsecgw/stats,
 // /ipsecgw/ports and /ipsecgw/sa are registered by the gateway (dataplane/gateway_counters.cpp).
 #pragma once
 

@@ -29,6 +29,32 @@ struct ConnectionStatus {
   std::optional<ChildSaInfo> child;
 };
 
+// A connection's state in detail (Daemon::detail), for the status the operator sees.
+struct ConnectionDetail {
+  ConnectionStatus status;  // as Daemon::status()
+  bool admin_state_up = true;
+  // The IKE SA the status comes from (the installed one, else the newest in progress):
+  // "NONE", "MM1_SENT".."MM5_SENT" (responder: "MM2_SENT", "MM4_SENT"), "ESTABLISHED".
+  std::string phase1 = "NONE";
+  // Its Quick Mode: "NONE", "QM1_SENT", "QM2_SENT", "INSTALLED", "REKEYING" (installed, a
+  // replacing Quick Mode in flight).
+  std::string phase2 = "NONE";
+  // The proposal offered and accepted (proposals are strict: exactly the configured one).
+  std::string ike_algorithms;  // "aes-128-cbc/sha1/modp1536"
+  std::string esp_algorithms;  // "aes-128-cbc/hmac-sha1-96/modp1536" (the last: PFS group)
+  dp::UdpEndpoint peer{};      // the peer as we reach it now (after NAT: port 4500 or NAT's)
+  bool nat_detected = false;
+  // status is kError with a reason that ends an established tunnel (dead peer, the peer's
+  // Delete, ISAKMP SA expiry) rather than a failed negotiation.
+  bool tunnel_ended = false;
+};
+
+// Reasons (ConnectionStatus::reason) that end an established tunnel.
+inline constexpr const char* kReasonDeadPeer = "dead peer detected (DPD)";
+inline constexpr const char* kReasonDeletedByPeer = "deleted by peer";
+inline constexpr const char* kReasonIsakmpExpired = "ISAKMP SA expired";
+bool is_tunnel_end_reason(const std::string& reason);
+
 // After a failed attempt, a bi-directional connection initiates again after this delay.
 constexpr Millis kRetryAfterFailure{30000};
 // Half-open responder negotiations (an MM1 received, the initiator not yet authenticated by
@@ -79,6 +105,8 @@ class Daemon final : public dp::DatagramHandler {
   // peer.
   void tick();
   ConnectionStatus status(const std::string& name) const;
+  // status() plus phase states, algorithms and the peer's endpoint (ike/daemon_status.cpp).
+  ConnectionDetail detail(const std::string& name) const;
   // Shutdown: every established ISAKMP SA tells its peer that each of its CHILD SAs and then
   // itself is gone (ISAKMP Delete payloads in encrypted informational exchanges). The SAs are
   // done; their data-plane SAs stay until the gateway stops (its exit report shows them), and

@@ -76,6 +76,14 @@ ApiResponse ok(int status, const json& j) { return {status, j.dump()}; }
 
 }  // namespace
 
+std::string vpnservice_status(bool admin_state_up, const std::vector<std::string>& connections) {
+  if (!admin_state_up) return "DOWN";
+  for (const char* st : {"ACTIVE", "PENDING_CREATE", "ERROR"})
+    for (const auto& c : connections)
+      if (c == st) return st;
+  return "DOWN";
+}
+
 ApiResponse neutron_error(int status, const std::string& type, const std::string& message) {
   json j = {{"NeutronError", {{"type", type}, {"message", message}, {"detail", ""}}}};
   return {status, j.dump()};
@@ -100,11 +108,13 @@ json ApiHandler::object(Kind k, const std::string& id) const {
   };
   if (k == Kind::kConnection) {
     j["status"] = conn_status(id);
+    if (detail_) j["status_detail"] = detail_(id);
   } else if (k == Kind::kVpnService) {
-    std::string st = "DOWN";
+    std::vector<std::string> conns;
     for (auto& c : state_.ipsec_site_connections)
-      if (c.vpnservice_id == id && conn_status(c.id) == "ACTIVE") st = "ACTIVE";
-    j["status"] = st;
+      if (c.vpnservice_id == id) conns.push_back(conn_status(c.id));
+    const model::VpnService* s = state_.vpnservice(id);
+    j["status"] = vpnservice_status(s == nullptr || s->admin_state_up, conns);
     j["external_v4_ip"] = env_.external_v4_ip.empty() ? json(nullptr) : json(env_.external_v4_ip);
     j["external_v6_ip"] = nullptr;
   }
@@ -222,6 +232,9 @@ ApiResponse ApiHandler::commit(model::Outcome r, Kind k, int status) {
                           : e.message;
     return neutron_error(code, e.type, msg);
   }
+  if (log_)
+    for (const auto& w : r.warnings) log_("warning: " + std::string(model::info(k).singular) +
+                                          " " + r.id + ": " + w);
   if (!(r.next == state_)) {
     // Persist first: if the write fails, the running state does not change either.
     if (store_) {

@@ -36,6 +36,7 @@ class ApiHandler {
   using ChangeHook = std::function<void(const std::vector<model::ConnectionChange>&,
                                         const model::State& prev, const model::State& next)>;
   using StatusSource = std::function<std::string(const std::string& connection_id)>;
+  using DetailSource = std::function<nlohmann::json(const std::string& connection_id)>;
   using LogSink = std::function<void(const std::string&)>;
 
   ApiHandler(model::State initial, model::Environment env, const model::Store* store)
@@ -47,8 +48,12 @@ class ApiHandler {
   const model::Environment& env() const { return env_; }
   void on_change(ChangeHook h) { on_change_ = std::move(h); }
   // A connection's status (DOWN, PENDING_CREATE, ACTIVE, ERROR); default: DOWN for every
-  // connection (nothing is wired to the IKE daemon yet).
+  // connection (ipsecgw-api-server: no IKE daemon). A vpnservice's status follows from its
+  // connections (vpnservice_status).
   void status_source(StatusSource s) { status_ = std::move(s); }
+  // Extra status fields of a connection, shown as its `status_detail` object next to
+  // Neutron's fields (none without a source).
+  void detail_source(DetailSource s) { detail_ = std::move(s); }
   // One line per request (method, path, status); never a body: bodies hold PSKs.
   void log_sink(LogSink l) { log_ = std::move(l); }
 
@@ -63,8 +68,14 @@ class ApiHandler {
   const model::Store* store_;
   ChangeHook on_change_;
   StatusSource status_;
+  DetailSource detail_;
   LogSink log_;
 };
+
+// A vpnservice's status from its own admin state and its connections' statuses: DOWN when
+// disabled, else ACTIVE when any connection is ACTIVE, else PENDING_CREATE when any is, else
+// ERROR when any is, else DOWN (also without connections).
+std::string vpnservice_status(bool admin_state_up, const std::vector<std::string>& connections);
 
 // {"NeutronError": {"type", "message", "detail"}}
 ApiResponse neutron_error(int status, const std::string& type, const std::string& message);

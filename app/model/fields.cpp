@@ -374,6 +374,7 @@ void fields_connection(const json& in, SiteConnection& x, bool update, Ctx& c) {
   }
   if (auto s = read_string(in, "psk", c, true, /*secret=*/true)) {
     x.psk = *s;
+    if (x.psk.size() < app::kPskRecommendedMin) c.warn("psk", app::msg_psk_short(x.psk.size()));
   } else if (!update && !present(in, "psk")) {
     c.err("psk", "required (auth_mode psk)");
   }

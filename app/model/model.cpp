@@ -144,7 +144,7 @@ Outcome upsert(const State& s, std::vector<T> State::*member, Kind k, std::strin
                const json& fields, const Options& opt, const Environment& env, F&& read) {
   Outcome out;
   out.next = s;
-  Ctx c{opt.path, {}, {}};
+  Ctx c{opt.path, {}, {}, {}};
   const bool update = !id.empty();
   T obj;
   if (update) {
@@ -195,6 +195,7 @@ Outcome upsert(const State& s, std::vector<T> State::*member, Kind k, std::strin
     if (!c.hard) check_pairs(out.next, env, obj, c);
     if (auto e = to_error(c)) out.error = e;
   }
+  out.warnings = std::move(c.warnings);
   return out;
 }
 
@@ -355,7 +356,7 @@ Outcome remove(const State& s, Kind k, std::string_view id) {
 std::optional<Error> validate(const State& s, const Environment& env) {
   for (std::size_t i = 0; i < s.ipsec_site_connections.size(); ++i) {
     const auto& x = s.ipsec_site_connections[i];
-    Ctx c{"ipsec_site_connections[" + std::to_string(i) + "]", {}, {}};
+    Ctx c{"ipsec_site_connections[" + std::to_string(i) + "]", {}, {}, {}};
     check_connection(s, env, x, c);
     if (!c.hard) check_pairs(s, env, x, c);
     if (auto e = to_error(c)) return e;

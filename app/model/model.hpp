@@ -154,6 +154,7 @@ struct Outcome {
   std::optional<Error> error;  // set: nothing changed
   State next;                  // the candidate state (valid when !error)
   std::string id;              // the object created/updated/removed
+  std::vector<std::string> warnings;  // accepted but unwise (a short PSK), "<field>: <why>"
   bool ok() const { return !error.has_value(); }
 };
 

@@ -32,11 +32,13 @@ struct Ctx {
   std::string path;
   std::vector<std::string> errors;
   std::optional<Error> hard;  // a 404 (a referenced object does not exist)
+  std::vector<std::string> warnings;  // valid but unwise, "<path>.<field>: <why>"
 
   std::string field(std::string_view f) const {
     return path.empty() ? std::string(f) : path + "." + std::string(f);
   }
   void err(std::string_view f, std::string msg) { errors.push_back(field(f) + ": " + msg); }
+  void warn(std::string_view f, std::string msg) { warnings.push_back(field(f) + ": " + msg); }
   void not_found(Kind k, std::string_view f, std::string_view id) {
     if (!hard)
       hard = Error{ErrorKind::kNotFound, std::string(info(k).not_found),

@@ -25,6 +25,17 @@ inline constexpr std::uint32_t kDpdMax = 86400;
 inline constexpr std::uint32_t kReplayWindowMax = 4096, kReplayWindowDefault = 64;
 inline constexpr std::uint32_t kMinSpi = 256;  // 1..255 reserved by IANA (RFC 4303 §2.1)
 
+// A pre-shared key: an empty one is refused (docs/config.md); one shorter than
+// kPskRecommendedMin bytes is accepted with a warning: a captured Main Mode exchange lets
+// anyone test guesses offline, so a short PSK is only as good as a password.
+inline constexpr std::size_t kPskRecommendedMin = 16;
+inline constexpr std::string_view kMsgPskEmpty = "must not be empty";
+inline std::string msg_psk_short(std::size_t len) {
+  return std::to_string(len) + " bytes, shorter than the recommended " +
+         std::to_string(kPskRecommendedMin) + " (value not shown): a captured Main Mode "
+         "exchange lets a short key be guessed offline";
+}
+
 // Allowed values of the enumerated Neutron fields, in the order the errors list them.
 inline constexpr std::string_view kAuthAlgorithms[] = {"sha1", "sha256"};
 inline constexpr std::string_view kEncryptionAlgorithms[] = {"aes-128", "aes-192", "aes-256"};

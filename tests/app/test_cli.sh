@@ -3,10 +3,15 @@
 # hugepages, ports or root, and fail with a message naming the option or config field.
 # Usage: test_cli.sh IPSECGW_BINARY EXAMPLES_DIR
 set -u
-bin=$1 examples=$2
+bin=$1 src_examples=$2
+# Config files hold keys: ipsecgw refuses one that group or others may read. Everything this
+# script writes is owner-only, the examples included (copied: a checkout makes them 0644).
+umask 077
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 fails=0
+mkdir "$tmp/examples" && cp "$src_examples"/*.yaml "$tmp/examples/" || exit 1
+examples=$tmp/examples
 
 # expect NAME RC PATTERN cmd...: the command exits with RC and its output matches PATTERN.
 expect() {
@@ -39,6 +44,15 @@ expect check-config-lifetime 1 'ikepolicies\[0\]\.lifetime\.value: 30 out of ran
 out=$("$bin" --check-config --config "$tmp/bad.yaml" 2>&1)
 if grep -q 'change-me-to-a-long-random-secret' <<<"$out"; then
   echo "FAIL psk printed"; fails=$((fails + 1)); else echo "ok   psk-not-printed"; fi
+cp "$examples/gw-ike.yaml" "$tmp/open.yaml" && chmod 640 "$tmp/open.yaml"
+expect group-readable-refused 1 "config file '$tmp/open.yaml' has mode 0640: it holds pre-shared keys.*chmod 600 '$tmp/open.yaml'" \
+  "$bin" --check-config --config "$tmp/open.yaml"
+sed -E 's/psk: .*/psk: "short"/' "$examples/gw-ike.yaml" >"$tmp/short.yaml"
+expect short-psk-warned 0 'warning: ipsec_site_connections\[0\]\.psk: 5 bytes, shorter than the recommended 16' \
+  "$bin" --check-config --config "$tmp/short.yaml"
+sed -E 's/psk: .*/psk: ""/' "$examples/gw-ike.yaml" >"$tmp/empty.yaml"
+expect empty-psk-refused 1 'ipsec_site_connections\[0\]\.psk: must not be empty' \
+  "$bin" --check-config --config "$tmp/empty.yaml"
 expect missing-file 1 "cannot open config file '/nonexistent.yaml'" \
   "$bin" --check-config --config /nonexistent.yaml
 expect unknown-option 2 "unrecognised option '--bogus'" \

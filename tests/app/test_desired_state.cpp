@@ -14,7 +14,36 @@
 namespace ipsecgw::app {
 namespace {
 
-std::string example(const char* name) { return std::string(IPSECGW_EXAMPLES_DIR) + "/" + name; }
+// The examples are checked out readable by group and others, which ipsecgw refuses for a file
+// holding PSKs: each is used through an owner-only (0600) copy, removed at exit.
+struct ExampleCopies {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                              ("ipsecgw-examples-" + std::to_string(::getpid()));
+  ~ExampleCopies() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+ExampleCopies g_copies;
+
+std::string example(const char* name) {
+  namespace fs = std::filesystem;
+  fs::create_directories(g_copies.dir);
+  const fs::path dst = g_copies.dir / name;
+  fs::copy_file(fs::path(IPSECGW_EXAMPLES_DIR) / name, dst, fs::copy_options::overwrite_existing);
+  fs::permissions(dst, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+  return dst.string();
+}
+
+// The API's desired state reads the configuration file too: the same mode check.
+TEST(DesiredState, GroupReadableConfigIsRefused) {
+  const std::string path = example("gw-ike.yaml");
+  std::filesystem::permissions(path, std::filesystem::perms::group_read,
+                               std::filesystem::perm_options::add);
+  auto d = load_desired_state(path, "", model::Environment{});
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.error().find("chmod 600"), std::string::npos) << d.error();
+}
 
 std::size_t dynamic_connections(const Config& c) {
   std::size_t n = 0;

@@ -342,6 +342,28 @@ TEST_F(Fixture, ReferencesAndInUse) {
   EXPECT_EQ(remove(s, Kind::kConnection, random_uuid()).error->type, "IPsecSiteConnectionNotFound");
 }
 
+// The same PSK rule as the YAML file (app/model/rules.hpp): empty refused naming the field,
+// shorter than 16 bytes accepted with a warning that names the field and never the key.
+TEST_F(Fixture, ShortPskIsWarnedEmptyRefused) {
+  auto f = conn_fields("weak", "203.0.113.77", "10.77.0.0/24");
+  f["psk"] = "fifteen-bytes!!";
+  auto r = create(s, env(), Kind::kConnection, f);
+  ASSERT_TRUE(r.ok()) << r.error->message;
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_EQ(r.warnings[0].rfind("psk: 15 bytes, shorter than the recommended 16", 0), 0u)
+      << r.warnings[0];
+  EXPECT_EQ(r.warnings[0].find("fifteen"), std::string::npos);
+  f["psk"] = "sixteen-bytes!!!";
+  EXPECT_TRUE(create(s, env(), Kind::kConnection, f).warnings.empty());
+  // An update that sets a short one warns too.
+  auto u = update(s, env(), Kind::kConnection, conn, {{"psk", "short"}});
+  ASSERT_TRUE(u.ok());
+  ASSERT_EQ(u.warnings.size(), 1u);
+  f["psk"] = "";
+  EXPECT_NE(create_error(s, Kind::kConnection, f).message.find("psk: must not be empty"),
+            std::string::npos);
+}
+
 TEST_F(Fixture, OnePskAndIkePolicyPerPeer) {
   // Same peer, other subnets, same psk and policy: accepted (several tunnels per peer).
   add(s, Kind::kConnection, conn_fields("conn2", "203.0.113.5", "10.10.0.0/24"));

@@ -49,6 +49,7 @@ vpnservice:
 dataplane:
   idle_sleep_us: ${IG_IDLE_SLEEP_US:-100}
 YAML
+chmod 600 "$IG_WORK/gwA.yaml"  # it holds a PSK: ipsecgw refuses group/other access
 ig_check_config "$IG_WORK/gwA.yaml" || exit 1
 pn_ss_start ss ss role=responder local_addr=$SS_PUB remote_addr=$A_PUB local_ts=$IG_NET_B \
   remote_ts=$IG_NET_A psk="$PSK" ike="$IKE" esp="$IKE" || { echo "FAIL: charon did not start"; exit 1; }
@@ -107,10 +108,23 @@ st=$(status_of vpn service show vpn1)
 pn_ss_wait_child ss 10 && ig_pass "strongSwan: CHILD SA INSTALLED" || ig_fail "strongSwan: no CHILD SA"
 ig_wait_ping hostA "$SS_HOST" 15 || ig_fail "no first ping reply"
 ig_ping_check "ping hostA -> $SS_HOST" hostA "$SS_HOST" 5
+# The status detail next to Neutron's fields, as the real client shows it (raw field name).
+sleep 1.2  # traffic counters are read once a second
+detail=$(os vpn ipsec site connection show site-b -f json 2>&1 | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)["status_detail"]
+d = json.loads(d) if isinstance(d, str) else d
+print(d)
+sys.exit(0 if d["phase1"] == "ESTABLISHED" and d["phase2"] == "INSTALLED" and d["spi_in"]
+         and d["in_packets"] >= 5 and d["out_packets"] >= 5 else 1)' 2>&1) &&
+  ig_pass "connection show: status_detail $detail" || ig_fail "connection show: status_detail: $detail"
 
 ig_step "set --disable: DOWN, Delete to strongSwan, traffic dropped (not in the clear)"
 os vpn ipsec site connection set --disable site-b && ig_pass "set --disable" || ig_fail "set --disable"
 out=$(wait_conn DOWN 5) && ig_pass "connection show: DOWN" || ig_fail "connection show: not DOWN ($out)"
+grep -aq 'connection site-b (peer [0-9.]*): DOWN (admin_state_up false)' "$LOG" &&
+  ig_pass "log: $(grep -a 'DOWN (admin_state_up false)' "$LOG" | tail -1 | sed 's/.*ipsecgw.app: //')" ||
+  ig_fail "no log line 'DOWN (admin_state_up false)'"
 st=$(status_of vpn service show vpn1)
 [ "$st" = DOWN ] && ig_pass "vpn service show: DOWN" || ig_fail "vpn service show: '$st'"
 end=$(( $(date +%s) + 10 ))

@@ -66,6 +66,11 @@ pn_ss_start ss ss role=$ss_role local_addr=$SS_PUB remote_addr=$A_PUB local_ts=$
 ig_cap_start pub ss pub0 || exit 1
 ig_gw_start A "$IG_WORK/gwA.yaml" --stats-interval 1 || exit 1
 LOG=$(ig_gw_log A)
+# Our log again, each line prefixed with the time it appeared (bash's EPOCHREALTIME, no fork
+# per line); tail ends with ipsecgw.
+TS_LOG=$IG_WORK/gwA.ts.log
+tail -n +1 -F --pid="${IG_GW_PIDS[A]}" "$LOG" 2>/dev/null |
+  while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done >"$TS_LOG" &
 
 status_line() { ig_status_line "$CONN" "$SS_PUB"; }
 # wait_status STATE SECONDS : our last status line for the connection is STATE
@@ -108,6 +113,11 @@ if [ "$CASE" = wrong-psk ]; then
   st=$(status_line)
   grep -qE 'ERROR \(.+\)' <<<"$st" && ig_pass "ERROR carries a reason" || ig_fail "ERROR without a reason: $st"
   grep -q 'spi_in' <<<"$st" && ig_fail "SPIs reported with a wrong PSK: $st"
+  reason=$(sed -nE 's/.*ERROR \((.+)\)$/\1/p' <<<"$st")
+  tel=$(ig_telemetry /ipsecgw/connections)
+  grep -qF "\"last_error\":[\"$reason\"]" <<<"$tel" &&
+    grep -qE '"last_error_at": *\["[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z"\]' <<<"$tel" &&
+    ig_pass "telemetry: last_error '$reason' and its time" || ig_fail "telemetry last error: $tel"
   # The wrong-PSK MM5 cannot be authenticated: counted and ignored, never a cookie drop.
   check_ike_counters half_open_created'>='1 unauthenticated_drops'>='1 bad_cookie_drops=0
   sas=$(pn_swanctl ss --list-sas 2>&1)
@@ -147,6 +157,21 @@ if [ -n "$ss_in" ] && [ "$ss_in" = "$our_out" ] && [ "$ss_out" = "$our_in" ]; th
   ig_pass "SPIs agree: ours in $our_in out $our_out, strongSwan in $ss_in out $ss_out"
 else ig_fail "SPIs differ: ours in '$our_in' out '$our_out', strongSwan in '$ss_in' out '$ss_out'"; fi
 
+ig_step "status ACTIVE follows the SA install at once"
+# Ordering from our log itself; the delay from the timestamps of the same lines (status is
+# refreshed every 20 ms; the bound only catches a status that lags by a second or more).
+n_inst=$(grep -an 'CHILD SA installed' "$LOG" | head -1 | cut -d: -f1)
+n_act=$(grep -an "connection $CONN (peer $SS_PUB): ACTIVE" "$LOG" | head -1 | cut -d: -f1)
+if [ -n "$n_inst" ] && [ -n "$n_act" ] && [ "$n_inst" -lt "$n_act" ]; then
+  ig_pass "log: CHILD SA installed (line $n_inst), then status ACTIVE (line $n_act)"
+else ig_fail "log order: install line '$n_inst', ACTIVE line '$n_act'"; fi
+for _ in $(seq 20); do grep -aq "): ACTIVE" "$TS_LOG" && break; sleep 0.1; done
+t_inst=$(grep -a 'CHILD SA installed' "$TS_LOG" | head -1 | cut -d' ' -f1)
+t_act=$(grep -a "connection $CONN (peer $SS_PUB): ACTIVE" "$TS_LOG" | head -1 | cut -d' ' -f1)
+if [ -n "$t_inst" ] && [ -n "$t_act" ] && awk -v a="$t_inst" -v b="$t_act" 'BEGIN { exit !(b - a <= 1.5) }'; then
+  ig_pass "status ACTIVE $(awk -v a="$t_inst" -v b="$t_act" 'BEGIN { printf "%.3f", b - a }') s after the install"
+else ig_fail "status ACTIVE not within about a second of the install: '$t_inst' -> '$t_act'"; fi
+
 ig_step "ping both ways through the tunnel"
 if ig_wait_ping hostA "$SS_HOST" 15; then ig_pass "first ping hostA -> $SS_HOST"; else ig_fail "no ping reply hostA -> $SS_HOST"; fi
 ig_ping_check "ping hostA -> $SS_HOST" hostA "$SS_HOST" 5
@@ -160,6 +185,28 @@ ig_step "telemetry /ipsecgw/connections"
 if tel=$(ig_telemetry /ipsecgw/connections); then
   if grep -q '"state": *\["ACTIVE"\]' <<<"$tel" && grep -q "\"name\": *\[\"$CONN\"\]" <<<"$tel"; then ig_pass "telemetry: $tel"
   else ig_fail "telemetry /ipsecgw/connections: $tel"; fi
+  # The detail against strongSwan's view: phases, algorithms, NAT-T port, and our inbound
+  # packets against its outbound ones on the same CHILD SA (counters read once a second).
+  sleep 1.5
+  tel=$(ig_telemetry /ipsecgw/connections)
+  sas=$(pn_swanctl ss --list-sas 2>&1)
+  ss_out_pk=$(sed -nE 's/^    out [0-9a-f]{8}.*, *[0-9]+ bytes, *([0-9]+) packets.*/\1/p' <<<"$sas" | head -1)
+  want_ike="$(sed -E 's/aes([0-9]+)/aes-\1-cbc/' <<<"$ciph")/$hash/${ike##*-}"
+  if detail=$(TEL=$tel $PY - "$want_ike" "${ss_out_pk:-x}" <<'PY'
+import json, os, sys
+c = json.loads(os.environ["TEL"])["/ipsecgw/connections"]
+want_ike, ss_out = sys.argv[1], sys.argv[2]
+got = {k: c[k][0] for k in ("phase1", "phase2", "ike_algorithms", "peer_port", "in_packets",
+                           "out_packets", "last_error")}
+print(got, "strongSwan out packets", ss_out)
+ok = (got["phase1"] == "ESTABLISHED" and got["phase2"] == "INSTALLED"
+      and got["ike_algorithms"] == want_ike and got["peer_port"] == 4500
+      and got["out_packets"] > 0 and ss_out.isdigit() and abs(got["in_packets"] - int(ss_out)) <= 2
+      and got["last_error"] == "")
+sys.exit(0 if ok else 1)
+PY
+  ); then ig_pass "telemetry detail: $detail"
+  else ig_fail "telemetry detail: $detail; strongSwan: $(grep -E '^    (in|out) ' <<<"$sas")"; fi
 else
   ig_fail "no telemetry answer from /run/dpdk/${IG_GW_PREFIX[A]}: $tel"
 fi

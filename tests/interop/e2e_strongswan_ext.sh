@@ -23,7 +23,7 @@
 #                "DPD action restart", status leaves ACTIVE (and the CHILD SAs are gone from
 #                the data plane) within timeout + slack; charon started again with the same
 #                configuration -> we re-initiate, ACTIVE with new SPIs matching swanctl, ping.
-#   dpd-hold     dpd hold 1 s / 4 s. charon SIGKILLed -> status ERROR (dead peer detected
+#   dpd-hold     dpd hold 1 s / 4 s. charon SIGKILLed -> status DOWN (dead peer detected
 #                (DPD)), /ipsecgw/sa empty, no re-initiation by us while charon is back and no
 #                traffic flows, the process stays up; a ping from hostA hits the connection's
 #                trap policy (counted as drop_trapped, never sent in the clear) and its acquire
@@ -272,11 +272,16 @@ dpd-restart|dpd-hold)
   if [ "$action" = restart ]; then
     grep -aq 'DPD action restart: initiating again' "$LOG" && ig_pass "our log: DPD action restart: initiating again" ||
       ig_fail "no re-initiation logged"
-    wait_status "$c" 'PENDING|ERROR' 3 && ig_pass "status: $(status_line "$c" | sed 's/.*ipsecgw.app: //')" ||
+    wait_status "$c" 'PENDING_CREATE|DOWN' 3 && ig_pass "status: $(status_line "$c" | sed 's/.*ipsecgw.app: //')" ||
       ig_fail "status did not leave ACTIVE: $(status_line "$c")"
   else
-    wait_status "$c" 'ERROR \(dead peer detected \(DPD\)\)' 3 && ig_pass "status: $(status_line "$c" | sed 's/.*ipsecgw.app: //')" ||
-      ig_fail "status is not ERROR (dead peer detected (DPD)): $(status_line "$c")"
+    # The tunnel ended, nothing failed: DOWN (Neutron's status of a tunnel not up) with the reason.
+    wait_status "$c" 'DOWN \(dead peer detected \(DPD\)\)' 3 && ig_pass "status: $(status_line "$c" | sed 's/.*ipsecgw.app: //')" ||
+      ig_fail "status is not DOWN (dead peer detected (DPD)): $(status_line "$c")"
+    tel=$(ig_telemetry /ipsecgw/connections)
+    grep -q '"last_error": *\["dead peer detected (DPD)"\]' <<<"$tel" &&
+      grep -qE '"last_error_at": *\["[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z"\]' <<<"$tel" &&
+      ig_pass "telemetry: last_error and its time" || ig_fail "telemetry without the last error: $tel"
   fi
   for i in $(seq 20); do n=$(sa_count); [ "$n" = 0 ] && break; sleep 0.2; done
   [ "$n" = 0 ] && ig_pass "data plane: SAs deleted (/ipsecgw/sa count 0)" || ig_fail "/ipsecgw/sa count '${n:-?}' after DPD, want 0"
@@ -288,7 +293,7 @@ dpd-restart|dpd-hold)
     sleep 4
     kill -0 "${IG_GW_PIDS[A]}" 2>/dev/null && ig_pass "ipsecgw still running" || ig_fail "ipsecgw died"
     after=$(grep -ac 'initiating main mode' "$LOG")
-    [ "$after" = "$before" ] && wait_status "$c" 'ERROR' 0 && ig_pass "hold: no re-initiation by us, still ERROR" ||
+    [ "$after" = "$before" ] && wait_status "$c" 'DOWN' 0 && ig_pass "hold: no re-initiation by us, still DOWN" ||
       ig_fail "hold: we initiated again ($before -> $after) or status changed: $(status_line "$c")"
     ig_step "traffic from hostA hits the trap: the acquire makes us initiate"
     timeout 15 ip netns exec "$(ig_ns hostA)" ping -n -c 10 -i 1 -W 1 10.2.0.1 >/dev/null 2>&1 &

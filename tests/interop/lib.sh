@@ -139,6 +139,7 @@ ig_write_static_configs() {
     "$IG_SPI_BA" "$IG_ENC_BA" "$IG_AUTH_BA" "$IG_SPI_AB" "$IG_ENC_AB" "$IG_AUTH_AB" "$encap" >"$dir/gwA.yaml"
   ig__static_config "site-b" "$IG_B_PUB" "$IG_B_PRIV" "$IG_A_PUB" "$IG_NET_A" \
     "$IG_SPI_AB" "$IG_ENC_AB" "$IG_AUTH_AB" "$IG_SPI_BA" "$IG_ENC_BA" "$IG_AUTH_BA" "$encap" >"$dir/gwB.yaml"
+  chmod 600 "$dir/gwA.yaml" "$dir/gwB.yaml"  # they hold keys: ipsecgw refuses group/other access
 }
 ig__static_config() {
   cat <<EOF
@@ -222,6 +223,7 @@ ig_write_ike_config() {
 YAML
     done
   } >"$file"
+  chmod 600 "$file"  # it holds the PSK: ipsecgw refuses group/other access
 }
 
 # ig_check_config FILE : $IPSECGW --check-config accepts it (else FAIL, its complaint, rc 1)

@@ -294,7 +294,9 @@ def gen(d, udp):
         hosts="\n".join('    - {ip: %s, mac: "%s"}' % (ip, m) for ip, m in HOSTS.items()),
         peer_net=PEER_NET, spi_in=SPI_IN, spi_out=SPI_OUT, ein=KEYS_IN[0], ain=KEYS_IN[1],
         eout=KEYS_OUT[0], aout=KEYS_OUT[1], udp="true" if udp else "false", **SUITE)
-    with open(os.path.join(d, "config.yaml"), "w") as f:
+    # Owner-only (0600): it holds keys, and ipsecgw refuses group/other access.
+    path = os.path.join(d, "config.yaml")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write(cfg)
 
     # The corpus of malformed and unusual packets from the peer (pcap_corpus.py).

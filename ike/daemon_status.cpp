@@ -1,0 +1,82 @@
+// Daemon::detail: a connection's status with the state of its IKE SA's phases, the
+// algorithms, and the peer's endpoint as we reach it now.
+#include <string>
+
+#include "ike/daemon.hpp"
+
+namespace ipsecgw::ike {
+namespace {
+
+const char* phase1_name(IkeSa::State s, bool established) {
+  using S = IkeSa::State;
+  if (established) return "ESTABLISHED";
+  switch (s) {
+    case S::kInit: return "NONE";
+    case S::kMm1Sent: return "MM1_SENT";
+    case S::kMm2Sent: return "MM2_SENT";
+    case S::kMm3Sent: return "MM3_SENT";
+    case S::kMm4Sent: return "MM4_SENT";
+    case S::kMm5Sent: return "MM5_SENT";
+    case S::kFailed: return "FAILED";
+    default: return "ESTABLISHED";
+  }
+}
+
+const char* phase2_name(const IkeSa& sa) {
+  using S = IkeSa::State;
+  switch (sa.state()) {
+    case S::kQm1Sent: return "QM1_SENT";
+    case S::kQm2Sent: return "QM2_SENT";
+    case S::kActive: return sa.rekeying() ? "REKEYING" : "INSTALLED";
+    default: return "NONE";
+  }
+}
+
+std::string ike_algorithms(const IkePolicy& p) {
+  return std::string(crypto::to_string(p.cipher)) + "/" + std::string(crypto::to_string(p.hash)) +
+         "/" + std::string(crypto::to_string(p.group));
+}
+
+std::string esp_algorithms(const IpsecPolicy& p) {
+  return std::string(crypto::to_string(p.cipher)) + "/" + std::string(crypto::to_string(p.integ)) +
+         "/" + std::string(crypto::to_string(p.pfs));
+}
+
+void describe_sa(const IkeSa& sa, ConnectionDetail& d) {
+  d.phase1 = phase1_name(sa.state(), sa.established());
+  d.phase2 = phase2_name(sa);
+  d.peer = sa.remote();
+  d.nat_detected = sa.nat_detected();
+}
+
+}  // namespace
+
+bool is_tunnel_end_reason(const std::string& reason) {
+  return reason == kReasonDeadPeer || reason == kReasonDeletedByPeer ||
+         reason == kReasonIsakmpExpired;
+}
+
+ConnectionDetail Daemon::detail(const std::string& name) const {
+  ConnectionDetail d;
+  d.status = status(name);
+  const Conn* c = find_conn(name);
+  if (c == nullptr) return d;
+  d.admin_state_up = c->cfg.admin_state_up;
+  d.ike_algorithms = ike_algorithms(c->cfg.ike);
+  d.esp_algorithms = esp_algorithms(c->cfg.ipsec);
+  d.peer = {c->cfg.peer_addr, 500};
+  d.tunnel_ended = d.status.state == ConnState::kError && is_tunnel_end_reason(d.status.reason);
+  // The installed SA (newest first), else the newest one still negotiating, else a half-open
+  // responder negotiation of this connection.
+  const IkeSa* pick = nullptr;
+  for (auto it = c->sas.rbegin(); it != c->sas.rend() && pick == nullptr; ++it)
+    if ((*it)->state() == IkeSa::State::kActive && (*it)->child()) pick = it->get();
+  for (auto it = c->sas.rbegin(); it != c->sas.rend() && pick == nullptr; ++it)
+    if (!(*it)->failed() && !(*it)->done()) pick = it->get();
+  for (auto it = half_open_.rbegin(); it != half_open_.rend() && pick == nullptr; ++it)
+    if (it->conn == c && !it->sa->failed()) pick = it->sa.get();
+  if (pick != nullptr) describe_sa(*pick, d);
+  return d;
+}
+
+}  // namespace ipsecgw::ike
