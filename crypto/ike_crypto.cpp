@@ -140,6 +140,39 @@ Result<DhKeyPair> DhKeyPair::generate(DhGroup g) {
   return DhKeyPair(g, std::move(impl), std::move(pub));
 }
 
+Result<DhKeyPair> DhKeyPair::from_private(DhGroup g, ByteView x) {
+  if (dh_group_bytes(g) == 0) return make_error("unsupported DH group");
+  bn_ptr p = group_prime(g);
+  bn_ptr gen(BN_new());
+  bn_ptr priv(BN_bin2bn(x.data(), static_cast<int>(x.size()), nullptr));
+  bn_ptr pub_bn(BN_new());
+  bn_ctx_ptr ctx(BN_CTX_new());
+  if (!p || !gen || !priv || !pub_bn || !ctx || BN_set_word(gen.get(), 2) != 1)
+    return make_error("DH: out of memory");
+  if (BN_is_zero(priv.get()) || BN_cmp(priv.get(), p.get()) >= 0)
+    return make_error("DH: private value out of range");
+  if (BN_mod_exp(pub_bn.get(), gen.get(), priv.get(), p.get(), ctx.get()) != 1)
+    return make_error("DH: modular exponentiation failed");
+  param_bld_ptr bld(OSSL_PARAM_BLD_new());
+  if (!bld || OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_FFC_P, p.get()) != 1 ||
+      OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_FFC_G, gen.get()) != 1 ||
+      OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, pub_bn.get()) != 1 ||
+      OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_PRIV_KEY, priv.get()) != 1)
+    return make_error("DH: cannot build key parameters");
+  param_ptr params(OSSL_PARAM_BLD_to_param(bld.get()));
+  evp_pkey_ctx_ptr kctx(EVP_PKEY_CTX_new_from_name(nullptr, "DH", nullptr));
+  EVP_PKEY* key = nullptr;
+  if (!params || !kctx || EVP_PKEY_fromdata_init(kctx.get()) != 1 ||
+      EVP_PKEY_fromdata(kctx.get(), &key, EVP_PKEY_KEYPAIR, params.get()) != 1)
+    return make_error("DH: cannot build key pair");
+  auto impl = std::make_unique<Impl>();
+  impl->key.reset(key);
+  Bytes pub(dh_group_bytes(g));
+  if (BN_bn2binpad(pub_bn.get(), pub.data(), static_cast<int>(pub.size())) < 0)
+    return make_error("DH: public value too long");
+  return DhKeyPair(g, std::move(impl), std::move(pub));
+}
+
 Result<SecureBytes> DhKeyPair::shared_secret(ByteView peer_public) const {
   if (!impl_) return make_error("DH: no key");
   if (!dh_public_value_valid(group_, peer_public))

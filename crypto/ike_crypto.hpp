@@ -40,6 +40,10 @@ Bytes dh_group_prime(DhGroup g);
 class DhKeyPair {
  public:
   static Result<DhKeyPair> generate(DhGroup g);
+  // The pair for a given private exponent x (big-endian, 0 < x < p-1): public value 2^x mod p.
+  // For reproducible exchanges (fuzzing with a fixed DH source, test vectors), never for keys
+  // that protect traffic.
+  static Result<DhKeyPair> from_private(DhGroup g, ByteView x);
   DhKeyPair(DhKeyPair&&) noexcept;
   DhKeyPair& operator=(DhKeyPair&&) noexcept;
   ~DhKeyPair();

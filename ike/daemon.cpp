@@ -1,5 +1,7 @@
 #include "ike/daemon.hpp"
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 
 #include "ike/log.hpp"
@@ -16,10 +18,20 @@ const char* to_string(ConnState s) {
   return "?";
 }
 
+namespace {
+// The local secret responder cookies are derived from, from the key source (fixed when fuzzing).
+crypto::SecureBytes cookie_secret(KeySource& keys) {
+  Bytes raw = keys.nonce(32);
+  crypto::SecureBytes s(raw);
+  OPENSSL_cleanse(raw.data(), raw.size());
+  return s;
+}
+}  // namespace
+
 Daemon::Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clock& clock,
                KeySource* keys)
     : ctx_{&sender, &installer, &clock, &counters_, keys != nullptr ? keys : &default_keys_},
-      cookie_secret_(crypto::random_bytes(32)) {}
+      cookie_secret_(cookie_secret(*ctx_.keys)) {}
 
 Daemon::~Daemon() = default;
 

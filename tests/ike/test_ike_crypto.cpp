@@ -131,6 +131,37 @@ TEST_P(DhGroups, RejectsDegeneratePeerValues) {
   EXPECT_TRUE(a->shared_secret(two).ok());
 }
 
+// Powers of two are checkable by hand: 2^x mod p = 2^x while 2^x < p.
+TEST_P(DhGroups, FromPrivateGivesTwoToTheXAndAgreesWithGeneratedPairs) {
+  const DhGroup g = GetParam();
+  const std::size_t n = dh_group_bytes(g);
+  auto a = DhKeyPair::from_private(g, Bytes{3});
+  auto b = DhKeyPair::from_private(g, Bytes{0x00, 0x05});
+  auto k = DhKeyPair::from_private(g, Bytes{0x01, 0x00});  // 256: 2^256, bit 256 set
+  ASSERT_TRUE(a.ok()) << a.error();
+  ASSERT_TRUE(b.ok()) << b.error();
+  ASSERT_TRUE(k.ok()) << k.error();
+  Bytes eight(n, 0), thirty_two(n, 0), two_256(n, 0), two_15(n, 0);
+  eight.back() = 8;
+  thirty_two.back() = 32;
+  two_256[n - 33] = 1;
+  two_15[n - 2] = 0x80;
+  EXPECT_EQ(a->public_value(), eight);
+  EXPECT_EQ(b->public_value(), thirty_two);
+  EXPECT_EQ(k->public_value(), two_256);
+  auto s = a->shared_secret(b->public_value());
+  ASSERT_TRUE(s.ok()) << s.error();
+  EXPECT_EQ(to_bytes(*s), two_15);  // (2^3)^5
+  auto r = DhKeyPair::generate(g);
+  ASSERT_TRUE(r.ok());
+  auto s1 = k->shared_secret(r->public_value());
+  auto s2 = r->shared_secret(k->public_value());
+  ASSERT_TRUE(s1.ok() && s2.ok());
+  EXPECT_TRUE(*s1 == *s2);
+  EXPECT_FALSE(DhKeyPair::from_private(g, Bytes{0}).ok());
+  EXPECT_FALSE(DhKeyPair::from_private(g, dh_group_prime(g)).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Modp, DhGroups,
                          ::testing::Values(DhGroup::kModp1024, DhGroup::kModp1536,
                                            DhGroup::kModp2048));
