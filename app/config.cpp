@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <istream>
 #include <streambuf>
+#include <unordered_set>
 
 #include "app/config_parser.hpp"
 
@@ -485,7 +486,9 @@ Config parse_root(Parser& ps, const YAML::Node& root) {
 }
 
 // Overwrites every scalar of the parsed tree (PSKs and keys among them) before yaml-cpp frees it.
-void wipe_scalars(const YAML::Node& n) {
+// Aliases make the tree a graph, cyclic even (`&l [*l]`): each map or sequence is expanded once,
+// known by where it starts in the text (Mark), and the depth is bounded as a backstop.
+void wipe_scalars(const YAML::Node& n, std::unordered_set<int>& expanded, int depth = 0) {
   if (!n.IsDefined()) return;
   if (n.IsScalar()) {
     // Scalar() is a reference to the node's own string, which is not a const object.
@@ -493,14 +496,20 @@ void wipe_scalars(const YAML::Node& n) {
     if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
     return;
   }
+  if (depth >= 64 || (n.Mark().pos >= 0 && !expanded.insert(n.Mark().pos).second)) return;
   for (auto it = n.begin(); it != n.end(); ++it) {
     if (n.IsMap()) {
-      wipe_scalars(it->first);
-      wipe_scalars(it->second);
+      wipe_scalars(it->first, expanded, depth + 1);
+      wipe_scalars(it->second, expanded, depth + 1);
     } else {
-      wipe_scalars(*it);
+      wipe_scalars(*it, expanded, depth + 1);
     }
   }
+}
+
+void wipe_scalars(const YAML::Node& root) {
+  std::unordered_set<int> expanded;
+  wipe_scalars(root, expanded);
 }
 
 void wipe_text(std::string& s) {
