@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -70,6 +71,39 @@ inline bool sa_is_live(const SaHead* sa, std::uint32_t spi) {
   key_for(spi, k);
   return std::memcmp(sa->keys.enc_keys, k, 16) == 0 && sa->keys.cipher_key_bytes == 16 &&
          sa->keys.icv_bytes == 12;
+}
+
+// An outbound policy as the tests install it (make_spec), with its SA's SPI.
+struct Pol {
+  Ipv4Prefix l, p;
+  std::uint32_t spi;
+};
+
+// The independent reference for outbound lookups: a brute-force scan over `pols` in the
+// documented order (longest peer prefix, then longest local prefix). Checks each res[i] (the
+// lookup of src[i] -> dst[i]) against it; returns how many lookups matched a policy.
+inline unsigned expect_lookups_match_brute_force(const std::vector<Pol>& pols,
+                                                 const std::vector<Ipv4>& src,
+                                                 const std::vector<Ipv4>& dst,
+                                                 const std::vector<OutboundSa*>& res) {
+  unsigned hits = 0;
+  for (std::size_t i = 0; i < src.size(); ++i) {
+    const Pol* best = nullptr;
+    for (const auto& p : pols) {
+      if (!p.l.contains(src[i]) || !p.p.contains(dst[i])) continue;
+      if (best == nullptr || p.p.len > best->p.len ||
+          (p.p.len == best->p.len && p.l.len > best->l.len))
+        best = &p;
+    }
+    if (best == nullptr) {
+      EXPECT_EQ(res[i], nullptr) << i;
+    } else {
+      ++hits;
+      EXPECT_NE(res[i], nullptr) << i;
+      if (res[i] != nullptr) EXPECT_EQ(res[i]->spi, best->spi) << i;
+    }
+  }
+  return hits;
 }
 
 }  // namespace ipsecgw::dp::testutil

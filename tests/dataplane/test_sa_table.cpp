@@ -133,11 +133,7 @@ TEST_F(SaTable, OutboundMostSpecificPolicyWins) {
 // Independent reference: a brute-force scan over the policies with the documented order.
 TEST_F(SaTable, OutboundLookupMatchesBruteForceOverManyPolicies) {
   std::mt19937 rng(12345);
-  struct Pol {
-    Ipv4Prefix l, p;
-    std::uint32_t spi;
-  };
-  std::vector<Pol> pols;
+  std::vector<testutil::Pol> pols;
   std::set<std::tuple<Ipv4, int, Ipv4, int>> seen;
   auto rnd_prefix = [&](Ipv4 base) {
     std::uint8_t len = static_cast<std::uint8_t>(8 + rng() % 25);  // 8..32
@@ -147,7 +143,7 @@ TEST_F(SaTable, OutboundLookupMatchesBruteForceOverManyPolicies) {
     return p;
   };
   for (std::uint32_t i = 0; pols.size() < 200; ++i) {
-    Pol p{rnd_prefix(ip(10, 0, 0, 0)), rnd_prefix(ip(172, 16, 0, 0)), 0x1000 + i};
+    testutil::Pol p{rnd_prefix(ip(10, 0, 0, 0)), rnd_prefix(ip(172, 16, 0, 0)), 0x1000 + i};
     if (!seen.insert({p.l.addr, p.l.len, p.p.addr, p.p.len}).second) continue;
     pols.push_back(p);
     ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, p.spi, p.l, p.p)));
@@ -171,23 +167,7 @@ TEST_F(SaTable, OutboundLookupMatchesBruteForceOverManyPolicies) {
   }
   std::vector<OutboundSa*> res(kN);
   inst_->lookup_outbound(src.data(), dst.data(), kN, res.data());  // chunks of 64 inside
-  unsigned hits = 0;
-  for (unsigned i = 0; i < kN; ++i) {
-    const Pol* best = nullptr;
-    for (const auto& p : pols) {
-      if (!p.l.contains(src[i]) || !p.p.contains(dst[i])) continue;
-      if (best == nullptr || p.p.len > best->p.len ||
-          (p.p.len == best->p.len && p.l.len > best->l.len))
-        best = &p;
-    }
-    if (best == nullptr) {
-      EXPECT_EQ(res[i], nullptr) << i;
-    } else {
-      ++hits;
-      ASSERT_NE(res[i], nullptr) << i;
-      EXPECT_EQ(res[i]->spi, best->spi) << i;
-    }
-  }
+  const unsigned hits = testutil::expect_lookups_match_brute_force(pols, src, dst, res);
   EXPECT_GT(hits, kN / 20);  // the sample exercises matches, not just misses
 }
 

@@ -23,10 +23,7 @@ constexpr Ipv4 ip(unsigned a, unsigned b, unsigned c, unsigned d) {
   return (a << 24) | (b << 16) | (c << 8) | d;
 }
 
-struct Pol {
-  Ipv4Prefix l, p;
-  std::uint32_t spi;
-};
+using testutil::Pol;
 
 class SpdBatch : public testutil::InstallerTest<4096> {
  protected:
@@ -71,23 +68,7 @@ class SpdBatch : public testutil::InstallerTest<4096> {
     }
     std::vector<OutboundSa*> res(src.size());
     inst_->lookup_outbound(src.data(), dst.data(), static_cast<unsigned>(src.size()), res.data());
-    unsigned hits = 0;
-    for (std::size_t i = 0; i < src.size(); ++i) {
-      const Pol* best = nullptr;
-      for (const auto& p : pols) {
-        if (!p.l.contains(src[i]) || !p.p.contains(dst[i])) continue;
-        if (best == nullptr || p.p.len > best->p.len ||
-            (p.p.len == best->p.len && p.l.len > best->l.len))
-          best = &p;
-      }
-      if (best == nullptr) {
-        EXPECT_EQ(res[i], nullptr) << i;
-      } else {
-        ++hits;
-        ASSERT_NE(res[i], nullptr) << i;
-        EXPECT_EQ(res[i]->spi, best->spi) << i;
-      }
-    }
+    const unsigned hits = testutil::expect_lookups_match_brute_force(pols, src, dst, res);
     EXPECT_GE(hits, pols.size());
   }
 };
