@@ -1,7 +1,7 @@
 // The CHILD SAs (ESP SA pairs) an ISAKMP SA holds: the current pair, with its lifetimes, and
 // the pairs it replaced, which keep their inbound SA for a grace period after a rekey.
-// Today one connection has one current pair per ISAKMP SA; the collection is what several
-// connections per peer will share later.
+// An ISAKMP SA holds one such collection per slot: per connection and (local, peer) subnet
+// pair (IkeSa::Slot).
 #pragma once
 
 #include <chrono>

@@ -35,26 +35,152 @@ Daemon::Daemon(dp::DatagramSender& sender, dp::SaInstaller& installer, const Clo
 
 Daemon::~Daemon() = default;
 
+// ---- peers ----
+
+Daemon::Conn* Daemon::Peer::lead() const {
+  for (Conn* c : conns)
+    if (c->cfg.admin_state_up) return c;
+  return conns.empty() ? nullptr : conns.front();
+}
+
+bool Daemon::Peer::up() const {
+  return std::any_of(conns.begin(), conns.end(), [](const Conn* c) { return c->cfg.admin_state_up; });
+}
+
+bool Daemon::Peer::initiates() const {
+  return std::any_of(conns.begin(), conns.end(), [](const Conn* c) {
+    return c->cfg.admin_state_up && c->cfg.initiator == InitiatorMode::kBidirectional;
+  });
+}
+
+bool Daemon::Peer::busy() const {
+  return std::any_of(sas.begin(), sas.end(),
+                     [](const auto& s) { return !s->failed() && !s->done(); });
+}
+
+IkeSa* Daemon::Peer::carrier() const {
+  IkeSa* newest = nullptr;
+  for (const auto& sa : sas)
+    if (sa->any_child_installed() && !sa->retiring() && !sa->failed() && !sa->done())
+      newest = sa.get();
+  return newest;
+}
+
+Daemon::Peer* Daemon::find_peer(dp::Ipv4 local_addr, dp::Ipv4 addr) const {
+  for (const auto& p : peers_)
+    if (p->local_addr == local_addr && p->addr == addr) return p.get();
+  return nullptr;
+}
+
+std::unique_ptr<IkeSa> Daemon::new_sa(Peer& p, Role role, dp::UdpEndpoint local,
+                                      dp::UdpEndpoint remote, const Conn* lead) {
+  if (lead == nullptr) lead = p.lead();
+  auto sa = std::make_unique<IkeSa>(role, lead->cfg, ctx_, local, remote);
+  for (const Conn* c : p.conns)
+    if (c != lead && c->cfg.admin_state_up) sa->add_connection(c->cfg);
+  return sa;
+}
+
+std::string Daemon::check_join(const Peer& p, const ConnectionConfig& cfg, const Conn* self,
+                               bool phase1) const {
+  const auto mine = selectors(cfg);
+  for (const Conn* o : p.conns) {
+    if (o == self) continue;
+    if (auto diff = phase1 ? phase1_difference(o->cfg, cfg) : ""; !diff.empty())
+      return cfg.name + ": " + diff + " differs from connection " + o->cfg.name +
+             ", which has the same peer " + dp::format_ipv4(cfg.peer_addr) +
+             " (connections to one peer share its ISAKMP SA)";
+    for (const auto& sel : selectors(o->cfg))
+      if (std::find(mine.begin(), mine.end(), sel) != mine.end())
+        return cfg.name + ": the subnet pair " + dp::format_prefix(sel.local) + " - " +
+               dp::format_prefix(sel.peer) + " is also connection " + o->cfg.name + "'s";
+  }
+  return "";
+}
+
+void Daemon::join(Conn& c) {
+  Peer* p = find_peer(c.cfg.local_addr, c.cfg.peer_addr);
+  if (p == nullptr) {
+    peers_.push_back(std::make_unique<Peer>());
+    p = peers_.back().get();
+    p->local_addr = c.cfg.local_addr;
+    p->addr = c.cfg.peer_addr;
+  }
+  c.peer = p;
+  p->conns.push_back(&c);
+  if (!c.cfg.admin_state_up) return;
+  for (auto& sa : p->sas)
+    if (!sa->failed() && !sa->done()) sa->add_connection(c.cfg);
+}
+
+void Daemon::detach(Conn& c) {
+  Peer& p = *c.peer;
+  const std::uint32_t id = c.cfg.id;
+  for (auto it = half_open_.begin(); it != half_open_.end();) {
+    if (it->peer == &p && it->sa->has_connection(id)) {
+      it->sa->remove_connection(id, false);
+      if (it->sa->connection_count() == 0) {
+        it = half_open_.erase(it);
+        continue;
+      }
+    }
+    ++it;
+  }
+  for (auto it = p.sas.begin(); it != p.sas.end();) {
+    IkeSa& sa = **it;
+    if (!sa.has_connection(id)) {
+      ++it;
+      continue;
+    }
+    if (sa.connection_count() > 1) {
+      // Only this connection's CHILD SAs go (Delete to the peer); the ISAKMP SA carries on.
+      if (!sa.failed() && !sa.done()) sa.remove_connection(id, true);
+      else sa.remove_connection(id, false);
+      ++it;
+      continue;
+    }
+    // Its last connection: the ISAKMP SA goes too.
+    if (!sa.failed() && !sa.done()) sa.teardown(true);
+    it = p.sas.erase(it);
+  }
+}
+
+void Daemon::install_traps(Conn& c) {
+  // Trap policy (strongSwan's "trap"): traffic for the tunnel is held back and acquires an
+  // SA instead of meeting the unmatched-traffic rule, before the first negotiation and after
+  // DPD hold, expiry or a peer Delete alike. The data plane keeps it when SAs go. One per
+  // subnet pair.
+  const auto sel = selectors(c.cfg);
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < sel.size(); ++i) {
+    if (auto r = ctx_.installer->install_trap(trap_id(c.cfg.id, i), sel[i].local, sel[i].peer)) {
+      n = i + 1;
+    } else {
+      log(LogLevel::kWarn, c.cfg.name + ": no trap policy: " + r.error());
+    }
+  }
+  if (n < c.traps) remove_traps(c, n);
+  c.traps = std::max(c.traps, n);
+}
+
+void Daemon::remove_traps(Conn& c, std::size_t from) {
+  for (std::size_t i = from; i < c.traps; ++i)
+    if (auto r = ctx_.installer->remove_trap(trap_id(c.cfg.id, i)); !r)
+      log(LogLevel::kWarn, c.cfg.name + ": removing the trap policy: " + r.error());
+  c.traps = std::min(c.traps, from);
+}
+
+// ---- connections ----
+
 Result<void> Daemon::add_connection(ConnectionConfig cfg) {
   if (auto r = validate(cfg); !r) return r;
   if (find_conn(cfg.name) != nullptr) return make_error(cfg.name + ": duplicate connection name");
-  for (const auto& c : conns_)
-    if (c->cfg.peer_addr == cfg.peer_addr)
-      return make_error(cfg.name + ": peer_addr already used by " + c->cfg.name +
-                        " (the PSK is chosen by peer address)");
+  if (const Peer* p = find_peer(cfg.local_addr, cfg.peer_addr))
+    if (auto e = check_join(*p, cfg, nullptr); !e.empty()) return make_error(e);
   auto c = std::make_unique<Conn>();
   c->cfg = std::move(cfg);
-  if (c->cfg.admin_state_up) {
-    // Trap policy (strongSwan's "trap"): traffic for the tunnel is held back and acquires an
-    // SA instead of meeting the unmatched-traffic rule, before the first negotiation and after
-    // DPD hold, expiry or a peer Delete alike. The data plane keeps it when SAs go.
-    if (auto r = ctx_.installer->install_trap(c->cfg.id, c->cfg.local_subnet,
-                                              c->cfg.peer_subnet)) {
-      c->trapped = true;
-    } else {
-      log(LogLevel::kWarn, c->cfg.name + ": no trap policy: " + r.error());
-    }
-  }
+  if (c->cfg.admin_state_up) install_traps(*c);
+  join(*c);
   conns_.push_back(std::move(c));
   return {};
 }
@@ -64,12 +190,12 @@ Result<void> Daemon::remove_connection(const std::string& name) {
                          [&](const auto& c) { return c->cfg.name == name; });
   if (it == conns_.end()) return make_error("no connection named " + name);
   Conn& c = **it;
-  for (auto& sa : c.sas)
-    if (!sa->failed() && !sa->done()) sa->teardown(true);
-  if (c.trapped)
-    if (auto r = ctx_.installer->remove_trap(c.cfg.id); !r)
-      log(LogLevel::kWarn, c.cfg.name + ": removing the trap policy: " + r.error());
-  std::erase_if(half_open_, [&](const HalfOpen& h) { return h.conn == &c; });
+  detach(c);
+  remove_traps(c);
+  Peer* p = c.peer;
+  std::erase(p->conns, &c);
+  if (p->conns.empty())
+    std::erase_if(peers_, [&](const auto& q) { return q.get() == p; });
   log(LogLevel::kInfo, c.cfg.name + ": connection removed");
   conns_.erase(it);
   return {};
@@ -87,71 +213,71 @@ std::vector<std::string> Daemon::connection_names() const {
   return v;
 }
 
-void Daemon::start(Conn& c) {
-  auto sa = std::make_unique<IkeSa>(Role::kInitiator, c.cfg, ctx_,
-                                    dp::UdpEndpoint{c.cfg.local_addr, 500},
-                                    dp::UdpEndpoint{c.cfg.peer_addr, 500});
-  IkeSa* p = sa.get();
+void Daemon::start(Peer& p, const Conn* lead) {
+  if (p.conns.empty()) return;
+  auto sa = new_sa(p, Role::kInitiator, dp::UdpEndpoint{p.local_addr, 500},
+                   dp::UdpEndpoint{p.addr, 500}, lead);
+  IkeSa* s = sa.get();
   // RFC 2407 §4.6.3.3: INITIAL-CONTACT on the first negotiation with this peer, so that it
   // drops whatever it kept from an earlier run of ours.
-  p->set_initial_contact(!c.contacted);
-  c.sas.push_back(std::move(sa));
-  p->start();
+  s->set_initial_contact(!p.contacted);
+  p.sas.push_back(std::move(sa));
+  s->start();
 }
 
-// Lifetimes across IKE SAs of one connection, INITIAL-CONTACT, bookkeeping.
-void Daemon::housekeeping(Conn& c, Millis now) {
-  for (std::size_t i = 0; i < c.sas.size(); ++i) {
-    IkeSa& sa = *c.sas[i];
-    if (sa.established()) c.contacted = true;
+// Lifetimes across IKE SAs of one peer, INITIAL-CONTACT, bookkeeping.
+void Daemon::housekeeping(Peer& p, Millis now) {
+  for (std::size_t i = 0; i < p.sas.size(); ++i) {
+    IkeSa& sa = *p.sas[i];
+    if (sa.established()) p.contacted = true;
     if (sa.initial_contact_received()) {
       sa.clear_initial_contact_received();
       // The peer started afresh: everything else we hold with it is stale. Drop it without
       // telling the peer (it has no state for it).
       log(LogLevel::kInfo, sa.tag() + ": INITIAL-CONTACT: removing other SAs with this peer");
-      for (auto& other : c.sas)
+      for (auto& other : p.sas)
         if (other.get() != &sa) {
           other->teardown(false);
           other->retire_at(Millis{0});  // done on its next tick; no failure recorded
           other->mark_replaced();
         }
-      std::unique_ptr<IkeSa> keep = std::move(c.sas[i]);
-      c.sas.clear();
-      c.sas.push_back(std::move(keep));
-      return housekeeping(c, now);
+      std::unique_ptr<IkeSa> keep = std::move(p.sas[i]);
+      p.sas.clear();
+      p.sas.push_back(std::move(keep));
+      return housekeeping(p, now);
     }
   }
-  // Phase 1 re-established before it expires (a new Main Mode, then a new Quick Mode under it).
-  // A response-only connection never initiates: its peer re-establishes.
-  if (c.cfg.admin_state_up && c.cfg.initiator == InitiatorMode::kBidirectional) {
-    for (std::size_t i = 0; i < c.sas.size(); ++i) {
-      if (!c.sas[i]->wants_reauth(now)) continue;
-      log(LogLevel::kInfo, c.sas[i]->tag() + ": ISAKMP SA soft lifetime reached: re-establishing");
-      c.sas[i]->mark_replaced();
-      start(c);
+  // Phase 1 re-established before it expires (a new Main Mode, then new Quick Modes under
+  // it). Only a peer with a bi-directional connection initiates; else the peer re-establishes.
+  if (p.up() && p.initiates()) {
+    for (std::size_t i = 0; i < p.sas.size(); ++i) {
+      if (!p.sas[i]->wants_reauth(now)) continue;
+      log(LogLevel::kInfo, p.sas[i]->tag() + ": ISAKMP SA soft lifetime reached: re-establishing");
+      p.sas[i]->mark_replaced();
+      start(p);
       break;
     }
   }
-  // The newest IKE SA with an installed CHILD SA carries the connection; older ones (replaced
-  // by our re-establishment or the peer's, or whose CHILD SA the peer re-created under a new
-  // ISAKMP SA) are deleted after the grace period, with Delete notifications.
+  // The newest IKE SA with an installed CHILD SA carries the peer's connections; older ones
+  // (replaced by our re-establishment or the peer's, or whose CHILD SAs the peer re-created
+  // under a new ISAKMP SA) are deleted after the grace period, with Delete notifications.
   // A re-establishment that failed (reaped) leaves the replaced SA alone: it carries on.
-  for (std::size_t i = 0; i < c.sas.size(); ++i) {
-    IkeSa& old = *c.sas[i];
+  for (std::size_t i = 0; i < p.sas.size(); ++i) {
+    IkeSa& old = *p.sas[i];
     if (!old.replaced() || old.failed() || old.done() || old.retiring()) continue;
-    const bool successor = std::any_of(c.sas.begin() + static_cast<std::ptrdiff_t>(i) + 1,
-                                       c.sas.end(), [](const auto& s) {
+    const bool successor = std::any_of(p.sas.begin() + static_cast<std::ptrdiff_t>(i) + 1,
+                                       p.sas.end(), [](const auto& s) {
                                          return !s->failed() && !s->done();
                                        });
     if (!successor) old.unmark_replaced();
   }
-  std::size_t last = c.sas.size();
-  for (std::size_t i = 0; i < c.sas.size(); ++i)
-    if (c.sas[i]->child() && !c.sas[i]->failed() && !c.sas[i]->done()) last = i;
-  if (last == c.sas.size()) return;
+  std::size_t last = p.sas.size();
+  for (std::size_t i = 0; i < p.sas.size(); ++i)
+    if (p.sas[i]->any_child_installed() && !p.sas[i]->failed() && !p.sas[i]->done()) last = i;
+  if (last == p.sas.size()) return;
   for (std::size_t i = 0; i < last; ++i) {
-    IkeSa& old = *c.sas[i];
-    if (old.failed() || old.done() || (!old.child() && !old.replaced())) continue;
+    IkeSa& old = *p.sas[i];
+    if (old.failed() || old.done() || (!old.any_child_installed() && !old.replaced())) continue;
     old.mark_replaced();
     old.retire_at(now + kRekeyGrace);
   }
@@ -160,69 +286,74 @@ void Daemon::housekeeping(Conn& c, Millis now) {
 void Daemon::on_event(const dp::SaEvent& e) {
   if (e.kind == dp::SaEventKind::kAcquire) {
     for (auto& c : conns_)
-      if (c->cfg.id == e.conn_id) on_acquire(*c);
+      if (c->cfg.id == conn_of_trap(e.conn_id)) on_acquire(*c, e.conn_id);
     return;
   }
-  for (auto& c : conns_) {
-    if (c->cfg.id != e.conn_id) continue;
-    for (auto& sa : c->sas) {
-      const auto& ch = sa->child();
+  for (auto& p : peers_) {
+    for (auto& sa : p->sas) {
+      const auto ch = sa->child_of(e.conn_id);
       if (!ch || (e.dir == dp::Direction::kInbound ? ch->spi_in : ch->spi_out) != e.spi) continue;
       log(LogLevel::kInfo, sa->tag() + ": data plane reports " +
                                (e.kind == dp::SaEventKind::kSeqExhausted ? "sequence number exhaustion"
                                 : e.kind == dp::SaEventKind::kSoftLimit  ? "soft volume limit"
                                                                          : "hard volume limit") +
                                ": rekeying");
-      sa->rekey_child();
+      sa->rekey_child(e.conn_id);
       return;
     }
   }
 }
 
-// A packet hit the connection's trap: it has no outbound SA. Negotiate one unless that is not
-// ours to do (response-only, admin down), one is already under way (the data plane repeats
-// acquires about once a second while packets keep coming), or a failure's retry timer runs
-// (it initiates when it fires). A DPD hold ends here: traffic asks for the tunnel again.
-void Daemon::on_acquire(Conn& c) {
+// A packet hit a trap of the connection: that pair has no outbound SA. Negotiate one unless
+// that is not ours to do (response-only, admin down), one is already under way (the data
+// plane repeats acquires about once a second while packets keep coming), or a failure's
+// retry timer runs (it initiates when it fires). Under an established ISAKMP SA of the peer
+// only the pair's Quick Mode runs. A DPD hold ends here: traffic asks for the tunnel again.
+void Daemon::on_acquire(Conn& c, std::uint32_t trap) {
   if (!c.cfg.admin_state_up || c.cfg.initiator != InitiatorMode::kBidirectional) return;
-  const bool busy = std::any_of(c.sas.begin(), c.sas.end(),
-                                [](const auto& s) { return !s->failed() && !s->done(); });
-  if (busy) return;
+  Peer& p = *c.peer;
+  for (auto& sa : p.sas)
+    if (sa->established() && !sa->failed() && !sa->done() && !sa->replaced() &&
+        !sa->retiring() && sa->has_connection(c.cfg.id)) {
+      sa->request_child(trap);
+      return;
+    }
+  if (p.busy()) return;
   const Millis now = ctx_.clock->now();
-  if (c.retry_at != Millis::max() && now < c.retry_at) return;
+  if (p.retry_at != Millis::max() && now < p.retry_at) return;
   log(LogLevel::kInfo, c.cfg.name + ": acquire: traffic for the tunnel, initiating");
-  c.retry_at = Millis{0};
-  start(c);
+  p.retry_at = Millis{0};
+  start(p);
 }
 
 Result<void> Daemon::initiate(const std::string& name) {
   Conn* c = find_conn(name);
   if (c == nullptr) return make_error("no connection named " + name);
   if (!c->cfg.admin_state_up) return make_error(name + ": admin state down");
-  start(*c);
+  start(*c->peer);
   return {};
 }
 
-void Daemon::reap(Conn& c) {
-  for (auto it = c.sas.begin(); it != c.sas.end();) {
+void Daemon::reap(Peer& p) {
+  const Conn* lead = p.lead();
+  for (auto it = p.sas.begin(); it != p.sas.end();) {
     if ((*it)->done()) {
-      it = c.sas.erase(it);
+      it = p.sas.erase(it);
       continue;
     }
     if ((*it)->failed()) {
-      c.last_error = (*it)->failure();
-      c.retry_at = ctx_.clock->now() + kRetryAfterFailure;
+      p.last_error = (*it)->failure();
+      p.retry_at = ctx_.clock->now() + kRetryAfterFailure;
       if ((*it)->dead_peer()) {
-        if (c.cfg.dpd.action == DpdAction::kRestart &&
-            c.cfg.initiator == InitiatorMode::kBidirectional) {
-          log(LogLevel::kInfo, c.cfg.name + ": DPD action restart: initiating again");
-          c.restart_now = true;
+        if (lead != nullptr && lead->cfg.dpd.action == DpdAction::kRestart && p.initiates()) {
+          log(LogLevel::kInfo, lead->cfg.name + ": DPD action restart: initiating again");
+          p.restart_now = true;
         } else {
-          c.retry_at = Millis::max();  // hold: no automatic re-initiation
+          p.retry_at = Millis::max();  // hold: no automatic re-initiation
         }
       }
       (*it)->teardown(false);
-      it = c.sas.erase(it);
+      it = p.sas.erase(it);
     } else {
       ++it;
     }
@@ -237,8 +368,8 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
     return;
   }
   static const Cookie kZero{};
-  for (auto& c : conns_) {
-    for (auto& sa : c->sas) {
+  for (auto& p : peers_) {
+    for (auto& sa : p->sas) {
       if (sa->icookie() != h->icookie) continue;
       if (sa->rcookie() != kZero && h->rcookie != kZero && sa->rcookie() != h->rcookie) continue;
       if (sa->role() == Role::kInitiator && sa->rcookie() == kZero && h->rcookie == kZero &&
@@ -246,14 +377,14 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
         continue;  // our own MM1 reflected back: not for us
       sa->handle(d, *h);
       // strongSwan moves the CHILD SAs of a re-established IKEv1 SA onto the new one and may
-      // delete them there: a Delete under any ISAKMP SA of the connection counts.
+      // delete them there: a Delete under any ISAKMP SA of the peer counts.
       for (std::uint32_t spi : sa->take_foreign_esp_deletes())
-        for (auto& other : c->sas)
+        for (auto& other : p->sas)
           if (other.get() != sa.get() && !other->failed() && !other->done() &&
               other->peer_deleted_esp(spi))
             break;
-      housekeeping(*c, ctx_.clock->now());
-      reap(*c);
+      housekeeping(*p, ctx_.clock->now());
+      reap(*p);
       return;
     }
   }
@@ -265,9 +396,9 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
     ++counters_.bad_cookie_drops;
     return;
   }
-  for (auto& c : conns_) {
-    if (c->cfg.peer_addr != d.remote.addr || !c->cfg.admin_state_up) continue;
-    new_half_open(*c, d, *h);
+  for (auto& p : peers_) {
+    if (p->addr != d.remote.addr || !p->up()) continue;
+    new_half_open(*p, d, *h);
     return;
   }
   ++counters_.unknown_peer_drops;
@@ -304,12 +435,12 @@ bool Daemon::to_half_open(const dp::DatagramView& d, const Header& h) {
 }
 
 // MM1 from a configured peer: a new half-open entry, evicting the oldest over a cap.
-void Daemon::new_half_open(Conn& c, const dp::DatagramView& d, const Header& h) {
+void Daemon::new_half_open(Peer& p, const dp::DatagramView& d, const Header& h) {
   evict_half_open(d.remote.addr);
-  auto sa = std::make_unique<IkeSa>(Role::kResponder, c.cfg, ctx_, d.local, d.remote);
+  auto sa = new_sa(p, Role::kResponder, d.local, d.remote);
   sa->set_responder_cookie(responder_cookie(d.remote, h.icookie));
   ++counters_.half_open_created;
-  half_open_.push_back({&c, std::move(sa)});
+  half_open_.push_back({&p, std::move(sa)});
   half_open_.back().sa->handle(d, h);
   settle_half_open(half_open_.size() - 1);
 }
@@ -333,18 +464,18 @@ void Daemon::evict_half_open(dp::Ipv4 peer) {
 
 void Daemon::settle_half_open(std::size_t i) {
   IkeSa& sa = *half_open_[i].sa;
-  Conn& c = *half_open_[i].conn;
+  Peer& p = *half_open_[i].peer;
   if (sa.failed()) {
-    // What the peer's own attempt ran into is the connection's news (wrong PSK, no proposal
+    // What the peer's own attempt ran into is the connections' news (wrong PSK, no proposal
     // chosen), but it never delays our own initiation; a silent half-open entry is not news.
-    if (sa.failure() != "negotiation timed out") c.last_error = sa.failure();
+    if (sa.failure() != "negotiation timed out") p.last_error = sa.failure();
     half_open_.erase(half_open_.begin() + static_cast<std::ptrdiff_t>(i));
     return;
   }
   if (!sa.established()) return;
-  std::unique_ptr<IkeSa> p = std::move(half_open_[i].sa);
+  std::unique_ptr<IkeSa> established = std::move(half_open_[i].sa);
   half_open_.erase(half_open_.begin() + static_cast<std::ptrdiff_t>(i));
-  promote(c, std::move(p));
+  promote(p, std::move(established));
 }
 
 // The peer authenticated (MM5) a negotiation it started. If we started one too (simultaneous
@@ -352,30 +483,30 @@ void Daemon::settle_half_open(std::size_t i) {
 // ISAKMP SAs each with a CHILD SA pair, the side with the higher address abandons its own
 // negotiation while it has produced no CHILD SA; the lower side keeps its own when the peer
 // has answered it (the peer abandons its negotiation) and deletes the peer's.
-void Daemon::promote(Conn& c, std::unique_ptr<IkeSa> sa) {
+void Daemon::promote(Peer& p, std::unique_ptr<IkeSa> sa) {
   auto own_pending = [](const std::unique_ptr<IkeSa>& s) {
-    return s->role() == Role::kInitiator && !s->child() && !s->failed() && !s->done() &&
+    return s->role() == Role::kInitiator && !s->any_child_installed() && !s->failed() && !s->done() &&
            !s->replaced();
   };
-  const bool pending = std::any_of(c.sas.begin(), c.sas.end(), own_pending);
-  const bool answered = std::any_of(c.sas.begin(), c.sas.end(), [&](const auto& s) {
+  const bool pending = std::any_of(p.sas.begin(), p.sas.end(), own_pending);
+  const bool answered = std::any_of(p.sas.begin(), p.sas.end(), [&](const auto& s) {
     return own_pending(s) && s->state() != IkeSa::State::kMm1Sent;
   });
-  if (pending && c.cfg.local_addr < c.cfg.peer_addr && answered) {
+  if (pending && p.local_addr < p.addr && answered) {
     log(LogLevel::kInfo,
         sa->tag() + ": simultaneous initiation: keeping ours, deleting the peer's");
     sa->teardown(true);
     return;
   }
   if (pending) {
-    log(LogLevel::kInfo, c.cfg.name + ": simultaneous initiation: yielding to the peer's");
-    for (auto& s : c.sas)
+    log(LogLevel::kInfo, sa->tag() + ": simultaneous initiation: yielding to the peer's");
+    for (auto& s : p.sas)
       if (own_pending(s)) s->teardown(true);
-    std::erase_if(c.sas, own_pending);
+    std::erase_if(p.sas, own_pending);
   }
-  c.sas.push_back(std::move(sa));
-  housekeeping(c, ctx_.clock->now());
-  reap(c);
+  p.sas.push_back(std::move(sa));
+  housekeeping(p, ctx_.clock->now());
+  reap(p);
 }
 
 void Daemon::tick() {
@@ -387,36 +518,32 @@ void Daemon::tick() {
     half_open_[i].sa->tick(now);
     settle_half_open(i);
   }
-  for (auto& c : conns_) {
+  for (auto& pp : peers_) {
+    Peer& p = *pp;
     // A replaced ISAKMP SA about to be retired: its CHILD SAs' Deletes also go out under the
     // newest ISAKMP SA, since the peer may have moved them there (strongSwan adopts IKEv1
     // CHILD SAs into a re-established ISAKMP SA and ignores Deletes under the old one).
-    IkeSa* newest = nullptr;
-    for (auto& sa : c->sas)
-      if (sa->child() && !sa->retiring() && !sa->failed() && !sa->done()) newest = sa.get();
-    if (newest != nullptr)
-      for (auto& sa : c->sas)
+    if (IkeSa* newest = p.carrier())
+      for (auto& sa : p.sas)
         if (sa.get() != newest && sa->retiring() && now >= sa->retire_time() && !sa->done() &&
             !sa->failed())
           for (std::uint32_t spi : sa->inbound_spis()) newest->send_esp_delete(spi);
-    for (std::size_t i = 0; i < c->sas.size(); ++i) c->sas[i]->tick(now);
-    housekeeping(*c, now);
-    reap(*c);
-    if (c->restart_now) {
-      c->restart_now = false;
-      if (c->cfg.admin_state_up && c->sas.empty()) start(*c);
+    for (std::size_t i = 0; i < p.sas.size(); ++i) p.sas[i]->tick(now);
+    housekeeping(p, now);
+    reap(p);
+    if (p.restart_now) {
+      p.restart_now = false;
+      if (p.up() && p.sas.empty()) start(p);
       continue;
     }
-    if (c->cfg.admin_state_up && c->cfg.initiator == InitiatorMode::kBidirectional &&
-        c->sas.empty() && now >= c->retry_at)
-      start(*c);
+    if (p.up() && p.initiates() && p.sas.empty() && now >= p.retry_at) start(p);
   }
 }
 
 std::size_t Daemon::sas_holding_spent_secrets() const {
   std::size_t n = 0;
-  for (const auto& c : conns_)
-    for (const auto& sa : c->sas)
+  for (const auto& p : peers_)
+    for (const auto& sa : p->sas)
       n += (sa->established() || sa->failed()) && sa->holds_phase1_secrets();
   return n;
 }
@@ -424,22 +551,36 @@ std::size_t Daemon::sas_holding_spent_secrets() const {
 ConnectionStatus Daemon::status(const std::string& name) const {
   ConnectionStatus st;
   const Conn* c = find_conn(name);
-  if (c == nullptr) return st;
-  for (auto it = c->sas.rbegin(); it != c->sas.rend(); ++it) {  // newest first
+  if (c == nullptr || !c->cfg.admin_state_up) return st;
+  const Peer& p = *c->peer;
+  const std::uint32_t id = c->cfg.id;
+  for (auto it = p.sas.rbegin(); it != p.sas.rend(); ++it) {  // newest first
     const auto& sa = *it;
-    if (sa->state() == IkeSa::State::kActive && sa->child()) {
+    if (sa->state() == IkeSa::State::kActive && sa->connection_active(id)) {
       st.state = ConnState::kActive;
-      st.child = sa->child();
+      st.child = sa->child_of(trap_id(id, 0));
       return st;
     }
   }
-  for (const auto& sa : c->sas)
-    if (!sa->failed() && !sa->done()) st.state = ConnState::kPending;
+  for (auto it = p.sas.rbegin(); it != p.sas.rend(); ++it) {
+    const auto& sa = *it;
+    if (sa->failed() || sa->done()) continue;
+    if (st.state == ConnState::kDown && sa->has_connection(id)) {
+      // The ISAKMP SA is up but a Quick Mode of this connection failed (its pair is tried
+      // again later; the peer's other connections carry on).
+      if (auto why = sa->connection_failure(id); !why.empty()) {
+        st.state = ConnState::kError;
+        st.reason = why;
+        return st;
+      }
+    }
+    st.state = ConnState::kPending;
+  }
   for (const auto& ho : half_open_)
-    if (ho.conn == c) st.state = ConnState::kPending;
-  if (st.state == ConnState::kDown && !c->last_error.empty()) {
+    if (ho.peer == &p) st.state = ConnState::kPending;
+  if (st.state == ConnState::kDown && !p.last_error.empty()) {
     st.state = ConnState::kError;
-    st.reason = c->last_error;
+    st.reason = p.last_error;
   }
   return st;
 }

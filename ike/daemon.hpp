@@ -15,9 +15,9 @@
 
 namespace ipsecgw::ike {
 
-// Whether two configurations of a connection negotiate the same SAs: addresses, identities,
-// selectors, PSK, ike and ipsec policies (everything but name, id, DPD, MTU, initiator mode and
-// admin state).
+// Whether two configurations of a connection negotiate the same SAs: addresses, identities
+// (peer_id, local_id), subnet pairs, PSK, ike and ipsec policies (everything but name, id,
+// DPD, MTU, initiator mode and admin state).
 bool same_negotiation(const ConnectionConfig& a, const ConnectionConfig& b);
 
 enum class ConnState : std::uint8_t { kDown, kPending, kActive, kError };
@@ -71,10 +71,15 @@ class Daemon final : public dp::DatagramHandler {
          KeySource* keys = nullptr);
   ~Daemon() override;
 
-  // Also installs the connection's trap policy (dp::SaInstaller::install_trap) when it is
-  // admin up: from then on its traffic waits for an SA instead of being unmatched.
+  // Also installs the connection's trap policies (dp::SaInstaller::install_trap, one per
+  // subnet pair, conn_id trap_id(id, pair)) when it is admin up: from then on its traffic
+  // waits for an SA instead of being unmatched. Connections to one peer address share its
+  // ISAKMP SA (a Quick Mode CHILD SA per connection and subnet pair): refused, with an error
+  // naming both connections, when its PSK, ike policy, peer_id or local_id differs from
+  // another connection's to the same peer, or it repeats one of their subnet pairs.
   Result<void> add_connection(ConnectionConfig cfg);
-  // Administrative removal: deletes its SAs (telling the peer) and removes its trap.
+  // Administrative removal: deletes its CHILD SAs (telling the peer) and removes its traps;
+  // the peer's ISAKMP SA stays while another connection uses it.
   Result<void> remove_connection(const std::string& name);
   // Live changes of a running connection (ike/daemon_update.cpp); `cfg` keeps the name and id
   // the connection was added with.
@@ -86,6 +91,11 @@ class Daemon final : public dp::DatagramHandler {
   // ones with a new ISAKMP SA at once; the old SAs keep forwarding until the new pair is
   // installed and are then deleted (Delete to the peer) after kRekeyGrace. Traffic selectors
   // that change move the trap policy along. A connection without SAs negotiates as usual.
+  // One of several connections of a peer: with phase 1 unchanged only its CHILD SAs are
+  // renegotiated under the current ISAKMP SA (a rekey Quick Mode each; new subnet pairs:
+  // Delete, then new Quick Modes), the others untouched; a phase-1 change renegotiates the
+  // peer's ISAKMP SA as above (the others follow). A new peer address: it leaves the old peer
+  // (its CHILD SAs deleted there) unless it was that peer's only connection.
   Result<void> renegotiate(ConnectionConfig cfg);
   // Admin down: every SA is deleted (Delete to the peer) while the trap policy stays, so the
   // tunnel's traffic is dropped from the moment its outbound SA goes, never forwarded in the
@@ -124,40 +134,74 @@ class Daemon final : public dp::DatagramHandler {
   std::vector<std::string> connection_names() const;
 
  private:
+  struct Peer;
   struct Conn {
     ConnectionConfig cfg;
+    Peer* peer = nullptr;
+    std::size_t traps = 0;  // its trap policies installed: pairs 0..traps-1 (trap_id)
+  };
+  // The connections to one peer address (from one local address): they share its ISAKMP SAs,
+  // each with a CHILD SA per subnet pair in them (IkeSa slots), and its phase-1 settings.
+  struct Peer {
+    dp::Ipv4 local_addr = 0, addr = 0;
+    std::vector<Conn*> conns;  // in the order added
     std::vector<std::unique_ptr<IkeSa>> sas;
-    std::string last_error;
+    std::string last_error;  // the last failure of an ISAKMP SA (all its connections')
     Millis retry_at{0};
     bool restart_now = false;  // DPD action restart: initiate on the next tick
     bool contacted = false;    // an ISAKMP SA was established with this peer before
-    bool trapped = false;      // its trap policy is installed in the data plane
+    // The connection whose phase-1 settings a new ISAKMP SA takes (DPD too): the first one
+    // admin up, else the first.
+    Conn* lead() const;
+    bool up() const;         // a connection is admin up
+    bool initiates() const;  // an admin-up connection is bi-directional
+    bool busy() const;       // an ISAKMP SA is live (not failed, not done)
+    // The newest live ISAKMP SA with a CHILD SA that is not retiring: the one that carries
+    // the peer's connections. Deletes for CHILD SAs of older ISAKMP SAs also go out under it
+    // (the peer may have moved them there).
+    IkeSa* carrier() const;
   };
   struct HalfOpen {
-    Conn* conn;
+    Peer* peer;
     std::unique_ptr<IkeSa> sa;
   };
   // Responder cookie for an MM1 (RFC 2408 §2.5.3): from a local secret and the peer's
   // address, port and initiator cookie.
   Cookie responder_cookie(const dp::UdpEndpoint& peer, const Cookie& icookie) const;
   bool to_half_open(const dp::DatagramView& d, const Header& h);
-  void new_half_open(Conn& c, const dp::DatagramView& d, const Header& h);
+  void new_half_open(Peer& p, const dp::DatagramView& d, const Header& h);
   void evict_half_open(dp::Ipv4 peer);
   // After a half-open SA was handled or ticked: promoted when established, dropped when failed.
   void settle_half_open(std::size_t i);
-  void promote(Conn& c, std::unique_ptr<IkeSa> sa);
-  void housekeeping(Conn& c, Millis now);
+  void promote(Peer& p, std::unique_ptr<IkeSa> sa);
+  void housekeeping(Peer& p, Millis now);
   void on_event(const dp::SaEvent& e);
-  void on_acquire(Conn& c);
+  void on_acquire(Conn& c, std::uint32_t trap);
   Conn* find_conn(const std::string& name) const;
-  void reap(Conn& c);
-  void start(Conn& c);
+  Peer* find_peer(dp::Ipv4 local_addr, dp::Ipv4 addr) const;
+  // A new ISAKMP SA with the peer, with a slot for each admin-up connection (`lead`'s
+  // phase-1 settings; default Peer::lead()).
+  std::unique_ptr<IkeSa> new_sa(Peer& p, Role role, dp::UdpEndpoint local,
+                                dp::UdpEndpoint remote, const Conn* lead = nullptr);
+  // Takes the connection out of every ISAKMP SA of its peer (Delete to the peer for its
+  // CHILD SAs); an ISAKMP SA left without connection is deleted.
+  void detach(Conn& c);
+  // Whether `cfg` may join peer `p` (phase-1 settings agree unless !phase1, no subnet pair
+  // of another connection): "" or the error, naming both connections.
+  std::string check_join(const Peer& p, const ConnectionConfig& cfg, const Conn* self,
+                         bool phase1 = true) const;
+  void join(Conn& c);  // into its peer (created if none), slots in the live ISAKMP SAs
+  void install_traps(Conn& c);
+  void remove_traps(Conn& c, std::size_t from = 0);
+  void reap(Peer& p);
+  void start(Peer& p, const Conn* lead = nullptr);
   void push_mtu(Conn& c);
 
   IkeCounters counters_;
   KeySource default_keys_;
   IkeContext ctx_;
   std::vector<std::unique_ptr<Conn>> conns_;
+  std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<HalfOpen> half_open_;  // oldest first
   crypto::SecureBytes cookie_secret_;
 };

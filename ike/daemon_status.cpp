@@ -22,16 +22,6 @@ const char* phase1_name(IkeSa::State s, bool established) {
   }
 }
 
-const char* phase2_name(const IkeSa& sa) {
-  using S = IkeSa::State;
-  switch (sa.state()) {
-    case S::kQm1Sent: return "QM1_SENT";
-    case S::kQm2Sent: return "QM2_SENT";
-    case S::kActive: return sa.rekeying() ? "REKEYING" : "INSTALLED";
-    default: return "NONE";
-  }
-}
-
 std::string ike_algorithms(const IkePolicy& p) {
   return std::string(crypto::to_string(p.cipher)) + "/" + std::string(crypto::to_string(p.hash)) +
          "/" + std::string(crypto::to_string(p.group));
@@ -42,9 +32,9 @@ std::string esp_algorithms(const IpsecPolicy& p) {
          "/" + std::string(crypto::to_string(p.pfs));
 }
 
-void describe_sa(const IkeSa& sa, ConnectionDetail& d) {
+void describe_sa(const IkeSa& sa, std::uint32_t conn_id, ConnectionDetail& d) {
   d.phase1 = phase1_name(sa.state(), sa.established());
-  d.phase2 = phase2_name(sa);
+  d.phase2 = sa.failed() ? "NONE" : sa.connection_phase2(conn_id);
   d.peer = sa.remote();
   d.nat_detected = sa.nat_detected();
 }
@@ -61,21 +51,24 @@ ConnectionDetail Daemon::detail(const std::string& name) const {
   d.status = status(name);
   const Conn* c = find_conn(name);
   if (c == nullptr) return d;
+  const Peer& p = *c->peer;
+  const std::uint32_t id = c->cfg.id;
   d.admin_state_up = c->cfg.admin_state_up;
   d.ike_algorithms = ike_algorithms(c->cfg.ike);
   d.esp_algorithms = esp_algorithms(c->cfg.ipsec);
   d.peer = {c->cfg.peer_addr, 500};
   d.tunnel_ended = d.status.state == ConnState::kError && is_tunnel_end_reason(d.status.reason);
-  // The installed SA (newest first), else the newest one still negotiating, else a half-open
-  // responder negotiation of this connection.
+  if (!c->cfg.admin_state_up) return d;
+  // The ISAKMP SA of the peer with this connection's CHILD SAs installed (newest first), else
+  // the newest one still negotiating, else a half-open responder negotiation with the peer.
   const IkeSa* pick = nullptr;
-  for (auto it = c->sas.rbegin(); it != c->sas.rend() && pick == nullptr; ++it)
-    if ((*it)->state() == IkeSa::State::kActive && (*it)->child()) pick = it->get();
-  for (auto it = c->sas.rbegin(); it != c->sas.rend() && pick == nullptr; ++it)
+  for (auto it = p.sas.rbegin(); it != p.sas.rend() && pick == nullptr; ++it)
+    if ((*it)->state() == IkeSa::State::kActive && (*it)->connection_active(id)) pick = it->get();
+  for (auto it = p.sas.rbegin(); it != p.sas.rend() && pick == nullptr; ++it)
     if (!(*it)->failed() && !(*it)->done()) pick = it->get();
   for (auto it = half_open_.rbegin(); it != half_open_.rend() && pick == nullptr; ++it)
-    if (it->conn == c && !it->sa->failed()) pick = it->sa.get();
-  if (pick != nullptr) describe_sa(*pick, d);
+    if (it->peer == &p && !it->sa->failed()) pick = it->sa.get();
+  if (pick != nullptr) describe_sa(*pick, id, d);
   return d;
 }
 

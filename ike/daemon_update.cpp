@@ -9,11 +9,6 @@ namespace ipsecgw::ike {
 
 namespace {
 
-bool same_ike(const IkePolicy& a, const IkePolicy& b) {
-  return a.cipher == b.cipher && a.hash == b.hash && a.group == b.group &&
-         a.lifetime_s == b.lifetime_s;
-}
-
 bool same_ipsec(const IpsecPolicy& a, const IpsecPolicy& b) {
   return a.cipher == b.cipher && a.integ == b.integ && a.pfs == b.pfs &&
          a.lifetime_s == b.lifetime_s;
@@ -24,9 +19,8 @@ bool live(const IkeSa& sa) { return !sa.failed() && !sa.done(); }
 }  // namespace
 
 bool same_negotiation(const ConnectionConfig& a, const ConnectionConfig& b) {
-  return a.local_addr == b.local_addr && a.peer_addr == b.peer_addr && a.peer_id == b.peer_id &&
-         a.local_subnet == b.local_subnet && a.peer_subnet == b.peer_subnet && a.psk == b.psk &&
-         same_ike(a.ike, b.ike) && same_ipsec(a.ipsec, b.ipsec);
+  return phase1_difference(a, b).empty() && selectors(a) == selectors(b) &&
+         same_ipsec(a.ipsec, b.ipsec);
 }
 
 Result<void> Daemon::update_in_place(ConnectionConfig cfg) {
@@ -38,8 +32,9 @@ Result<void> Daemon::update_in_place(ConnectionConfig cfg) {
     return make_error(cfg.name + ": the change needs a renegotiation");
   cfg.admin_state_up = c->cfg.admin_state_up;  // set_admin_state's
   const bool mtu_changed = cfg.mtu != c->cfg.mtu;
-  // Assigned in place: the connection's IKE SAs read their settings through a pointer to it,
-  // so DPD timers and action apply from their next tick, the MTU to Quick Modes from now on.
+  // Assigned in place: the IKE SAs read their settings through a pointer to it, so DPD
+  // timers and action apply from their next tick (for a peer with several connections,
+  // the first one's DPD settings count), the MTU to Quick Modes from now on.
   c->cfg = std::move(cfg);
   if (mtu_changed) push_mtu(*c);
   log(LogLevel::kInfo, c->cfg.name + ": settings updated in place (no renegotiation)");
@@ -48,10 +43,11 @@ Result<void> Daemon::update_in_place(ConnectionConfig cfg) {
 
 // The installed outbound SAs take the connection's MTU (same SPI, keys and sequence numbers).
 void Daemon::push_mtu(Conn& c) {
-  for (const auto& sa : c.sas) {
-    if (!live(*sa) || !sa->child()) continue;
-    if (auto r = ctx_.installer->set_outbound_mtu(sa->child()->spi_out, c.cfg.mtu); !r)
-      log(LogLevel::kWarn, sa->tag() + ": mtu not updated: " + r.error());
+  for (const auto& sa : c.peer->sas) {
+    if (!live(*sa)) continue;
+    for (std::uint32_t spi : sa->connection_outbound_spis(c.cfg.id))
+      if (auto r = ctx_.installer->set_outbound_mtu(spi, c.cfg.mtu); !r)
+        log(LogLevel::kWarn, sa->tag() + ": mtu not updated: " + r.error());
   }
 }
 
@@ -61,61 +57,118 @@ Result<void> Daemon::renegotiate(ConnectionConfig cfg) {
   if (auto r = validate(cfg); !r) return r;
   if (cfg.id != c->cfg.id) return make_error(cfg.name + ": the connection id cannot change");
   cfg.admin_state_up = c->cfg.admin_state_up;
-  const bool selectors_moved =
-      cfg.local_subnet != c->cfg.local_subnet || cfg.peer_subnet != c->cfg.peer_subnet;
-  if (c->trapped && selectors_moved) {
-    // The trap moves to the new selectors; the old ones keep their SA until it is deleted.
-    if (auto r = ctx_.installer->install_trap(cfg.id, cfg.local_subnet, cfg.peer_subnet); !r)
-      log(LogLevel::kWarn, cfg.name + ": trap policy not moved: " + r.error());
+  Peer* p = c->peer;
+  const bool moves = cfg.local_addr != p->local_addr || cfg.peer_addr != p->addr;
+  Peer* target = moves ? find_peer(cfg.local_addr, cfg.peer_addr) : p;
+  // Joining another peer: its phase-1 settings must agree. Staying: the peer's other
+  // connections follow a phase-1 change (the model changes them together).
+  if (target != nullptr)
+    if (auto e = check_join(*target, cfg, c, moves); !e.empty()) return make_error(e);
+  const bool selectors_moved = selectors(cfg) != selectors(c->cfg);
+  const bool phase1_changed = !phase1_difference(cfg, c->cfg).empty();
+  const bool alone = p->conns.size() == 1;
+  if (moves && !alone) {
+    // It leaves a peer other connections keep: its CHILD SAs there go (Delete), then it joins
+    // its new peer like a new connection.
+    detach(*c);
+    std::erase(p->conns, c);
+    c->cfg = std::move(cfg);
+    if (c->cfg.admin_state_up) install_traps(*c);
+    join(*c);
+    log(LogLevel::kInfo, c->cfg.name + ": peer changed: negotiating with the new peer");
+    return {};
   }
+  if (moves) {
+    // Its own peer: the peer (and its ISAKMP SAs, which retire below) moves along, unless the
+    // new address has a peer already: then it joins that one.
+    if (target != nullptr) {
+      detach(*c);
+      std::erase_if(peers_, [&](const auto& q) { return q.get() == p; });
+      c->cfg = std::move(cfg);
+      if (c->cfg.admin_state_up) install_traps(*c);
+      join(*c);
+      return {};
+    }
+    p->local_addr = cfg.local_addr;
+    p->addr = cfg.peer_addr;
+  }
+  const ConnectionConfig* cp = &c->cfg;
   c->cfg = std::move(cfg);
-  c->last_error.clear();
-  c->retry_at = Millis{0};
-  // A half-open negotiation the peer started under the old settings is abandoned.
-  std::erase_if(half_open_, [&](const HalfOpen& h) { return h.conn == c; });
+  // The traps move to the new selectors; the old ones keep their SA until it is deleted.
+  if (c->traps > 0 && selectors_moved) install_traps(*c);
+  p->last_error.clear();
+  p->retry_at = Millis{0};
   const bool holds_sas =
-      std::any_of(c->sas.begin(), c->sas.end(), [](const auto& s) { return live(*s); });
+      std::any_of(p->sas.begin(), p->sas.end(), [](const auto& s) { return live(*s); });
   if (!c->cfg.admin_state_up || !holds_sas) {
+    // A half-open negotiation the peer started under the old settings is abandoned.
+    if (alone) std::erase_if(half_open_, [&](const HalfOpen& h) { return h.peer == p; });
     log(LogLevel::kInfo, c->cfg.name + ": settings changed; next negotiation uses them");
     return {};
   }
-  // Make-before-break: the current SAs are marked replaced and carry the traffic until the new
-  // ISAKMP SA has installed its CHILD SA pair; housekeeping then retires them (Delete after
-  // kRekeyGrace), as for a phase-1 re-establishment. Also for a response-only connection:
-  // an operator change is ours to apply.
-  for (auto& sa : c->sas)
-    if (live(*sa)) sa->mark_replaced();
-  log(LogLevel::kInfo, c->cfg.name + ": negotiated settings changed: renegotiating "
-                                     "(make-before-break)");
-  start(*c);
+  if (alone || phase1_changed) {
+    // Make-before-break: the current SAs are marked replaced and carry the traffic until the
+    // new ISAKMP SA has installed its CHILD SA pairs; housekeeping then retires them (Delete
+    // after kRekeyGrace), as for a phase-1 re-establishment. Also for a response-only
+    // connection: an operator change is ours to apply. A peer's other connections follow
+    // onto the new ISAKMP SA (phase-1 settings are the peer's).
+    std::erase_if(half_open_, [&](const HalfOpen& h) { return h.peer == p; });
+    for (auto& sa : p->sas)
+      if (live(*sa)) sa->mark_replaced();
+    log(LogLevel::kInfo, c->cfg.name + ": negotiated settings changed: renegotiating "
+                                       "(make-before-break)");
+    start(*p, c);
+    return {};
+  }
+  // One of several connections of the peer, phase 1 unchanged: only its CHILD SAs are
+  // renegotiated under the current ISAKMP SA; the others are untouched.
+  for (auto& sa : p->sas) {
+    if (!live(*sa) || !sa->has_connection(cp->id)) continue;
+    if (selectors_moved) {
+      // New pairs: the old CHILD SAs go (Delete), new Quick Modes follow.
+      sa->remove_connection(cp->id, true);
+      sa->add_connection(*cp);
+      for (std::size_t i = 0; i < selectors(*cp).size(); ++i) sa->request_child(trap_id(cp->id, i));
+    } else {
+      // Same pairs, new ipsec policy: a rekey Quick Mode each, make-before-break.
+      for (std::size_t i = 0; i < selectors(*cp).size(); ++i) sa->rekey_child(trap_id(cp->id, i));
+    }
+  }
+  log(LogLevel::kInfo, c->cfg.name + ": CHILD SA settings changed: new Quick Modes");
   return {};
 }
 
 Result<void> Daemon::set_admin_state(const std::string& name, bool up) {
   Conn* c = find_conn(name);
   if (c == nullptr) return make_error("no connection named " + name);
-  if (!c->trapped) {
-    // First the policy, so that no packet of the tunnel meets the unmatched-traffic rule.
-    if (auto r = ctx_.installer->install_trap(c->cfg.id, c->cfg.local_subnet,
-                                              c->cfg.peer_subnet)) {
-      c->trapped = true;
-    } else {
-      log(LogLevel::kWarn, name + ": no trap policy: " + r.error());
-    }
-  }
+  // First the policy, so that no packet of the tunnel meets the unmatched-traffic rule.
+  if (c->traps == 0) install_traps(*c);
   if (c->cfg.admin_state_up == up) return {};
-  c->cfg.admin_state_up = up;
-  c->last_error.clear();
-  c->retry_at = Millis{0};
-  c->restart_now = false;
+  Peer& p = *c->peer;
+  const bool peer_was_up = p.up();
   if (up) {
+    c->cfg.admin_state_up = true;
+    if (!peer_was_up) {
+      p.last_error.clear();
+      p.retry_at = Millis{0};
+      p.restart_now = false;
+    }
+    for (auto& sa : p.sas)
+      if (live(*sa)) sa->add_connection(c->cfg);
     log(LogLevel::kInfo, name + ": admin state up");
     return {};
   }
-  std::erase_if(half_open_, [&](const HalfOpen& h) { return h.conn == c; });
-  for (auto& sa : c->sas)
-    if (live(*sa)) sa->teardown(true);
-  c->sas.clear();
+  detach(*c);
+  c->cfg.admin_state_up = false;
+  if (!p.up()) {
+    std::erase_if(half_open_, [&](const HalfOpen& h) { return h.peer == &p; });
+    for (auto& sa : p.sas)
+      if (live(*sa)) sa->teardown(true);
+    p.sas.clear();
+    p.last_error.clear();
+    p.retry_at = Millis{0};
+    p.restart_now = false;
+  }
   log(LogLevel::kInfo, name + ": admin state down: SAs deleted, traffic dropped");
   return {};
 }

@@ -1,4 +1,6 @@
 // Liveness: dead peer detection (RFC 3706) and NAT keepalives (RFC 3948 §2.3).
+#include <algorithm>
+
 #include "ike/ike_sa_internal.hpp"
 
 namespace ipsecgw::ike {
@@ -31,13 +33,21 @@ void IkeSa::dpd_notify(const NotifyPayload& n) {
 }
 
 void IkeSa::dpd_tick(Millis now) {
-  const auto& child = children_.current();
-  if (state_ != State::kActive || !peer_dpd_ || !child) return;
+  if (state_ != State::kActive || !peer_dpd_ || !any_child()) return;
+  // Packets of the current CHILD SAs of every slot (connections and pairs), per direction.
+  auto packets = [&](dp::Direction dir) {
+    std::uint64_t n = 0;
+    for (const auto& s : slots_)
+      if (const auto& child = s.sas.current())
+        if (auto c = ctx_.installer->query_sa(
+                dir, dir == dp::Direction::kInbound ? child->spi_in : child->spi_out))
+          n += c->packets;
+    return n;
+  };
   // Inbound ESP proves liveness as well as IKE does (§5.3: only query an idle peer).
   if (ctx_.installer != nullptr) {
-    if (auto c = ctx_.installer->query_sa(dp::Direction::kInbound, child->spi_in);
-        c && c->packets != last_in_packets_) {
-      last_in_packets_ = c->packets;
+    if (const std::uint64_t in = packets(dp::Direction::kInbound); in != last_in_packets_) {
+      last_in_packets_ = in;
       last_alive_ = now;
       dpd_outstanding_ = false;
     }
@@ -47,9 +57,8 @@ void IkeSa::dpd_tick(Millis now) {
   // rebound NAT (or we, behind one) learns the new port from the authenticated exchange.
   bool on_demand = false;
   if (ctx_.installer != nullptr) {
-    if (auto o = ctx_.installer->query_sa(dp::Direction::kOutbound, child->spi_out);
-        o && o->packets != last_out_packets_) {
-      last_out_packets_ = o->packets;
+    if (const std::uint64_t out = packets(dp::Direction::kOutbound); out != last_out_packets_) {
+      last_out_packets_ = out;
       on_demand = !dpd_outstanding_ && now - last_alive_ >= kOnDemandDpdAfter;
     }
   }
@@ -89,8 +98,10 @@ void IkeSa::dpd_tick(Millis now) {
 // RFC 3948 §2.3: NAT keepalives (one 0xFF byte) from the side behind the NAT keep its
 // mapping open.
 void IkeSa::keepalive_tick(Millis now) {
-  const auto& child = children_.current();
-  if (!nat_local_ || !child || !child->udp_encap || now < keepalive_next_) return;
+  const bool encap = std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) {
+    return s.sas.current() && s.sas.current()->udp_encap;
+  });
+  if (!nat_local_ || !encap || now < keepalive_next_) return;
   keepalive_next_ = now + kNatKeepaliveInterval;
   static const std::uint8_t kKeepalive[1] = {0xff};
   auto r = ctx_.sender->send({local_, remote_, kKeepalive});

@@ -120,6 +120,7 @@ IkeSa::IkeSa(Role role, const ConnectionConfig& cfg, IkeContext ctx, dp::UdpEndp
   p1_->lifetime_s = cfg.ike.lifetime_s;
   crypto::random_bytes(role == Role::kInitiator ? std::span<std::uint8_t>(icookie_)
                                                 : std::span<std::uint8_t>(rcookie_));
+  add_connection(cfg);
 }
 
 IkeSa::~IkeSa() {
@@ -237,10 +238,11 @@ void IkeSa::with_tentative_peer(const dp::UdpEndpoint& from, F&& process) {
   const bool qm_in_flight = std::any_of(qms_.begin(), qms_.end(), [](const auto& q) {
     return q.second->stage != Quick::Stage::kDone;
   });
-  const auto& child = children_.current();
-  if (child && child->udp_encap && child->peer_port != from.port && state_ == State::kActive &&
-      !qm_in_flight)
-    rekey_child();
+  if (state_ != State::kActive || qm_in_flight) return;
+  for (const auto& s : slots_) {
+    const auto& child = s.sas.current();
+    if (child && child->udp_encap && child->peer_port != from.port) rekey_child(s.trap);
+  }
 }
 
 // ---- dispatch ----
@@ -337,7 +339,7 @@ void IkeSa::handle_main_mode(const dp::DatagramView& d, const Header& h, const B
     return;
   }
   last_in_ = in;
-  if (st == TaskStatus::kSuccess && role_ == Role::kInitiator) qm_start();
+  if (st == TaskStatus::kSuccess) start_wanted_quick_modes(ctx_.clock->now());
 }
 
 void IkeSa::handle_quick_mode(const dp::DatagramView& d, const Header& h, const Bytes& in) {

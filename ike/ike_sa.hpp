@@ -1,6 +1,9 @@
 // One IKEv1 SA (ISAKMP SA) and its exchanges, in the strongSwan style: a Main Mode task
-// (RFC 2409 §5.4, PSK) followed by a Quick Mode task (RFC 2409 §5.5, with PFS) for the
-// connection's one CHILD SA pair, plus informational exchanges (notify, delete). Each task
+// (RFC 2409 §5.4, PSK) followed by a Quick Mode task (RFC 2409 §5.5, with PFS) per CHILD SA,
+// plus informational exchanges (notify, delete). One ISAKMP SA serves every connection to its
+// peer: each connection has a CHILD SA per (local, peer) subnet pair (a "slot"); the phase-1
+// settings (PSK, ike policy, identities, DPD) are the first connection's, which the others
+// agree with (Daemon::add_connection checks). Each task
 // has an initiator and a responder side and answers kNeedMore / kSuccess / kFailed.
 // The IkeSa frames messages (encryption, IV chaining per RFC 2409 Appendix B), keeps the
 // last datagram sent for retransmission and answers duplicate requests from it.
@@ -105,6 +108,9 @@ constexpr unsigned kRekeyMarginPct = 10, kRekeyJitterPct = 5, kPassiveMarginPct 
 constexpr Millis kRekeyGrace{5000};
 constexpr Millis kBadAuthGrace{10000};
 constexpr Millis kHalfOpenTimeout{60000};
+// A connection's first Quick Mode that failed under an ISAKMP SA other connections keep is
+// tried again after this long.
+constexpr Millis kChildRetryAfterFailure{30000};
 // Our rekey Quick Mode is given up after this long without completing (then retried).
 constexpr Millis kRekeyAbandonAfter{30000};
 // A rekey we initiate installs its new outbound SA only once the new inbound SA has carried
@@ -150,7 +156,34 @@ class IkeSa {
   const Cookie& icookie() const { return icookie_; }
   const Cookie& rcookie() const { return rcookie_; }
   const ConnectionConfig& config() const { return *cfg_; }
-  const std::optional<ChildSaInfo>& child() const { return children_.current(); }
+  // The current CHILD SA of the first slot (the first pair of the first connection).
+  const std::optional<ChildSaInfo>& child() const;
+  // ---- connections sharing this ISAKMP SA (one slot per subnet pair) ----
+  // Adds a slot per pair of `cfg` (which must outlive them); once phase 1 is up, a
+  // bi-directional connection's Quick Modes start from the next tick (one at a time).
+  void add_connection(const ConnectionConfig& cfg);
+  // Deletes the connection's CHILD SAs (a Delete to the peer for each when `notify_peer`),
+  // abandons its Quick Modes in flight and removes its slots. The ISAKMP SA stays: the
+  // caller deletes it when no connection is left (then config() must not be used).
+  void remove_connection(std::uint32_t conn_id, bool notify_peer);
+  bool has_connection(std::uint32_t conn_id) const;
+  // Some slot has a current CHILD SA.
+  bool any_child_installed() const { return any_child(); }
+  std::size_t connection_count() const;
+  // The current CHILD SA of slot `trap` (trap_id(conn, pair)).
+  std::optional<ChildSaInfo> child_of(std::uint32_t trap) const;
+  // Every pair of the connection has a current CHILD SA.
+  bool connection_active(std::uint32_t conn_id) const;
+  // The last Quick Mode failure of one of the connection's pairs that has no CHILD SA and no
+  // Quick Mode in flight ("" when none).
+  std::string connection_failure(std::uint32_t conn_id) const;
+  // The connection's phase 2 as Daemon::detail shows it: "NONE", "QM1_SENT", "QM2_SENT",
+  // "INSTALLED", "REKEYING".
+  std::string connection_phase2(std::uint32_t conn_id) const;
+  // A packet hit the trap of slot `trap`: negotiate its CHILD SA now if it has none.
+  void request_child(std::uint32_t trap);
+  // Our outbound SPIs of the connection's current CHILD SAs (MTU updates).
+  std::vector<std::uint32_t> connection_outbound_spis(std::uint32_t conn_id) const;
   bool nat_detected() const { return nat_local_ || nat_remote_; }
   const dp::UdpEndpoint& remote() const { return remote_; }
   // Dead peer detection (RFC 3706) found the peer dead; the SA has failed and its CHILD SAs
@@ -165,10 +198,12 @@ class IkeSa {
   bool shut_down();
 
   // ---- lifetimes and rekeying ----
-  // Starts a Quick Mode that replaces the current CHILD SA (make-before-break); no-op while
-  // one is already in flight or there is no ISAKMP SA. Used for soft expiry and SaEvents.
+  // Starts a Quick Mode that replaces the current CHILD SA of every slot (of slot `trap`)
+  // (make-before-break); no-op for a slot while one is already in flight or there is no
+  // ISAKMP SA. Used for soft expiry and SaEvents.
   void rekey_child();
-  bool rekeying() const { return rekey_mid_ != 0; }
+  void rekey_child(std::uint32_t trap);
+  bool rekeying() const;
   // SPIs of replaced CHILD SAs still inside their grace period.
   std::vector<std::uint32_t> retiring_inbound_spis() const;
   // The ISAKMP SA is due for re-establishment (soft phase-1 expiry) and has not been replaced.
@@ -198,10 +233,8 @@ class IkeSa {
   std::vector<std::uint32_t> inbound_spis() const;
   // Retired (or hard-expired) without failure: the daemon drops it.
   bool done() const { return done_; }
-  // When the current CHILD SA was installed (zero: none).
-  Millis child_installed_at() const {
-    return children_.current() ? children_.installed_at() : Millis{0};
-  }
+  // When the current CHILD SA of the first slot was installed (zero: none).
+  Millis child_installed_at() const;
   bool established() const { return p1_established_; }
   // Our phase-1 DH private key, g^xy or SKEYID is still in memory (key hygiene checks: once
   // phase 1 is done or failed only SKEYID_d/a/e and Ka remain).
@@ -216,6 +249,25 @@ class IkeSa {
  private:
   struct Phase1;
   struct Quick;
+  // One CHILD SA slot: a connection's (local, peer) subnet pair, its current pair and the
+  // replaced ones.
+  struct Slot {
+    const ConnectionConfig* cfg = nullptr;
+    Selector sel;
+    std::uint32_t trap = 0;  // trap_id(cfg->id, pair): the data plane's conn_id
+    ChildSas sas;
+    std::uint32_t rekey_mid = 0;  // our replacing Quick Mode in flight
+    std::string failure;          // its last Quick Mode failure (cleared by a new one)
+    Millis start_at{0};           // no Quick Mode of ours for it before
+  };
+  Slot* slot(std::uint32_t trap);
+  const Slot* slot(std::uint32_t trap) const;
+  bool any_child() const;
+  bool qm_busy() const;  // a Quick Mode exchange waits for an answer
+  // Starts the next Quick Mode a slot without CHILD SA wants (initiator side), if none is
+  // in flight.
+  void start_wanted_quick_modes(Millis now);
+  void abandon_quicks_of(std::uint32_t trap);
 
   void count(std::uint64_t IkeCounters::*c) const {
     if (ctx_.counters != nullptr) ++(ctx_.counters->*c);
@@ -271,7 +323,7 @@ class IkeSa {
 
   // Quick Mode (RFC 2409 §5.5, quick_mode.cpp): one process/build pair per message.
   std::uint16_t encap_mode() const;
-  void qm_start();
+  void qm_start(Slot& s);
   void qm_build1(Quick& q);
   TaskStatus qm_process(Quick& q, const Message& m);
   TaskStatus qm_process1(Quick& q, const Message& m);
@@ -293,7 +345,7 @@ class IkeSa {
   void p1_started_lifetime();
   Millis soft_expiry(Millis start, std::uint32_t lifetime_s, bool creator) const;
   void child_tick(Millis now);
-  void abandon_stale_rekey(Millis now);
+  void abandon_stale_rekey(Slot& s, Millis now);
   void delete_child(std::uint32_t spi_in, std::uint32_t spi_out, bool notify_peer,
                     bool del_outbound);
 
@@ -331,10 +383,9 @@ class IkeSa {
   Cookie icookie_{}, rcookie_{};
   std::unique_ptr<Phase1> p1_;
   std::map<std::uint32_t, std::unique_ptr<Quick>> qms_;  // by message id
-  ChildSas children_;  // the current CHILD SA pair and the replaced ones
+  std::vector<Slot> slots_;  // per connection and subnet pair: CHILD SAs
   std::vector<std::uint32_t> foreign_esp_deletes_;
   Millis created_{0};
-  std::uint32_t rekey_mid_ = 0;  // our replacing Quick Mode in flight
   bool p1_established_ = false;
   Millis p1_soft_{0}, p1_hard_{0};
   bool replaced_ = false, done_ = false;

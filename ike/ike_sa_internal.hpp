@@ -54,6 +54,7 @@ struct IkeSa::Quick {
   enum class Stage : std::uint8_t { kNew, kQm1Sent, kQm2Sent, kOutPending, kDone } stage =
       Stage::kNew;
   bool initiator = false;
+  std::uint32_t trap = 0;  // the slot (responder: known once QM1's IDs are matched)
   bool in_installed = false;  // responder: inbound SA added when QM2 went out
   Millis started{0};
   Millis switch_by{0};  // kOutPending: the outbound SA is installed by then at the latest
@@ -109,6 +110,8 @@ Bytes build_one_transform_sa(std::uint8_t proposal_number, std::uint8_t protocol
                              const Transform& t);
 
 Bytes id_addr(dp::Ipv4 a);
+// Our phase-1 identity (main_mode.cpp).
+IdPayload our_id(const ConnectionConfig& c);
 Bytes id_subnet(const dp::Ipv4Prefix& p);
 
 // The wire bytes of payloads `from`.. of a message (what HASH(1)/(2) cover).

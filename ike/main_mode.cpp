@@ -228,9 +228,18 @@ TaskStatus IkeSa::mm_process4(const Message& m) {
   return TaskStatus::kNeedMore;
 }
 
+// Our ID payload (RFC 2407 §4.6.2.1): local_id when set (dotted IPv4 as ID_IPV4_ADDR,
+// user@FQDN as ID_USER_FQDN, else ID_FQDN), else our address.
+IdPayload our_id(const ConnectionConfig& c) {
+  if (c.local_id.empty()) return {kIdIpv4Addr, 0, 0, id_addr(c.local_addr)};
+  if (auto a = dp::parse_ipv4(c.local_id)) return {kIdIpv4Addr, 0, 0, id_addr(*a)};
+  const std::uint8_t type = c.local_id.find('@') != std::string::npos ? kIdUserFqdn : kIdFqdn;
+  return {type, 0, 0, Bytes(c.local_id.begin(), c.local_id.end())};
+}
+
 // Initiator: MM5 = HDR*, IDii, HASH_I [, N(INITIAL-CONTACT)].
 void IkeSa::mm_build5() {
-  Bytes id = build_id({kIdIpv4Addr, 0, 0, id_addr(cfg_->local_addr)});
+  Bytes id = build_id(our_id(*cfg_));
   PayloadChain c;
   c.add(PayloadType::kId, id);
   c.add(PayloadType::kHash, hash_i(id));
@@ -280,7 +289,7 @@ TaskStatus IkeSa::mm_process5(const Message& m) {
 
 // Responder: MM6 = HDR*, IDir, HASH_R.
 void IkeSa::mm_build6() {
-  Bytes my_id = build_id({kIdIpv4Addr, 0, 0, id_addr(cfg_->local_addr)});
+  Bytes my_id = build_id(our_id(*cfg_));
   PayloadChain c;
   c.add(PayloadType::kId, my_id);
   c.add(PayloadType::kHash, hash_r(my_id));

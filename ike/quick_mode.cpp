@@ -113,20 +113,23 @@ std::uint16_t IkeSa::encap_mode() const {
   return peer_nat_t_ ? ipa::kUdpTunnelRfc : ipa::kUdpTunnelDraft;
 }
 
-// Initiator: a new exchange with a fresh message id and inbound SPI, then QM1.
-void IkeSa::qm_start() {
+// Initiator: a new exchange for slot `sl` with a fresh message id and inbound SPI, then QM1.
+void IkeSa::qm_start(Slot& sl) {
   std::uint32_t new_mid = 0;
   while (new_mid == 0 || qms_.count(new_mid) != 0) new_mid = get32(crypto::random_bytes(4).data());
   auto& q = *qms_.emplace(new_mid, std::make_unique<Quick>()).first->second;
   q.mid = new_mid;
   q.initiator = true;
+  q.trap = sl.trap;
+  sl.failure.clear();
   q.started = ctx_.clock->now();
   q.iv = qm_iv(q.mid);
   auto spi = ctx_.installer->allocate_spi();
   if (!spi) {
     q.stage = Quick::Stage::kDone;
-    if (children_.current()) {
-      log(LogLevel::kWarn, tag() + ": rekey: SPI allocation failed: " + spi.error());
+    if (any_child()) {
+      log(LogLevel::kWarn, tag() + ": quick mode: SPI allocation failed: " + spi.error());
+      sl.start_at = ctx_.clock->now() + kRetransmitBase * 5;
       return;
     }
     fail("SPI allocation failed: " + spi.error());
@@ -135,15 +138,16 @@ void IkeSa::qm_start() {
   q.spi_in = *spi;
   q.spi_reserved = true;
   q.ni = ctx_.keys->nonce(kNonceLen);
-  auto kp = ctx_.keys->dh(cfg_->ipsec.pfs);
+  auto kp = ctx_.keys->dh(sl.cfg->ipsec.pfs);
   if (!kp) {  // this exchange (or, without a CHILD SA yet, this SA) fails; never the process
     count(&IkeCounters::dh_failures);
     ctx_.installer->release_spi(q.spi_in);
     q.spi_reserved = false;
     q.stage = Quick::Stage::kDone;
-    if (children_.current()) {
-      log(LogLevel::kWarn, tag() + ": rekey: DH key generation failed: " + kp.error());
-      children_.set_soft_expiry(ctx_.clock->now() + kRetransmitBase * 5);
+    if (any_child()) {
+      log(LogLevel::kWarn, tag() + ": quick mode: DH key generation failed: " + kp.error());
+      if (sl.sas.current()) sl.sas.set_soft_expiry(ctx_.clock->now() + kRetransmitBase * 5);
+      else sl.start_at = ctx_.clock->now() + kRetransmitBase * 5;
       return;
     }
     fail("DH key generation failed: " + kp.error());
@@ -155,25 +159,28 @@ void IkeSa::qm_start() {
 
 // Initiator: QM1 = HDR*, HASH(1), SA, Ni, KE, IDci, IDcr.
 void IkeSa::qm_build1(Quick& q) {
+  Slot& sl = *slot(q.trap);
+  const IpsecPolicy& ip = sl.cfg->ipsec;
   PayloadChain rest;
-  const Transform offer = esp_transform(cfg_->ipsec, encap_mode(), cfg_->ipsec.lifetime_s);
+  const Transform offer = esp_transform(ip, encap_mode(), ip.lifetime_s);
   rest.add(PayloadType::kSa, build_one_transform_sa(1, kProtoEsp, be32(q.spi_in), offer));
   rest.add(PayloadType::kNonce, q.ni);
   rest.add(PayloadType::kKe, q.dh->public_value());
-  rest.add(PayloadType::kId, build_id({kIdIpv4AddrSubnet, 0, 0, id_subnet(cfg_->local_subnet)}));
-  rest.add(PayloadType::kId, build_id({kIdIpv4AddrSubnet, 0, 0, id_subnet(cfg_->peer_subnet)}));
+  rest.add(PayloadType::kId, build_id({kIdIpv4AddrSubnet, 0, 0, id_subnet(sl.sel.local)}));
+  rest.add(PayloadType::kId, build_id({kIdIpv4AddrSubnet, 0, 0, id_subnet(sl.sel.peer)}));
   // HASH(1) = prf(SKEYID_a, M-ID | SA | Ni [ | KE ] [ | IDci | IDcr ])
   Bytes rest_wire = rest.serialize();
   SecureBytes h1 = crypto::prf(p1_->hash, bv(p1_->skeyid_a), {be32(q.mid), rest_wire});
   PayloadChain c = hash_then(h1.span(), rest, rest_wire);
   q.stage = Quick::Stage::kQm1Sent;
-  const bool rekey = children_.current().has_value();
+  const bool rekey = sl.sas.current().has_value();
   if (rekey) {
-    rekey_mid_ = q.mid;
-  } else {
+    sl.rekey_mid = q.mid;
+  } else if (!any_child()) {
     state_ = State::kQm1Sent;
   }
-  log(LogLevel::kInfo, tag() + ": quick mode " + (rekey ? "(rekey) " : "") + "initiated, mid " +
+  log(LogLevel::kInfo, tag() + ": " + sl.cfg->name + ": quick mode " + (rekey ? "(rekey) " : "") +
+                           "initiated, mid " +
                            hex(be32(q.mid)) + ", SPI in " + hex(be32(q.spi_in)));
   send(seal(header(ExchangeType::kQuickMode, q.mid), c, q.iv), true);
   q.last_sent = last_out_;
@@ -198,20 +205,28 @@ TaskStatus IkeSa::qm_fail(Quick& q, const std::string& why, std::uint16_t notify
   log(LogLevel::kWarn, tag() + ": quick mode failed: " + why);
   if (notify_type != 0)
     send_informational(PayloadType::kNotify, build_notify({1, kProtoEsp, notify_type, {}, {}}));
-  if (!children_.current()) {
+  Slot* sl = slot(q.trap);
+  const bool others_in_flight = std::any_of(qms_.begin(), qms_.end(), [&](const auto& o) {
+    return o.second.get() != &q && o.second->stage != Quick::Stage::kDone;
+  });
+  if (!any_child() && !others_in_flight) {
     fail(why);
     return TaskStatus::kFailed;
   }
   // A failed rekey leaves the current CHILD SA in place (retried at the next soft expiry
-  // check, at the latest until the hard lifetime); the ISAKMP SA stays up.
+  // check, at the latest until the hard lifetime); the ISAKMP SA stays up, as it does for
+  // the other connections and pairs it carries (this pair is tried again later).
   if (q.spi_reserved) ctx_.installer->release_spi(q.spi_in);
   q.spi_reserved = false;
   if (q.in_installed) (void)ctx_.installer->del_sa(dp::Direction::kInbound, q.spi_in);
   q.in_installed = false;
   q.stage = Quick::Stage::kDone;
-  if (rekey_mid_ == q.mid) {
-    rekey_mid_ = 0;
-    children_.set_soft_expiry(ctx_.clock->now() + kRetransmitBase * 5);
+  if (sl != nullptr && sl->rekey_mid == q.mid) {
+    sl->rekey_mid = 0;
+    sl->sas.set_soft_expiry(ctx_.clock->now() + kRetransmitBase * 5);
+  } else if (sl != nullptr && !sl->sas.current()) {
+    sl->failure = why;
+    sl->start_at = ctx_.clock->now() + kChildRetryAfterFailure;
   }
   waiting_ = false;
   return TaskStatus::kFailed;
@@ -220,17 +235,26 @@ TaskStatus IkeSa::qm_fail(Quick& q, const std::string& why, std::uint16_t notify
 // Responder: QM1, verify HASH(1), check the selectors, choose a transform, derive g^xy,
 // reserve our SPI and install our inbound SA before answering.
 TaskStatus IkeSa::qm_process1(Quick& q, const Message& m) {
-  const auto& ip = cfg_->ipsec;
   if (!qm_hash_ok(m, crypto::prf(p1_->hash, bv(p1_->skeyid_a), {be32(q.mid), concat_wire(m, 1)})))
     return dropped_for_bad_hash(tag(), "QM1");
   auto body = parse_qm_body(m);
   if (!body) return qm_fail(q, "QM1: missing SA/nonce/KE", notify::kPayloadMalformed);
   q.ni = body->nonce;
   const auto& ids = body->ids;
-  if (ids.size() != 2 || !selector_is(ids[0], cfg_->peer_subnet) ||
-      !selector_is(ids[1], cfg_->local_subnet))
+  // The IDs choose the connection and pair (IDci: the initiator's side, the peer's subnet).
+  Slot* sl = nullptr;
+  if (ids.size() == 2)
+    for (auto& s : slots_)
+      if (s.cfg->admin_state_up && selector_is(ids[0], s.sel.peer) &&
+          selector_is(ids[1], s.sel.local)) {
+        sl = &s;
+        break;
+      }
+  if (sl == nullptr)
     return qm_fail(q, "QM1: traffic selectors do not match the connection's subnets",
                    notify::kInvalidIdInformation);
+  q.trap = sl->trap;
+  const auto& ip = sl->cfg->ipsec;
   auto choice = select_proposal(
       body->sa,
       [](const Proposal& prop) { return prop.protocol == kProtoEsp && prop.spi.size() == 4; },
@@ -262,7 +286,7 @@ TaskStatus IkeSa::qm_process1(Quick& q, const Message& m) {
 // Responder: QM2 = HDR*, HASH(2), SA, Nr, KE, IDci, IDcr [, N(RESPONDER-LIFETIME)].
 void IkeSa::qm_build2(Quick& q, const Transform& chosen, std::uint8_t proposal_number,
                       const std::vector<IdPayload>& ids) {
-  const auto& ip = cfg_->ipsec;
+  const auto& ip = slot(q.trap)->cfg->ipsec;
   const Bytes mid = be32(q.mid);
   PayloadChain rest;
   rest.add(PayloadType::kSa,
@@ -285,7 +309,7 @@ void IkeSa::qm_build2(Quick& q, const Transform& chosen, std::uint8_t proposal_n
   SecureBytes h2 = crypto::prf(p1_->hash, bv(p1_->skeyid_a), {mid, q.ni, rest_wire});
   PayloadChain c = hash_then(h2.span(), rest, rest_wire);
   q.stage = Quick::Stage::kQm2Sent;
-  if (!children_.current()) state_ = State::kQm2Sent;
+  if (!any_child()) state_ = State::kQm2Sent;
   log(LogLevel::kInfo, tag() + ": quick mode response, mid " + hex(mid) + ", SPI in " +
                            hex(be32(q.spi_in)) + " out " + hex(be32(q.spi_out)));
   send(seal(header(ExchangeType::kQuickMode, q.mid), c, q.iv), true);  // until HASH(3) arrives
@@ -304,15 +328,17 @@ TaskStatus IkeSa::qm_process2(Quick& q, const Message& m) {
   if (props.size() != 1 || props[0].spi.size() != 4 || props[0].transforms.size() != 1)
     return qm_fail(q, "QM2: responder SA must hold one proposal with one transform",
                    notify::kPayloadMalformed);
-  auto life = esp_transform_matches(props[0].transforms[0], cfg_->ipsec, encap_mode());
+  const Slot* sl = slot(q.trap);
+  if (sl == nullptr) return qm_fail(q, "connection removed", 0);
+  auto life = esp_transform_matches(props[0].transforms[0], sl->cfg->ipsec, encap_mode());
   if (!life) return qm_fail(q, "no proposal chosen", 0);
   q.spi_out = get32(props[0].spi.data());
-  q.lifetime_s = responder_lifetime(m, std::min(*life, cfg_->ipsec.lifetime_s));
+  q.lifetime_s = responder_lifetime(m, std::min(*life, sl->cfg->ipsec.lifetime_s));
   auto gxy = q.dh->shared_secret(body->ke);
   if (!gxy) return qm_fail(q, "QM2: " + gxy.error(), notify::kInvalidKeyInformation);
   q.gxy = std::move(*gxy);
   if (auto r = qm_install(q, dp::Direction::kInbound); !r) return qm_fail(q, r.error(), 0);
-  if (children_.current()) {  // a rekey: the current pair carries traffic until the switch
+  if (sl->sas.current()) {  // a rekey: the current pair carries traffic until the switch
     qm_build3(q);
     defer_outbound_switch(q);
     return TaskStatus::kNeedMore;
@@ -350,26 +376,29 @@ TaskStatus IkeSa::qm_process3(Quick& q, const Message& m) {
 // Installs our inbound SA, or the outbound one (which points the policy at it, replacing the
 // SA it held: make-before-break). Inbound always first.
 Result<void> IkeSa::qm_install(Quick& q, dp::Direction dir) {
-  const auto& ip = cfg_->ipsec;
+  const Slot* sl = slot(q.trap);
+  if (sl == nullptr) return make_error("connection removed");
+  const ConnectionConfig& cfg = *sl->cfg;
+  const auto& ip = cfg.ipsec;
   const std::size_t ek = crypto::cipher_key_len(ip.cipher), ak = crypto::integ_key_len(ip.integ);
   const std::uint32_t spi = dir == dp::Direction::kInbound ? q.spi_in : q.spi_out;
   SecureBytes km = keymat(p1_->hash, p1_->skeyid_d, q.gxy, spi, q.ni, q.nr, ek + ak);
   dp::SaSpec s;
   s.dir = dir;
   s.spi = spi;
-  s.conn_id = cfg_->id;
+  s.conn_id = sl->trap;
   s.cipher = ip.cipher;
   s.integ = ip.integ;
   s.enc_key = SecureBytes(km.data(), ek);
   s.auth_key = SecureBytes(km.data() + ek, ak);
-  s.local_addr = cfg_->local_addr;
+  s.local_addr = cfg.local_addr;
   s.peer_addr = remote_.addr;
   s.udp_encap = encap_mode() != ipa::kTunnel;
   s.local_port = local_.port;
   s.peer_port = remote_.port;
-  s.local_subnet = cfg_->local_subnet;
-  s.peer_subnet = cfg_->peer_subnet;
-  s.mtu = cfg_->mtu;
+  s.local_subnet = sl->sel.local;
+  s.peer_subnet = sl->sel.peer;
+  s.mtu = cfg.mtu;
   s.soft_packets = ctx_.child_soft_packets;
   if (dir == dp::Direction::kInbound) {
     if (auto r = ctx_.installer->add_sa(std::move(s)); !r)

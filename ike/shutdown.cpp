@@ -12,7 +12,7 @@ bool IkeSa::shut_down() {
   // One Delete per CHILD SA (our inbound SPI: replaced pairs, then the current one), then
   // the ISAKMP SA's. The SAs stay in the data plane: the gateway stops right after and its
   // exit report still shows them.
-  for (std::uint32_t spi : children_.inbound_spis()) send_esp_delete(spi);
+  for (std::uint32_t spi : inbound_spis()) send_esp_delete(spi);
   // A Quick Mode past QM2 may have given the peer a pair that is not ours to switch to yet.
   for (const auto& [mid, q] : qms_)
     if (q->in_installed && (q->stage == Quick::Stage::kQm2Sent ||
@@ -25,18 +25,16 @@ bool IkeSa::shut_down() {
 
 std::size_t Daemon::delete_all_sas() {
   std::size_t n = 0;
-  for (auto& c : conns_) {
+  for (auto& p : peers_) {
     // The peer may have moved CHILD SAs of older ISAKMP SAs onto the newest one (strongSwan
     // adopts them and ignores Deletes under the old one): their Deletes also go out under it,
     // before any ISAKMP SA is deleted.
-    IkeSa* newest = nullptr;
-    for (auto& sa : c->sas)
-      if (sa->child() && !sa->retiring() && !sa->failed() && !sa->done()) newest = sa.get();
+    IkeSa* newest = p->carrier();
     if (newest != nullptr)
-      for (auto& sa : c->sas)
+      for (auto& sa : p->sas)
         if (sa.get() != newest && !sa->failed() && !sa->done())
           for (std::uint32_t spi : sa->inbound_spis()) newest->send_esp_delete(spi);
-    for (auto& sa : c->sas)
+    for (auto& sa : p->sas)
       if (sa.get() != newest) n += sa->shut_down();
     if (newest != nullptr) n += newest->shut_down();
   }
