@@ -9,6 +9,7 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <istream>
 #include <streambuf>
@@ -235,15 +236,13 @@ void parse_selectors(Parser& ps, const YAML::Node& n, const std::string& path, c
   } else if (cfg.vpnservice.subnet.len != 0 || cfg.vpnservice.subnet.addr != 0) {
     c.local_cidrs = {cfg.vpnservice.subnet};
   }
-  // One policy (local subnet, peer subnet) per connection: the data plane's SA selectors.
-  if (c.peer_cidrs.size() > 1)
+  // IKE: a CHILD SA per (local, peer) pair; manual_keys: one SA pair, so one of each (checked
+  // with manual_keys).
+  if (c.peer_cidrs.size() * c.local_cidrs.size() > kMaxSubnetPairs)
     ps.error(sub(path, has_cidrs ? "peer_cidrs" : "peer_ep_group"),
-             std::to_string(c.peer_cidrs.size()) +
-                 " peer CIDRs, only one per connection is supported (make one connection each)");
-  if (c.local_cidrs.size() > 1)
-    ps.error(sub(path, "local_ep_group"),
-             std::to_string(c.local_cidrs.size()) +
-                 " local CIDRs, only one per connection is supported (make one connection each)");
+             std::to_string(c.local_cidrs.size()) + " local x " +
+                 std::to_string(c.peer_cidrs.size()) + " peer CIDRs: at most " +
+                 std::to_string(kMaxSubnetPairs) + " pairs (a CHILD SA each) per connection");
   for (auto& l : c.local_cidrs)
     for (auto& p : c.peer_cidrs)
       if (overlaps(l, p))
@@ -330,6 +329,10 @@ void parse_connection(Parser& ps, const YAML::Node& n, const std::string& path, 
 
   const YAML::Node mk = n["manual_keys"];
   const bool manual = mk && !mk.IsNull();
+  if (manual && (c.peer_cidrs.size() > 1 || c.local_cidrs.size() > 1))
+    ps.error(sub(path, "manual_keys"), std::to_string(c.local_cidrs.size()) + " local and " +
+                                           std::to_string(c.peer_cidrs.size()) +
+                                           " peer CIDRs: manual_keys take one of each");
   c.psk = ps.secret(n, "psk", path, /*required=*/!manual);
   if (!c.psk.empty() && c.psk.size() < kPskRecommendedMin)
     ps.warnings.push_back(sub(path, "psk") + ": " + msg_psk_short(c.psk.size()));
@@ -428,16 +431,41 @@ void parse_endpoint_group(Parser& ps, const YAML::Node& n, const std::string& p,
     g.endpoints = ps.prefix_list(n, "endpoints", p);
 }
 
-// Checks across connections: distinct names, selectors (the outbound policy key) and SPIs.
-void check_connections(Parser& ps, const std::vector<SiteConnection>& conns) {
+// Checks across connections: distinct names, selectors (the outbound policy key) and SPIs;
+// IKE connections to one peer share its ISAKMP SA, so its PSK, ike policy and peer_id.
+void check_connections(Parser& ps, const Config& cfg) {
+  const auto& conns = cfg.ipsec_site_connections;
   check_unique_names(ps, conns, "ipsec_site_connections");
   for (std::size_t i = 0; i < conns.size(); ++i) {
     for (std::size_t j = 0; j < i; ++j) {
       const auto &a = conns[i], &b = conns[j];
-      if (!a.local_cidrs.empty() && !a.peer_cidrs.empty() && a.local_cidrs == b.local_cidrs &&
-          a.peer_cidrs == b.peer_cidrs)
+      bool shared = false;  // a (local, peer) pair in both
+      for (const auto& l : a.local_cidrs)
+        for (const auto& p : a.peer_cidrs)
+          shared |= std::find(b.local_cidrs.begin(), b.local_cidrs.end(), l) !=
+                        b.local_cidrs.end() &&
+                    std::find(b.peer_cidrs.begin(), b.peer_cidrs.end(), p) != b.peer_cidrs.end();
+      if (shared)
         ps.error(idx("ipsec_site_connections", i),
                  "same local and peer subnets as " + idx("ipsec_site_connections", j));
+      if (a.peer_address == b.peer_address && !a.manual_keys && !b.manual_keys) {
+        const std::string both = " differs from that of " + idx("ipsec_site_connections", j) +
+                                 " (" + b.name + "), which has the same peer " +
+                                 dp::format_ipv4(a.peer_address) +
+                                 " (connections to one peer share its ISAKMP SA)";
+        if (!(a.psk == b.psk))
+          ps.error(sub(idx("ipsec_site_connections", i), "psk"), "the psk" + both);
+        if (a.ikepolicy_index != b.ikepolicy_index && a.ikepolicy_index < cfg.ikepolicies.size() &&
+            b.ikepolicy_index < cfg.ikepolicies.size()) {
+          IkePolicy x = cfg.ikepolicy_of(a), y = cfg.ikepolicy_of(b);
+          x.name = y.name;
+          if (!(x == y))
+            ps.error(sub(idx("ipsec_site_connections", i), "ikepolicy"),
+                     "ikepolicy " + quote(a.ikepolicy) + both);
+        }
+        if (a.peer_id != b.peer_id)
+          ps.error(sub(idx("ipsec_site_connections", i), "peer_id"), "the peer_id" + both);
+      }
       if (a.manual_keys && b.manual_keys) {
         if (a.manual_keys->inbound.spi >= kMinSpi &&
             a.manual_keys->inbound.spi == b.manual_keys->inbound.spi)
@@ -465,7 +493,7 @@ void parse_connections(Parser& ps, const YAML::Node& root, Config& cfg) {
       parse_connection(ps, (*l)[i], idx("ipsec_site_connections", i), cfg, c);
       cfg.ipsec_site_connections.push_back(std::move(c));
     }
-    check_connections(ps, cfg.ipsec_site_connections);
+    check_connections(ps, cfg);
   }
 }
 

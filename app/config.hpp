@@ -52,6 +52,7 @@ crypto::IntegAlg to_integ(AuthAlgorithm a) noexcept;
 struct Lifetime {
   std::string units = "seconds";  // Neutron also knows "kilobytes"; only seconds is supported
   std::uint32_t value = kLifetimeDefault;
+  bool operator==(const Lifetime&) const = default;
 };
 
 struct IkePolicy {
@@ -62,6 +63,7 @@ struct IkePolicy {
   std::string phase1_negotiation_mode = "main";  // only main
   PfsGroup pfs = PfsGroup::kGroup5;              // the Main Mode DH group
   Lifetime lifetime;
+  bool operator==(const IkePolicy&) const = default;
 };
 
 struct IpsecPolicy {

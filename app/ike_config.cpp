@@ -70,17 +70,27 @@ Result<ike::ConnectionConfig> ike_connection_config(const model::State& s,
   if (ikp == nullptr || esp == nullptr) return make_error("ikepolicy/ipsecpolicy: not found");
   const auto locals = model::local_cidrs(s, env, c);
   const auto peers = model::peer_cidrs(s, c);
-  if (locals.size() != 1 || peers.size() != 1)
-    return make_error("local/peer CIDRs: exactly one of each is supported");
-  const auto local = dp::parse_prefix(locals.front());
-  const auto peer = dp::parse_prefix(peers.front());
+  if (locals.empty() || peers.empty()) return make_error("local/peer CIDRs: none");
+  // The first of each, then the others: a CHILD SA per (local, peer) pair.
+  auto prefixes = [](const std::vector<std::string>& v) {
+    std::vector<dp::Ipv4Prefix> out;
+    for (const auto& s : v)
+      if (auto p = dp::parse_prefix(s)) out.push_back(*p);
+    return out;
+  };
+  auto local = prefixes(locals), peer = prefixes(peers);
   const auto peer_addr = dp::parse_ipv4(c.peer_address);
-  if (!local || !peer || !peer_addr) return make_error("peer_address/CIDRs: not IPv4");
+  if (local.size() != locals.size() || peer.size() != peers.size() || !peer_addr)
+    return make_error("peer_address/CIDRs: not IPv4");
   ike::ConnectionConfig k;
   k.local_addr = gw.local_addr;
   k.peer_addr = *peer_addr;
-  k.local_subnet = *local;
-  k.peer_subnet = *peer;
+  k.peer_id = c.peer_id;
+  k.local_id = c.local_id;
+  k.local_subnet = local.front();
+  k.peer_subnet = peer.front();
+  k.extra_local_subnets.assign(local.begin() + 1, local.end());
+  k.extra_peer_subnets.assign(peer.begin() + 1, peer.end());
   k.psk = crypto::SecureBytes(reinterpret_cast<const std::uint8_t*>(c.psk.data()), c.psk.size());
   k.ike.cipher = to_cipher(enc_of(ikp->encryption_algorithm));
   k.ike.hash = auth_of(ikp->auth_algorithm) == AuthAlgorithm::kSha256 ? crypto::HashAlg::kSha256
@@ -113,8 +123,11 @@ std::vector<ike::ConnectionConfig> ike_connection_configs(const Config& cfg) {
     k.local_addr = cfg.vpnservice.external_v4_ip;
     k.peer_addr = c.peer_address;
     k.peer_id = c.peer_id;
-    k.local_subnet = c.local_cidrs.front();  // the parser allows exactly one of each
+    // A CHILD SA per (local, peer) pair: the first of each, then the others.
+    k.local_subnet = c.local_cidrs.front();
     k.peer_subnet = c.peer_cidrs.front();
+    k.extra_local_subnets.assign(c.local_cidrs.begin() + 1, c.local_cidrs.end());
+    k.extra_peer_subnets.assign(c.peer_cidrs.begin() + 1, c.peer_cidrs.end());
     k.psk = c.psk.clone();
     k.ike.cipher = to_cipher(ikp.encryption_algorithm);
     k.ike.hash = to_hash(ikp.auth_algorithm);

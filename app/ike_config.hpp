@@ -22,11 +22,13 @@ namespace ipsecgw::app {
 //                re-initiation), restart -> restart; disabled -> hold with a one-year interval
 //   mtu:         min(connection mtu, unprotected port mtu), as for static SAs
 //   local_addr:  vpnservice.external_v4_ip
+//   CIDRs:       the first local and peer CIDR, the others as extra subnets: a CHILD SA per
+//                (local, peer) pair
 std::vector<ike::ConnectionConfig> ike_connection_configs(const Config& cfg);
 
 // The same mapping for a connection of the API's desired-state model (app/model/), used by the
-// reconciler (app/reconciler.*): the local and peer CIDRs resolved through the model (one of
-// each), name and id given by the caller, admin_state_up as `enabled`. An error names the field
+// reconciler (app/reconciler.*): the local and peer CIDRs resolved through the model (a CHILD
+// SA per pair), peer_id and local_id as given, name and id given by the caller, admin_state_up as `enabled`. An error names the field
 // the IKE daemon cannot take.
 struct IkeGatewayParams {
   dp::Ipv4 local_addr = 0;       // vpnservice.external_v4_ip of the configuration file

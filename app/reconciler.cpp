@@ -116,7 +116,7 @@ void Reconciler::add(const model::State& next, const std::string& id, bool enabl
   k->admin_state_up = enabled;
   const std::string name = k->name;
   const dp::Ipv4 peer = k->peer_addr;
-  const dp::Ipv4Prefix local = k->local_subnet, remote = k->peer_subnet;
+  const auto sel = ike::selectors(*k);
   if (auto r = ike_.add_connection(std::move(*k)); !r.ok()) {
     e.error = r.error();
     APP_LOG(ERR, "connection %s (%s): IKE rejects it: %s", c->name.c_str(), id.c_str(),
@@ -129,10 +129,7 @@ void Reconciler::add(const model::State& next, const std::string& id, bool enabl
   if (!enabled) {
     // Disabled: no IKE, but its traffic is dropped (a trap the daemon does not answer for an
     // admin-down connection), never forwarded in the clear.
-    if (auto r = installer_.install_trap(e.conn_id, local, remote); r.ok())
-      e.drop_trap = true;
-    else
-      APP_LOG(WARNING, "connection %s: no drop policy: %s", name.c_str(), r.error().c_str());
+    install_drop_traps(e, sel);
   }
   APP_LOG(INFO, "connection %s (%s): IKEv1 with peer %s, %s", name.c_str(), id.c_str(),
           dp::format_ipv4(peer).c_str(), enabled ? "enabled" : "disabled (traffic dropped)");
@@ -147,11 +144,30 @@ void Reconciler::remove(const std::string& id) {
       APP_LOG(WARNING, "connection %s: %s", e.ike_name.c_str(), r.error().c_str());
     conns_.remove_ike_connection(e.ike_name);
   }
-  if (e.drop_trap)
-    if (auto r = installer_.remove_trap(e.conn_id); !r.ok())
-      APP_LOG(WARNING, "connection %s: removing the drop policy: %s", id.c_str(),
-              r.error().c_str());
+  remove_drop_traps(e);
   entries_.erase(it);
+}
+
+void Reconciler::install_drop_traps(Entry& e, const std::vector<ike::Selector>& sel) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < sel.size(); ++i) {
+    if (auto r = installer_.install_trap(ike::trap_id(e.conn_id, i), sel[i].local, sel[i].peer);
+        r.ok())
+      n = i + 1;
+    else
+      APP_LOG(WARNING, "connection %s: no drop policy: %s", e.ike_name.c_str(),
+              r.error().c_str());
+  }
+  if (n < e.drop_traps) remove_drop_traps(e, n);
+  e.drop_traps = std::max(e.drop_traps, n);
+}
+
+void Reconciler::remove_drop_traps(Entry& e, std::size_t from) {
+  for (std::size_t i = from; i < e.drop_traps; ++i)
+    if (auto r = installer_.remove_trap(ike::trap_id(e.conn_id, i)); !r.ok())
+      APP_LOG(WARNING, "connection %s: removing the drop policy: %s", e.ike_name.c_str(),
+              r.error().c_str());
+  e.drop_traps = std::min(e.drop_traps, from);
 }
 
 std::optional<ike::ConnectionConfig> Reconciler::config_for(const model::State& next,
@@ -206,7 +222,7 @@ void Reconciler::renegotiate(const model::State& next, const std::string& id) {
   auto k = config_for(next, id);
   if (!k) return;
   const dp::Ipv4 peer = k->peer_addr;
-  const dp::Ipv4Prefix local = k->local_subnet, remote = k->peer_subnet;
+  const auto sel = ike::selectors(*k);
   if (auto r = ike_.renegotiate(std::move(*k)); !r.ok()) {
     e.error = r.error();
     APP_LOG(ERR, "connection %s (%s): IKE rejects the change: %s", e.ike_name.c_str(),
@@ -219,10 +235,7 @@ void Reconciler::renegotiate(const model::State& next, const std::string& id) {
     conns_.add_ike_connection(e.ike_name, peer);
     e.peer = peer;
   }
-  if (e.drop_trap)
-    if (auto r = installer_.install_trap(e.conn_id, local, remote); !r.ok())
-      APP_LOG(WARNING, "connection %s: drop policy not moved: %s", e.ike_name.c_str(),
-              r.error().c_str());
+  if (e.drop_traps > 0) install_drop_traps(e, sel);
 }
 
 // Disable: the drop policy is in place before the SAs go (Delete to the peer). Enable: the
@@ -237,7 +250,7 @@ void Reconciler::set_admin_state(const model::State& next, const std::string& id
     APP_LOG(WARNING, "connection %s: %s", e.ike_name.c_str(), r.error().c_str());
     return;
   }
-  e.drop_trap = false;  // same conn_id: the IKE connection's trap is now that policy
+  e.drop_traps = 0;  // same trap ids: the IKE connection's traps are now those policies
 }
 
 std::string Reconciler::status(const std::string& id) const { return row(id).state; }

@@ -74,7 +74,9 @@ class Reconciler {
     std::uint32_t conn_id = 0;
     dp::Ipv4 peer = 0;  // the peer address its status row shows
     bool enabled = false;
-    bool drop_trap = false;  // a disabled connection's drop policy, installed by us
+    // A disabled connection's drop policies (one per subnet pair, ike::trap_id), installed
+    // by us: pairs 0..drop_traps-1.
+    std::size_t drop_traps = 0;
     std::string error;
   };
   void add(const model::State& next, const std::string& id, bool enabled);
@@ -88,6 +90,9 @@ class Reconciler {
   // Remove and add again: for a connection IKE refused, which has nothing to update.
   void readd(const model::State& next, const std::string& id);
   std::string ike_name_for(const model::SiteConnection& c) const;
+  // The drop policies of a disabled connection follow its subnet pairs.
+  void install_drop_traps(Entry& e, const std::vector<ike::Selector>& sel);
+  void remove_drop_traps(Entry& e, std::size_t from = 0);
 
   ike::Daemon& ike_;
   dp::SaInstaller& installer_;

@@ -68,16 +68,12 @@ void check_connection(const State& s, const Environment& env, const SiteConnecti
     c.err("local_ep_group_id", "required when the vpnservice has no subnet_id");
   auto locals = local_cidrs(s, env, x);
   auto peers = peer_cidrs(s, x);
-  // One policy (local subnet, peer subnet) per connection: the data plane's SA selectors.
+  // A CHILD SA per (local, peer) CIDR pair (Libreswan's leftsubnets/rightsubnets).
   std::string peer_field = pg ? "peer_ep_group_id" : "peer_cidrs";
-  if (peers.size() > 1)
-    c.err(peer_field, std::to_string(peers.size()) +
-                          " peer CIDRs, only one per connection is supported (make one "
-                          "connection each)");
-  if (locals.size() > 1)
-    c.err("local_ep_group_id", std::to_string(locals.size()) +
-                                   " local CIDRs, only one per connection is supported (make one "
-                                   "connection each)");
+  if (locals.size() * peers.size() > app::kMaxSubnetPairs)
+    c.err(peer_field, std::to_string(locals.size()) + " local x " + std::to_string(peers.size()) +
+                          " peer CIDRs: at most " + std::to_string(app::kMaxSubnetPairs) +
+                          " pairs (a CHILD SA each) per connection");
   for (auto& l : locals)
     for (auto& p : peers) {
       auto lp = dp::parse_prefix(l), pp = dp::parse_prefix(p);
@@ -93,14 +89,26 @@ void check_pairs(const State& s, const Environment& env, const SiteConnection& x
   const IkePolicy* ike = s.ikepolicy(x.ikepolicy_id);
   for (auto& o : s.ipsec_site_connections) {
     if (o.id == x.id) continue;
-    if (!locals.empty() && !peers.empty() && local_cidrs(s, env, o) == locals &&
-        peer_cidrs(s, o) == peers)
-      c.err("peer_cidrs", "same local and peer subnets as " + label(o));
+    // A (local, peer) pair is one outbound policy: in one connection only.
+    const auto ol = local_cidrs(s, env, o), op = peer_cidrs(s, o);
+    bool shared = false;
+    for (const auto& l : locals)
+      for (const auto& p : peers)
+        shared |= std::find(ol.begin(), ol.end(), l) != ol.end() &&
+                  std::find(op.begin(), op.end(), p) != op.end();
+    if (shared) c.err("peer_cidrs", "same local and peer subnets as " + label(o));
     if (o.peer_address == x.peer_address) {
       // One ISAKMP SA per peer: connections to one peer share its PSK and IKE policy.
       if (o.psk != x.psk)
         c.err("psk", "differs from the psk of " + label(o) + ", which has the same peer " +
                          x.peer_address + " (value not shown)");
+      // ... and the identities of that ISAKMP SA.
+      if (o.peer_id != x.peer_id)
+        c.err("peer_id", "'" + x.peer_id + "' differs from peer_id '" + o.peer_id + "' of " +
+                             label(o) + ", which has the same peer " + x.peer_address);
+      if (o.local_id != x.local_id)
+        c.err("local_id", "'" + x.local_id + "' differs from local_id '" + o.local_id + "' of " +
+                              label(o) + ", which has the same peer " + x.peer_address);
       const IkePolicy* oi = s.ikepolicy(o.ikepolicy_id);
       if (ike && oi && o.ikepolicy_id != x.ikepolicy_id) {
         IkePolicy a = *ike, b = *oi;

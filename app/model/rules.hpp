@@ -23,6 +23,8 @@ inline constexpr std::uint32_t kPortMtuMin = 576, kPortMtuMax = 9000;
 inline constexpr std::uint32_t kDpdIntervalDefault = 30, kDpdTimeoutDefault = 120;
 inline constexpr std::uint32_t kDpdMax = 86400;
 inline constexpr std::uint32_t kReplayWindowMax = 4096, kReplayWindowDefault = 64;
+// (local, peer) CIDR pairs of one connection, a CHILD SA each (ike::kMaxPairs).
+inline constexpr std::size_t kMaxSubnetPairs = 64;
 inline constexpr std::uint32_t kMinSpi = 256;  // 1..255 reserved by IANA (RFC 4303 §2.1)
 
 // A pre-shared key: an empty one is refused (docs/config.md); one shorter than

@@ -232,8 +232,19 @@ const BadCase kBadCases[] = {
      "ipsec_site_connections[0].peer_address: 192.0.2.1 is our own address"},
     {"peer cidr with host bits", "peer_cidrs: [10.2.0.0/24]", "peer_cidrs: [10.2.0.1/24]",
      "ipsec_site_connections[0].peer_cidrs[0]: '10.2.0.1/24' is not a valid CIDR"},
-    {"two peer cidrs", "peer_cidrs: [10.2.0.0/24]", "peer_cidrs: [10.2.0.0/24, 10.4.0.0/24]",
-     "ipsec_site_connections[0].peer_cidrs: 2 peer CIDRs, only one per connection"},
+    {"two peer cidrs with manual keys", "peer_ep_group: remote-b",
+     "peer_cidrs: [10.3.0.0/24, 10.4.0.0/24]",
+     "ipsec_site_connections[1].manual_keys: 1 local and 2 peer CIDRs: manual_keys take one of "
+     "each"},
+    {"same peer, another psk", "  - name: static-b",
+     "  - {name: to-b2, peer_address: 192.0.2.2, peer_cidrs: [10.5.0.0/24], psk: other-psk-value,"
+     " ikepolicy: ike1, ipsecpolicy: esp1}\n  - name: static-b",
+     "ipsec_site_connections[1].psk: the psk differs from that of ipsec_site_connections[0] "
+     "(to-b), which has the same peer 192.0.2.2"},
+    {"same peer, another peer_id", "  - name: static-b",
+     "  - {name: to-b2, peer_address: 192.0.2.2, peer_id: b.example.com, peer_cidrs: [10.5.0.0/24],"
+     " psk: s3cret-psk-value, ikepolicy: ike1, ipsecpolicy: esp1}\n  - name: static-b",
+     "ipsec_site_connections[1].peer_id: the peer_id differs from that of"},
     {"peer cidr overlaps local", "peer_cidrs: [10.2.0.0/24]", "peer_cidrs: [10.0.0.0/8]",
      "ipsec_site_connections[0].peer_cidrs: 10.0.0.0/8 overlaps the local subnet 10.1.0.0/24"},
     {"both peer_cidrs and group", "peer_cidrs: [10.2.0.0/24]",

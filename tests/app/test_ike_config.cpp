@@ -91,6 +91,30 @@ TEST(IkeConnectionConfigs, AddressesSubnetsPskAndMtuFollowTheYaml) {
   EXPECT_EQ(v[1].mtu, 1300);   // min(connection 1300, port 1400)
 }
 
+// Two connections to one peer (they share its ISAKMP SA) and several CIDRs: a CHILD SA per
+// (local, peer) pair, the first CIDR of each side first.
+TEST(IkeConnectionConfigs, SharedPeerAndSeveralCidrs) {
+  std::string yaml = kYaml;
+  yaml += R"(  - name: ike-second
+    peer_address: 192.0.2.4
+    peer_cidrs: [10.5.0.0/24, 10.6.0.0/24]
+    psk: secret-three
+    ikepolicy: ike-b
+    ipsecpolicy: esp-a
+)";
+  auto cfg = parse_config(yaml);
+  ASSERT_TRUE(cfg.ok()) << cfg.error();
+  const auto v = ike_connection_configs(*cfg);
+  ASSERT_EQ(v.size(), 3u);
+  EXPECT_EQ(v[2].name, "ike-second");
+  EXPECT_EQ(v[2].peer_addr, v[1].peer_addr);
+  EXPECT_EQ(v[2].peer_subnet, *parse_prefix("10.5.0.0/24"));
+  EXPECT_EQ(v[2].extra_peer_subnets, std::vector<dp::Ipv4Prefix>{*parse_prefix("10.6.0.0/24")});
+  EXPECT_TRUE(v[2].extra_local_subnets.empty());
+  EXPECT_EQ(ike::selectors(v[2]).size(), 2u);
+  EXPECT_TRUE(ike::phase1_difference(v[1], v[2]).empty());
+}
+
 TEST(IkeConnectionConfigs, PoliciesMapToCiphersHashesAndModpGroups) {
   const auto v = ike_connection_configs(parsed());
   ASSERT_EQ(v.size(), 2u);

@@ -175,8 +175,7 @@ TEST_F(Fixture, ConnectionFieldsAndRanges) {
        "supported)"},
       {{{"peer_address", "198.51.100.1"}}, "peer_address: 198.51.100.1 is our own address"},
       {{{"peer_cidrs", "10.9.0.1/24"}}, "peer_cidrs[0]: '10.9.0.1/24' is not a valid CIDR"},
-      {{{"peer_cidrs", {"10.9.0.0/24", "10.10.0.0/24"}}},
-       "peer_cidrs: 2 peer CIDRs, only one per connection is supported"},
+      {{{"peer_cidrs", {"10.60.0.0/24", "10.61.0.0/24"}}}, ""},  // a CHILD SA per pair
       {{{"peer_cidrs", "10.1.0.0/16"}}, "peer_cidrs: 10.1.0.0/16 overlaps the local subnet 10.1.0.0/24"},
       {{{"peer_cidrs", json::array()}}, "peer_cidrs: required (or peer_ep_group_id"},
       {{{"psk", ""}}, "psk: must not be empty"},
@@ -382,6 +381,16 @@ TEST_F(Fixture, OnePskAndIkePolicyPerPeer) {
   auto ike3 = add(s, Kind::kIkePolicy, {{"name", "ike3"}});
   f["ikepolicy_id"] = ike3;
   EXPECT_TRUE(create(s, env(), Kind::kConnection, f).ok());
+  // The identities of the shared ISAKMP SA too (issue #9).
+  f = conn_fields("conn3", "203.0.113.5", "10.11.0.0/24");
+  f["peer_id"] = "peer.example.com";
+  EXPECT_NE(create_error(s, Kind::kConnection, f).message.find("differs from peer_id"),
+            std::string::npos);
+  f = conn_fields("conn3", "203.0.113.5", "10.11.0.0/24");
+  f["local_id"] = "gw.example.com";
+  EXPECT_NE(create_error(s, Kind::kConnection, f).message.find("local_id: 'gw.example.com' "
+                                                               "differs from local_id '' of"),
+            std::string::npos);
 }
 
 TEST_F(Fixture, JsonHasNeutronFields) {

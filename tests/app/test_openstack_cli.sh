@@ -127,9 +127,10 @@ refused "connection mtu out of range" "mtu: 50 out of range 576\.\.9000" vpn ips
 refused "connection dpd timeout <= interval" "dpd.timeout: 30 must be greater than dpd.interval \(60\)" \
   vpn ipsec site connection create --vpnservice vpn1 --ikepolicy mypolicy --ipsecpolicy myipsec \
   --peer-address 203.0.113.9 --peer-id x --psk s --peer-cidr 10.8.0.0/24 --dpd action=hold,interval=60,timeout=30 badconn
-refused "connection with 2 peer CIDRs" "2 peer CIDRs, only one per connection is supported" \
+ok "connection with 2 peer CIDRs (a CHILD SA per pair)" \
   vpn ipsec site connection create --vpnservice v1 --ikepolicy mypolicy --ipsecpolicy myipsec \
-  --peer-address 203.0.113.9 --peer-id x --psk secret --local-endpoint-group locals --peer-endpoint-group peers badconn
+  --peer-address 203.0.113.9 --peer-id x --psk secret --local-endpoint-group locals --peer-endpoint-group peers multicidr -f json
+ok "connection with 2 peer CIDRs deleted" vpn ipsec site connection delete multicidr
 refused "ike lifetime out of range" "lifetime.value: 100000 out of range 60\.\.86400" \
   vpn ike policy create --lifetime units=seconds,value=100000 badike
 refused "ike version v2" "ike_version: 'v2' is not supported .*IKEv2 is not implemented" \

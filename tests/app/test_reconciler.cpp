@@ -310,7 +310,9 @@ TEST_F(ReconcilerApply, DeleteRemovesConnectionAndPolicy) {
   EXPECT_EQ(rec_->status(a_), "DOWN");
 }
 
-TEST_F(ReconcilerApply, SecondConnectionToTheSamePeerIsError) {
+// Connections to one peer share its ISAKMP SA (issue #9): a second one is added next to the
+// first; deleting the first leaves it alone.
+TEST_F(ReconcilerApply, SecondConnectionToTheSamePeerIsAdded) {
   model::json c = {{"name", "c"}, {"peer_address", "198.51.100.2"},
                    {"peer_cidrs", {"10.4.0.0/24"}}, {"psk", "s1"},
                    {"vpnservice_id", state_.vpnservices[0].id},
@@ -319,20 +321,41 @@ TEST_F(ReconcilerApply, SecondConnectionToTheSamePeerIsError) {
   auto r = model::create(state_, env_, model::Kind::kConnection, c);
   ASSERT_TRUE(r.ok()) << r.error->message;
   rec_->apply(model::diff(state_, r.next, env_), r.next);
-  EXPECT_EQ(rec_->status(r.id), "ERROR");
-  EXPECT_EQ(names(), (std::vector<std::string>{"a", "b"}));
-  // Once the peer address is free, the next change of the refused connection adds it.
   state_ = std::move(r.next);
+  EXPECT_EQ(rec_->status(r.id), "DOWN");  // added, not negotiated yet (no tick)
+  EXPECT_EQ(names(), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(inst_.traps[3].second, *dp::parse_prefix("10.4.0.0/24"));
+  // Another PSK for the same peer: the model refuses it, naming the other connection.
+  c["name"] = "d";
+  c["psk"] = "other";
+  c["peer_cidrs"] = {"10.5.0.0/24"};
+  auto bad = model::create(state_, env_, model::Kind::kConnection, c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error->message.find("differs from the psk of"), std::string::npos)
+      << bad.error->message;
+  // Deleting the first connection of the peer leaves the second one (and its trap) alone.
   auto d = model::remove(state_, model::Kind::kConnection, a_);
   ASSERT_TRUE(d.ok());
   rec_->apply(model::diff(state_, d.next, env_), d.next);
   state_ = std::move(d.next);
-  change(r.id, {{"description", "retry"}});
-  EXPECT_EQ(rec_->status(r.id), "DOWN");  // added, not negotiated yet (no tick)
   EXPECT_EQ(names(), (std::vector<std::string>{"b", "c"}));
-  change(r.id, {{"admin_state_up", false}});
-  change(r.id, {{"admin_state_up", true}});
-  EXPECT_EQ(names(), (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(inst_.traps.count(1), 0u);
+  EXPECT_EQ(inst_.installs[3], 1);
+  EXPECT_EQ(inst_.removes[3], 0);
+}
+
+// Several peer CIDRs: a trap (and CHILD SA) per (local, peer) pair, also as the drop policies
+// of a disabled connection.
+TEST_F(ReconcilerApply, SeveralCidrsGetATrapPerPair) {
+  change(b_, {{"peer_cidrs", {"10.3.0.0/24", "10.7.0.0/24"}}});
+  EXPECT_EQ(inst_.traps[2].second, *dp::parse_prefix("10.3.0.0/24"));
+  EXPECT_EQ(inst_.traps[ike::trap_id(2, 1)].second, *dp::parse_prefix("10.7.0.0/24"));
+  EXPECT_EQ(rec_->status(b_), "DOWN");  // accepted by IKE
+  change(b_, {{"admin_state_up", false}});
+  EXPECT_EQ(inst_.traps.count(ike::trap_id(2, 1)), 1u);  // still dropped
+  change(b_, {{"peer_cidrs", {"10.3.0.0/24"}}});
+  EXPECT_EQ(inst_.traps.count(ike::trap_id(2, 1)), 0u);
+  EXPECT_EQ(inst_.traps.count(2), 1u);
 }
 
 }  // namespace
