@@ -137,9 +137,11 @@ void IkeSa::add_connection(const ConnectionConfig& cfg) {
     s.cfg = &cfg;
     s.sel = sel[i];
     s.trap = trap_id(cfg.id, i);
-    // As responder the peer starts its Quick Modes right after phase 1: give it the time
-    // before we start one of ours for the same pair (a CHILD SA each would be one too many).
-    s.start_at = role_ == Role::kResponder ? ctx_.clock->now() + kRetransmitBase * 2 : Millis{0};
+    // As responder the peer starts its Quick Modes right after phase 1 (see handle_main_mode);
+    // a connection added later to an established ISAKMP SA starts its own at once.
+    s.start_at = role_ == Role::kResponder && !p1_established_
+                     ? ctx_.clock->now() + kRetransmitBase * 2
+                     : Millis{0};
     slots_.push_back(std::move(s));
   }
 }
@@ -234,7 +236,10 @@ std::string IkeSa::connection_phase2(std::uint32_t conn_id) const {
 }
 
 void IkeSa::request_child(std::uint32_t trap) {
-  if (Slot* s = slot(trap); s != nullptr && !s->sas.current()) s->start_at = Millis{0};
+  // Not before a failed Quick Mode's retry time (acquires repeat about once a second).
+  if (Slot* s = slot(trap); s != nullptr && !s->sas.current() &&
+                            (s->failure.empty() || s->start_at == Millis::max()))
+    s->start_at = Millis{0};
 }
 
 std::vector<std::uint32_t> IkeSa::connection_outbound_spis(std::uint32_t conn_id) const {

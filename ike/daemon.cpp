@@ -109,8 +109,11 @@ void Daemon::join(Conn& c) {
   c.peer = p;
   p->conns.push_back(&c);
   if (!c.cfg.admin_state_up) return;
+  // Slots in the peer's live ISAKMP SAs and in its half-open ones.
   for (auto& sa : p->sas)
     if (!sa->failed() && !sa->done()) sa->add_connection(c.cfg);
+  for (auto& ho : half_open_)
+    if (ho.peer == p && !ho.sa->failed()) ho.sa->add_connection(c.cfg);
 }
 
 void Daemon::detach(Conn& c) {

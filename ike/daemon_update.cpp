@@ -155,6 +155,8 @@ Result<void> Daemon::set_admin_state(const std::string& name, bool up) {
     }
     for (auto& sa : p.sas)
       if (live(*sa)) sa->add_connection(c->cfg);
+    for (auto& ho : half_open_)
+      if (ho.peer == &p && !ho.sa->failed()) ho.sa->add_connection(c->cfg);
     log(LogLevel::kInfo, name + ": admin state up");
     return {};
   }

@@ -339,7 +339,14 @@ void IkeSa::handle_main_mode(const dp::DatagramView& d, const Header& h, const B
     return;
   }
   last_in_ = in;
-  if (st == TaskStatus::kSuccess) start_wanted_quick_modes(ctx_.clock->now());
+  if (st == TaskStatus::kSuccess) {
+    const Millis now = ctx_.clock->now();
+    // As responder, the peer starts its Quick Modes right after phase 1: give it the time
+    // before we start one of ours for the same pair (a CHILD SA each would be one too many).
+    if (role_ == Role::kResponder)
+      for (auto& s : slots_) s.start_at = std::max(s.start_at, now + kRetransmitBase * 2);
+    start_wanted_quick_modes(now);
+  }
 }
 
 void IkeSa::handle_quick_mode(const dp::DatagramView& d, const Header& h, const Bytes& in) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A numbered UDP stream through a tunnel, for counting lost packets exactly.
 
-  udp_stream.py echo PORT
-      Echoes every datagram back to its sender (run behind the peer gateway).
+  udp_stream.py echo PORT [ADDR]
+      Echoes every datagram back to its sender (run behind the peer gateway); bound to ADDR
+      (default all), so that replies leave from ADDR whatever source the route would pick.
   udp_stream.py send DST PORT STOPFILE OUT [INTERVAL_S]
       Sends datagram n = 0, 1, 2 ... (8-byte big-endian sequence number) to DST:PORT every
       INTERVAL_S (default 0.01) until STOPFILE exists, then waits 2 s for the last echoes and
@@ -18,9 +19,9 @@ import sys
 import time
 
 
-def echo(port):
+def echo(port, addr="0.0.0.0"):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", port))
+    s.bind((addr, port))
     while True:
         data, addr = s.recvfrom(2048)
         s.sendto(data, addr)
@@ -83,7 +84,7 @@ def send(dst, port, stopfile, out, interval):
 
 def main():
     if len(sys.argv) >= 3 and sys.argv[1] == "echo":
-        echo(int(sys.argv[2]))
+        echo(int(sys.argv[2]), *sys.argv[3:4])
     elif len(sys.argv) >= 6 and sys.argv[1] == "send":
         interval = float(sys.argv[6]) if len(sys.argv) > 6 else 0.01
         send(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], interval)
