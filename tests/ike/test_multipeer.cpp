@@ -130,6 +130,29 @@ TEST_F(MultiPeer, AdminDownOfOneConnectionKeepsTheOther) {
   EXPECT_EQ(p.a.status("two").child->spi_in, two_a.spi_in);
 }
 
+// DPD runs once per ISAKMP SA: a dead peer takes all its connections down.
+TEST_F(MultiPeer, ADeadPeerTakesAllItsConnectionsDown) {
+  Pair p;
+  ConnectionConfig ca = make_conn(true, {}, {}), ca2 = second(true);
+  ca.dpd = ca2.dpd = {DpdAction::kHold, 5, 20};
+  ASSERT_TRUE(p.a.add_connection(std::move(ca)).ok());
+  ASSERT_TRUE(p.a.add_connection(std::move(ca2)).ok());
+  ConnectionConfig cb = make_conn(false, {}, {}), cb2 = second(false);
+  cb.dpd = cb2.dpd = {DpdAction::kHold, 100000, 200000};
+  ASSERT_TRUE(p.b.add_connection(std::move(cb)).ok());
+  ASSERT_TRUE(p.b.add_connection(std::move(cb2)).ok());
+  p.initiate();
+  p.run_for(1000);
+  ASSERT_EQ(p.a.status("two").state, ConnState::kActive);
+  p.net.filter = [](Packet& pk) { return pk.from.addr != kAddrB; };  // B goes silent
+  p.run_for(40000);
+  for (const char* n : {"site", "two"}) {
+    EXPECT_EQ(p.a.status(n).state, ConnState::kError) << n;
+    EXPECT_EQ(p.a.status(n).reason, kReasonDeadPeer) << n;
+  }
+  EXPECT_TRUE(p.ia.live_in.empty());
+}
+
 TEST_F(MultiPeer, AConnectionAddedLaterJoinsTheIsakmpSa) {
   Pair p(kDefaults);
   int mm1 = 0;
