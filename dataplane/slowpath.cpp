@@ -34,6 +34,16 @@ unsigned GatewayImpl::control_poll() noexcept {
   unsigned n = 0;
   rte_mbuf* pkts[kMaxBurst];
   void* msgs[kMaxBurst];
+  // IKE first and with a bigger budget: its own rings, so a slow-path flood costs it nothing.
+  for (auto& wp : worker_ctxs) {
+    for (unsigned b = 0; b < kIkeBurstsPerPoll; ++b) {
+      const unsigned k =
+          rte_ring_sc_dequeue_burst(wp->ike, reinterpret_cast<void**>(pkts), kMaxBurst, nullptr);
+      for (unsigned i = 0; i < k; ++i) handle_punt(pkts[i]);
+      n += k;
+      if (k < kMaxBurst) break;
+    }
+  }
   for (auto& wp : worker_ctxs) {
     const unsigned k =
         rte_ring_sc_dequeue_burst(wp->punt, reinterpret_cast<void**>(pkts), kMaxBurst, nullptr);

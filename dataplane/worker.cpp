@@ -9,6 +9,8 @@
 #include <rte_ring.h>
 #include <rte_udp.h>
 
+#include <algorithm>
+
 #include "dataplane/gateway_impl.hpp"
 #include "dataplane/handoff.hpp"
 
@@ -46,13 +48,25 @@ inline void tx_add(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf* m) noexcept {
   b.pkts[b.n++] = m;
 }
 
+// IKE goes to its own ring (drained first by the control lcore), everything else to the
+// slow-path ring; each ring's overflow has its own drop reason.
 inline void punt(WorkerCtx& w, rte_mbuf* m, PuntKind k, std::uint16_t arg = 0) noexcept {
   set_punt(m, k, arg);
-  if (rte_ring_sp_enqueue(w.punt, m) != 0) {
-    drop(w, m, DropReason::kRingFull);
+  const bool ike = k == PuntKind::kIke;
+  if (rte_ring_sp_enqueue(ike ? w.ike : w.punt, m) != 0) {
+    drop(w, m, ike ? DropReason::kIkeRingFull : DropReason::kPuntRingFull);
     return;
   }
   w.stats.punted++;
+}
+
+// GCRA (the virtual-scheduling token bucket): true when one more echo reply fits the rate.
+inline bool echo_allowed(WorkerCtx& w) noexcept {
+  if (w.echo_interval == 0) return false;
+  const std::uint64_t now = rte_rdtsc();
+  if (w.echo_tat > now && w.echo_tat - now > w.echo_tolerance) return false;
+  w.echo_tat = std::max(w.echo_tat, now) + w.echo_interval;
+  return true;
 }
 
 // Ask the control lcore to resolve `ip` on side `s`, at most once per 100 ms per address from
@@ -444,7 +458,11 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
   if (proto == IPPROTO_ICMP) {
     const auto* icmp = reinterpret_cast<const std::uint8_t*>(ip) + ihl;
     if (tot >= ihl + 8 && icmp[0] == RTE_IP_ICMP_ECHO_REQUEST) {
-      punt(w, m, PuntKind::kIcmpEcho);
+      if (echo_allowed(w)) {
+        punt(w, m, PuntKind::kIcmpEcho);
+      } else {
+        drop(w, m, DropReason::kIcmpEchoRateLimited);
+      }
     } else {
       drop(w, m, DropReason::kIcmpNotEcho);
     }

@@ -46,6 +46,8 @@ enum class Direction : std::uint8_t { kInbound, kOutbound };
   _(kFragmentRefused, "fragment_refused",                                                       \
     "outer fragment to our address that is not ESP/UDP on the unprotected port")              \
   _(kIcmpNotEcho, "icmp_not_echo", "ICMP to our address other than an echo request")           \
+  _(kIcmpEchoRateLimited, "icmp_echo_rate_limited",                                            \
+    "ICMP echo request over the echo-reply rate (icmp_echo_per_second): not answered")         \
   _(kBadIcmpChecksum, "bad_icmp_checksum", "ICMP echo request with a wrong checksum")          \
   _(kUdpClosedPort, "udp_closed_port", "UDP to our address on a port other than 500/4500")     \
   _(kLocalUnsupported, "local_unsupported",                                                     \
@@ -99,7 +101,9 @@ enum class Direction : std::uint8_t { kInbound, kOutbound };
   /* outer reassembly, rings, TX */                                                             \
   _(kFragError, "frag_error", "reassembled packet too big for a jumbo mbuf, or a fragment of ESP")\
   _(kNoMbuf, "no_mbuf", "mbuf pool empty or mbuf too small (control lcore)")                   \
-  _(kRingFull, "ring_full", "slow-path, inject or hand-off ring full")                         \
+  _(kPuntRingFull, "punt_ring_full", "slow-path ring full (ARP, ICMP echo, fragments)")       \
+  _(kIkeRingFull, "ike_ring_full", "IKE ring to the control lcore full (an IKE flood)")        \
+  _(kRingFull, "ring_full", "inject or hand-off ring full")                                    \
   _(kTxFull, "tx_full", "the TX queue did not take the packet")
 
 enum class DropReason : std::uint8_t {
