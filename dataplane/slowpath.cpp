@@ -76,6 +76,8 @@ void GatewayImpl::free_death_row() noexcept {
   // More than the array holds means DPDK has already written past it: stop here rather than
   // run on corrupted memory.
   RTE_VERIFY(death_row->cnt <= RTE_IP_FRAG_DEATH_ROW_MBUF_LEN);
+  // Every mbuf there is a fragment the reassembly gave up on (a fragment flood shows here).
+  ctl_stats.drop(DropReason::kReassemblyDropped, death_row->cnt);
   rte_ip_frag_free_death_row(death_row, 3);
 }
 

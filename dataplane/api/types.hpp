@@ -99,6 +99,8 @@ enum class Direction : std::uint8_t { kInbound, kOutbound };
   _(kCryptoError, "crypto_error", "the crypto library rejected the job")                       \
   _(kSaDown, "sa_down", "SA removed, expired or over its limits while the packet was in flight")\
   /* outer reassembly, rings, TX */                                                             \
+  _(kReassemblyDropped, "reassembly_dropped",                                                  \
+    "outer fragment dropped by reassembly (table full, timed out, too many or bad fragments)")\
   _(kFragError, "frag_error", "reassembled packet too big for a jumbo mbuf, or a fragment of ESP")\
   _(kNoMbuf, "no_mbuf", "mbuf pool empty or mbuf too small (control lcore)")                   \
   _(kPuntRingFull, "punt_ring_full", "slow-path ring full (ARP, ICMP echo, fragments)")       \

@@ -1,6 +1,8 @@
 // Issue #10.4: the slow path under a flood. IKE has a ring of its own that a ping or fragment
 // flood cannot fill, and ICMP echo replies are rate limited (GatewayConfig::icmp_echo_per_second)
 // before they reach the slow path; every drop is counted under its own reason.
+#include <rte_ip_frag.h>
+
 #include <chrono>
 #include <thread>
 
@@ -135,6 +137,34 @@ TEST_F(GatewayFloodTest, EchoRateZeroAnswersNone) {
   for (int i = 0; i < 20; ++i) gw_->control_poll();
   EXPECT_TRUE(of_type(take_tx(p_), 0x0800, 1).empty());
   EXPECT_EQ(gw_->total_stats().dropped(DropReason::kIcmpEchoRateLimited), 10u);
+}
+
+}  // namespace
+}  // namespace ipsecgw::dp
+
+namespace ipsecgw::dp {
+namespace {
+
+// A fragment flood's victims were freed silently: the fragments the reassembly gives up on (here
+// one too many for one datagram: DPDK drops all it held) are counted as reassembly_dropped.
+// DPDK keeps RTE_LIBRTE_IP_FRAG_MAX_FRAG slots per datagram, one of them for the last fragment:
+// a first fragment and MAX - 1 middle ones (no last) overflow it with the final middle one.
+TEST_F(GatewayFloodTest, FragmentsTheReassemblyDropsAreCounted) {
+  boot();
+  constexpr unsigned kFrags = RTE_LIBRTE_IP_FRAG_MAX_FRAG;
+  for (unsigned k = 0; k < kFrags; ++k) {
+    Bytes ip = ipv4(kPeerGw, kUnprotAddr, 50, Bytes(16, 0xab));
+    put16(ip.data() + 4, 77);  // one datagram, never complete: a first fragment and middle ones
+    put16(ip.data() + 6, static_cast<std::uint16_t>(0x2000 | (k == 0 ? 0 : 4 * k)));
+    ip[10] = ip[11] = 0;
+    put16(ip.data() + 10, inet_checksum(ip.data(), 20));
+    ASSERT_NO_FATAL_FAILURE(push(u_, eth(u_.mac, kUnprotGwMac, 0x0800, ip)));
+  }
+  ASSERT_NO_FATAL_FAILURE(wait_fates(kFrags));
+  for (int i = 0; i < 20; ++i) gw_->control_poll();
+  const LcoreStats t = gw_->total_stats();
+  EXPECT_EQ(t.dropped(DropReason::kReassemblyDropped), kFrags) << gw_->report();
+  EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_);
 }
 
 }  // namespace
