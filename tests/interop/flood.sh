@@ -20,6 +20,10 @@
 #    half_open_created and a half-open cap, unknown_peer_drops), echo requests over the rate
 #    were dropped as icmp_echo_rate_limited, and no ESP packet was dropped for replay,
 #    authentication, unknown SPI or window reasons.
+# The fragment flood stops in the kernel here: DPDK 22.11's net_af_packet joins a PACKET_FANOUT
+# group with PACKET_FANOUT_FLAG_DEFRAG, so the gateway's socket gets only complete datagrams and
+# incomplete fragments wait (bounded by ipfrag_high_thresh) in gwA's kernel. The data plane's
+# fragment path under a flood is covered by tests/dataplane/test_gateway_flood.cpp (net_ring).
 # Recorded (printed, not judged): the rate tcpreplay reached, the control thread's CPU share
 # (/proc/PID/task/PID/stat: the control loop runs on the main lcore = main thread), DH
 # operations per second (/ipsecgw/ike dh_ops), the drop and IKE counters.
