@@ -30,7 +30,7 @@
 #
 # usage: flood.sh IPSECGW_BINARY [DURATION s (12)] [PPS (20000)] [RATE per tunnel and direction (100)]
 # Root only; IG_KEEP=1 keeps the work dir. scripts/test runs the short default (about 1 min);
-# scripts/flood the long one (30 s) of docs/performance.md.
+# scripts/flood the long one (30 s) of docs/testing.md.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 IPSECGW=$(realpath "${1:?usage: flood.sh IPSECGW_BINARY [DURATION] [PPS] [RATE]}")
