@@ -36,8 +36,8 @@ struct GatewayImpl;
 constexpr std::uint16_t kEthHdrLen = 14;
 constexpr std::uint16_t kIkePort = 500;
 constexpr unsigned kPuntRingSize = 1024;   // ARP, ICMP echo, fragments, frag-needed
-constexpr unsigned kIkeRingSize = 1024;    // IKE only: never shared with the slow path
-constexpr unsigned kIkeBurstsPerPoll = 4;  // IKE's priority: kMaxBurst x this per worker and poll
+constexpr unsigned kIkeRingSize = 1024;    // IKE only (each of the two rings)
+constexpr unsigned kIkeBurstsPerPoll = 4;  // IKE's priority: kMaxBurst x this per worker, ring, poll
 constexpr unsigned kResolveRingSize = 256;
 constexpr unsigned kInjectRingSize = 1024;  // reassembled ESP + hand-offs to the SA owner
 constexpr unsigned kInnerRingSize = 1024;   // inner packets for the outbound SA's owner
@@ -48,7 +48,10 @@ constexpr std::uint32_t kJumboDataRoom = 9216 + RTE_PKTMBUF_HEADROOM;  // reasse
 
 // Why a packet went to the control lcore: kept in mbuf->hash.usr (low byte), with a 16-bit
 // argument in the high half (the next-hop MTU for kFragNeeded).
-enum class PuntKind : std::uint8_t { kArp = 1, kIcmpEcho, kIke, kFrag, kFragNeeded };
+// kIkeNew: an IKE message with a zero responder cookie (an MM1, the start of a new exchange:
+// what a spoofer floods most cheaply); kIke: every other IKE message (exchanges in progress,
+// Quick Modes, DPD, deletes).
+enum class PuntKind : std::uint8_t { kArp = 1, kIcmpEcho, kIke, kFrag, kFragNeeded, kIkeNew };
 
 inline void set_punt(rte_mbuf* m, PuntKind k, std::uint16_t arg = 0) noexcept {
   m->hash.usr = static_cast<std::uint32_t>(k) | std::uint32_t{arg} << 16;
@@ -88,9 +91,12 @@ struct alignas(64) WorkerCtx {
   bool has_txq[2] = {false, false};  // else TX goes through the port's handoff ring
   rte_ring* punt = nullptr;     // SP/SC worker -> control: frames for the slow path
   // SP/SC worker -> control: IKE datagrams (UDP 500, 4500 with the non-ESP marker, to our
-  // address) in a ring of their own, drained first: a ping or fragment flood filling `punt`
-  // cannot drop IKE, DPD or rekeys (issue #10.4).
+  // address) in rings of their own, drained first: a ping or fragment flood filling `punt`
+  // cannot drop IKE, DPD or rekeys (issue #10.4). `ike` (exchanges in progress) before
+  // `ike_new` (zero responder cookie: new exchanges), so a flood of MM1s cannot crowd out the
+  // Quick Modes, DPD and rekeys of established peers either.
   rte_ring* ike = nullptr;
+  rte_ring* ike_new = nullptr;
   rte_ring* resolve = nullptr;  // SP/SC worker -> control: next hops to resolve (ARP)
   // MP/SC -> this worker: outer ESP packets (data at the outer IPv4 header) for its inbound
   // path: reassembled ESP from the control lcore, and packets of SAs this worker owns handed

@@ -34,14 +34,19 @@ unsigned GatewayImpl::control_poll() noexcept {
   unsigned n = 0;
   rte_mbuf* pkts[kMaxBurst];
   void* msgs[kMaxBurst];
-  // IKE first and with a bigger budget: its own rings, so a slow-path flood costs it nothing.
-  for (auto& wp : worker_ctxs) {
-    for (unsigned b = 0; b < kIkeBurstsPerPoll; ++b) {
-      const unsigned k =
-          rte_ring_sc_dequeue_burst(wp->ike, reinterpret_cast<void**>(pkts), kMaxBurst, nullptr);
-      for (unsigned i = 0; i < k; ++i) handle_punt(pkts[i]);
-      n += k;
-      if (k < kMaxBurst) break;
+  // IKE first and with a bigger budget: its own rings, so a slow-path flood costs it nothing;
+  // exchanges in progress before new ones (MM1s), so an MM1 flood costs established peers
+  // nothing either.
+  for (const bool fresh : {false, true}) {
+    for (auto& wp : worker_ctxs) {
+      rte_ring* r = fresh ? wp->ike_new : wp->ike;
+      for (unsigned b = 0; b < kIkeBurstsPerPoll; ++b) {
+        const unsigned k =
+            rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), kMaxBurst, nullptr);
+        for (unsigned i = 0; i < k; ++i) handle_punt(pkts[i]);
+        n += k;
+        if (k < kMaxBurst) break;
+      }
     }
   }
   for (auto& wp : worker_ctxs) {
@@ -86,7 +91,8 @@ void GatewayImpl::handle_punt(rte_mbuf* m) noexcept {
   switch (punt_kind(m)) {
     case PuntKind::kArp: handle_arp(s, m); return;
     case PuntKind::kIcmpEcho: handle_icmp_echo(s, m); return;
-    case PuntKind::kIke: handle_ike(m); return;
+    case PuntKind::kIke:
+    case PuntKind::kIkeNew: handle_ike(m); return;
     case PuntKind::kFrag: handle_frag(m); return;
     case PuntKind::kFragNeeded: handle_frag_needed(m); return;
   }

@@ -104,7 +104,9 @@ enum class Direction : std::uint8_t { kInbound, kOutbound };
   _(kFragError, "frag_error", "reassembled packet too big for a jumbo mbuf, or a fragment of ESP")\
   _(kNoMbuf, "no_mbuf", "mbuf pool empty or mbuf too small (control lcore)")                   \
   _(kPuntRingFull, "punt_ring_full", "slow-path ring full (ARP, ICMP echo, fragments)")       \
-  _(kIkeRingFull, "ike_ring_full", "IKE ring to the control lcore full (an IKE flood)")        \
+  _(kIkeRingFull, "ike_ring_full", "IKE ring (exchanges in progress) to the control lcore full")\
+  _(kIkeNewRingFull, "ike_new_ring_full",                                                       \
+    "IKE ring for new exchanges (zero responder cookie: MM1s) to the control lcore full")      \
   _(kRingFull, "ring_full", "inject or hand-off ring full")                                    \
   _(kTxFull, "tx_full", "the TX queue did not take the packet")
 

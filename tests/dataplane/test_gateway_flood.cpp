@@ -72,7 +72,7 @@ TEST_F(GatewayFloodTest, SlowPathFloodDoesNotDropIke) {
         << "the flood must fill the slow-path ring: " << gw_->report();
   }
   for (unsigned i = 0; i < kIke; ++i) {
-    Bytes ike(40, static_cast<std::uint8_t>(i));  // the handler gets it as is
+    Bytes ike(40, static_cast<std::uint8_t>(i + 1));  // the handler gets it as is
     ASSERT_NO_FATAL_FAILURE(push(u_, eth(u_.mac, kUnprotGwMac, 0x0800,
                                          ipv4(kPeerGw, kUnprotAddr, 17,
                                               udp(static_cast<std::uint16_t>(10000 + i), 500, ike)))));
@@ -89,7 +89,7 @@ TEST_F(GatewayFloodTest, SlowPathFloodDoesNotDropIke) {
   ASSERT_EQ(handler_.got.size(), kIke) << gw_->report();
   for (unsigned i = 0; i < kIke; ++i) {
     EXPECT_EQ(handler_.got[i].v.remote.port, 10000 + i);
-    EXPECT_EQ(handler_.got[i].payload, Bytes(40, static_cast<std::uint8_t>(i)));
+    EXPECT_EQ(handler_.got[i].payload, Bytes(40, static_cast<std::uint8_t>(i + 1)));
   }
   EXPECT_EQ(t.dropped(DropReason::kIkeRingFull), 0u);
   EXPECT_GT(t.dropped(DropReason::kPuntRingFull), 0u) << "slow-path overflow has its own reason";
@@ -165,6 +165,70 @@ TEST_F(GatewayFloodTest, FragmentsTheReassemblyDropsAreCounted) {
   const LcoreStats t = gw_->total_stats();
   EXPECT_EQ(t.dropped(DropReason::kReassemblyDropped), kFrags) << gw_->report();
   EXPECT_EQ(rte_mempool_in_use_count(pool_), base_in_use_);
+}
+
+}  // namespace
+}  // namespace ipsecgw::dp
+
+namespace ipsecgw::dp {
+namespace {
+
+// An ISAKMP header (RFC 2408 §3.1) with these cookies, Main Mode, and `extra` bytes of payload.
+Bytes isakmp(std::uint8_t icookie, std::uint8_t rcookie, std::size_t extra = 20) {
+  Bytes h(28 + extra, 0);
+  std::fill(h.begin(), h.begin() + 8, icookie);
+  std::fill(h.begin() + 8, h.begin() + 16, rcookie);
+  h[16] = 1;     // next payload: SA
+  h[17] = 0x10;  // version 1.0
+  h[18] = 2;     // Identity Protection (Main Mode)
+  put16(h.data() + 26, static_cast<std::uint16_t>(h.size()));
+  return h;
+}
+
+// A flood of MM1s (zero responder cookie, on 500 and on 4500 behind the non-ESP marker) that
+// fills the IKE ring while the control lcore is busy must not cost the messages of exchanges
+// in progress (a Quick Mode, a DPD, an MM3: non-zero responder cookie) that arrive after it.
+// Before, both shared one ring and those were dropped as ike_ring_full.
+TEST_F(GatewayFloodTest, Mm1FloodDoesNotDropExchangesInProgress) {
+  boot();
+  constexpr unsigned kMm1 = 1200, kOngoing = 48;
+  std::uint64_t sent = 0;
+  for (unsigned i = 0; i < kMm1; ++i) {
+    const auto sport = static_cast<std::uint16_t>(20000 + i);
+    Bytes pl = isakmp(static_cast<std::uint8_t>(i | 1), 0);
+    if (i % 4 == 0) pl.insert(pl.begin(), 4, 0);  // NAT-T: the non-ESP marker
+    const std::uint16_t dport = i % 4 == 0 ? 4500 : 500;
+    ASSERT_NO_FATAL_FAILURE(push(u_, eth(u_.mac, kUnprotGwMac, 0x0800,
+                                         ipv4(kPeerGw, kUnprotAddr, 17, udp(sport, dport, pl)))));
+    ++sent;
+  }
+  ASSERT_NO_FATAL_FAILURE(wait_fates(sent));
+  ASSERT_GT(gw_->total_stats().dropped(DropReason::kIkeNewRingFull) +
+                gw_->total_stats().dropped(DropReason::kIkeRingFull),
+            0u)
+      << "the MM1 flood must fill its ring: " << gw_->report();
+  for (unsigned i = 0; i < kOngoing; ++i) {
+    Bytes pl = isakmp(0x77, static_cast<std::uint8_t>(i + 1));
+    const bool nat = i % 2 == 1;
+    if (nat) pl.insert(pl.begin(), 4, 0);
+    ASSERT_NO_FATAL_FAILURE(push(u_, eth(u_.mac, kUnprotGwMac, 0x0800,
+                                         ipv4(kPeerGw, kUnprotAddr, 17,
+                                              udp(static_cast<std::uint16_t>(nat ? 4500 : 500),
+                                                  nat ? 4500 : 500, pl)))));
+    ++sent;
+  }
+  ASSERT_NO_FATAL_FAILURE(wait_fates(sent));
+  handler_.got.clear();
+  gw_->control_poll();  // one poll: the exchanges in progress come first
+  std::vector<std::uint8_t> ongoing;
+  for (const auto& g : handler_.got)
+    if (g.payload.size() >= 16 && g.payload[8] != 0) ongoing.push_back(g.payload[8]);
+  for (int i = 0; i < 300; ++i) gw_->control_poll();
+  ASSERT_EQ(ongoing.size(), kOngoing) << gw_->report();
+  for (unsigned i = 0; i < kOngoing; ++i) EXPECT_EQ(ongoing[i], i + 1);
+  const LcoreStats t = gw_->total_stats();
+  EXPECT_EQ(t.dropped(DropReason::kIkeRingFull), 0u) << gw_->report();
+  EXPECT_GT(t.dropped(DropReason::kIkeNewRingFull), 0u) << "the MM1 overflow has its own reason";
 }
 
 }  // namespace
