@@ -37,7 +37,8 @@ constexpr std::uint16_t kEthHdrLen = 14;
 constexpr std::uint16_t kIkePort = 500;
 constexpr unsigned kPuntRingSize = 1024;   // ARP, ICMP echo, fragments, frag-needed
 constexpr unsigned kIkeRingSize = 1024;    // IKE only (each of the two rings)
-constexpr unsigned kIkeBurstsPerPoll = 4;  // IKE's priority: kMaxBurst x this per worker, ring, poll
+// IKE's priority: up to kMaxBurst x this per worker, IKE ring and control poll.
+constexpr unsigned kIkeBurstsPerPoll = 4;
 constexpr unsigned kResolveRingSize = 256;
 constexpr unsigned kInjectRingSize = 1024;  // reassembled ESP + hand-offs to the SA owner
 constexpr unsigned kInnerRingSize = 1024;   // inner packets for the outbound SA's owner

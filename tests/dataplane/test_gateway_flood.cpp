@@ -73,9 +73,9 @@ TEST_F(GatewayFloodTest, SlowPathFloodDoesNotDropIke) {
   }
   for (unsigned i = 0; i < kIke; ++i) {
     Bytes ike(40, static_cast<std::uint8_t>(i + 1));  // the handler gets it as is
+    const auto sport = static_cast<std::uint16_t>(10000 + i);
     ASSERT_NO_FATAL_FAILURE(push(u_, eth(u_.mac, kUnprotGwMac, 0x0800,
-                                         ipv4(kPeerGw, kUnprotAddr, 17,
-                                              udp(static_cast<std::uint16_t>(10000 + i), 500, ike)))));
+                                         ipv4(kPeerGw, kUnprotAddr, 17, udp(sport, 500, ike)))));
     ++sent;
   }
   ASSERT_NO_FATAL_FAILURE(wait_fates(sent));
