@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "crypto/dh_ops.hpp"
 #include "dataplane/telemetry_columns.hpp"
 #include "ike/ike_sa.hpp"
 
@@ -74,6 +75,8 @@ int tel_ike(const char*, const char*, rte_tel_data* d) {
       {"on_demand_dpd", c.on_demand_dpd},
   };
   for (const auto& [name, v] : fields) rte_tel_data_add_dict_u64(d, name, v);
+  // Key pairs generated + shared secrets computed, by every thread of the process.
+  rte_tel_data_add_dict_u64(d, "dh_ops", crypto::dh_operations());
   return 0;
 }
 
@@ -88,7 +91,7 @@ void register_telemetry() {
   // Help texts must stay under RTE_TEL_MAX_STRING_LEN (128), else registration fails.
   rte_telemetry_register_cmd("/ipsecgw/ike", tel_ike,
                              "IKE counters: cookie/replay/unauthenticated drops, half-open caps, "
-                             "DH failures. No parameters");
+                             "DH failures and operations (dh_ops). No parameters");
   registered = true;
 }
 

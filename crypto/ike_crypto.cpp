@@ -8,9 +8,11 @@
 #include <openssl/param_build.h>
 #include <openssl/rand.h>
 
+#include <atomic>
 #include <cstdlib>
 
 #include "common/handle.hpp"
+#include "crypto/dh_ops.hpp"
 
 namespace ipsecgw::crypto {
 
@@ -120,8 +122,15 @@ DhKeyPair::DhKeyPair(DhKeyPair&&) noexcept = default;
 DhKeyPair& DhKeyPair::operator=(DhKeyPair&&) noexcept = default;
 DhKeyPair::~DhKeyPair() = default;
 
+namespace {
+std::atomic<std::uint64_t> g_dh_ops{0};
+}  // namespace
+
+std::uint64_t dh_operations() noexcept { return g_dh_ops.load(std::memory_order_relaxed); }
+
 Result<DhKeyPair> DhKeyPair::generate(DhGroup g) {
   if (dh_group_bytes(g) == 0) return make_error("unsupported DH group");
+  g_dh_ops.fetch_add(1, std::memory_order_relaxed);
   evp_pkey_ptr domain = pkey_from(g, nullptr);
   if (!domain) return make_error("DH: cannot build domain parameters");
   evp_pkey_ctx_ptr kctx(EVP_PKEY_CTX_new_from_pkey(nullptr, domain.get(), nullptr));
@@ -177,6 +186,7 @@ Result<SecureBytes> DhKeyPair::shared_secret(ByteView peer_public) const {
   if (!impl_) return make_error("DH: no key");
   if (!dh_public_value_valid(group_, peer_public))
     return make_error("DH: peer public value invalid (length or not 1 < y < p-1)");
+  g_dh_ops.fetch_add(1, std::memory_order_relaxed);
   bn_ptr y(BN_bin2bn(peer_public.data(), static_cast<int>(peer_public.size()), nullptr));
   evp_pkey_ptr peer = pkey_from(group_, y.get());
   if (!peer) return make_error("DH: cannot import peer public value");

@@ -72,6 +72,8 @@ GatewayImpl::~GatewayImpl() {
       b.n = 0;
     }
     free_ring(wc->punt, RingContent::kMbufs);
+    free_ring(wc->ike, RingContent::kMbufs);
+    free_ring(wc->ike_new, RingContent::kMbufs);
     free_ring(wc->resolve, RingContent::kResolveKeys);
     free_ring(wc->inject, RingContent::kMbufs);
     free_ring(wc->inner_in, RingContent::kMbufs);
@@ -200,7 +202,7 @@ Result<unsigned> plan_queues(GatewayImpl& g) {
 unsigned default_mbuf_count(unsigned workers, unsigned desc_total) {
   const unsigned lcores = workers + 1;
   const unsigned n = desc_total + lcores * (2 * kTxBufLen + kMaxBurst * (kMaxFragsOut + 2)) +
-                     workers * (kPuntRingSize + kInjectRingSize) +
+                     workers * (kPuntRingSize + 2 * kIkeRingSize + kInjectRingSize) +
                      (workers > 1 ? workers * kInnerRingSize : 0) + 2 * kHandoffRingSize +
                      kFragMaxEntries * RTE_LIBRTE_IP_FRAG_MAX_FRAG +
                      lcores * kMbufCache * 3 / 2 + 1024;
@@ -262,13 +264,18 @@ Result<void> create_workers(GatewayImpl& g, unsigned inst, int socket) {
     }
     wc.punt = rte_ring_create(name_of("punt", inst, idx).c_str(), kPuntRingSize, socket,
                               RING_F_SP_ENQ | RING_F_SC_DEQ);
+    wc.ike = rte_ring_create(name_of("ike", inst, idx).c_str(), kIkeRingSize, socket,
+                             RING_F_SP_ENQ | RING_F_SC_DEQ);
+    wc.ike_new = rte_ring_create(name_of("iken", inst, idx).c_str(), kIkeRingSize, socket,
+                                 RING_F_SP_ENQ | RING_F_SC_DEQ);
     wc.resolve = rte_ring_create(name_of("res", inst, idx).c_str(), kResolveRingSize, socket,
                                  RING_F_SP_ENQ | RING_F_SC_DEQ);
     // Multi-producer: the control lcore (reassembled ESP) and the other workers (packets of SAs
     // this worker owns) enqueue; only this worker dequeues.
     wc.inject = rte_ring_create(name_of("inj", inst, idx).c_str(), kInjectRingSize, socket,
                                 RING_F_SC_DEQ);
-    if (wc.punt == nullptr || wc.resolve == nullptr || wc.inject == nullptr)
+    if (wc.punt == nullptr || wc.ike == nullptr || wc.ike_new == nullptr ||
+        wc.resolve == nullptr || wc.inject == nullptr)
       return make_error("cannot create the worker rings");
     // Multi-producer too: the other workers hand over the inner packets of outbound SAs this
     // worker owns (dataplane/sa.hpp). One worker owns every SA: no ring.
@@ -280,6 +287,12 @@ Result<void> create_workers(GatewayImpl& g, unsigned inst, int socket) {
     auto eng = crypto::EspEngine::create();
     if (!eng) return make_error("ESP engine: " + eng.error());
     wc.engine = std::move(eng.value());
+    // This worker's share of the echo-reply rate, at least 1/s; a burst of one second's worth.
+    if (g.cfg.icmp_echo_per_second != 0) {
+      const std::uint64_t share = std::max(1u, g.cfg.icmp_echo_per_second / g.workers);
+      wc.echo_interval = std::max<std::uint64_t>(1, g.hz / share);
+      wc.echo_tolerance = wc.echo_interval * (share - 1);
+    }
     ++idx;
   }
   return {};

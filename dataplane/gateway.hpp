@@ -67,6 +67,10 @@ struct GatewayConfig {
   // A learned ARP entry not confirmed for this long is asked for again (RFC 1122 §2.3.2.1);
   // removed when that goes unanswered. Static neighbours never age.
   unsigned arp_timeout_s = 300;
+  // ICMP echo requests to our addresses answered per second, all workers together (each
+  // worker gets an equal share, at least 1/s, with a burst of one second's worth); the rest
+  // are dropped as icmp_echo_rate_limited before they reach the slow path. 0 = answer none.
+  unsigned icmp_echo_per_second = 1000;
   // Register the /ipsecgw/stats, /ports and /sa rte_telemetry commands (once per process).
   bool telemetry = true;
 };

@@ -35,7 +35,10 @@ struct GatewayImpl;
 
 constexpr std::uint16_t kEthHdrLen = 14;
 constexpr std::uint16_t kIkePort = 500;
-constexpr unsigned kPuntRingSize = 1024;
+constexpr unsigned kPuntRingSize = 1024;   // ARP, ICMP echo, fragments, frag-needed
+constexpr unsigned kIkeRingSize = 1024;    // IKE only (each of the two rings)
+// IKE's priority: up to kMaxBurst x this per worker, IKE ring and control poll.
+constexpr unsigned kIkeBurstsPerPoll = 4;
 constexpr unsigned kResolveRingSize = 256;
 constexpr unsigned kInjectRingSize = 1024;  // reassembled ESP + hand-offs to the SA owner
 constexpr unsigned kInnerRingSize = 1024;   // inner packets for the outbound SA's owner
@@ -46,7 +49,10 @@ constexpr std::uint32_t kJumboDataRoom = 9216 + RTE_PKTMBUF_HEADROOM;  // reasse
 
 // Why a packet went to the control lcore: kept in mbuf->hash.usr (low byte), with a 16-bit
 // argument in the high half (the next-hop MTU for kFragNeeded).
-enum class PuntKind : std::uint8_t { kArp = 1, kIcmpEcho, kIke, kFrag, kFragNeeded };
+// kIkeNew: an IKE message with a zero responder cookie (an MM1, the start of a new exchange:
+// what a spoofer floods most cheaply); kIke: every other IKE message (exchanges in progress,
+// Quick Modes, DPD, deletes).
+enum class PuntKind : std::uint8_t { kArp = 1, kIcmpEcho, kIke, kFrag, kFragNeeded, kIkeNew };
 
 inline void set_punt(rte_mbuf* m, PuntKind k, std::uint16_t arg = 0) noexcept {
   m->hash.usr = static_cast<std::uint32_t>(k) | std::uint32_t{arg} << 16;
@@ -85,6 +91,13 @@ struct alignas(64) WorkerCtx {
   bool has_rxq[2] = {false, false};
   bool has_txq[2] = {false, false};  // else TX goes through the port's handoff ring
   rte_ring* punt = nullptr;     // SP/SC worker -> control: frames for the slow path
+  // SP/SC worker -> control: IKE datagrams (UDP 500, 4500 with the non-ESP marker, to our
+  // address) in rings of their own, drained first: a ping or fragment flood filling `punt`
+  // cannot drop IKE, DPD or rekeys (issue #10.4). `ike` (exchanges in progress) before
+  // `ike_new` (zero responder cookie: new exchanges), so a flood of MM1s cannot crowd out the
+  // Quick Modes, DPD and rekeys of established peers either.
+  rte_ring* ike = nullptr;
+  rte_ring* ike_new = nullptr;
   rte_ring* resolve = nullptr;  // SP/SC worker -> control: next hops to resolve (ARP)
   // MP/SC -> this worker: outer ESP packets (data at the outer IPv4 header) for its inbound
   // path: reassembled ESP from the control lcore, and packets of SAs this worker owns handed
@@ -98,6 +111,10 @@ struct alignas(64) WorkerCtx {
   // Rate limit of resolve requests: a tiny direct-mapped (key, tsc) table.
   std::uint64_t rl_key[64] = {};
   std::uint64_t rl_tsc[64] = {};
+  // ICMP echo requests punted by this worker: a GCRA token bucket of this worker's share of
+  // GatewayConfig::icmp_echo_per_second (`echo_interval` TSC cycles per reply, a burst of one
+  // second's worth); echo_interval 0 = answer none. Over the rate: icmp_echo_rate_limited.
+  std::uint64_t echo_interval = 0, echo_tolerance = 0, echo_tat = 0;
   LcoreStats stats;
 };
 

@@ -34,6 +34,21 @@ unsigned GatewayImpl::control_poll() noexcept {
   unsigned n = 0;
   rte_mbuf* pkts[kMaxBurst];
   void* msgs[kMaxBurst];
+  // IKE first and with a bigger budget: its own rings, so a slow-path flood costs it nothing;
+  // exchanges in progress before new ones (MM1s), so an MM1 flood costs established peers
+  // nothing either.
+  for (const bool fresh : {false, true}) {
+    for (auto& wp : worker_ctxs) {
+      rte_ring* r = fresh ? wp->ike_new : wp->ike;
+      for (unsigned b = 0; b < kIkeBurstsPerPoll; ++b) {
+        const unsigned k =
+            rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), kMaxBurst, nullptr);
+        for (unsigned i = 0; i < k; ++i) handle_punt(pkts[i]);
+        n += k;
+        if (k < kMaxBurst) break;
+      }
+    }
+  }
   for (auto& wp : worker_ctxs) {
     const unsigned k =
         rte_ring_sc_dequeue_burst(wp->punt, reinterpret_cast<void**>(pkts), kMaxBurst, nullptr);
@@ -66,6 +81,8 @@ void GatewayImpl::free_death_row() noexcept {
   // More than the array holds means DPDK has already written past it: stop here rather than
   // run on corrupted memory.
   RTE_VERIFY(death_row->cnt <= RTE_IP_FRAG_DEATH_ROW_MBUF_LEN);
+  // Every mbuf there is a fragment the reassembly gave up on (a fragment flood shows here).
+  ctl_stats.drop(DropReason::kReassemblyDropped, death_row->cnt);
   rte_ip_frag_free_death_row(death_row, 3);
 }
 
@@ -74,7 +91,8 @@ void GatewayImpl::handle_punt(rte_mbuf* m) noexcept {
   switch (punt_kind(m)) {
     case PuntKind::kArp: handle_arp(s, m); return;
     case PuntKind::kIcmpEcho: handle_icmp_echo(s, m); return;
-    case PuntKind::kIke: handle_ike(m); return;
+    case PuntKind::kIke:
+    case PuntKind::kIkeNew: handle_ike(m); return;
     case PuntKind::kFrag: handle_frag(m); return;
     case PuntKind::kFragNeeded: handle_frag_needed(m); return;
   }

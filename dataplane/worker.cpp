@@ -9,6 +9,8 @@
 #include <rte_ring.h>
 #include <rte_udp.h>
 
+#include <algorithm>
+
 #include "dataplane/gateway_impl.hpp"
 #include "dataplane/handoff.hpp"
 
@@ -46,13 +48,42 @@ inline void tx_add(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf* m) noexcept {
   b.pkts[b.n++] = m;
 }
 
+// IKE goes to its own ring (drained first by the control lcore), everything else to the
+// slow-path ring; each ring's overflow has its own drop reason.
 inline void punt(WorkerCtx& w, rte_mbuf* m, PuntKind k, std::uint16_t arg = 0) noexcept {
   set_punt(m, k, arg);
-  if (rte_ring_sp_enqueue(w.punt, m) != 0) {
-    drop(w, m, DropReason::kRingFull);
+  rte_ring* r = w.punt;
+  DropReason full = DropReason::kPuntRingFull;
+  if (k == PuntKind::kIke) {
+    r = w.ike;
+    full = DropReason::kIkeRingFull;
+  } else if (k == PuntKind::kIkeNew) {
+    r = w.ike_new;
+    full = DropReason::kIkeNewRingFull;
+  }
+  if (rte_ring_sp_enqueue(r, m) != 0) {
+    drop(w, m, full);
     return;
   }
   w.stats.punted++;
+}
+
+// The ring class of an IKE message (RFC 2408 §3.1 header: initiator cookie, responder cookie):
+// kIkeNew when the responder cookie is zero or the header is cut short, else kIke.
+inline PuntKind ike_kind(const std::uint8_t* isakmp, std::uint32_t len) noexcept {
+  if (len < 16) return PuntKind::kIkeNew;
+  std::uint64_t rcookie;
+  std::memcpy(&rcookie, isakmp + 8, 8);
+  return rcookie == 0 ? PuntKind::kIkeNew : PuntKind::kIke;
+}
+
+// GCRA (the virtual-scheduling token bucket): true when one more echo reply fits the rate.
+inline bool echo_allowed(WorkerCtx& w) noexcept {
+  if (w.echo_interval == 0) return false;
+  const std::uint64_t now = rte_rdtsc();
+  if (w.echo_tat > now && w.echo_tat - now > w.echo_tolerance) return false;
+  w.echo_tat = std::max(w.echo_tat, now) + w.echo_interval;
+  return true;
 }
 
 // Ask the control lcore to resolve `ip` on side `s`, at most once per 100 ms per address from
@@ -444,7 +475,11 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
   if (proto == IPPROTO_ICMP) {
     const auto* icmp = reinterpret_cast<const std::uint8_t*>(ip) + ihl;
     if (tot >= ihl + 8 && icmp[0] == RTE_IP_ICMP_ECHO_REQUEST) {
-      punt(w, m, PuntKind::kIcmpEcho);
+      if (echo_allowed(w)) {
+        punt(w, m, PuntKind::kIcmpEcho);
+      } else {
+        drop(w, m, DropReason::kIcmpEchoRateLimited);
+      }
     } else {
       drop(w, m, DropReason::kIcmpNotEcho);
     }
@@ -470,7 +505,9 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
       const auto* pl = reinterpret_cast<const std::uint8_t*>(udp + 1);
       switch (classify_udp4500(pl, tot - ihl - kUdpHeaderLen)) {
         case Udp4500Kind::kEsp: rx_esp(w, m, ihl, out); break;
-        case Udp4500Kind::kIke: punt(w, m, PuntKind::kIke); break;
+        case Udp4500Kind::kIke:  // after the 4-byte non-ESP marker (RFC 3948 §2.2)
+          punt(w, m, ike_kind(pl + 4, tot - ihl - kUdpHeaderLen - 4));
+          break;
         case Udp4500Kind::kKeepalive:  // RFC 3948 §2.3: the receiver ignores it
           w.stats.keepalives++;
           rte_pktmbuf_free(m);
@@ -480,7 +517,8 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
       return;
     }
     if (dport == kIkePort) {
-      punt(w, m, PuntKind::kIke);
+      punt(w, m, ike_kind(reinterpret_cast<const std::uint8_t*>(udp + 1),
+                          tot - ihl - kUdpHeaderLen));
       return;
     }
   }

@@ -46,6 +46,8 @@ enum class Direction : std::uint8_t { kInbound, kOutbound };
   _(kFragmentRefused, "fragment_refused",                                                       \
     "outer fragment to our address that is not ESP/UDP on the unprotected port")              \
   _(kIcmpNotEcho, "icmp_not_echo", "ICMP to our address other than an echo request")           \
+  _(kIcmpEchoRateLimited, "icmp_echo_rate_limited",                                            \
+    "ICMP echo request over the echo-reply rate (icmp_echo_per_second): not answered")         \
   _(kBadIcmpChecksum, "bad_icmp_checksum", "ICMP echo request with a wrong checksum")          \
   _(kUdpClosedPort, "udp_closed_port", "UDP to our address on a port other than 500/4500")     \
   _(kLocalUnsupported, "local_unsupported",                                                     \
@@ -97,9 +99,15 @@ enum class Direction : std::uint8_t { kInbound, kOutbound };
   _(kCryptoError, "crypto_error", "the crypto library rejected the job")                       \
   _(kSaDown, "sa_down", "SA removed, expired or over its limits while the packet was in flight")\
   /* outer reassembly, rings, TX */                                                             \
+  _(kReassemblyDropped, "reassembly_dropped",                                                  \
+    "outer fragment dropped by reassembly (table full, timed out, too many or bad fragments)")\
   _(kFragError, "frag_error", "reassembled packet too big for a jumbo mbuf, or a fragment of ESP")\
   _(kNoMbuf, "no_mbuf", "mbuf pool empty or mbuf too small (control lcore)")                   \
-  _(kRingFull, "ring_full", "slow-path, inject or hand-off ring full")                         \
+  _(kPuntRingFull, "punt_ring_full", "slow-path ring full (ARP, ICMP echo, fragments)")       \
+  _(kIkeRingFull, "ike_ring_full", "IKE ring (exchanges in progress) to the control lcore full")\
+  _(kIkeNewRingFull, "ike_new_ring_full",                                                       \
+    "IKE ring for new exchanges (zero responder cookie: MM1s) to the control lcore full")      \
+  _(kRingFull, "ring_full", "inject or hand-off ring full")                                    \
   _(kTxFull, "tx_full", "the TX queue did not take the packet")
 
 enum class DropReason : std::uint8_t {
