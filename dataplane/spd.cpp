@@ -6,6 +6,7 @@
 #include <rte_hash_crc.h>
 #include <rte_prefetch.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -30,6 +31,32 @@ SpdKey make_key(Ipv4 src, Ipv4 dst, const SpdClass& c) noexcept {
   k.local_len = c.local_len;
   k.pad[0] = k.pad[1] = 0;
   return k;
+}
+
+// The lines of an outbound SA that esp_outbound reads or writes for each packet (dataplane/
+// esp_outbound.cpp; ipsec-mb reads the key schedule): prefetched when the lookup returns the
+// SA, so that with thousands of tunnels their misses overlap each other and the rest of the
+// burst's work instead of stalling the crypto one SA at a time. Lines past the expanded
+// encryption key that AES-128 does not use, and the decryption keys, are left out.
+constexpr std::size_t kKs = offsetof(SaHead, keys);
+constexpr std::size_t kHotLines[] = {
+    0,                                                       // spi, alg, published, dead
+    64,                                                      // limits, events
+    kKs + offsetof(crypto::EspKeySchedule, enc_keys),        // AES round keys 0..3
+    kKs + offsetof(crypto::EspKeySchedule, enc_keys) + 64,   // 4..7
+    kKs + offsetof(crypto::EspKeySchedule, enc_keys) + 128,  // 8..10 (AES-128's last)
+    kKs + offsetof(crypto::EspKeySchedule, ipad),            // HMAC inner state
+    kKs + offsetof(crypto::EspKeySchedule, ipad) + 63,
+    kKs + offsetof(crypto::EspKeySchedule, opad),            // HMAC outer state
+    kKs + offsetof(crypto::EspKeySchedule, opad) + 63,
+    offsetof(SaHead, counters),                              // packets, bytes
+};
+
+inline void prefetch_for_encrypt(const OutboundSa* sa) noexcept {
+  const auto* p = reinterpret_cast<const char*>(sa);
+  for (std::size_t off : kHotLines) rte_prefetch0(p + off);
+  rte_prefetch0(sa->hdr_template);  // outer header, MTU, owner
+  rte_prefetch0(&sa->seq_next);     // sequence numbers
 }
 
 }  // namespace
@@ -263,8 +290,7 @@ void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundS
       slots[base + i] = p;
       OutboundSa* sa = p == nullptr ? nullptr : p->sa.load(std::memory_order_acquire);
       out[base + i] = sa;
-      // The worker reads the SA's first line next (owner, MTU, sizes).
-      if (sa != nullptr && (i == 0 || key_of[i] != key_of[i - 1])) rte_prefetch0(sa);
+      if (sa != nullptr && (i == 0 || key_of[i] != key_of[i - 1])) prefetch_for_encrypt(sa);
     }
   }
 }
