@@ -9,8 +9,8 @@
 //   BM_SpdLookup/tunnels:N   one iteration = one burst of 32; items_per_second = packets per
 //                            CPU second of the thread (so CPU time / 32 = time per packet)
 //
-//   BM_ManyTunnelsEspOutbound/tunnels:N   the same traffic through the outbound data path as
-//       far as it runs in one process: per burst, the 32 inner packets (64 bytes, UDP) get their
+//   BM_ManyTunnelsEspOutbound/tunnels:N/len:L   the same traffic through the outbound data path
+//       as far as it runs in one process: per burst, the 32 inner packets (L bytes, UDP) get their
 //       addresses written into the inner header, lookup_outbound finds each one's SA and
 //       esp_outbound encrypts them (AES-128-CBC/HMAC-SHA1-96, ipsec-mb) in place, each packet
 //       through its own tunnel's SA: the SA cache misses of the crypto count too. No RX/TX.
@@ -131,7 +131,7 @@ void BM_SpdLookup(benchmark::State& state) {
 }
 
 void BM_ManyTunnelsEspOutbound(benchmark::State& state) {
-  constexpr std::size_t kLen = 64;
+  const auto len = static_cast<std::size_t>(state.range(1));
   ManyTunnels t(static_cast<std::uint32_t>(state.range(0)));
   auto eng = crypto::EspEngine::create(bench::bench_arch());
   bench::Burst b(bench::esp_bench_pool());
@@ -139,7 +139,7 @@ void BM_ManyTunnelsEspOutbound(benchmark::State& state) {
     state.SkipWithError(t.error != nullptr ? t.error : "engine or mbufs");
     return;
   }
-  const std::vector<std::uint8_t> inner = bench::inner_packet(kLen);
+  const std::vector<std::uint8_t> inner = bench::inner_packet(len);
   b.fill(inner);
   LcoreStats stats;
   OutboundSa* sas[kBurst];
@@ -148,7 +148,7 @@ void BM_ManyTunnelsEspOutbound(benchmark::State& state) {
   for (auto _ : state) {
     // RX delivering fresh inner packets: offsets reset, the inner header rewritten with this
     // packet's addresses (the last round left ciphertext there).
-    b.reset(kLen);
+    b.reset(len);
     for (unsigned j = 0; j < kBurst; ++j) {
       auto* ip = rte_pktmbuf_mtod(b.m[j], rte_ipv4_hdr*);
       std::memcpy(ip, inner.data(), sizeof *ip);
@@ -164,12 +164,13 @@ void BM_ManyTunnelsEspOutbound(benchmark::State& state) {
     off = (off + kBurst) % kPackets;
     if ((off & 1023) == 0) t.rcu->quiescent(0);
   }
-  bench::set_burst_counters(state, kLen, kBurst);
+  bench::set_burst_counters(state, len, kBurst);
   state.counters["tunnels"] = static_cast<double>(state.range(0));
 }
 
 BENCHMARK(BM_SpdLookup)->ArgName("tunnels")->Arg(1)->Arg(1000)->Arg(10000);
-BENCHMARK(BM_ManyTunnelsEspOutbound)->ArgName("tunnels")->Arg(1)->Arg(1000)->Arg(10000);
+BENCHMARK(BM_ManyTunnelsEspOutbound)->ArgsProduct({{1, 1000, 10000}, {64, 1400}})
+    ->ArgNames({"tunnels", "len"});
 
 }  // namespace
 }  // namespace ipsecgw::dp
