@@ -388,6 +388,13 @@ TEST(SaTableCapacity, PolicyChurnWithoutGracePeriodsFailsCleanlyThenRecovers) {
   ASSERT_TRUE(inst.add_sa(make_spec(Direction::kOutbound, 0x100, local, {ip(172, 16, 0, 0), 24})));
   (*rcu)->register_thread(0);
   (*rcu)->online(0);  // this thread is a reader that never reports
+  struct Offline {    // also when an assertion returns early: drain() would wait for us
+    Rcu& rcu;
+    ~Offline() {
+      rcu.offline(0);
+      rcu.unregister_thread(0);
+    }
+  } offline{**rcu};
   Result<void> r;
   unsigned cycles = 0;
   for (; cycles < 1000; ++cycles) {
@@ -407,8 +414,6 @@ TEST(SaTableCapacity, PolicyChurnWithoutGracePeriodsFailsCleanlyThenRecovers) {
                                     {ip(172, 17, cycles % 256, 0), 24})));
   EXPECT_TRUE(sa_is_live(out(ip(10, 1, 1, 1), ip(172, 17, cycles % 256, 9)),
                          0x1000 + cycles));
-  (*rcu)->offline(0);
-  (*rcu)->unregister_thread(0);
 }
 
 TEST_F(SaTable, PollEventsReportsAndClearsWorkerFlags) {
