@@ -8,7 +8,6 @@
 
 #include <cstddef>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>

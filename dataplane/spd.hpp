@@ -151,10 +151,7 @@ class OutboundSpd {
   static Key key(const Ipv4Prefix& l, const Ipv4Prefix& p) noexcept {
     return {l.addr, l.len, p.addr, p.len};
   }
-  static constexpr unsigned kLens = 33;  // prefix lengths 0..32
-  static unsigned class_index(const Ipv4Prefix& l, const Ipv4Prefix& p) noexcept {
-    return p.len * kLens + l.len;
-  }
+  static constexpr unsigned kLens = 33;  // prefix lengths 0..32; class index peer * 33 + local
   // Brings the hash in line with policies_ for `k`; counts classes that appear or empty.
   Result<void> apply(const Key& k, bool& classes_changed);
   void publish_classes();
