@@ -157,6 +157,7 @@ Result<std::unique_ptr<DpSaInstaller>> DpSaInstaller::create(Rcu& rcu, unsigned 
   auto in = InboundSaTable::create(capacity, socket_id);
   if (!in) return make_error(in.error());
   impl->in = std::move(*in);
+  if (auto r = impl->spd.init(capacity); !r) return make_error(r.error());
   std::unique_ptr<DpSaInstaller> d(new DpSaInstaller());
   d->impl_ = std::move(impl);
   return d;
@@ -228,8 +229,8 @@ Result<void> DpSaInstaller::Impl::add_outbound(SaSpec& spec) {
   auto created = sa_create<OutboundSa>(spec, socket_id);
   if (!created) return make_error(created.error());
   OutboundSa* sa = *created;
-  // Outbound SAs reach workers through std::atomics (PolicySlot::sa, the SPD table pointer),
-  // whose release/acquire TSan sees already; marked too, so every linked SA reads published.
+  // Outbound SAs reach workers through PolicySlot::sa (a release store, acquire-loaded by the
+  // lookup), which TSan sees; marked too, so every linked SA reads published.
   mark_published(sa);
   if (slot != nullptr) {
     // Make-before-break rekey: one store re-points the tunnel; the old SA is freed after the

@@ -3,8 +3,9 @@
 //
 //  - InboundSaTable: SPI -> InboundSa*, an rte_hash created with RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF.
 //  - OutboundSpd: (inner src, inner dst) -> the OutboundSa* of the matching tunnel policy
-//    (local subnet, peer subnet), longest prefixes first. A rekey re-points a policy to the new
-//    SA with one atomic store; adding/removing a policy publishes a new lookup structure.
+//    (local subnet, peer subnet), longest prefixes first: one lock-free rte_hash probed per
+//    prefix-length class. A rekey re-points a policy to the new SA with one atomic store;
+//    adding/removing a policy is one hash insert/delete (dataplane/spd.hpp).
 //  - Reclaimer: rte_rcu_qsbr. The writer unlinks, takes a token, and frees (wipes keys) once all
 //    workers reported a quiescent state past it — checked without blocking, once per control
 //    loop iteration (publish new, synchronize once per batch, free old).
@@ -70,8 +71,9 @@ class DpSaInstaller final : public SaInstaller {
 
   // Batched install (start-up with thousands of static SAs, bursts of IKE installs): between
   // begin_batch() and commit_batch() outbound policy changes (new tunnels, deletions, traps)
-  // are kept control-side and the SPD is built and published once, at commit_batch(): N
-  // installs cost one SPD build of N rules instead of N builds. Inbound SAs and rekeys of an
+  // are kept control-side and applied to the SPD at commit_batch(), all at once for the
+  // workers. Each policy change costs one hash operation batched or not (the rte_acl SPD
+  // rebuilt everything per change, so batches were needed for speed). Inbound SAs and rekeys of an
   // existing tunnel take effect at once as always; a tunnel added in the batch matches from the
   // commit on; one removed in the batch is held (its packets dropped as trapped) until then.
   // Batches nest. See OutboundSpd (dataplane/spd.hpp).

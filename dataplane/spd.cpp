@@ -1,48 +1,93 @@
-// OutboundSpd over rte_acl: see dataplane/spd.hpp for the design and the choice of rte_acl.
+// OutboundSpd: tuple space search over one lock-free rte_hash; see dataplane/spd.hpp.
 #include "dataplane/spd.hpp"
 
-#include <rte_acl.h>
-#include <rte_byteorder.h>
 #include <rte_errno.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_prefetch.h>
 
+#include <cstddef>
 #include <cstdio>
-#include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace ipsecgw::dp {
 namespace {
 
-// The ACL input: rte_acl wants the first field to be one byte and the others in groups of
-// four consecutive bytes, in network byte order (rules are given in host order).
-struct AclKey {
-  std::uint8_t any;  // always 0; matched by a 0/0 bitmask (rte_acl's mandatory 1-byte field)
-  std::uint8_t pad[3];
-  std::uint32_t src_be;
-  std::uint32_t dst_be;
+constexpr unsigned kChunk = RTE_HASH_LOOKUP_BULK_MAX;  // 64
+static_assert(kChunk <= 256);
+
+std::atomic<unsigned> g_spd_seq{0};  // rte_hash names must be unique per process
+
+constexpr Ipv4 len_mask(unsigned len) noexcept { return len == 0 ? 0 : ~Ipv4{0} << (32 - len); }
+
+SpdKey make_key(Ipv4 src, Ipv4 dst, const SpdClass& c) noexcept {
+  SpdKey k;
+  k.dst = dst & c.peer_mask;
+  k.src = src & c.local_mask;
+  k.peer_len = c.peer_len;
+  k.local_len = c.local_len;
+  k.pad[0] = k.pad[1] = 0;
+  return k;
+}
+
+// The lines of an outbound SA that esp_outbound reads or writes for each packet (dataplane/
+// esp_outbound.cpp; ipsec-mb reads the key schedule): prefetched when the lookup returns the
+// SA, so that with thousands of tunnels their misses overlap each other and the rest of the
+// burst's work instead of stalling the crypto one SA at a time. Lines past the expanded
+// encryption key that AES-128 does not use, and the decryption keys, are left out.
+constexpr std::size_t kKs = offsetof(SaHead, keys);
+constexpr std::size_t kHotLines[] = {
+    0,                                                       // spi, alg, published, dead
+    64,                                                      // limits, events
+    kKs + offsetof(crypto::EspKeySchedule, enc_keys),        // AES round keys 0..3
+    kKs + offsetof(crypto::EspKeySchedule, enc_keys) + 64,   // 4..7
+    kKs + offsetof(crypto::EspKeySchedule, enc_keys) + 128,  // 8..10 (AES-128's last)
+    kKs + offsetof(crypto::EspKeySchedule, ipad),            // HMAC inner state
+    kKs + offsetof(crypto::EspKeySchedule, ipad) + 63,
+    kKs + offsetof(crypto::EspKeySchedule, opad),            // HMAC outer state
+    kKs + offsetof(crypto::EspKeySchedule, opad) + 63,
+    offsetof(SaHead, counters),                              // packets, bytes
 };
 
-enum : unsigned { kFieldAny, kFieldSrc, kFieldDst, kNumFields };
-
-constexpr rte_acl_field_def kFieldDefs[kNumFields] = {
-    {RTE_ACL_FIELD_TYPE_BITMASK, sizeof(std::uint8_t), kFieldAny, 0, offsetof(AclKey, any)},
-    {RTE_ACL_FIELD_TYPE_MASK, sizeof(std::uint32_t), kFieldSrc, 1, offsetof(AclKey, src_be)},
-    {RTE_ACL_FIELD_TYPE_MASK, sizeof(std::uint32_t), kFieldDst, 2, offsetof(AclKey, dst_be)},
-};
-
-RTE_ACL_RULE_DEF(SpdRule, kNumFields);
-
-constexpr unsigned kChunk = 64;
-
-std::atomic<unsigned> g_acl_seq{0};  // rte_acl context names must be unique per process
+inline void prefetch_for_encrypt(const OutboundSa* sa) noexcept {
+  const auto* p = reinterpret_cast<const char*>(sa);
+  for (std::size_t off : kHotLines) rte_prefetch0(p + off);
+  rte_prefetch0(sa->hdr_template);  // outer header, MTU, owner
+  rte_prefetch0(&sa->seq_next);     // sequence numbers
+}
 
 }  // namespace
 
-SpdTable::~SpdTable() { rte_acl_free(acl); }
+Result<void> OutboundSpd::init(unsigned capacity) {
+  char name[RTE_HASH_NAMESIZE];
+  std::snprintf(name, sizeof name, "ipsecgw_spd_%u", g_spd_seq.fetch_add(1));
+  rte_hash_parameters p{};
+  p.name = name;
+  // Headroom, as for the inbound SA table: cuckoo hashing fills up before 100%, and removed
+  // policies hold their key slots until their grace period ends.
+  p.entries = capacity * 2 < 64 ? 64 : capacity * 2;
+  p.key_len = sizeof(SpdKey);
+  p.hash_func = rte_hash_crc;
+  p.hash_func_init_val = 0;
+  p.socket_id = socket_id_;
+  p.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
+  h_ = rte_hash_create(&p);
+  if (h_ == nullptr)
+    return make_error(std::string("spd: rte_hash_create failed: ") + rte_strerror(rte_errno));
+  return {};
+}
 
 OutboundSpd::~OutboundSpd() {
-  delete cur_.load(std::memory_order_relaxed);
+  delete classes_.load(std::memory_order_relaxed);
   for (auto& [k, slot] : policies_) delete slot;
-  for (PolicySlot* slot : retired_) delete slot;
+  // Linked but no longer wanted (a batch left open): not in policies_.
+  for (auto& [k, slot] : linked_) {
+    auto it = policies_.find(k);
+    if (it == policies_.end() || it->second != slot) delete slot;
+  }
+  rte_hash_free(h_);
 }
 
 PolicySlot* OutboundSpd::find(const Ipv4Prefix& local, const Ipv4Prefix& peer) const noexcept {
@@ -50,112 +95,129 @@ PolicySlot* OutboundSpd::find(const Ipv4Prefix& local, const Ipv4Prefix& peer) c
   return it == policies_.end() ? nullptr : it->second;
 }
 
-Result<SpdTable*> OutboundSpd::build(const std::vector<PolicySlot*>& slots) const {
-  auto t = std::make_unique<SpdTable>();
-  t->slots = slots;
-  if (slots.empty()) return t.release();  // empty table: every lookup misses, no ACL context
-
-  char name[RTE_ACL_NAMESIZE];
-  std::snprintf(name, sizeof name, "ipsecgw_spd_%u", g_acl_seq.fetch_add(1));
-  rte_acl_param prm{};
-  prm.name = name;
-  prm.socket_id = socket_id_;
-  prm.rule_size = RTE_ACL_RULE_SZ(kNumFields);
-  prm.max_rule_num = static_cast<std::uint32_t>(slots.size());
-  t->acl = rte_acl_create(&prm);
-  if (t->acl == nullptr)
-    return make_error(std::string("spd: rte_acl_create failed: ") + rte_strerror(rte_errno));
-
-  std::vector<SpdRule> rules(slots.size());
-  for (std::size_t i = 0; i < slots.size(); ++i) {
-    SpdRule& r = rules[i];
-    std::memset(&r, 0, sizeof r);
-    const PolicySlot& s = *slots[i];
-    r.data.category_mask = 1;
-    // Most specific wins: peer (dst) prefix length first, then local (src) length.
-    r.data.priority = 1 + s.peer_subnet.len * 33 + s.local_subnet.len;
-    r.data.userdata = static_cast<std::uint32_t>(i + 1);  // 0 means "no match"
-    r.field[kFieldAny].value.u8 = 0;
-    r.field[kFieldAny].mask_range.u8 = 0;
-    r.field[kFieldSrc].value.u32 = s.local_subnet.addr;
-    r.field[kFieldSrc].mask_range.u32 = s.local_subnet.len;
-    r.field[kFieldDst].value.u32 = s.peer_subnet.addr;
-    r.field[kFieldDst].mask_range.u32 = s.peer_subnet.len;
-  }
-  int rc = rte_acl_add_rules(t->acl, reinterpret_cast<const rte_acl_rule*>(rules.data()),
-                             static_cast<std::uint32_t>(rules.size()));
-  if (rc != 0) return make_error(std::string("spd: rte_acl_add_rules failed: ") + rte_strerror(-rc));
-
-  rte_acl_config cfg{};
-  cfg.num_categories = 1;
-  cfg.num_fields = kNumFields;
-  std::memcpy(cfg.defs, kFieldDefs, sizeof kFieldDefs);
-  cfg.max_size = 0;
-  rc = rte_acl_build(t->acl, &cfg);
-  if (rc != 0) return make_error(std::string("spd: rte_acl_build failed: ") + rte_strerror(-rc));
-  return t.release();
+std::size_t OutboundSpd::classes() const noexcept {
+  const SpdClasses* c = classes_.load(std::memory_order_acquire);
+  return c == nullptr ? 0 : c->c.size();
 }
 
-void OutboundSpd::publish(SpdTable* t) {
-  SpdTable* old = cur_.exchange(t, std::memory_order_acq_rel);  // release: t fully built
+void OutboundSpd::publish_classes() {
+  auto next = std::make_unique<SpdClasses>();
+  // Most specific first: longest peer prefix, then longest local prefix.
+  for (int pl = kLens - 1; pl >= 0; --pl)
+    for (int ll = kLens - 1; ll >= 0; --ll)
+      if (class_count_[pl * kLens + ll] != 0)
+        next->c.push_back(SpdClass{len_mask(pl), len_mask(ll), static_cast<std::uint8_t>(pl),
+                                   static_cast<std::uint8_t>(ll)});
+  SpdClasses* old = classes_.exchange(next.release(), std::memory_order_acq_rel);
   if (old != nullptr) reclaimer_.defer([old] { delete old; });
 }
 
-Result<void> OutboundSpd::rebuild() {
-  std::vector<PolicySlot*> slots;
-  slots.reserve(policies_.size());
-  for (auto& [k, s] : policies_) slots.push_back(s);
-  auto t = build(slots);
-  if (!t) return make_error(t.error());
-  publish(*t);
-  dirty_ = false;
-  // Workers holding the old table may still read these slots: free them after the grace period.
-  for (PolicySlot* slot : retired_) reclaimer_.defer([slot] { delete slot; });
-  retired_.clear();
+Result<void> OutboundSpd::apply(const Key& k, bool& classes_changed) {
+  auto want = policies_.find(k);
+  auto have = linked_.find(k);
+  PolicySlot* w = want == policies_.end() ? nullptr : want->second;
+  PolicySlot* h = have == linked_.end() ? nullptr : have->second;
+  if (w == h) return {};
+  const auto& [laddr, llen, paddr, plen] = k;
+  SpdKey hk{};
+  hk.dst = paddr;
+  hk.src = laddr;
+  hk.peer_len = plen;
+  hk.local_len = llen;
+  const unsigned cls = plen * kLens + llen;
+  if (w != nullptr) {
+    // Insert, or re-point an existing key in one atomic data store (readers see h or w).
+    const int rc = rte_hash_add_key_data(h_, &hk, w);
+    if (rc < 0)
+      return make_error("spd: cannot add policy " + format_prefix(w->local_subnet) + " -> " +
+                        format_prefix(w->peer_subnet) + ": " + rte_strerror(-rc));
+    if (h == nullptr) {
+      if (class_count_[cls]++ == 0) classes_changed = true;
+      linked_.emplace(k, w);
+    } else {
+      have->second = w;
+      reclaimer_.defer([h] { delete h; });
+    }
+    return {};
+  }
+  // Unlink; the key's slot in the hash and the policy slot stay until the grace period ends.
+  const std::int32_t pos = rte_hash_del_key(h_, &hk);
+  linked_.erase(have);
+  if (--class_count_[cls] == 0) classes_changed = true;
+  rte_hash* hash = h_;
+  reclaimer_.defer([hash, pos, h] {
+    if (pos >= 0) rte_hash_free_key_with_position(hash, pos);
+    delete h;
+  });
   return {};
 }
 
 Result<PolicySlot*> OutboundSpd::add(const Ipv4Prefix& local, const Ipv4Prefix& peer, OutboundSa* sa) {
+  if (local.len > 32 || peer.len > 32 || (local.addr & ~local.mask()) != 0 ||
+      (peer.addr & ~peer.mask()) != 0)
+    return make_error("spd: selectors " + format_prefix(local) + " -> " + format_prefix(peer) +
+                      " have host bits set");
   auto slot = std::make_unique<PolicySlot>();
-  slot->sa.store(sa, std::memory_order_relaxed);
+  // Release: a worker that finds the slot (rte_hash's own ordering, invisible to
+  // ThreadSanitizer) loads `sa` with acquire before reading the slot or the SA.
+  slot->sa.store(sa, std::memory_order_release);
   slot->local_subnet = local;
   slot->peer_subnet = peer;
-  auto [it, inserted] = policies_.emplace(key(local, peer), slot.get());
+  const Key k = key(local, peer);
+  auto [it, inserted] = policies_.emplace(k, slot.get());
   if (!inserted) return make_error("spd: policy already present");
-  if (in_batch()) {
-    dirty_ = true;
-    return slot.release();
-  }
-  if (auto r = rebuild(); !r) {
-    policies_.erase(it);
-    return make_error(r.error());
+  dirty_.push_back(k);
+  if (in_batch()) return slot.release();
+  begin_batch();
+  auto r = commit_batch();
+  if (linked_.count(k) == 0) {  // its insert failed: nothing to undo but the map entry
+    policies_.erase(k);
+    std::erase(dirty_, k);
+    return make_error(r ? std::string("spd: policy not linked") : r.error());
   }
   return slot.release();
 }
 
 Result<void> OutboundSpd::remove(PolicySlot* slot) {
-  auto it = policies_.find(key(slot->local_subnet, slot->peer_subnet));
+  const Key k = key(slot->local_subnet, slot->peer_subnet);
+  auto it = policies_.find(k);
   if (it == policies_.end() || it->second != slot) return make_error("spd: unknown policy");
   policies_.erase(it);
-  retired_.push_back(slot);
-  if (in_batch()) {
-    // Still in the published table until the commit: matched packets are held, not sent.
+  auto l = linked_.find(k);
+  if (l == linked_.end() || l->second != slot) {
+    // Never seen by a worker (added and removed in one batch, or its insert failed).
+    reclaimer_.defer([slot] { delete slot; });
+  } else {
+    // Still linked until the commit: matched packets are held, not sent.
     slot->sa.store(nullptr, std::memory_order_release);
-    dirty_ = true;
-    return {};
+    dirty_.push_back(k);
   }
-  if (auto r = rebuild(); !r) {  // nothing changes: the policy goes back
-    retired_.pop_back();
-    policies_.emplace(key(slot->local_subnet, slot->peer_subnet), slot);
-    return r;
-  }
+  if (in_batch()) return {};
+  begin_batch();
+  // A delete cannot fail; an error here is an earlier insert retried, already reported.
+  (void)commit_batch();
   return {};
 }
 
 Result<void> OutboundSpd::commit_batch() {
   if (batch_depth_ == 0) return make_error("spd: commit_batch without begin_batch");
-  if (--batch_depth_ != 0 || !dirty_) return {};
-  return rebuild();
+  if (--batch_depth_ != 0 || dirty_.empty()) return {};
+  bool classes_changed = false;
+  Result<void> result;
+  std::vector<Key> failed;
+  // Removals first: a removal's key slot and a new policy's insert may compete for room.
+  for (const Key& k : dirty_)
+    if (policies_.count(k) == 0) (void)apply(k, classes_changed);
+  for (const Key& k : dirty_) {
+    if (policies_.count(k) == 0) continue;
+    if (auto r = apply(k, classes_changed); !r) {
+      failed.push_back(k);
+      if (result) result = std::move(r);
+    }
+  }
+  dirty_ = std::move(failed);
+  if (classes_changed || classes_.load(std::memory_order_relaxed) == nullptr) publish_classes();
+  return result;
 }
 
 void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out) const noexcept {
@@ -168,45 +230,66 @@ void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundS
 
 void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out,
                          PolicySlot** slots) const noexcept {
-  const SpdTable* t = cur_.load(std::memory_order_acquire);
-  if (t == nullptr || t->acl == nullptr) {
+  const SpdClasses* cls = classes_.load(std::memory_order_acquire);
+  const unsigned nc = cls == nullptr ? 0 : static_cast<unsigned>(cls->c.size());
+  if (nc == 0) {
     for (unsigned i = 0; i < n; ++i) {
       out[i] = nullptr;
       slots[i] = nullptr;
     }
     return;
   }
-  AclKey keys[kChunk];
-  const std::uint8_t* data[kChunk];
-  std::uint32_t res[kChunk];
-  std::uint8_t key_of[kChunk];  // packet -> its key (consecutive packets of one pair share one)
-  static_assert(kChunk <= 256);
+  const SpdClass* classes = cls->c.data();
+  SpdKey keys[kChunk];
+  const void* kp[kChunk];
+  void* data[kChunk];
+  PolicySlot* found[kChunk];     // per distinct pair
+  std::uint8_t pend[kChunk];     // distinct pairs not resolved yet
+  std::uint8_t first[kChunk];    // distinct pair -> its first packet
+  std::uint8_t key_of[kChunk];   // packet -> its distinct pair
   for (unsigned base = 0; base < n; base += kChunk) {
     const unsigned m = n - base < kChunk ? n - base : kChunk;
+    const Ipv4* s = src + base;
+    const Ipv4* d = dst + base;
     // A run of packets with the same (src, dst), as a burst of one flow brings them, is
-    // classified once: rte_acl_classify costs ~200 instructions per key.
+    // looked up once.
     unsigned u = 0;
     for (unsigned i = 0; i < m; ++i) {
-      const unsigned k = base + i;
-      if (i == 0 || src[k] != src[k - 1] || dst[k] != dst[k - 1]) {
-        keys[u] = AclKey{0, {0, 0, 0}, rte_cpu_to_be_32(src[k]), rte_cpu_to_be_32(dst[k])};
-        data[u] = reinterpret_cast<const std::uint8_t*>(&keys[u]);
+      if (i == 0 || s[i] != s[i - 1] || d[i] != d[i - 1]) {
+        first[u] = static_cast<std::uint8_t>(i);
+        pend[u] = static_cast<std::uint8_t>(u);
+        found[u] = nullptr;
         ++u;
       }
       key_of[i] = static_cast<std::uint8_t>(u - 1);
     }
-    if (rte_acl_classify(t->acl, data, res, u, 1) != 0) {
-      for (unsigned i = 0; i < m; ++i) {
-        out[base + i] = nullptr;
-        slots[base + i] = nullptr;
+    // Most specific class first; each pair leaves the pending list at its first hit.
+    unsigned np = u;
+    for (unsigned c = 0; c < nc && np != 0; ++c) {
+      for (unsigned j = 0; j < np; ++j) {
+        const unsigned i = first[pend[j]];
+        keys[j] = make_key(s[i], d[i], classes[c]);
+        kp[j] = &keys[j];
       }
-      continue;
+      std::uint64_t hits = 0;
+      if (rte_hash_lookup_bulk_data(h_, kp, np, &hits, data) < 0) hits = 0;
+      unsigned left = 0;
+      for (unsigned j = 0; j < np; ++j) {
+        if ((hits >> j) & 1) {
+          found[pend[j]] = static_cast<PolicySlot*>(data[j]);
+          rte_prefetch0(data[j]);
+        } else {
+          pend[left++] = pend[j];
+        }
+      }
+      np = left;
     }
     for (unsigned i = 0; i < m; ++i) {
-      const std::uint32_t r = res[key_of[i]];
-      PolicySlot* s = r == 0 ? nullptr : t->slots[r - 1];
-      slots[base + i] = s;
-      out[base + i] = s == nullptr ? nullptr : s->sa.load(std::memory_order_acquire);
+      PolicySlot* p = found[key_of[i]];
+      slots[base + i] = p;
+      OutboundSa* sa = p == nullptr ? nullptr : p->sa.load(std::memory_order_acquire);
+      out[base + i] = sa;
+      if (sa != nullptr && (i == 0 || key_of[i] != key_of[i - 1])) prefetch_for_encrypt(sa);
     }
   }
 }

@@ -5,29 +5,40 @@
 // peer_subnet, any protocol and port. Each policy owns a PolicySlot holding the tunnel's current
 // outbound SA in one std::atomic<OutboundSa*>: a rekey re-points it with one store (make-before-break).
 //
-// Lookup structure: DPDK rte_acl over two MASK fields (src, dst), rebuilt from all policies on
-// every policy add/remove and published with one atomic pointer store; the old one is freed by
-// the Reclaimer after a grace period. Why rte_acl: classification is lock-free, read-only, in
-// bulk (SIMD over a burst), its cost does not grow with the number of policies the way a list
-// scan would, and its memory is proportional to the rules (rte_lpm's DIR-24-8 would cost 64 MiB
-// per rebuilt table). Rebuilding costs milliseconds, which is fine for the control plane (policy
-// changes are tunnel up/down; rekeys only re-point a slot and rebuild nothing).
+// Lookup structure: tuple space search. Policies fall into classes by their prefix-length pair
+// (peer len, local len); one rte_hash holds every policy under the exact key (dst & peer mask,
+// src & local mask, peer len, local len), with lock-free readers
+// (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF). A lookup tries the classes present, most specific
+// first, one rte_hash_lookup_bulk_data per class for the packets still unresolved, and stops
+// at the first hit or when every packet of the burst is resolved. Site-to-site policies fall in
+// a few classes (often one: /24 -> /24), so a lookup is one or two hash probes per packet
+// whatever the number of tunnels, and an insert or a remove is one hash operation: O(1), where
+// the rte_acl SPD this replaces rebuilt its whole trie (O(N)) on every policy change. The cost
+// grows with the number of classes in use (up to 33 x 33; a miss tries them all), which
+// classes() reports. The lookup also prefetches the cache lines of each SA it returns that the
+// encrypt reads, so that with thousands of tunnels (random flows: an SA miss per packet) the
+// misses of a burst overlap. The list of classes in use is a small immutable array published
+// with one atomic pointer store when a class appears or empties (old one freed after the grace
+// period); a key deleted from the hash keeps its slot until the grace period ends (no free on
+// delete), so a reader never sees it reused.
 //
-// Most specific wins: priority = 1 + peer_len * 33 + local_len, so the longest peer (dst)
-// prefix wins first, then the longest local (src) prefix. Two different matching policies can
-// never tie (equal lengths and both matching means equal prefixes).
+// Most specific wins: the longest peer (dst) prefix first, then the longest local (src)
+// prefix, which is the order classes are tried in. Two different matching policies can never
+// tie (equal lengths and both matching means equal prefixes).
 //
 // Batches (begin_batch / commit_batch): while a batch is open, add() and remove() change only
-// the control-side map and the table is built and published once, at commit_batch(), so
-// installing N policies costs one build of N rules instead of N builds (start-up with
-// thousands of static connections was quadratic). Until the commit the previous table keeps
+// the control-side map and the hash is updated at commit_batch() (one hash operation per
+// changed policy, one class-list publish at most). Until the commit the published state keeps
 // serving: an added policy does not match yet; a removed one still matches, with its SA
 // pointer already cleared, so its packets are held as trapped (never sent in the clear); its
-// slot is freed after the grace period that follows the commit's publish.
+// slot is freed after the grace period that follows the commit's unlink. A policy removed and
+// re-added in one batch is re-pointed in place (rte_hash replaces the data atomically): its
+// packets never see a gap. Outside a batch every add() and remove() is a batch of one.
 //
 // Threads: the control thread is the only writer; workers call lookup() and must be RCU readers.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -39,7 +50,7 @@
 #include "dataplane/reclaimer.hpp"
 #include "dataplane/sa.hpp"
 
-struct rte_acl_ctx;
+struct rte_hash;
 
 namespace ipsecgw::dp {
 
@@ -72,11 +83,27 @@ inline void policy_raise_acquire(PolicySlot& slot, std::uint64_t now,
   slot.acquire_pending.store(true, std::memory_order_release);
 }
 
-// One immutable, published lookup structure.
-struct SpdTable {
-  rte_acl_ctx* acl = nullptr;
-  std::vector<PolicySlot*> slots;  // ACL userdata u -> slots[u - 1]
-  ~SpdTable();
+// The hash key: both addresses masked to the class's lengths, and the class (12 bytes).
+struct SpdKey {
+  Ipv4 dst;
+  Ipv4 src;
+  std::uint8_t peer_len;
+  std::uint8_t local_len;
+  std::uint8_t pad[2];
+};
+static_assert(sizeof(SpdKey) == 12);
+
+// One prefix-length class in use, as a lookup reads it.
+struct SpdClass {
+  Ipv4 peer_mask;
+  Ipv4 local_mask;
+  std::uint8_t peer_len;
+  std::uint8_t local_len;
+};
+
+// The classes in use, most specific first; immutable once published.
+struct SpdClasses {
+  std::vector<SpdClass> c;
 };
 
 class OutboundSpd {
@@ -88,22 +115,25 @@ class OutboundSpd {
   OutboundSpd& operator=(const OutboundSpd&) = delete;
 
   // ---- control thread ----
+  // Creates the hash for up to `capacity` policies (before any other call).
+  Result<void> init(unsigned capacity);
   PolicySlot* find(const Ipv4Prefix& local, const Ipv4Prefix& peer) const noexcept;
-  // New policy pointing at `sa` (nullptr: a trap); builds and publishes a new table (old one
-  // deferred-freed), or, in a batch, leaves that to commit_batch().
+  // New policy pointing at `sa` (nullptr: a trap), linked at once (one hash insert) or, in a
+  // batch, at commit_batch(). Prefixes must have no host bits set.
   Result<PolicySlot*> add(const Ipv4Prefix& local, const Ipv4Prefix& peer, OutboundSa* sa);
-  // Unlink the policy: publish a table without it; the slot is freed after a grace period.
-  // Returns an error only when the new table cannot be built (nothing changes then). In a
-  // batch: clears slot->sa (the caller frees the SA after a grace period) and unlinks it at
+  // Unlink the policy (one hash delete); the slot is freed after a grace period. In a batch:
+  // clears slot->sa (the caller frees the SA after a grace period) and unlinks it at
   // commit_batch().
   Result<void> remove(PolicySlot* slot);
-  // Batches nest; the outermost commit_batch() builds and publishes one table if anything
-  // changed. On a build error the batch is closed, the previous table keeps serving and the
-  // next add/remove/commit builds again.
+  // Batches nest; the outermost commit_batch() applies what changed. If a hash insert fails
+  // (table full) that policy stays unlinked and is retried by the next commit; the error is
+  // returned, everything else is applied.
   void begin_batch() noexcept { ++batch_depth_; }
   Result<void> commit_batch();
   bool in_batch() const noexcept { return batch_depth_ != 0; }
   std::size_t size() const noexcept { return policies_.size(); }
+  // Prefix-length classes in the published lookup structure (a lookup probes up to this many).
+  std::size_t classes() const noexcept;
   template <class F>
   void for_each(F&& f) const {
     for (const auto& [k, slot] : policies_) f(*slot);
@@ -121,19 +151,20 @@ class OutboundSpd {
   static Key key(const Ipv4Prefix& l, const Ipv4Prefix& p) noexcept {
     return {l.addr, l.len, p.addr, p.len};
   }
-  Result<SpdTable*> build(const std::vector<PolicySlot*>& slots) const;
-  void publish(SpdTable* t);
-  // Builds a table from policies_ and publishes it; then frees the retired slots after a grace
-  // period. On failure nothing is published and dirty_ stays set.
-  Result<void> rebuild();
+  static constexpr unsigned kLens = 33;  // prefix lengths 0..32; class index peer * 33 + local
+  // Brings the hash in line with policies_ for `k`; counts classes that appear or empty.
+  Result<void> apply(const Key& k, bool& classes_changed);
+  void publish_classes();
 
   Reclaimer& reclaimer_;
   int socket_id_;
-  std::map<Key, PolicySlot*> policies_;
+  rte_hash* h_ = nullptr;
+  std::map<Key, PolicySlot*> policies_;  // what the control side wants
+  std::map<Key, PolicySlot*> linked_;    // what is in the hash
+  std::vector<Key> dirty_;               // keys whose policies_ and linked_ may differ
+  std::array<std::uint32_t, kLens * kLens> class_count_{};  // linked policies per class
   unsigned batch_depth_ = 0;
-  bool dirty_ = false;                  // policies_ differs from the published table
-  std::vector<PolicySlot*> retired_;    // removed, still in the published table
-  alignas(64) std::atomic<SpdTable*> cur_{nullptr};
+  alignas(64) std::atomic<SpdClasses*> classes_{nullptr};
 };
 
 }  // namespace ipsecgw::dp

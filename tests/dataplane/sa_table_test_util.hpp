@@ -100,7 +100,9 @@ inline unsigned expect_lookups_match_brute_force(const std::vector<Pol>& pols,
     } else {
       ++hits;
       EXPECT_NE(res[i], nullptr) << i;
-      if (res[i] != nullptr) EXPECT_EQ(res[i]->spi, best->spi) << i;
+      if (res[i] != nullptr) {
+        EXPECT_EQ(res[i]->spi, best->spi) << i;
+      }
     }
   }
   return hits;

@@ -369,6 +369,53 @@ TEST(SaTableCapacity, FullTablesRefuseNamingCapacity) {
   EXPECT_NE(bad.error().find("capacity"), std::string::npos);
 }
 
+// A removed policy's key keeps its slot in the SPD hash until its grace period ends. With a
+// reader that never reports a quiescent state, policy churn eventually fills the hash: the
+// install is refused with an error naming the SPD (nothing half-installed, other tunnels keep
+// working), and once the reader reports, the same install succeeds.
+TEST(SaTableCapacity, PolicyChurnWithoutGracePeriodsFailsCleanlyThenRecovers) {
+  auto rcu = Rcu::create(1);
+  ASSERT_TRUE(rcu);
+  auto inst_r = DpSaInstaller::create(**rcu, 4);
+  ASSERT_TRUE(inst_r) << inst_r.error();
+  DpSaInstaller& inst = **inst_r;
+  auto out = [&inst](Ipv4 src, Ipv4 dst) {
+    OutboundSa* o = nullptr;
+    inst.lookup_outbound(&src, &dst, 1, &o);
+    return o;
+  };
+  const Ipv4Prefix local{ip(10, 0, 0, 0), 8};
+  ASSERT_TRUE(inst.add_sa(make_spec(Direction::kOutbound, 0x100, local, {ip(172, 16, 0, 0), 24})));
+  (*rcu)->register_thread(0);
+  (*rcu)->online(0);  // this thread is a reader that never reports
+  struct Offline {    // also when an assertion returns early: drain() would wait for us
+    Rcu& rcu;
+    ~Offline() {
+      rcu.offline(0);
+      rcu.unregister_thread(0);
+    }
+  } offline{**rcu};
+  Result<void> r;
+  unsigned cycles = 0;
+  for (; cycles < 1000; ++cycles) {
+    r = inst.add_sa(make_spec(Direction::kOutbound, 0x1000 + cycles, local,
+                              {ip(172, 17, cycles % 256, 0), 24}));
+    if (!r) break;
+    ASSERT_TRUE(inst.del_sa(Direction::kOutbound, 0x1000 + cycles));
+    inst.reclaim();  // frees nothing: the reader holds every grace period
+  }
+  ASSERT_FALSE(r) << "1000 policy add/remove cycles and the SPD never filled up";
+  EXPECT_NE(r.error().find("spd"), std::string::npos) << r.error();
+  EXPECT_FALSE(inst.query_sa(Direction::kOutbound, 0x1000 + cycles));  // nothing half-installed
+  EXPECT_TRUE(sa_is_live(out(ip(10, 1, 1, 1), ip(172, 16, 0, 9)), 0x100));
+  (*rcu)->quiescent(0);
+  EXPECT_GT(inst.reclaim(), 0u);
+  EXPECT_TRUE(inst.add_sa(make_spec(Direction::kOutbound, 0x1000 + cycles, local,
+                                    {ip(172, 17, cycles % 256, 0), 24})));
+  EXPECT_TRUE(sa_is_live(out(ip(10, 1, 1, 1), ip(172, 17, cycles % 256, 9)),
+                         0x1000 + cycles));
+}
+
 TEST_F(SaTable, PollEventsReportsAndClearsWorkerFlags) {
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, 0x3001, {}, {}, 11)));
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x3002, {ip(10, 0, 0, 0), 8},
