@@ -428,7 +428,8 @@ Result<State> Store::load(const Environment& env) const {
   }
   std::string text;
   struct stat st {};
-  if (::fstat(fd, &st) == 0 && st.st_size > 0) text.reserve(static_cast<std::size_t>(st.st_size) + 1);
+  if (::fstat(fd, &st) == 0 && st.st_size > 0)
+    text.reserve(static_cast<std::size_t>(st.st_size) + 1);
   char buf[4096];
   ssize_t n = 0;
   while ((n = ::read(fd, buf, sizeof buf)) != 0) {

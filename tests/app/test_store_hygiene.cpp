@@ -45,8 +45,12 @@ void* checked_malloc(std::size_t n) {
 
 void* operator new(std::size_t n) { return checked_malloc(n); }
 void* operator new[](std::size_t n) { return checked_malloc(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return std::malloc(n ? n : 1); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return std::malloc(n ? n : 1); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  return std::malloc(n ? n : 1);
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  return std::malloc(n ? n : 1);
+}
 void operator delete(void* p) noexcept { scan_and_free(p); }
 void operator delete[](void* p) noexcept { scan_and_free(p); }
 void operator delete(void* p, std::size_t) noexcept { scan_and_free(p); }
@@ -70,7 +74,8 @@ const std::string kPsk2 = "second-state-file-secret-9876543210";
 // A state file with two connections whose PSK lines are more than 4 KiB apart.
 std::string state_text() {
   std::string pad;
-  for (int i = 0; i < 100; ++i) pad += "# padding line " + std::to_string(i) + " ..............................\n";
+  for (int i = 0; i < 100; ++i)
+    pad += "# padding line " + std::to_string(i) + " ..............................\n";
   auto conn = [](const char* name, const char* peer, const char* cidr, const std::string& psk) {
     return std::string("  - name: ") + name + "\n    peer_address: " + peer +
            "\n    peer_id: " + peer + "\n    peer_cidrs: [" + cidr + "]\n    psk: \"" + psk +
