@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -35,18 +34,6 @@ Bytes range(std::uint8_t from, std::uint8_t to_incl) {
   Bytes out;
   for (int i = from; i <= to_incl; ++i) out.push_back(static_cast<std::uint8_t>(i));
   return out;
-}
-
-// Random iterations of a cross-check: `full`, or a fifth of it with IPSECGW_TEST_QUICK=1 (set by
-// scripts/test's sanitizer pass, where this binary is several times slower). Every algorithm
-// and length class is still covered: each loop goes over every algorithm pair, and its first
-// iterations take the shortest and longest lengths.
-int iterations(int full) {
-  static const bool quick = [] {
-    const char* q = std::getenv("IPSECGW_TEST_QUICK");
-    return q != nullptr && *q != '\0' && *q != '0';
-  }();
-  return quick ? std::max(full / 5, 8) : full;
 }
 
 constexpr std::array<CipherAlg, 3> kCiphers = {CipherAlg::kAes128Cbc, CipherAlg::kAes192Cbc,
@@ -389,7 +376,7 @@ TEST(EspEngineHmac, MatchesOpenSslForRandomKeysAndLengths) {
   auto eng = engine();
   ASSERT_TRUE(eng);
   std::mt19937_64 rng(4242);
-  for (int i = 0; i < iterations(200); ++i) {
+  for (int i = 0; i < 200; ++i) {
     const IntegAlg a = kIntegs[static_cast<std::size_t>(i) % 2];
     // The first four: 1-byte and 150-byte keys (shorter and longer than a block), 1- and
     // 3000-byte messages, for both algorithms.
@@ -413,7 +400,7 @@ TEST(EspEngineCrossCheck, EncryptMatchesOpenSslAndDecryptRoundTripsForAllCombos)
   for (auto c : kCiphers) {
     for (auto a : kIntegs) {
       SCOPED_TRACE(std::string(to_string(c)) + "/" + std::string(to_string(a)));
-      for (int i = 0; i < iterations(200); ++i) {
+      for (int i = 0; i < 200; ++i) {
         auto sa = random_sa(rng, c, a);
         // 16 .. 2048, the first two the shortest and the longest.
         const std::size_t len = i == 0 ? 16 : i == 1 ? 2048 : 16 * (1 + rng() % 128);
@@ -450,7 +437,7 @@ TEST(EspEngineCrossCheck, AnyFlippedBitInAuthenticatedDataOrIcvFailsIcv) {
   for (auto c : kCiphers) {
     for (auto a : kIntegs) {
       SCOPED_TRACE(std::string(to_string(c)) + "/" + std::string(to_string(a)));
-      for (int i = 0; i < iterations(30); ++i) {
+      for (int i = 0; i < 30; ++i) {
         auto sa = random_sa(rng, c, a);
         const std::size_t len = i == 0 ? 16 : i == 1 ? 1024 : 16 * (1 + rng() % 64);
         Packet p(sa->ks, random_bytes(rng, kHdr), random_bytes(rng, 16), random_bytes(rng, len));
