@@ -2,7 +2,11 @@
 
 #include <rte_telemetry.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <mutex>
+#include <string>
 
 #include "crypto/dh_ops.hpp"
 #include "dataplane/telemetry_columns.hpp"
@@ -15,17 +19,62 @@ namespace {
 std::mutex g_conn_mu;
 std::vector<ConnRow> g_conn_rows;
 
-// Columns, like /ipsecgw/sa (dict keys must be plain names, which connection names need not
-// be): row i of every array is one connection.
-int tel_connections(const char*, const char*, rte_tel_data* d) {
-  std::vector<ConnRow> rows;
-  {
-    std::lock_guard lk(g_conn_mu);
-    rows = g_conn_rows;
+// A reply must fit DPDK's 16 KiB telemetry buffer, or whole columns are left out of it: a
+// page of /ipsecgw/connections holds the rows whose JSON fits kRowBudget, counted the way DPDK
+// writes them (strings cut at RTE_TEL_MAX_STRING_LEN - 1 bytes, then escaped).
+constexpr std::size_t kReplyMax = 16 * 1024;
+constexpr std::size_t kRowBudget = kReplyMax - 1024;  // the keys, count/total/start/next
+
+std::size_t json_string_bytes(const std::string& s) {
+  std::size_t n = 3;  // quotes, separator
+  const std::size_t len = std::min<std::size_t>(s.size(), RTE_TEL_MAX_STRING_LEN - 1);
+  for (std::size_t i = 0; i < len; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    n += c < 0x20 ? 6 : (c == '"' || c == '\\' || c == '/') ? 2 : 1;
   }
-  if (rows.size() > RTE_TEL_MAX_ARRAY_ENTRIES) rows.resize(RTE_TEL_MAX_ARRAY_ENTRIES);
+  return n;
+}
+
+std::size_t row_json_bytes(const ConnRow& r) {
+  constexpr std::size_t kU64 = 21;  // 20 digits and a separator
+  std::size_t n = 8 * kU64;
+  for (const std::string* s : {&r.name, &r.peer, &r.state, &r.reason, &r.phase1, &r.phase2,
+                               &r.ike_algorithms, &r.esp_algorithms, &r.last_error,
+                               &r.last_error_at, &r.last_rekey_at})
+    n += json_string_bytes(*s);
+  return n;
+}
+
+std::vector<ConnRow> snapshot() {
+  std::lock_guard lk(g_conn_mu);
+  return g_conn_rows;
+}
+
+// Columns, like /ipsecgw/sa (dict keys must be plain names, which connection names need not
+// be): row i of every array is one connection. One page: rows from START (the parameter,
+// default 0) while they fit; `next` is the START of the next page, absent on the last one.
+int tel_connections(const char*, const char* params, rte_tel_data* d) {
+  std::size_t start = 0;
+  if (params != nullptr && *params != '\0') {
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long v = std::strtoull(params, &end, 10);
+    if (errno != 0 || end == params || *end != '\0' || params[0] == '-') return -EINVAL;
+    start = static_cast<std::size_t>(v);
+  }
+  const std::vector<ConnRow> all = snapshot();
+  std::vector<ConnRow> rows;
+  std::size_t bytes = 0;
+  for (std::size_t i = start; i < all.size() && rows.size() < RTE_TEL_MAX_ARRAY_ENTRIES; ++i) {
+    bytes += row_json_bytes(all[i]);
+    if (bytes > kRowBudget && !rows.empty()) break;
+    rows.push_back(all[i]);
+  }
   rte_tel_data_start_dict(d);
   rte_tel_data_add_dict_u64(d, "count", rows.size());
+  rte_tel_data_add_dict_u64(d, "total", all.size());
+  rte_tel_data_add_dict_u64(d, "start", start);
+  if (start + rows.size() < all.size()) rte_tel_data_add_dict_u64(d, "next", start + rows.size());
   using dp::add_string_column, dp::add_u64_column;
   add_string_column(d, "name", rows, [](const ConnRow& r) { return r.name; });
   add_string_column(d, "peer", rows, [](const ConnRow& r) { return r.peer; });
@@ -46,6 +95,37 @@ int tel_connections(const char*, const char*, rte_tel_data* d) {
   add_u64_column(d, "in_bytes", rows, [](const ConnRow& r) { return r.in_bytes; });
   add_u64_column(d, "out_packets", rows, [](const ConnRow& r) { return r.out_packets; });
   add_u64_column(d, "out_bytes", rows, [](const ConnRow& r) { return r.out_bytes; });
+  return 0;
+}
+
+// One connection, by its name (the name it has in /ipsecgw/connections: its Neutron name, or
+// its id where that is empty or not unique): every field as a dict entry.
+int tel_connection(const char*, const char* params, rte_tel_data* d) {
+  rte_tel_data_start_dict(d);
+  if (params == nullptr || *params == '\0') {
+    rte_tel_data_add_dict_string(d, "error", "a connection name or id is required: "
+                                             "/ipsecgw/connection,NAME");
+    return 0;
+  }
+  const std::vector<ConnRow> all = snapshot();
+  const auto it = std::find_if(all.begin(), all.end(),
+                               [&](const ConnRow& r) { return r.name == params; });
+  if (it == all.end()) {
+    rte_tel_data_add_dict_string(d, "error", "no such connection (see /ipsecgw/connections)");
+    return 0;
+  }
+  const ConnRow& r = *it;
+  const std::pair<const char*, const std::string*> strings[] = {
+      {"name", &r.name}, {"peer", &r.peer}, {"state", &r.state}, {"reason", &r.reason},
+      {"phase1", &r.phase1}, {"phase2", &r.phase2}, {"ike_algorithms", &r.ike_algorithms},
+      {"esp_algorithms", &r.esp_algorithms}, {"last_error", &r.last_error},
+      {"last_error_at", &r.last_error_at}, {"last_rekey_at", &r.last_rekey_at}};
+  const std::pair<const char*, std::uint64_t> numbers[] = {
+      {"spi_in", r.spi_in}, {"spi_out", r.spi_out}, {"udp_encap", r.udp_encap},
+      {"peer_port", r.peer_port}, {"in_packets", r.in_packets}, {"in_bytes", r.in_bytes},
+      {"out_packets", r.out_packets}, {"out_bytes", r.out_bytes}};
+  for (const auto& [k, v] : strings) rte_tel_data_add_dict_string(d, k, v->c_str());
+  for (const auto& [k, v] : numbers) rte_tel_data_add_dict_u64(d, k, v);
   return 0;
 }
 
@@ -86,8 +166,11 @@ void register_telemetry() {
   static bool registered = false;
   if (registered) return;
   rte_telemetry_register_cmd("/ipsecgw/connections", tel_connections,
-                             "Site connections: Neutron status, reason, phases, algorithms, SPIs, "
-                             "last error/rekey, traffic. No parameters");
+                             "Site connections, a page at a time: status, reason, phases, "
+                             "algorithms, SPIs, traffic. Param: first row (see next)");
+  rte_telemetry_register_cmd("/ipsecgw/connection", tel_connection,
+                             "One site connection's status, every field. Param: its name (as in "
+                             "/ipsecgw/connections)");
   // Help texts must stay under RTE_TEL_MAX_STRING_LEN (128), else registration fails.
   rte_telemetry_register_cmd("/ipsecgw/ike", tel_ike,
                              "IKE counters: cookie/replay/unauthenticated drops, half-open caps, "

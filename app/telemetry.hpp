@@ -1,6 +1,9 @@
-// The process's own rte_telemetry commands: /ipsecgw/connections, the site connections' status
-// rows (app/connections.hpp: Neutron status, reason, phases, algorithms, SPIs, last error and
-// rekey, traffic); /ipsecgw/ike, the IKE daemon's counters. The data plane's /ipsecgw/stats,
+// The process's own rte_telemetry commands: /ipsecgw/connections[,START], the site connections'
+// status rows (app/connections.hpp: Neutron status, reason, phases, algorithms, SPIs, last
+// error and rekey, traffic) a page at a time (each reply fits DPDK's 16 KiB: `total`, `start`,
+// `count` rows, `next` = the START of the next page, absent on the last);
+// /ipsecgw/connection,NAME, one connection's row as a dict; /ipsecgw/ike, the IKE daemon's
+// counters. The data plane's /ipsecgw/stats,
 // /ipsecgw/ports and /ipsecgw/sa are registered by the gateway (dataplane/gateway_counters.cpp).
 #pragma once
 
@@ -14,7 +17,7 @@ struct IkeCounters;
 
 namespace ipsecgw::app {
 
-// Registers /ipsecgw/connections and /ipsecgw/ike (once per process; DPDK 22.11 cannot unregister).
+// Registers /ipsecgw/connections, /ipsecgw/connection and /ipsecgw/ike (once per process; DPDK 22.11 cannot unregister).
 void register_telemetry();
 
 // The rows /ipsecgw/connections reports from now on (control lcore; the telemetry thread

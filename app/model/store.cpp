@@ -5,12 +5,13 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
-#include <fstream>
+#include <istream>
 #include <map>
-#include <sstream>
+#include <streambuf>
+#include <unordered_set>
 
 namespace ipsecgw::model {
 
@@ -89,6 +90,54 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
+// The state file holds PSKs: its raw text, the parsed YAML tree and the JSON made of it are
+// overwritten before they are freed, as the config file's are (app/config.cpp).
+void wipe_text(std::string& s) {
+  if (!s.empty()) explicit_bzero(s.data(), s.size());
+}
+
+// Every scalar of the tree. Aliases make it a graph, cyclic even (`&l [*l]`): each map or
+// sequence is expanded once, known by where it starts in the text (Mark), and the depth is
+// bounded as a backstop (the same walk as app/config.cpp's wipe_scalars).
+void wipe_scalars(const YAML::Node& n, std::unordered_set<int>& expanded, int depth = 0) {
+  if (!n.IsDefined()) return;
+  if (n.IsScalar()) {
+    // Scalar() is a reference to the node's own string, which is not a const object.
+    wipe_text(const_cast<std::string&>(n.Scalar()));
+    return;
+  }
+  if (depth >= 64 || (n.Mark().pos >= 0 && !expanded.insert(n.Mark().pos).second)) return;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    if (n.IsMap()) {
+      wipe_scalars(it->first, expanded, depth + 1);
+      wipe_scalars(it->second, expanded, depth + 1);
+    } else {
+      wipe_scalars(*it, expanded, depth + 1);
+    }
+  }
+}
+
+void wipe_scalars(const YAML::Node& root) {
+  std::unordered_set<int> expanded;
+  wipe_scalars(root, expanded);
+}
+
+// Every string value of a JSON document (keys are the schema's names).
+void wipe_json(json& j) {
+  if (j.is_string()) {
+    wipe_text(j.get_ref<std::string&>());
+  } else if (j.is_structured()) {
+    for (auto& e : j) wipe_json(e);
+  }
+}
+
+// yaml-cpp reads an istream: this one reads the caller's buffer in place (YAML::Load of a
+// std::string would copy it into a stringstream that is freed unwiped).
+class InPlaceBuf final : public std::streambuf {
+ public:
+  InPlaceBuf(char* p, std::size_t n) { setg(p, p, p + n); }
+};
+
 }  // namespace
 
 namespace {
@@ -121,7 +170,7 @@ class StateLoader {
     each("ikepolicies", Kind::kIkePolicy);
     each("ipsecpolicies", Kind::kIpsecPolicy);
     // In the config file an endpoint group's type is optional (cidr); the API requires it.
-    json list = section("endpoint_groups");
+    const json& list = section("endpoint_groups");
     for (std::size_t i = 0; i < list.size(); ++i) {
       json item = list[i];
       if (item.is_object() && !item.contains("type")) item["type"] = "cidr";
@@ -132,21 +181,22 @@ class StateLoader {
   }
 
   void connections(bool skip_manual_keys) {
-    json conns = section("ipsec_site_connections");
+    const json& conns = section("ipsec_site_connections");
     for (std::size_t i = 0; i < conns.size(); ++i) {
       std::string path = "ipsec_site_connections[" + std::to_string(i) + "]";
-      json item = conns[i];
-      if (!item.is_object()) {
+      if (!conns[i].is_object()) {
         errors_.push_back(path + ": must be a mapping");
         continue;
       }
-      if (item.contains("manual_keys") && skip_manual_keys) continue;
-      if (item.contains("manual_keys")) {
+      if (conns[i].contains("manual_keys") && skip_manual_keys) continue;
+      if (conns[i].contains("manual_keys")) {
         errors_.push_back(path + ".manual_keys: not supported by the API's model yet (static SAs "
                                  "come from the gateway's config file only)");
         continue;
       }
+      json item = conns[i];  // holds the PSK: wiped below
       if (resolve_references(item, path)) add(Kind::kConnection, item, path);
+      wipe_json(item);
     }
   }
 
@@ -154,8 +204,10 @@ class StateLoader {
   State& state() { return s_; }
 
  private:
-  json section(const char* key) const {
-    if (!doc_.contains(key) || doc_[key].is_null()) return json::array();
+  // A reference, not a copy: the document's strings are wiped once, by the caller.
+  const json& section(const char* key) const {
+    static const json kEmpty = json::array();
+    if (!doc_.contains(key) || doc_[key].is_null()) return kEmpty;
     return doc_[key];
   }
 
@@ -169,7 +221,7 @@ class StateLoader {
   }
 
   void each(const char* key, Kind k) {
-    json list = section(key);
+    const json& list = section(key);
     for (std::size_t i = 0; i < list.size(); ++i)
       add(k, list[i], std::string(key) + "[" + std::to_string(i) + "]");
   }
@@ -228,16 +280,35 @@ class StateLoader {
 
 Result<State> parse_state(std::string_view yaml_text, const Environment& env,
                           bool skip_manual_keys) {
+  std::string text(yaml_text);
+  return parse_state_and_wipe(text, env, skip_manual_keys);
+}
+
+Result<State> parse_state_and_wipe(std::string& text, const Environment& env,
+                                   bool skip_manual_keys) {
   YAML::Node root;
   try {
-    root = YAML::Load(std::string(yaml_text));
+    InPlaceBuf buf(text.data(), text.size());
+    std::istream in(&buf);
+    root = YAML::Load(in);
+    wipe_text(text);
   } catch (const YAML::Exception& e) {
+    wipe_text(text);
     return make_error("YAML syntax error at line " + std::to_string(e.mark.line + 1) +
                       ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
   }
+  json doc;
+  // The tree and the document are wiped on every way out.
+  struct Wipe {
+    YAML::Node& root;
+    json& doc;
+    ~Wipe() {
+      wipe_scalars(root);
+      wipe_json(doc);
+    }
+  } wipe{root, doc};
   if (!root || root.IsNull()) return State{};
   if (!root.IsMap()) return make_error("(top level): must be a mapping");
-  json doc;
   try {
     doc = to_json(root);
   } catch (const YAML::Exception& e) {
@@ -348,14 +419,34 @@ std::string emit_state(const State& s) {
 }
 
 Result<State> Store::load(const Environment& env) const {
-  std::ifstream f(path_, std::ios::binary);
-  if (!f) {
+  // read() straight into our buffer (no stream buffer keeps a copy of the text), which
+  // parse_state_and_wipe wipes; the stack buffer is wiped here.
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
     if (errno == ENOENT) return State{};
     return make_error("cannot open state file '" + path_ + "': " + std::strerror(errno));
   }
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto r = parse_state(ss.str(), env);
+  std::string text;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && st.st_size > 0)
+    text.reserve(static_cast<std::size_t>(st.st_size) + 1);
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof buf)) != 0) {
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  const int err = errno;
+  explicit_bzero(buf, sizeof buf);
+  ::close(fd);
+  if (n < 0) {
+    wipe_text(text);
+    return make_error("cannot read state file '" + path_ + "': " + std::strerror(err));
+  }
+  auto r = parse_state_and_wipe(text, env);
   if (!r.ok()) return make_error("invalid state file " + path_ + ":\n" + r.error());
   return r;
 }

@@ -14,6 +14,26 @@
 #include "dataplane/gateway.hpp"
 #include "gateway_fixture.hpp"
 
+namespace ipsecgw::dp::testing_time {
+// Every wait in the gateway tests is for a condition, with a deadline that only bounds it. Under
+// the sanitizers (several times slower, scripts/test's build-asan) the deadlines stretch by
+// kTimeScale; a passing wait still ends as soon as its condition holds.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr int kTimeScale = 4;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr int kTimeScale = 4;
+#else
+inline constexpr int kTimeScale = 1;
+#endif
+#else
+inline constexpr int kTimeScale = 1;
+#endif
+inline std::chrono::milliseconds scaled(int ms) {
+  return std::chrono::milliseconds(ms * kTimeScale);
+}
+}  // namespace ipsecgw::dp::testing_time
+
 namespace ipsecgw::dp {
 
 using namespace testutil;
@@ -120,11 +140,11 @@ class GatewayTest : public GatewayFixture {
   void inject(RingPort& rp, const Bytes& frame) { inject(rp, 0, frame); }
 
   // Runs the control loop and collects what `rp` transmitted until `pred` holds for the frames
-  // gathered so far (bounded: gives up after 5 s).
+  // gathered so far (bounded: gives up after `ms`, 5 s by default, times kTimeScale).
   std::vector<Bytes> collect(RingPort& rp, const std::function<bool(const std::vector<Bytes>&)>& pred,
                              int ms = 5000) {
     std::vector<Bytes> out;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    const auto deadline = std::chrono::steady_clock::now() + testing_time::scaled(ms);
     while (std::chrono::steady_clock::now() < deadline) {
       gw_->control_poll();
       for (Bytes& f : take_tx(rp)) out.push_back(std::move(f));
@@ -157,7 +177,7 @@ class GatewayTest : public GatewayFixture {
     return all;
   }
   void wait_rx(std::uint64_t n) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    const auto deadline = std::chrono::steady_clock::now() + testing_time::scaled(5000);
     while (std::chrono::steady_clock::now() < deadline) {
       const LcoreStats t = gw_->total_stats();
       if (t.rx_packets >= n && fates(t) >= n) break;

@@ -173,15 +173,16 @@ TEST_F(GatewayTest, LearnedArpEntriesAgeOut) {
                           [](const Bytes& f) { return is_arp_request_for(f, kOnLinkPeer); }))
       << "no re-confirmation after arp_timeout_s";
   // The unanswered re-asking runs its course (wall-clock tries): wait until no request has
-  // come for 2.5 s, bounded, so a slow, loaded machine cannot end the wait early.
+  // come for 2.5 s (times kTimeScale), bounded, so a slow, loaded machine cannot end the wait
+  // early.
   const auto asks = [](const auto& v) {
     return std::any_of(v.begin(), v.end(), [](const Bytes& f) { return is_arp_request_for(f, kOnLinkPeer); });
   };
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  const auto give_up = std::chrono::steady_clock::now() + testing_time::scaled(30000);
   auto last_ask = std::chrono::steady_clock::now();
   do {
     if (asks(collect(u_, asks, 100))) last_ask = std::chrono::steady_clock::now();
-  } while (std::chrono::steady_clock::now() - last_ask < std::chrono::milliseconds(2500) &&
+  } while (std::chrono::steady_clock::now() - last_ask < testing_time::scaled(2500) &&
            std::chrono::steady_clock::now() < give_up);
   send_to_on_link_peer(*gw_);
   auto after = collect(u_, [](const auto& v) { return !of_type(v, 0x0800).empty(); }, 1500);
@@ -408,7 +409,7 @@ TEST_F(GatewayTest, UnresolvedNextHopIsDroppedAndResolved) {
   // Learn the gateway; the next packet leaves as ESP.
   inject(u_, eth(u_.mac, kUnprotGwMac, 0x0806, arp(2, kUnprotGwMac, kUnprotGw, u_.mac, kUnprotAddr)));
   collect(u_, [](const auto&) { return true; });
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  const auto deadline = std::chrono::steady_clock::now() + testing_time::scaled(5000);
   std::vector<Bytes> esp;
   while (esp.empty() && std::chrono::steady_clock::now() < deadline) {
     inject(p_, eth(p_.mac, kHostMac, 0x0800, make_inner(60, kLocalHost, kPeerHost)));
@@ -458,7 +459,7 @@ TEST_F(GatewayTest, TelemetryReportsStatsPortsAndSas) {
   EXPECT_EQ(po["/ipsecgw/ports"]["protected_ipackets"], 1);
   // SA rows are refreshed once a second by the control loop.
   nlohmann::json sa;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  const auto deadline = std::chrono::steady_clock::now() + testing_time::scaled(5000);
   do {
     gw_->control_poll();
     sa = telemetry_query("/ipsecgw/sa");
@@ -511,7 +512,7 @@ TEST(GatewayNullPorts, GarbageStreamIsCountedAndStopIsClean) {
   ASSERT_TRUE(g.ok()) << g.error();
   auto gw = std::move(g.value());
   ASSERT_TRUE(gw->start().ok());
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  const auto deadline = std::chrono::steady_clock::now() + testing_time::scaled(5000);
   while (gw->total_stats().rx_packets < 10000 && std::chrono::steady_clock::now() < deadline)
     gw->control_poll();
   gw->stop();
