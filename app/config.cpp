@@ -12,10 +12,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <istream>
-#include <streambuf>
-#include <unordered_set>
 
 #include "app/config_parser.hpp"
+#include "app/model/yaml_wipe.hpp"
 
 namespace ipsecgw::app {
 
@@ -41,6 +40,10 @@ crypto::IntegAlg to_integ(AuthAlgorithm a) noexcept {
 }
 
 namespace {
+
+using model::InPlaceBuf;
+using model::wipe_scalars;
+using model::wipe_text;
 
 void parse_port(Parser& ps, const YAML::Node& ports, std::string_view which,
                 const std::string& path, PortSettings& out) {
@@ -512,44 +515,6 @@ Config parse_root(Parser& ps, const YAML::Node& root) {
   parse_connections(ps, root, cfg);
   return cfg;
 }
-
-// Overwrites every scalar of the parsed tree (PSKs and keys among them) before yaml-cpp frees it.
-// Aliases make the tree a graph, cyclic even (`&l [*l]`): each map or sequence is expanded once,
-// known by where it starts in the text (Mark), and the depth is bounded as a backstop.
-void wipe_scalars(const YAML::Node& n, std::unordered_set<int>& expanded, int depth = 0) {
-  if (!n.IsDefined()) return;
-  if (n.IsScalar()) {
-    // Scalar() is a reference to the node's own string, which is not a const object.
-    auto& s = const_cast<std::string&>(n.Scalar());
-    if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
-    return;
-  }
-  if (depth >= 64 || (n.Mark().pos >= 0 && !expanded.insert(n.Mark().pos).second)) return;
-  for (auto it = n.begin(); it != n.end(); ++it) {
-    if (n.IsMap()) {
-      wipe_scalars(it->first, expanded, depth + 1);
-      wipe_scalars(it->second, expanded, depth + 1);
-    } else {
-      wipe_scalars(*it, expanded, depth + 1);
-    }
-  }
-}
-
-void wipe_scalars(const YAML::Node& root) {
-  std::unordered_set<int> expanded;
-  wipe_scalars(root, expanded);
-}
-
-void wipe_text(std::string& s) {
-  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
-}
-
-// yaml-cpp reads an istream: this one reads the caller's buffer in place (YAML::Load of a
-// std::string would copy it into a stringstream that is freed unwiped).
-class InPlaceBuf final : public std::streambuf {
- public:
-  InPlaceBuf(char* p, std::size_t n) { setg(p, p, p + n); }
-};
 
 }  // namespace
 

@@ -10,8 +10,8 @@
 #include <cstring>
 #include <istream>
 #include <map>
-#include <streambuf>
-#include <unordered_set>
+
+#include "app/model/yaml_wipe.hpp"
 
 namespace ipsecgw::model {
 
@@ -92,36 +92,6 @@ std::string join(const std::vector<std::string>& v) {
 
 // The state file holds PSKs: its raw text, the parsed YAML tree and the JSON made of it are
 // overwritten before they are freed, as the config file's are (app/config.cpp).
-void wipe_text(std::string& s) {
-  if (!s.empty()) explicit_bzero(s.data(), s.size());
-}
-
-// Every scalar of the tree. Aliases make it a graph, cyclic even (`&l [*l]`): each map or
-// sequence is expanded once, known by where it starts in the text (Mark), and the depth is
-// bounded as a backstop (the same walk as app/config.cpp's wipe_scalars).
-void wipe_scalars(const YAML::Node& n, std::unordered_set<int>& expanded, int depth = 0) {
-  if (!n.IsDefined()) return;
-  if (n.IsScalar()) {
-    // Scalar() is a reference to the node's own string, which is not a const object.
-    wipe_text(const_cast<std::string&>(n.Scalar()));
-    return;
-  }
-  if (depth >= 64 || (n.Mark().pos >= 0 && !expanded.insert(n.Mark().pos).second)) return;
-  for (auto it = n.begin(); it != n.end(); ++it) {
-    if (n.IsMap()) {
-      wipe_scalars(it->first, expanded, depth + 1);
-      wipe_scalars(it->second, expanded, depth + 1);
-    } else {
-      wipe_scalars(*it, expanded, depth + 1);
-    }
-  }
-}
-
-void wipe_scalars(const YAML::Node& root) {
-  std::unordered_set<int> expanded;
-  wipe_scalars(root, expanded);
-}
-
 // Every string value of a JSON document (keys are the schema's names).
 void wipe_json(json& j) {
   if (j.is_string()) {
@@ -131,12 +101,6 @@ void wipe_json(json& j) {
   }
 }
 
-// yaml-cpp reads an istream: this one reads the caller's buffer in place (YAML::Load of a
-// std::string would copy it into a stringstream that is freed unwiped).
-class InPlaceBuf final : public std::streambuf {
- public:
-  InPlaceBuf(char* p, std::size_t n) { setg(p, p, p + n); }
-};
 
 }  // namespace
 
