@@ -220,7 +220,9 @@ class IkeSa {
   // `traps` carry traffic (renegotiation). Our first Quick Mode of such a slot
   // then switches outbound as our rekeys do (defer_outbound_switch): the peer may install
   // its new inbound SA only when our QM3 arrives.
-  void defer_first_switch_of(std::vector<std::uint32_t> traps) { live_elsewhere_ = std::move(traps); }
+  void defer_first_switch_of(std::vector<std::uint32_t> traps) {
+    live_elsewhere_ = std::move(traps);
+  }
   // A newer ISAKMP SA (re-established Main Mode) takes over this one's job.
   void mark_replaced() { replaced_ = true; }
   // The replacement failed before taking over: this one carries on (and may try again).
