@@ -345,6 +345,7 @@ void IkeSa::send_esp_delete(std::uint32_t spi_in) {
 void IkeSa::child_tick(Millis now) {
   outbound_switch_tick(now);
   if (state_ == State::kFailed) return;
+  expire_responder_quicks(now);
   for (auto& s : slots_) {
     for (const auto& r : s.sas.take_retired(now)) {
       log(LogLevel::kInfo, tag() + ": deleting replaced CHILD SA, SPI in " + hex(be32(r.spi_in)));

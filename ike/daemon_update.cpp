@@ -113,11 +113,20 @@ Result<void> Daemon::renegotiate(ConnectionConfig cfg) {
     // connection: an operator change is ours to apply. A peer's other connections follow
     // onto the new ISAKMP SA (phase-1 settings are the peer's).
     std::erase_if(half_open_, [&](const HalfOpen& h) { return h.peer == p; });
-    for (auto& sa : p->sas)
-      if (live(*sa)) sa->mark_replaced();
+    // The slots whose CHILD SAs the old ISAKMP SAs hold switch outbound on the new one only
+    // once the peer can receive (it may install its inbound SA only on our QM3), as rekeys do.
+    std::vector<std::uint32_t> carried;
+    for (auto& sa : p->sas) {
+      if (!live(*sa)) continue;
+      sa->mark_replaced();
+      for (const Conn* pc : p->conns)
+        for (std::size_t i = 0; i < selectors(pc->cfg).size(); ++i)
+          if (sa->child_of(trap_id(pc->cfg.id, i))) carried.push_back(trap_id(pc->cfg.id, i));
+    }
     log(LogLevel::kInfo, c->cfg.name + ": negotiated settings changed: renegotiating "
                                        "(make-before-break)");
     start(*p, c);
+    if (!p->sas.empty()) p->sas.back()->defer_first_switch_of(std::move(carried));
     return {};
   }
   // One of several connections of the peer, phase 1 unchanged: only its CHILD SAs are

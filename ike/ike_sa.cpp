@@ -377,6 +377,7 @@ void IkeSa::handle_quick_mode(const dp::DatagramView& d, const Header& h, const 
   if (new_exchange) {
     auto q = std::make_unique<Quick>();
     q->mid = h.message_id;
+    q->started = ctx_.clock->now();
     it = qms_.emplace(h.message_id, std::move(q)).first;
   }
   Bytes prev_iv = std::exchange(it->second->iv, std::move(iv));

@@ -117,6 +117,14 @@ constexpr Millis kRekeyAbandonAfter{30000};
 // a packet (the peer installed the pair on our QM3) or this long after QM3 went out: the
 // peer adds its inbound SA only when QM3 arrives, so sending at once would lose packets.
 constexpr Millis kOutboundSwitchDelay{1000};
+// Per-connection caps (an authenticated peer must not fill the SA table for everyone): at
+// most kMaxResponderQuickModes of the peer's Quick Modes wait for QM3 per ISAKMP SA, and a
+// slot holds at most kMaxChildSasPerSlot inbound CHILD SAs (current, replaced ones in their
+// grace period, Quick Modes in flight). A QM1 over a cap is dropped before any SA is
+// allocated (IkeCounters::quick_mode_cap_drops). A peer's Quick Mode without QM3 after
+// kResponderQmTimeout has its inbound SA removed.
+constexpr std::size_t kMaxResponderQuickModes = 4, kMaxChildSasPerSlot = 4;
+constexpr Millis kResponderQmTimeout{30000};
 // NAT keepalive (RFC 3948 §2.3): one 0xFF byte to the peer's 4500 from the side behind a NAT.
 constexpr Millis kNatKeepaliveInterval{20000};
 // On-demand DPD: an R-U-THERE at once when our outbound ESP flows but nothing authenticated
@@ -208,6 +216,13 @@ class IkeSa {
   std::vector<std::uint32_t> retiring_inbound_spis() const;
   // The ISAKMP SA is due for re-establishment (soft phase-1 expiry) and has not been replaced.
   bool wants_reauth(Millis now) const;
+  // Before phase 1 completes: this ISAKMP SA replaces older ones whose CHILD SAs of slots
+  // `traps` carry traffic (renegotiation). Our first Quick Mode of such a slot
+  // then switches outbound as our rekeys do (defer_outbound_switch): the peer may install
+  // its new inbound SA only when our QM3 arrives.
+  void defer_first_switch_of(std::vector<std::uint32_t> traps) {
+    live_elsewhere_ = std::move(traps);
+  }
   // A newer ISAKMP SA (re-established Main Mode) takes over this one's job.
   void mark_replaced() { replaced_ = true; }
   // The replacement failed before taking over: this one carries on (and may try again).
@@ -336,6 +351,11 @@ class IkeSa {
   TaskStatus qm_fail(Quick& q, const std::string& why, std::uint16_t notify_type);
   Result<void> qm_install(Quick& q, dp::Direction dir);
   void prune_quicks();
+  // The peer's QM1 for slot `s` would go over a cap (kMaxResponderQuickModes,
+  // kMaxChildSasPerSlot).
+  bool quick_mode_over_cap(const Slot& s) const;
+  // The peer's Quick Modes that never got QM3: their inbound SAs are removed.
+  void expire_responder_quicks(Millis now);
   // Rekeys we initiated: the outbound switch after QM3 (outbound_switch.cpp).
   void defer_outbound_switch(Quick& q);
   void outbound_switch_tick(Millis now);
@@ -385,6 +405,7 @@ class IkeSa {
   std::map<std::uint32_t, std::unique_ptr<Quick>> qms_;  // by message id
   std::vector<Slot> slots_;  // per connection and subnet pair: CHILD SAs
   std::vector<std::uint32_t> foreign_esp_deletes_;
+  std::vector<std::uint32_t> live_elsewhere_;  // defer_first_switch_of
   Millis created_{0};
   bool p1_established_ = false;
   Millis p1_soft_{0}, p1_hard_{0};

@@ -254,6 +254,14 @@ TaskStatus IkeSa::qm_process1(Quick& q, const Message& m) {
     return qm_fail(q, "QM1: traffic selectors do not match the connection's subnets",
                    notify::kInvalidIdInformation);
   q.trap = sl->trap;
+  if (quick_mode_over_cap(*sl)) {
+    // Authenticated, but one too many: dropped before any SA exists (the message id stays
+    // known, so its retransmissions are ignored too).
+    count(&IkeCounters::quick_mode_cap_drops);
+    log(LogLevel::kWarn, tag() + ": QM1 over the per-connection quick mode / SA cap dropped");
+    q.stage = Quick::Stage::kDone;
+    return TaskStatus::kFailed;
+  }
   const auto& ip = sl->cfg->ipsec;
   auto choice = select_proposal(
       body->sa,
@@ -313,6 +321,7 @@ void IkeSa::qm_build2(Quick& q, const Transform& chosen, std::uint8_t proposal_n
   log(LogLevel::kInfo, tag() + ": quick mode response, mid " + hex(mid) + ", SPI in " +
                            hex(be32(q.spi_in)) + " out " + hex(be32(q.spi_out)));
   send(seal(header(ExchangeType::kQuickMode, q.mid), c, q.iv), true);  // until HASH(3) arrives
+  q.last_sent = last_out_;
 }
 
 // Initiator: QM2, verify HASH(2) and the responder's choice, install both SAs (for a rekey,
@@ -338,7 +347,9 @@ TaskStatus IkeSa::qm_process2(Quick& q, const Message& m) {
   if (!gxy) return qm_fail(q, "QM2: " + gxy.error(), notify::kInvalidKeyInformation);
   q.gxy = std::move(*gxy);
   if (auto r = qm_install(q, dp::Direction::kInbound); !r) return qm_fail(q, r.error(), 0);
-  if (sl->sas.current()) {  // a rekey: the current pair carries traffic until the switch
+  // A rekey, or the first pair of a slot an older ISAKMP SA still serves: the current pair
+  // carries traffic until the switch.
+  if (sl->sas.current() || std::erase(live_elsewhere_, sl->trap) > 0) {
     qm_build3(q);
     defer_outbound_switch(q);
     return TaskStatus::kNeedMore;
@@ -413,6 +424,35 @@ Result<void> IkeSa::qm_install(Quick& q, dp::Direction dir) {
     return make_error("outbound SA install failed: " + r.error());
   }
   return {};
+}
+
+bool IkeSa::quick_mode_over_cap(const Slot& s) const {
+  std::size_t waiting = 0, slot_sas = (s.sas.current() ? 1 : 0) +
+                                      s.sas.retiring_inbound_spis().size();
+  for (const auto& [mid, q] : qms_) {
+    if (q->stage == Quick::Stage::kDone) continue;
+    waiting += !q->initiator && q->stage == Quick::Stage::kQm2Sent;
+    slot_sas += q->trap == s.trap && (q->in_installed || q->spi_reserved);
+  }
+  return waiting >= kMaxResponderQuickModes || slot_sas >= kMaxChildSasPerSlot;
+}
+
+void IkeSa::expire_responder_quicks(Millis now) {
+  for (auto& [mid, q] : qms_) {
+    if (q->initiator || q->stage != Quick::Stage::kQm2Sent ||
+        now - q->started < kResponderQmTimeout)
+      continue;
+    log(LogLevel::kInfo, tag() + ": quick mode without QM3 abandoned, SPI in " +
+                             hex(be32(q->spi_in)));
+    if (q->spi_reserved) ctx_.installer->release_spi(q->spi_in);
+    q->spi_reserved = false;
+    if (q->in_installed) (void)ctx_.installer->del_sa(dp::Direction::kInbound, q->spi_in);
+    q->in_installed = false;
+    q->stage = Quick::Stage::kDone;
+    if (last_out_ == q->last_sent) waiting_ = false;
+    if (!any_child() && state_ == State::kQm2Sent) state_ = State::kPhase1Done;
+  }
+  prune_quicks();
 }
 
 void IkeSa::prune_quicks() {

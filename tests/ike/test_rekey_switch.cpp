@@ -128,6 +128,29 @@ TEST_F(Quiet, PendingOutboundSwitchIsDroppedWithTheIsakmpSa) {
   EXPECT_EQ(p.ia.out_current, 0u);
 }
 
+// A changed connection is renegotiated make-before-break under a new ISAKMP SA (issue #9):
+// its first CHILD SA replaces the live one of the old ISAKMP SA, and A switches outbound as
+// for its rekeys, once B (which installs on QM3) sends on the new pair.
+TEST_F(Quiet, RenegotiationSwitchesOutboundOnlyOnceThePeerCanReceive) {
+  StrictPeerPair p;
+  ASSERT_EQ(p.a.status("site").state, ConnState::kActive);
+  const auto old = *p.a.status("site").child;
+  IpsecPolicy longer = short_child();
+  longer.lifetime_s = 120;  // B answers with its 60 s (a responder takes the shorter one)
+  auto r = p.a.renegotiate(make_conn(true, {}, longer));
+  ASSERT_TRUE(r) << r.error();
+  for (int t = 0; t < 3000; t += 100) p.step(true);
+  const auto now = *p.a.status("site").child;
+  EXPECT_NE(now.spi_in, old.spi_in);
+  EXPECT_EQ(p.ia.out_current, now.spi_out);
+  EXPECT_EQ(p.b.status("site").child->spi_in, now.spi_out);
+  p.run_for(kRekeyGrace.count() + 1000, 500);
+  expect_one_live_pair(p);
+  EXPECT_EQ(p.a_to_b_lost, 0);
+  EXPECT_EQ(p.b_to_a_lost, 0);
+  expect_both_active(p);
+}
+
 TEST_F(Quiet, ChildSasGetTheDefaultSoftPacketLimitBothWays) {
   Pair p(kDefaults);
   p.initiate();
