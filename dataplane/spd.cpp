@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +29,7 @@ SpdKey make_key(Ipv4 src, Ipv4 dst, const SpdClass& c) noexcept {
   k.src = src & c.local_mask;
   k.peer_len = c.peer_len;
   k.local_len = c.local_len;
-  k.pad[0] = k.pad[1] = 0;
+  std::memset(k.pad, 0, sizeof k.pad);
   return k;
 }
 
