@@ -363,17 +363,7 @@ rekey)
     ig_pass "our rekeys switch outbound once strongSwan sends on the new SA" ||
     ig_fail "no outbound switch triggered by strongSwan's traffic on the new SA"
   # seq_check FROM TO : FROM's sent numbers all arrived at TO, once each
-  seq_check() {
-    $PY - "$IG_WORK/seq-$1.json" "$IG_WORK/seq-$2.json" "$1 -> $2" <<'PY'
-import json, sys
-s, r, label = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
-ok = s["sent"] > 0 and r["received"] == s["sent"] and r["dups"] == 0
-print(("ok   " if ok else "FAIL ") + f"{label}: {r['received']}/{s['sent']} numbered datagrams received"
-      f" ({s['sent'] - r['received']} lost, {r['dups']} duplicated)"
-      + ("" if ok else f"; receiver socket drops {r.get('rcvbuf_errors')}; missing [seq, s]: {r['missing']}"))
-sys.exit(0 if ok else 1)
-PY
-  }
+  seq_check() { ig_seq_check "$IG_WORK/seq-$1.json" "$IG_WORK/seq-$2.json" "$1 -> $2"; }
   seq_check a ss || IG_FAILS=$((IG_FAILS + 1))
   seq_check ss a || IG_FAILS=$((IG_FAILS + 1))
   sas=$(pn_swanctl ss --list-sas 2>&1)

@@ -152,14 +152,8 @@ ig_step "checks"
 for i in 1 2; do
   for dir in "a$i s$i" "s$i a$i"; do
     read -r from to <<<"$dir"
-    $PY - "$IG_WORK/seq-$from.json" "$IG_WORK/seq-$to.json" "to-s$i $from -> $to" <<'PY' || IG_FAILS=$((IG_FAILS + 1))
-import json, sys
-s, r, label = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
-ok = s["sent"] > 0 and r["received"] == s["sent"] and r["dups"] == 0
-print(("ok   " if ok else "FAIL ") + f"{label}: {r['received']}/{s['sent']} numbered datagrams received"
-      f" ({s['sent'] - r['received']} lost, {r['dups']} duplicated)" + ("" if ok else f"; missing [seq, s]: {r['missing']}"))
-sys.exit(0 if ok else 1)
-PY
+    ig_seq_check "$IG_WORK/seq-$from.json" "$IG_WORK/seq-$to.json" "to-s$i $from -> $to" ||
+      IG_FAILS=$((IG_FAILS + 1))
   done
 done
 for x in "to-s1 $rk1 $rk1b" "to-s2 $rk2 $rk2b"; do

@@ -391,3 +391,17 @@ ig_cleanup_all() {
   fi
   return 0
 }
+
+# ig_seq_check SENT_JSON RECV_JSON LABEL : every number the sender (udp_seq.py's report) sent
+# arrived at the receiver once; prints one ok/FAIL line; status 1 on FAIL.
+ig_seq_check() {
+  /usr/bin/python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+s, r, label = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
+ok = s["sent"] > 0 and r["received"] == s["sent"] and r["dups"] == 0
+print(("ok   " if ok else "FAIL ") + f"{label}: {r['received']}/{s['sent']} numbered datagrams received"
+      f" ({s['sent'] - r['received']} lost, {r['dups']} duplicated)"
+      + ("" if ok else f"; receiver socket drops {r.get('rcvbuf_errors')}; missing [seq, s]: {r['missing']}"))
+sys.exit(0 if ok else 1)
+PY
+}
