@@ -307,7 +307,8 @@ void BM_ManyTunnelsEspInbound(benchmark::State& state) {
     if (esp_inbound(**eng, b.m, sas, stats) != kBurst) {
       for (unsigned r = 0; r < kDropReasonCount; ++r)
         if (stats.drops[r] != 0)
-          std::fprintf(stderr, "drop %s\n", std::string(to_string(static_cast<DropReason>(r))).c_str());
+          std::fprintf(stderr, "drop %s\n",
+                       std::string(to_string(static_cast<DropReason>(r))).c_str());
       state.SkipWithError("esp_inbound dropped a packet");
       break;
     }

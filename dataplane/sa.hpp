@@ -6,8 +6,8 @@
 // Threading:
 //  - Inbound: one owner per SA (as VPP's ipsec_sa_t thread index). The first worker that looks
 //    the SA up for a packet claims it (`owner`, in SaHead: compare-and-swap from kNoOwner to its
-//    worker index); from then on a worker that finds an SA owned by another worker hands the packet to
-//    that worker's hand-off ring (the gateway's inject ring, multi-producer) instead of
+//    worker index); from then on a worker that finds an SA owned by another worker hands the
+//    packet to that worker's hand-off ring (the gateway's inject ring, multi-producer) instead of
 //    decrypting it. So the replay window has exactly one writer whatever RSS, multi-queue RX or
 //    reassembly (outer fragments are reassembled on the control lcore and injected to worker
 //    0, which hands them on) do, and needs no atomics. RSS on the outer addresses keeps most

@@ -584,7 +584,8 @@ TEST_F(EspInbound, HardPacketLimitStopsTheSa) {
 // Issue #12 (many tunnels): every byte the per-packet path reads or writes of an AES-128 /
 // HMAC-SHA1 SA lies in the 7 lines the lookups prefetch (kSaHotLines), for both directions;
 // before the SA was packed, outbound touched 12 lines and the prefetch list named 12.
-std::set<std::size_t> lines_of(const void* base, std::initializer_list<std::pair<const void*, std::size_t>> ranges) {
+std::set<std::size_t> lines_of(
+    const void* base, std::initializer_list<std::pair<const void*, std::size_t>> ranges) {
   std::set<std::size_t> lines;
   const auto b = reinterpret_cast<std::uintptr_t>(base);
   for (auto [p, n] : ranges) {
