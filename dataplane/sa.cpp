@@ -27,12 +27,14 @@ static_assert(offsetof(SaHead, hard_bytes) == 64 &&
                   offsetof(SaHead, counters) + offsetof(SaCounterBlock, drops) <= 128,
               "limits and packets/bytes/last_used counters: line 1");
 static_assert(offsetof(SaHead, keys) % 64 == 0);
-// Each direction carries only its own runtime state, right after the head (offsetof is not
-// for derived types; the sizes pin it): the replay window (inbound), or one line with the
-// header template, its fields and the sequence number (outbound; hdr_template is 64-aligned, so
-// with one line in all it starts at sizeof(SaHead) and the rest fits in that line).
+// Each direction carries only its own runtime state, right after the head: the replay window
+// (inbound), or one line with the header template, its fields and the sequence number
+// (outbound: hdr_template is its first member and 64-aligned, so it starts at sizeof(SaHead),
+// kSaHotLines' last line; offsetof is not for derived types, so the test SaLayout checks that
+// the template's fields and seq_next lie in that line). A block appended at the end of
+// OutboundSa leaves that line in place: only the size below changes.
 static_assert(sizeof(InboundSa) == sizeof(SaHead) + (sizeof(ReplayWindow) + 63) / 64 * 64);
-static_assert(sizeof(OutboundSa) == sizeof(SaHead) + 64);
+static_assert(sizeof(OutboundSa) >= sizeof(SaHead) + 64);
 // Sizes at the time of writing (x86-64): the single Sa of both directions was 1728 bytes.
 // SaHead holds a drop counter per DropReason (SaCounters): 1024 with 24 reasons, 1216 with 50,
 // 1280 with 54 (InboundSa 1920, OutboundSa 1408); packed for issue #12 (owner and sequence
