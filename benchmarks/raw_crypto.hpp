@@ -113,8 +113,8 @@ class RawIpsecMb {
       job->cipher_mode = IMB_CIPHER_CBC;
       job->cipher_direction = decrypt ? IMB_DIR_DECRYPT : IMB_DIR_ENCRYPT;
       job->chain_order = decrypt ? IMB_ORDER_HASH_CIPHER : IMB_ORDER_CIPHER_HASH;
-      job->enc_keys = ks_.enc_keys;
-      job->dec_keys = ks_.dec_keys;
+      job->enc_keys = ks_.enc_keys();
+      job->dec_keys = ks_.dec_keys();
       job->key_len_in_bytes = ks_.cipher_key_bytes;
       job->src = p;
       job->dst = p + kHdr;

@@ -270,8 +270,8 @@ unsigned run_ops(IMB_MGR* mgr, EspCryptoOp* ops, unsigned n) noexcept {
     op.status = OpStatus::kCryptoError;  // overwritten when the job comes back
     IMB_JOB* job = IMB_GET_NEXT_JOB(mgr);
     job->cipher_mode = prm.cipher_mode;
-    job->enc_keys = ks.enc_keys;
-    job->dec_keys = ks.dec_keys;
+    job->enc_keys = ks.enc_keys();
+    job->dec_keys = ks.dec_keys();
     job->key_len_in_bytes = prm.key_len;
     job->src = op.data;
     job->dst = op.data + op.cipher_offset;  // in place

@@ -66,16 +66,20 @@ EspAlgParams esp_alg_params(CipherAlg cipher, IntegAlg integ) noexcept;
 std::string_view to_string(CipherAlg c) noexcept;  // "aes-128-cbc" ...
 std::string_view to_string(IntegAlg a) noexcept;   // "hmac-sha1-96", "hmac-sha256-128"
 
+// Which AES key expansion a schedule's user reads per packet: the one placed right after the
+// HMAC states (make_key_schedule's `first`), so that a direction's hot part is contiguous.
+enum class KeyUse : std::uint8_t { kEncrypt, kDecrypt };
+
 // Precomputed per-SA key material for one direction. Wiped in the destructor.
+//
+// Layout (issue #12, many tunnels: every line an SA's packet touches is a cache miss under
+// random traffic over 10,000 tunnels), hot first: what the engine reads per job (parameters,
+// HMAC ipad/opad states, the AES expansion the direction uses) is contiguous from the start:
+//   [0, 16) parameters  [16, 48) ipad state  [48, 80) opad state  [80, 80 + 16 * (rounds + 1))
+// the first-used expansion; then the other one (encrypt after decrypt for an inbound SA, and
+// vice versa), read only when the schedule is used the other way (tests, the raw baseline).
+// AES-128 with either HMAC: bytes [0, 256), four lines; AES-256: five.
 struct alignas(64) EspKeySchedule {
-  alignas(16) std::uint8_t enc_keys[16 * 15];  // AES expanded encryption keys (max AES-256)
-  alignas(16) std::uint8_t dec_keys[16 * 15];  // AES expanded decryption keys
-  alignas(16) std::uint8_t ipad[64];           // hash state after (key ^ ipad) block
-  alignas(16) std::uint8_t opad[64];           // hash state after (key ^ opad) block
-  CipherAlg cipher = CipherAlg::kAes128Cbc;
-  IntegAlg integ = IntegAlg::kHmacSha1_96;
-  std::uint8_t cipher_key_bytes = 16;
-  std::uint8_t icv_bytes = 12;
   // ipsec-mb modes, IV and ICV lengths the engine puts in each job, read once per run of ops of
   // one key schedule (set by make_key_schedule; make_hmac_pads sets the hash part).
   EspAlgParams alg;
@@ -85,6 +89,26 @@ struct alignas(64) EspKeySchedule {
   // (parameters read from `alg`), as DPDK lib/ipsec selects a per-SA packet function.
   static constexpr std::uint8_t kGenericEnginePath = 0xFF;
   std::uint8_t engine_path = kGenericEnginePath;
+  CipherAlg cipher = CipherAlg::kAes128Cbc;
+  IntegAlg integ = IntegAlg::kHmacSha1_96;
+  std::uint8_t cipher_key_bytes = 16;
+  std::uint8_t icv_bytes = 12;
+  // Offsets of the encryption and decryption expansions in round_keys (0 or kRoundKeyBytes).
+  std::uint16_t enc_off = 0;
+  std::uint16_t dec_off = kRoundKeyBytes;
+  // Hash states after the (key ^ ipad) / (key ^ opad) block: 20 bytes for SHA-1, 32 for SHA-256.
+  alignas(16) std::uint8_t ipad[32];
+  alignas(16) std::uint8_t opad[32];
+  static constexpr std::size_t kRoundKeyBytes = 16 * 15;  // one AES expansion, max AES-256
+  alignas(16) std::uint8_t round_keys[2 * kRoundKeyBytes];
+
+  const std::uint8_t* enc_keys() const noexcept { return round_keys + enc_off; }
+  const std::uint8_t* dec_keys() const noexcept { return round_keys + dec_off; }
+  // The bytes the engine reads per job when used as `use` (from the start of the schedule).
+  std::size_t hot_bytes(KeyUse use) const noexcept {
+    return offsetof(EspKeySchedule, round_keys) + (use == KeyUse::kEncrypt ? enc_off : dec_off) +
+           16u * (cipher_key_bytes / 4u + 7u);  // AES: Nk + 6 rounds, Nk + 7 round keys
+  }
 
   EspKeySchedule() = default;
   EspKeySchedule(const EspKeySchedule&) = delete;
@@ -92,12 +116,17 @@ struct alignas(64) EspKeySchedule {
   ~EspKeySchedule();
   void wipe() noexcept;
 };
+static_assert(offsetof(EspKeySchedule, ipad) == 16 && offsetof(EspKeySchedule, round_keys) == 80,
+              "the hot part: parameters, HMAC states, first expansion");
 
 // Fills `out` from raw keys. Fails (naming the field and the expected length) when a key has the
 // wrong length. Thread-safe: uses its own short-lived manager, so it can run on the control core.
+// `first`: the expansion placed right after the HMAC states (the one the SA's direction reads
+// per packet); both are computed either way.
 Result<void> make_key_schedule(EspKeySchedule& out, CipherAlg cipher,
                                std::span<const std::uint8_t> enc_key, IntegAlg integ,
-                               std::span<const std::uint8_t> auth_key);
+                               std::span<const std::uint8_t> auth_key,
+                               KeyUse first = KeyUse::kEncrypt);
 
 // Sets only the HMAC part of `out` (integ, icv_bytes, ipad, opad) from a key of ANY length
 // (RFC 2104 §2: keys longer than the 64-byte block are hashed first, shorter ones zero-padded).

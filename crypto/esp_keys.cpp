@@ -80,8 +80,7 @@ std::string_view to_string(IntegAlg a) noexcept {
 EspKeySchedule::~EspKeySchedule() { wipe(); }
 
 void EspKeySchedule::wipe() noexcept {
-  OPENSSL_cleanse(enc_keys, sizeof(enc_keys));
-  OPENSSL_cleanse(dec_keys, sizeof(dec_keys));
+  OPENSSL_cleanse(round_keys, sizeof(round_keys));
   OPENSSL_cleanse(ipad, sizeof(ipad));
   OPENSSL_cleanse(opad, sizeof(opad));
 }
@@ -137,7 +136,7 @@ Result<void> make_hmac_pads(EspKeySchedule& out, IntegAlg integ,
 
 Result<void> make_key_schedule(EspKeySchedule& out, CipherAlg cipher,
                                std::span<const std::uint8_t> enc_key, IntegAlg integ,
-                               std::span<const std::uint8_t> auth_key) {
+                               std::span<const std::uint8_t> auth_key, KeyUse first) {
   const std::size_t want_enc = cipher_key_len(cipher);
   if (want_enc == 0) return make_error("unknown encryption algorithm");
   if (enc_key.size() != want_enc) {
@@ -159,15 +158,19 @@ Result<void> make_key_schedule(EspKeySchedule& out, CipherAlg cipher,
   if (mgr == nullptr) return make_error("ipsec-mb manager unavailable");
 
   out.wipe();
+  out.enc_off = first == KeyUse::kEncrypt ? 0 : EspKeySchedule::kRoundKeyBytes;
+  out.dec_off = first == KeyUse::kEncrypt ? EspKeySchedule::kRoundKeyBytes : 0;
+  std::uint8_t* enc = out.round_keys + out.enc_off;
+  std::uint8_t* dec = out.round_keys + out.dec_off;
   switch (cipher) {
     case CipherAlg::kAes128Cbc:
-      IMB_AES_KEYEXP_128(mgr, enc_key.data(), out.enc_keys, out.dec_keys);
+      IMB_AES_KEYEXP_128(mgr, enc_key.data(), enc, dec);
       break;
     case CipherAlg::kAes192Cbc:
-      IMB_AES_KEYEXP_192(mgr, enc_key.data(), out.enc_keys, out.dec_keys);
+      IMB_AES_KEYEXP_192(mgr, enc_key.data(), enc, dec);
       break;
     case CipherAlg::kAes256Cbc:
-      IMB_AES_KEYEXP_256(mgr, enc_key.data(), out.enc_keys, out.dec_keys);
+      IMB_AES_KEYEXP_256(mgr, enc_key.data(), enc, dec);
       break;
   }
   out.cipher = cipher;

@@ -16,21 +16,30 @@ namespace ipsecgw::dp {
 
 static_assert(sizeof(ReplayWindow) <= 4096 / 8 + 64, "replay window is a fixed bitmap");
 static_assert(alignof(SaHead) == 64 && alignof(InboundSa) == 64 && alignof(OutboundSa) == 64);
-// What the ESP code reads per packet or per run sits in the head's first cache line.
+// The per-packet lines (see SaHead's layout note): line 0 read-only, line 1 the owner's per-run
+// limits and counters, the key schedule's first 4 lines, the direction's own line.
 static_assert(offsetof(SaHead, alg) + sizeof(crypto::EspAlgParams) <= 64 &&
                   offsetof(SaHead, published) + sizeof(SaHead::published) <= 64 &&
-                  offsetof(SaHead, dead) + sizeof(SaHead::dead) <= 64,
-              "hot fields must stay in the first cache line");
-static_assert(offsetof(SaHead, keys) % 64 == 0 && offsetof(SaHead, counters) % 64 == 0);
-// Each direction carries only its own runtime state: the head plus the owner line and the
-// replay window (inbound), or the header template line and the sequence line (outbound).
-static_assert(sizeof(InboundSa) == sizeof(SaHead) + 64 + (sizeof(ReplayWindow) + 63) / 64 * 64);
-static_assert(sizeof(OutboundSa) == sizeof(SaHead) + 2 * 64);
+                  offsetof(SaHead, dead) + sizeof(SaHead::dead) <= 64 &&
+                  offsetof(SaHead, owner) + sizeof(SaHead::owner) <= 64,
+              "hot read-only fields must stay in the first cache line");
+static_assert(offsetof(SaHead, hard_bytes) == 64 &&
+                  offsetof(SaHead, counters) + offsetof(SaCounterBlock, drops) <= 128,
+              "limits and packets/bytes/last_used counters: line 1");
+static_assert(offsetof(SaHead, keys) % 64 == 0);
+// Each direction carries only its own runtime state, right after the head: the replay window
+// (inbound), or one line with the header template, its fields and the sequence number
+// (outbound: hdr_template is its first member and 64-aligned, so it starts at sizeof(SaHead),
+// kSaHotLines' last line; offsetof is not for derived types, so the test SaLayout checks that
+// the template's fields and seq_next lie in that line). A block appended at the end of
+// OutboundSa leaves that line in place: only the size below changes.
+static_assert(sizeof(InboundSa) == sizeof(SaHead) + (sizeof(ReplayWindow) + 63) / 64 * 64);
+static_assert(sizeof(OutboundSa) >= sizeof(SaHead) + 64);
 // Sizes at the time of writing (x86-64): the single Sa of both directions was 1728 bytes.
 // SaHead holds a drop counter per DropReason (SaCounters): 1024 with 24 reasons, 1216 with 50,
-// 1280 with 54.
-static_assert(sizeof(SaHead) == 1280 && sizeof(InboundSa) == 1920 && sizeof(OutboundSa) == 1408);
-static_assert(sizeof(OutboundSa::hdr_template) + 14 <= 64, "template, its fields, owner: one line");
+// 1280 with 54 (InboundSa 1920, OutboundSa 1408); packed for issue #12 (owner and sequence
+// lines folded, HMAC states 32 bytes each): 1152 / 1728 / 1216.
+static_assert(sizeof(SaHead) == 1152 && sizeof(InboundSa) == 1728 && sizeof(OutboundSa) == 1216);
 
 namespace {
 
@@ -153,8 +162,11 @@ Result<S*> sa_create(const SaSpec& spec, int socket_id) {
   if (mem == nullptr) return make_error("sa: out of memory (rte_zmalloc_socket)");
   S* sa = new (mem) S();
 
+  // The expansion the direction reads per packet first (right after the HMAC states).
+  constexpr crypto::KeyUse kUse =
+      S::kDir == Direction::kInbound ? crypto::KeyUse::kDecrypt : crypto::KeyUse::kEncrypt;
   if (auto ks = crypto::make_key_schedule(sa->keys, spec.cipher, spec.enc_key.span(), spec.integ,
-                                          spec.auth_key.span());
+                                          spec.auth_key.span(), kUse);
       !ks) {
     destroy(sa);
     return make_error(ks.error());

@@ -5,9 +5,9 @@
 //
 // Threading:
 //  - Inbound: one owner per SA (as VPP's ipsec_sa_t thread index). The first worker that looks
-//    the SA up for a packet claims it (`owner`: compare-and-swap from kNoOwner to its worker
-//    index); from then on a worker that finds an SA owned by another worker hands the packet to
-//    that worker's hand-off ring (the gateway's inject ring, multi-producer) instead of
+//    the SA up for a packet claims it (`owner`, in SaHead: compare-and-swap from kNoOwner to its
+//    worker index); from then on a worker that finds an SA owned by another worker hands the
+//    packet to that worker's hand-off ring (the gateway's inject ring, multi-producer) instead of
 //    decrypting it. So the replay window has exactly one writer whatever RSS, multi-queue RX or
 //    reassembly (outer fragments are reassembled on the control lcore and injected to worker
 //    0, which hands them on) do, and needs no atomics. RSS on the outer addresses keeps most
@@ -16,14 +16,15 @@
 //    claimed afresh. A packet therefore moves at most once per InboundSa instance. An SA that
 //    no worker looked up is unowned; packets without an SA (kNoSa) are counted where they are.
 //  - Outbound: one owner per SA too, claimed the same way by the first worker whose policy
-//    lookup finds it (`owner` in OutboundSa). A worker that finds an SA owned by another hands
+//    lookup finds it (`owner`, in SaHead). A worker that finds an SA owned by another hands
 //    the inner packet, unmodified, to that worker's inner hand-off ring; the owner looks the
 //    policy up again (the SA pointer does not travel: RCU protects it only while the finder
 //    runs) and encrypts. So one worker reserves an SA's sequence numbers and transmits its
 //    packets, on its own TX queue in reservation order: the gateway puts an SA's packets on the
 //    wire in sequence order, and a peer sees no reordering of ours whatever its replay window
 //    (RFC 4303 §3.4.3; strongSwan's default is 32). `seq_next` stays an atomic (esp_outbound
-//    may be called outside the gateway); with one writer its line is never contended.
+//    may be called outside the gateway); with one writer its line is never contended (the other
+//    workers read only line 0).
 //  - Counters are relaxed atomics flushed once per burst-run (both directions), so the control
 //    plane can read them while workers run, and `events`/`dead` are atomics.
 #pragma once
@@ -61,7 +62,10 @@ enum SaEventFlags : std::uint8_t {
   kEvHardLimit = 1 << 2,
 };
 
-struct alignas(64) SaCounterBlock {
+// Per-SA counters. Not a line of its own: packets, bytes and last_used_tsc, written by the
+// owner once per burst-run, share the head's second line with the volume limits read beside
+// them; the per-reason drops (rare) follow in the lines after it.
+struct SaCounterBlock {
   std::atomic<std::uint64_t> packets{0};
   std::atomic<std::uint64_t> bytes{0};
   std::atomic<std::uint64_t> last_used_tsc{0};
@@ -73,8 +77,20 @@ struct alignas(64) SaCounterBlock {
 // (as VPP's ipsec_sa_t runtime split), so passing an SA of the wrong direction to esp_inbound /
 // esp_outbound or to a table does not compile. Code that serves both (counters, events,
 // telemetry) takes an SaHead.
+//
+// Layout (issue #12: with random traffic over 10,000 tunnels every line a packet touches is a
+// cache miss): what the per-packet path reads or writes is packed into as few lines as
+// possible, and the lookups prefetch exactly those (kSaHotLines in sa_table.cpp / spd.cpp):
+//   line 0         identity, algorithm parameters, selectors, flags, owner (read-only per packet)
+//   line 1         volume limits + packets/bytes/last-used counters (the owner's per-run line)
+//   keys, 4 lines  parameters, HMAC states and the direction's AES expansion (AES-128; 5 for
+//                  AES-192/256), the other expansion after them, cold
+//   the direction's own line: outer header template + sequence number (outbound), replay
+//   window state with the first 448 bits of its bitmap (inbound)
+// so 7 lines per packet for AES-128 (was 12, 1,344 bytes, outbound). The drop counters and the
+// other AES expansion sit in between and are read only when used.
 struct alignas(64) SaHead {
-  // ---- first cache line: what the ESP code reads per packet or per run ----
+  // ---- line 0: what the ESP code and the hand-off read per packet or per run ----
   std::uint32_t spi = 0;       // host order
   std::uint32_t spi_be = 0;    // network order, for header writes and compares
   Direction dir = Direction::kInbound;
@@ -98,30 +114,37 @@ struct alignas(64) SaHead {
   // Set by workers, read and cleared by the control plane's event poll.
   std::atomic<std::uint8_t> events{0};
   std::atomic<bool> dead{false};  // hard limit reached: drop with kSaDown
-  // ---- second line: volume limits, read once per run of packets of one SA ----
-  std::uint64_t hard_bytes = 0, hard_packets = 0, soft_bytes = 0, soft_packets = 0;
+  // The index of the worker that processes this SA's packets, kNoOwner until the first worker
+  // claims it (see the threading note above). Written once, then read by every worker that
+  // receives the SA's packets: it sits on this read-only line, apart from the lines its owner
+  // writes (counters, sequence number, replay window).
+  std::atomic<std::uint16_t> owner{kNoOwner};
+  // ---- line 1: volume limits and counters, read (limits) and written (counters) by the owner
+  // once per run of packets of one SA ----
+  alignas(64) std::uint64_t hard_bytes = 0;
+  std::uint64_t hard_packets = 0, soft_bytes = 0, soft_packets = 0;
+  SaCounterBlock counters;  // packets, bytes, last_used_tsc on line 1; drops after it
 
+  // Parameters, HMAC states, then the AES expansion this direction uses (sa_create picks it):
+  // the first 4 lines are hot (AES-128), see crypto::EspKeySchedule.
   alignas(64) crypto::EspKeySchedule keys;
-  SaCounterBlock counters;
 
  protected:
   SaHead() = default;
   ~SaHead() = default;
 };
 
-// Inbound runtime SA: the head plus the replay window and the owning worker.
+// Inbound runtime SA: the head plus the replay window.
 struct alignas(64) InboundSa final : SaHead {
   static constexpr Direction kDir = Direction::kInbound;
-  // The index of the worker that processes this SA's packets, kNoOwner until the first worker
-  // claims it (see the threading note above). Read by every worker that receives the SA's
-  // packets, so it has a line of its own, apart from the window its owner writes.
-  alignas(64) std::atomic<std::uint16_t> owner{kNoOwner};
-  // Anti-replay state (one owner, no atomics).
+  // Anti-replay state (one owner, no atomics): its first line holds the top, size, ring mask
+  // and the first 448 bits of the bitmap, all a window of up to 256 packets uses (the default
+  // is 64).
   alignas(64) ReplayWindow replay;
 };
 
-// Outbound runtime SA: the head plus the outer header template, MTU, DF policy, the owning
-// worker and the sequence number.
+// Outbound runtime SA: the head plus one line of its own: outer header template, MTU, DF policy
+// and the sequence number.
 struct alignas(64) OutboundSa final : SaHead {
   static constexpr Direction kDir = Direction::kOutbound;
   // Outer IPv4 (+UDP) + ESP SPI template, checksums/lengths/seq filled per packet.
@@ -133,12 +156,22 @@ struct alignas(64) OutboundSa final : SaHead {
   DfPolicy df = DfPolicy::kCopy;
   std::uint8_t ttl = 64;
   std::uint16_t local_port = kNatTPort, peer_port = kNatTPort;  // host order
-  // The worker that encrypts this SA's packets, kNoOwner until one claims it (see the
-  // threading note above). Written once, then only read: it shares the template's line.
-  std::atomic<std::uint16_t> owner{kNoOwner};
   // Next sequence number to use; starts at 1 (RFC 4303 §3.3.3). Values past 2^32-1 are never
-  // sent. Written by the owner per burst-run: a line of its own.
-  alignas(64) std::atomic<std::uint64_t> seq_next{1};
+  // sent. Written by the owner per burst-run, on the template's line, which only the owner
+  // reads (other workers read `owner`, on line 0).
+  std::atomic<std::uint64_t> seq_next{1};
+};
+
+// The cache lines (byte offsets from the SA) that the per-packet path reads or writes for an
+// AES-128 SA of either direction, the layout note above: what the SA lookups prefetch
+// (spd.cpp, sa_table.cpp) as they find an SA. AES-192/256 read one more line of round keys
+// (the key schedule's fifth), a replay window over 256 packets one more bitmap line.
+inline constexpr std::size_t kSaHotLines[] = {
+    0,                                                 // line 0: identity, alg, flags, owner
+    64,                                                // line 1: limits, counters
+    offsetof(SaHead, keys), offsetof(SaHead, keys) + 64,        // parameters, HMAC states,
+    offsetof(SaHead, keys) + 128, offsetof(SaHead, keys) + 192,  // AES round keys
+    sizeof(SaHead),  // the direction's line: template + sequence number, or replay window
 };
 
 // Allocate (rte_zmalloc_socket) and build the runtime SA from a spec whose direction is S's

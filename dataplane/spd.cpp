@@ -34,29 +34,13 @@ SpdKey make_key(Ipv4 src, Ipv4 dst, const SpdClass& c) noexcept {
 }
 
 // The lines of an outbound SA that esp_outbound reads or writes for each packet (dataplane/
-// esp_outbound.cpp; ipsec-mb reads the key schedule): prefetched when the lookup returns the
-// SA, so that with thousands of tunnels their misses overlap each other and the rest of the
-// burst's work instead of stalling the crypto one SA at a time. Lines past the expanded
-// encryption key that AES-128 does not use, and the decryption keys, are left out.
-constexpr std::size_t kKs = offsetof(SaHead, keys);
-constexpr std::size_t kHotLines[] = {
-    0,                                                       // spi, alg, published, dead
-    64,                                                      // limits, events
-    kKs + offsetof(crypto::EspKeySchedule, enc_keys),        // AES round keys 0..3
-    kKs + offsetof(crypto::EspKeySchedule, enc_keys) + 64,   // 4..7
-    kKs + offsetof(crypto::EspKeySchedule, enc_keys) + 128,  // 8..10 (AES-128's last)
-    kKs + offsetof(crypto::EspKeySchedule, ipad),            // HMAC inner state
-    kKs + offsetof(crypto::EspKeySchedule, ipad) + 63,
-    kKs + offsetof(crypto::EspKeySchedule, opad),            // HMAC outer state
-    kKs + offsetof(crypto::EspKeySchedule, opad) + 63,
-    offsetof(SaHead, counters),                              // packets, bytes
-};
-
+// esp_outbound.cpp; ipsec-mb reads the key schedule; layout in dataplane/sa.hpp): prefetched
+// when the lookup returns the SA, so that with thousands of tunnels their misses overlap each
+// other and the rest of the burst's work instead of stalling the crypto one SA at a time.
+// Exactly the 7 lines an AES-128 SA uses (kSaHotLines, dataplane/sa.hpp).
 inline void prefetch_for_encrypt(const OutboundSa* sa) noexcept {
   const auto* p = reinterpret_cast<const char*>(sa);
-  for (std::size_t off : kHotLines) rte_prefetch0(p + off);
-  rte_prefetch0(sa->hdr_template);  // outer header, MTU, owner
-  rte_prefetch0(&sa->seq_next);     // sequence numbers
+  for (std::size_t off : kSaHotLines) rte_prefetch0(p + off);
 }
 
 }  // namespace

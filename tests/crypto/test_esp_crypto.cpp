@@ -187,6 +187,29 @@ TEST(EspKeySchedule, RecordsAlgorithmsAndLengths) {
   }
 }
 
+// The expansion a direction uses per packet comes first, right after the HMAC states (issue
+// #12: an AES-128 schedule's hot part is its first 256 bytes, four cache lines), whichever it
+// is; both are the same expansions either way.
+TEST(EspKeySchedule, FirstUsedExpansionFollowsTheHmacStates) {
+  for (CipherAlg c : {CipherAlg::kAes128Cbc, CipherAlg::kAes192Cbc, CipherAlg::kAes256Cbc}) {
+    EspKeySchedule e, d;
+    const Bytes key = rep(0x3c, cipher_key_len(c)), akey = rep(0xc3, 20);
+    ASSERT_TRUE(make_key_schedule(e, c, key, IntegAlg::kHmacSha1_96, akey, KeyUse::kEncrypt));
+    ASSERT_TRUE(make_key_schedule(d, c, key, IntegAlg::kHmacSha1_96, akey, KeyUse::kDecrypt));
+    EXPECT_EQ(e.enc_keys(), e.round_keys);
+    EXPECT_EQ(d.dec_keys(), d.round_keys);
+    const std::size_t n = 16 * (cipher_key_len(c) / 4 + 7);  // Nk + 7 round keys
+    EXPECT_EQ(0, std::memcmp(e.enc_keys(), d.enc_keys(), n));
+    EXPECT_EQ(0, std::memcmp(e.dec_keys(), d.dec_keys(), n));
+    EXPECT_EQ(0, std::memcmp(e.enc_keys(), key.data(), key.size()));  // round key 0 = the key
+    EXPECT_EQ(e.hot_bytes(KeyUse::kEncrypt), 80 + n);
+    EXPECT_EQ(d.hot_bytes(KeyUse::kDecrypt), 80 + n);
+    if (c == CipherAlg::kAes128Cbc) {
+      EXPECT_LE(d.hot_bytes(KeyUse::kDecrypt), 256u);
+    }
+  }
+}
+
 TEST(EspKeySchedule, WipeZeroesAllKeyMaterial) {
   EspKeySchedule ks;
   ASSERT_TRUE(make_key_schedule(ks, CipherAlg::kAes256Cbc, rep(0x5a, 32),
@@ -194,11 +217,11 @@ TEST(EspKeySchedule, WipeZeroesAllKeyMaterial) {
   auto all_zero = [](const std::uint8_t* p, std::size_t n) {
     return std::all_of(p, p + n, [](std::uint8_t b) { return b == 0; });
   };
-  EXPECT_FALSE(all_zero(ks.enc_keys, sizeof(ks.enc_keys)));
+  EXPECT_FALSE(all_zero(ks.enc_keys(), EspKeySchedule::kRoundKeyBytes));
+  EXPECT_FALSE(all_zero(ks.dec_keys(), EspKeySchedule::kRoundKeyBytes));
   EXPECT_FALSE(all_zero(ks.ipad, sizeof(ks.ipad)));
   ks.wipe();
-  EXPECT_TRUE(all_zero(ks.enc_keys, sizeof(ks.enc_keys)));
-  EXPECT_TRUE(all_zero(ks.dec_keys, sizeof(ks.dec_keys)));
+  EXPECT_TRUE(all_zero(ks.round_keys, sizeof(ks.round_keys)));
   EXPECT_TRUE(all_zero(ks.ipad, sizeof(ks.ipad)));
   EXPECT_TRUE(all_zero(ks.opad, sizeof(ks.opad)));
 }

@@ -69,7 +69,7 @@ inline bool sa_is_live(const SaHead* sa, std::uint32_t spi) {
   if (sa == nullptr || sa->spi != spi) return false;
   std::uint8_t k[16];
   key_for(spi, k);
-  return std::memcmp(sa->keys.enc_keys, k, 16) == 0 && sa->keys.cipher_key_bytes == 16 &&
+  return std::memcmp(sa->keys.enc_keys(), k, 16) == 0 && sa->keys.cipher_key_bytes == 16 &&
          sa->keys.icv_bytes == 12;
 }
 

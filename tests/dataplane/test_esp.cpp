@@ -581,5 +581,56 @@ TEST_F(EspInbound, HardPacketLimitStopsTheSa) {
   EXPECT_TRUE(in_->events.load() & kEvHardLimit);
 }
 
+// Issue #12 (many tunnels): every byte the per-packet path reads or writes of an AES-128 /
+// HMAC-SHA1 SA lies in the 7 lines the lookups prefetch (kSaHotLines), for both directions;
+// before the SA was packed, outbound touched 12 lines and the prefetch list named 12.
+std::set<std::size_t> lines_of(
+    const void* base, std::initializer_list<std::pair<const void*, std::size_t>> ranges) {
+  std::set<std::size_t> lines;
+  const auto b = reinterpret_cast<std::uintptr_t>(base);
+  for (auto [p, n] : ranges) {
+    const auto a = reinterpret_cast<std::uintptr_t>(p);
+    for (std::uintptr_t x = a; x < a + n; ++x) lines.insert((x - b) / 64 * 64);
+  }
+  return lines;
+}
+
+TEST(SaLayout, PerPacketBytesLieInThePrefetchedLines) {
+  const Combo aes128{crypto::CipherAlg::kAes128Cbc, crypto::IntegAlg::kHmacSha1_96};
+  const std::set<std::size_t> hot(std::begin(kSaHotLines), std::end(kSaHotLines));
+  ASSERT_EQ(hot.size(), 7u);
+  auto out = create_sa<OutboundSa>(make_spec(Direction::kOutbound, aes128, false));
+  auto in = create_sa<InboundSa>(make_spec(Direction::kInbound, aes128, false));
+  ASSERT_TRUE(out && in);
+  for (std::size_t off : kSaHotLines) EXPECT_EQ(off % 64, 0u);
+  // What esp_outbound reads (SA fields, limits, counters, template line) and ipsec-mb reads
+  // (engine parameters, the SHA-1 ipad/opad states, the 11 AES-128 encryption round keys).
+  const OutboundSa& o = *out;
+  const auto out_lines = lines_of(&o, {
+      {&o.spi, sizeof o.spi}, {&o.flags, 1}, {&o.alg, sizeof o.alg}, {&o.dead, 1},
+      {&o.owner, sizeof o.owner}, {&o.published, sizeof o.published},
+      {&o.hard_bytes, 32}, {&o.counters.packets, 24},
+      {&o.keys.alg, sizeof o.keys.alg}, {&o.keys.engine_path, 1},
+      {o.keys.ipad, 20}, {o.keys.opad, 20}, {o.keys.enc_keys(), 11 * 16},
+      {o.hdr_template, sizeof o.hdr_template}, {&o.outer_hdr_len, 2}, {&o.mtu, 2}, {&o.df, 1},
+      {&o.seq_next, sizeof o.seq_next}});
+  for (std::size_t l : out_lines) EXPECT_TRUE(hot.count(l)) << "outbound line at " << l;
+  EXPECT_EQ(out_lines.size(), 7u);
+  // Inbound: the decryption round keys instead, the selectors, and the replay window's top,
+  // size, ring mask and first bitmap word (all a 64-packet window uses).
+  const InboundSa& i = *in;
+  const auto in_lines = lines_of(&i, {
+      {&i.spi, sizeof i.spi}, {&i.flags, 1}, {&i.alg, sizeof i.alg}, {&i.dead, 1},
+      {&i.owner, sizeof i.owner}, {&i.published, sizeof i.published},
+      {&i.local_subnet, sizeof i.local_subnet}, {&i.peer_subnet, sizeof i.peer_subnet},
+      {&i.hard_bytes, 32}, {&i.counters.packets, 24},
+      {&i.keys.alg, sizeof i.keys.alg}, {&i.keys.engine_path, 1},
+      {i.keys.ipad, 20}, {i.keys.opad, 20}, {i.keys.dec_keys(), 11 * 16},
+      {&i.replay, 16}});
+  for (std::size_t l : in_lines) EXPECT_TRUE(hot.count(l)) << "inbound line at " << l;
+  EXPECT_EQ(in_lines.size(), 7u);
+  EXPECT_EQ(i.replay.size(), 64u);
+}
+
 }  // namespace
 }  // namespace ipsecgw::dp

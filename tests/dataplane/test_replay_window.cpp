@@ -164,7 +164,9 @@ TEST_P(ReplayWindowSizes, MatchesReferenceModelOnRandomTraffic) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Sizes, ReplayWindowSizes, ::testing::Values(32u, 64u, 1024u, 4096u),
+// Non-powers of two and sizes around the ring sizes (R = max(64, next power of two)) too.
+INSTANTIATE_TEST_SUITE_P(Sizes, ReplayWindowSizes,
+                         ::testing::Values(2u, 32u, 63u, 64u, 65u, 100u, 256u, 257u, 1024u, 4096u),
                          [](const auto& info) { return "W" + std::to_string(info.param); });
 
 }  // namespace
