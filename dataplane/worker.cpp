@@ -99,34 +99,54 @@ void request_resolve(GatewayImpl& g, WorkerCtx& w, Side s, Ipv4 ip) noexcept {
   (void)rte_ring_sp_enqueue(w.resolve, msg);  // full: the next miss asks again
 }
 
-// Prepends Ethernet towards IPv4 next hop `nh` on side `s` and queues for TX.
-void l2_out(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf* m, Ipv4 nh) noexcept {
+// The Ethernet header towards the next hop of one destination, looked up once per burst and
+// destination (route and ARP cache), not per packet. Lives for one burst only, on the stack of
+// the burst's function, so a route or ARP change takes effect from the next burst on, as
+// before (the table itself is read lock-free and may change between any two packets anyway).
+struct L2Dest {
+  Ipv4 dst = 0;         // the packet destination this entry is for
+  Ipv4 nh = 0;          // its next hop; 0 = no route
+  bool valid = false;   // dst/nh hold a lookup
+  bool resolved = false;  // the next hop's MAC is known: hdr is complete
+  rte_ether_hdr hdr;    // destination MAC, our port's MAC, IPv4
+};
+
+// Fills `c` for destination `dst` on side `s` unless it already holds it.
+inline void l2_dest(GatewayImpl& g, Side s, Ipv4 dst, L2Dest& c) noexcept {
+  if (c.valid && c.dst == dst) [[likely]] return;
+  c.valid = true;
+  c.dst = dst;
+  c.nh = next_hop(g.cfg, s, dst);
   MacAddr mac;
-  if (nh == 0) {
+  c.resolved = c.nh != 0 && g.neigh.lookup(s, c.nh, &mac);
+  if (!c.resolved) return;
+  std::memcpy(c.hdr.dst_addr.addr_bytes, mac.data(), 6);
+  std::memcpy(c.hdr.src_addr.addr_bytes, g.ports[static_cast<unsigned>(s)].mac.data(), 6);
+  c.hdr.ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+}
+
+// Prepends Ethernet towards the next hop of IPv4 destination `dst` on side `s` and queues for
+// TX. `c`: the burst's cached lookup for side `s`.
+void l2_out(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf* m, Ipv4 dst, L2Dest& c) noexcept {
+  l2_dest(g, s, dst, c);
+  if (!c.resolved) [[unlikely]] {
     drop(w, m, DropReason::kNoRoute);
-    return;
-  }
-  if (!g.neigh.lookup(s, nh, &mac)) {
-    drop(w, m, DropReason::kNoRoute);
-    request_resolve(g, w, s, nh);
+    if (c.nh != 0) request_resolve(g, w, s, c.nh);
     return;
   }
   char* p = rte_pktmbuf_prepend(m, kEthHdrLen);
-  if (p == nullptr) {
+  if (p == nullptr) [[unlikely]] {
     drop(w, m, DropReason::kNoHeadroom);
     return;
   }
-  auto* eth = reinterpret_cast<rte_ether_hdr*>(p);
-  std::memcpy(eth->dst_addr.addr_bytes, mac.data(), 6);
-  std::memcpy(eth->src_addr.addr_bytes, g.ports[static_cast<unsigned>(s)].mac.data(), 6);
-  eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+  std::memcpy(p, &c.hdr, kEthHdrLen);
   tx_add(g, w, s, m);
 }
 
 // A decrypted inner packet (data at its IPv4 header): forward out the protected port. The
 // gateway is a router for the inner packet, so the inner TTL is decremented once here
 // (RFC 4301 §5.2: after tunnel decapsulation the packet is forwarded as any IP packet).
-void route_inner(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
+void route_inner(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m, L2Dest& c) noexcept {
   auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
   if (ip->time_to_live <= 1) {
     drop(w, m, DropReason::kTtlExceeded);
@@ -138,8 +158,7 @@ void route_inner(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
   }
   ttl_decrement(ip);
   w.stats.forwarded++;
-  l2_out(g, w, Side::kProtected, m,
-         next_hop(g.cfg, Side::kProtected, rte_be_to_cpu_32(ip->dst_addr)));
+  l2_out(g, w, Side::kProtected, m, rte_be_to_cpu_32(ip->dst_addr), c);
 }
 
 // Outer packets (data at the outer IPv4 header) addressed to us: look up by SPI, pass
@@ -187,7 +206,8 @@ void esp_in(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept 
   const std::uint16_t good = esp_inbound_recorded(*w.engine, std::span<rte_mbuf*>(ok, mine),
                                                   std::span<InboundSa* const>(sas, mine), w.stats);
   for (unsigned i = good; i < mine; ++i) rte_pktmbuf_free(ok[i]);  // counted by esp_inbound
-  for (unsigned i = 0; i < good; ++i) route_inner(g, w, ok[i]);
+  L2Dest c;
+  for (unsigned i = 0; i < good; ++i) route_inner(g, w, ok[i], c);
 }
 
 // Outer packets from esp_outbound: Ethernet to the peer (on-link) or the unprotected gateway.
@@ -198,15 +218,10 @@ void esp_out_flush(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, OutboundSa** s
       esp_outbound(*w.engine, std::span<rte_mbuf*>(pkts, n), std::span<OutboundSa* const>(sas, n),
                    w.stats);
   for (unsigned i = good; i < n; ++i) rte_pktmbuf_free(pkts[i]);  // counted by esp_outbound
-  Ipv4 last_dst = 0, last_nh = 0;
+  L2Dest c;
   for (unsigned i = 0; i < good; ++i) {
     const auto* ip = rte_pktmbuf_mtod(pkts[i], const rte_ipv4_hdr*);
-    const Ipv4 dst = rte_be_to_cpu_32(ip->dst_addr);
-    if (dst != last_dst || i == 0) {
-      last_dst = dst;
-      last_nh = next_hop(g.cfg, Side::kUnprotected, dst);
-    }
-    l2_out(g, w, Side::kUnprotected, pkts[i], last_nh);
+    l2_out(g, w, Side::kUnprotected, pkts[i], rte_be_to_cpu_32(ip->dst_addr), c);
   }
   n = 0;
 }
@@ -219,7 +234,7 @@ inline void esp_out_add(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, OutboundS
 }
 
 // Protected-side traffic with no tunnel and UnmatchedPolicy::kForward: routed in the clear.
-void forward_plain(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
+void forward_plain(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m, L2Dest& c) noexcept {
   auto* ip = rte_pktmbuf_mtod(m, rte_ipv4_hdr*);
   if (ip->time_to_live <= 1) {
     drop(w, m, DropReason::kTtlExceeded);
@@ -231,8 +246,7 @@ void forward_plain(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m) noexcept {
   }
   ttl_decrement(ip);
   w.stats.forwarded++;
-  l2_out(g, w, Side::kUnprotected, m,
-         next_hop(g.cfg, Side::kUnprotected, rte_be_to_cpu_32(ip->dst_addr)));
+  l2_out(g, w, Side::kUnprotected, m, rte_be_to_cpu_32(ip->dst_addr), c);
 }
 
 // Inner packets from the protected side (data at IPv4): policy lookup, MTU handling, ESP.
@@ -249,6 +263,7 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
   unsigned n_encrypt = 0;
   std::uint64_t now = 0;
   HandOffs away;
+  L2Dest clear;  // forward_plain's next hop
   const OutboundSa* last_sa = nullptr;  // the owner is looked at once per run of one SA
   std::uint16_t last_owner = 0;
   for (unsigned i = 0; i < n; ++i) {
@@ -273,7 +288,7 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
         continue;
       }
       if (g.cfg.unmatched == UnmatchedPolicy::kForward) {
-        forward_plain(g, w, m);
+        forward_plain(g, w, m, clear);
       } else {
         drop(w, m, DropReason::kNoPolicy);
       }
