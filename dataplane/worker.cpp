@@ -266,12 +266,17 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
   L2Dest clear;  // forward_plain's next hop
   const OutboundSa* last_sa = nullptr;  // the owner is looked at once per run of one SA
   std::uint16_t last_owner = 0;
+  // And whether a packet of last_len bytes fits the SA's MTU once encapsulated: computed again
+  // when the length (or the SA) changes; packets of one size often come in runs.
+  std::uint32_t last_len = 0;
+  bool last_fits = false;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     OutboundSa* sa = sas[i];
     if (sa != last_sa && sa != nullptr) {
       last_sa = sa;
       last_owner = sa_owner(w, *sa);
+      last_len = 0;  // no packet is 0 bytes long: computed afresh below
     }
     if (sa != nullptr && last_owner != w.idx) {
       away.add(m, last_owner);
@@ -300,7 +305,11 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
       continue;
     }
     const std::uint32_t len = rte_pktmbuf_pkt_len(m);
-    if (esp_outbound_size(*sa, len) <= sa->mtu.load(std::memory_order_relaxed)) {
+    if (len != last_len) {
+      last_len = len;
+      last_fits = esp_outbound_size(*sa, len) <= sa->mtu.load(std::memory_order_relaxed);
+    }
+    if (last_fits) {
       ttl_decrement(ip);
       esp_out_add(g, w, to_encrypt, encrypt_sas, n_encrypt, m, sa);
       continue;
@@ -427,13 +436,15 @@ inline rte_ipv4_hdr* rx_check_ipv4(WorkerCtx& w, rte_mbuf* m, const L2Filter& l2
     return nullptr;
   }
   const std::uint32_t ihl = (ip->version_ihl & 0x0f) * 4u;
-  if ((ip->version_ihl >> 4) != 4 || ihl < sizeof(rte_ipv4_hdr)) {
-    drop(w, m, DropReason::kBadIpHeader);
-    return nullptr;
-  }
-  if (l3 < ihl) {
-    drop(w, m, DropReason::kRunt);
-    return nullptr;
+  if (ip->version_ihl != 0x45) [[unlikely]] {  // 0x45: IPv4 without options, l3 >= 20 above
+    if ((ip->version_ihl >> 4) != 4 || ihl < sizeof(rte_ipv4_hdr)) {
+      drop(w, m, DropReason::kBadIpHeader);
+      return nullptr;
+    }
+    if (l3 < ihl) {
+      drop(w, m, DropReason::kRunt);
+      return nullptr;
+    }
   }
   const std::uint32_t tot = rte_be_to_cpu_16(ip->total_length);
   if (tot < ihl) {
@@ -542,14 +553,14 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
 
 // rx_burst step 3: a packet in transit, from the protected side only (no clear-text transit
 // from the public side), unicast: an inner packet for the outbound path.
-inline void rx_transit(WorkerCtx& w, Side s, const PortConfig& pc, rte_mbuf* m,
-                       const rte_ipv4_hdr* ip, Ipv4 d, RxSorted& out) noexcept {
+// `bcast`: the port subnet's broadcast address (0 for a /31 or /32, which have none).
+inline void rx_transit(WorkerCtx& w, Side s, Ipv4 bcast, rte_mbuf* m, const rte_ipv4_hdr* ip,
+                       Ipv4 d, RxSorted& out) noexcept {
   if (s == Side::kUnprotected) {
     drop(w, m, DropReason::kTransitFromPublic);
     return;
   }
-  const Ipv4 bcast = pc.subnet.addr | ~pc.subnet.mask();
-  if (d >= 0xE0000000u || (pc.subnet.len < 31 && d == bcast) || d == 0) {
+  if (d >= 0xE0000000u || d == bcast || d == 0) {
     drop(w, m, DropReason::kNotUnicast);  // multicast/broadcast are not tunnelled
     return;
   }
@@ -569,6 +580,7 @@ void rx_burst(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf** pkts, unsigned n)
 
   const std::uint16_t port_id = pc.port_id;
   const L2Filter l2(g.ports[static_cast<unsigned>(s)].mac);
+  const Ipv4 bcast = pc.subnet.len < 31 ? (pc.subnet.addr | ~pc.subnet.mask()) : 0;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     m->port = port_id;  // the slow path tells the sides apart by it (not all PMDs set it)
@@ -578,7 +590,7 @@ void rx_burst(GatewayImpl& g, WorkerCtx& w, Side s, rte_mbuf** pkts, unsigned n)
     if (ip == nullptr) continue;
     const Ipv4 d = rte_be_to_cpu_32(ip->dst_addr);
     if (d == pc.addr) rx_local(w, s, m, ip, ihl, tot, out);
-    else rx_transit(w, s, pc, m, ip, d, out);
+    else rx_transit(w, s, bcast, m, ip, d, out);
   }
   if (out.n_esp != 0) esp_in(g, w, out.esp, out.n_esp);
   if (out.n_inner != 0) outbound(g, w, out.inner, out.src, out.dst, out.n_inner);

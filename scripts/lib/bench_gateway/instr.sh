@@ -45,13 +45,13 @@ lib=scripts/lib/bench_gateway
 build=${IPSECGW_CG_BUILD:-build-cg}
 work="$build/instr"
 mkdir -p "$work"
-if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" --buildtype=release -Ddebug=true -Dnative=false -Dtests=false \
-    -Dbenchmarks=false >/dev/null || { echo "instr.sh: meson setup $build failed" >&2; exit 1; }
-fi
 bin=${IPSECGW_CG_BIN:-}
 if [ -z "$bin" ]; then
   bin="$build/app/ipsecgw"
+  if [ ! -f "$build/build.ninja" ]; then
+    meson setup "$build" --buildtype=release -Ddebug=true -Dnative=false -Dtests=false \
+      -Dbenchmarks=false >/dev/null || { echo "instr.sh: meson setup $build failed" >&2; exit 1; }
+  fi
   ninja -C "$build" app/ipsecgw >"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log" >&2; exit 1; }
 fi
 if [ ! -f "$work/in-1400.pcap" ] || [ "$lib/pcaps.py" -nt "$work/in-1400.pcap" ]; then
