@@ -20,8 +20,9 @@
 #   ours   total - imb - rx - tx
 # and, with -f N, the N functions (self Ir, outside ipsec-mb and the vdevs) that cost most.
 # -k keeps the callgrind files (in $IPSECGW_CG_BUILD/instr/). IPSECGW_CG_BUILD=dir (default
-# build-cg); IPSECGW_CG_BIN=path: count that ipsecgw binary instead (no build; before/after). Output lines "instr DIRECTION SIZE total=.. imb=.. rx=.. tx=.. ours=.." are meant
-# for scripts/bench-gateway to pick up. Takes about 1 min per direction and size.
+# build-cg); IPSECGW_CG_BIN=path: count that ipsecgw binary instead (no build; before/after).
+# Output lines "instr DIRECTION SIZE packets=.. total=.. imb=.. rx=.. tx=.. ours=.." are meant
+# for scripts/bench-gateway to pick up. Takes about 1 min per direction and size (idle machine).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$top"
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
     -d) directions="$2"; shift 2 ;;
     -f) top_n="$2"; shift 2 ;;
     -k) keep=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "instr.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -93,7 +94,7 @@ for dir in $directions; do
     pid=""
     rm -rf "/run/dpdk/instr-$tag-$$"
     pkts=$(sed -n 's/^lcore [0-9]* worker rx_packets=\([0-9]*\).*/\1/p' "$log" | head -1)
-    [ -n "$pkts" ] && [ "$pkts" -gt 0 ] || { echo "instr.sh: $tag: no packets" >&2; exit 1; }
+    if [ -z "$pkts" ] || [ "$pkts" -eq 0 ]; then echo "instr.sh: $tag: no packets" >&2; exit 1; fi
     callgrind_annotate --auto=no --threshold=100 "$out" >"$out.self"
     /usr/bin/python3 - "$dir" "$size" "$pkts" "$out" "$out.self" "$top_n" <<'PYEOF'
 import re, sys
