@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     -d) directions="$2"; shift 2 ;;
     -f) top_n="$2"; shift 2 ;;
     -k) keep=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "instr.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
