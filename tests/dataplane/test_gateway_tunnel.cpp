@@ -45,6 +45,45 @@ TEST_F(GatewayTest, InboundEspIsDecryptedAndRoutedToTheProtectedHost) {
   EXPECT_EQ(gw_->total_stats().esp_in_packets, 1u);
 }
 
+// The worker looks a destination's next hop and its MAC up once per burst, not per packet
+// (worker.cpp, L2Dest): a MAC that changes (gratuitous ARP, RFC 826 merge) must still reach
+// the packets that follow, outbound (ESP to the unprotected gateway) and inbound (decrypted
+// packets to the protected host). Both neighbours are learned, not static (static entries
+// never change).
+TEST_F(GatewayTest, NeighbourMacChangeReachesTheFollowingPacketsBothWays) {
+  boot([](GatewayConfig& c) { c.neighbors.clear(); });
+  install_tunnel();
+  OutSaPtr peer = peer_tx_sa();  // one sequence for every inbound packet (anti-replay)
+  auto send_out = [&] { inject(p_, eth(p_.mac, kHostMac, 0x0800, make_inner(60, kLocalHost, kPeerHost))); };
+  auto send_in = [&] {
+    inject(u_, eth(u_.mac, kUnprotGwMac, 0x0800, encrypt(peer.get(), make_inner(60, kPeerHost, kLocalHost))));
+  };
+  // Sends through `send` until a frame of type IPv4 leaves `rp` for `mac` (bounded).
+  auto reaches = [&](RingPort& rp, const std::function<void()>& send, const MacAddr& mac) {
+    const auto deadline = std::chrono::steady_clock::now() + testing_time::scaled(5000);
+    while (std::chrono::steady_clock::now() < deadline) {
+      send();
+      for (const Bytes& f : of_type(collect(rp, [](const auto& v) { return !v.empty(); }, 50), 0x0800))
+        if (mac_at(f.data()) == mac) return true;
+    }
+    return false;
+  };
+  const MacAddr gw2 = {0x02, 0xaa, 0, 0, 0, 0x77}, host2 = {0x02, 0xbb, 0, 0, 0, 0x77};
+  // Learn both by answering the gateway's requests (kUnprotGw asked for at start, kLocalHost
+  // on the first inbound packet's miss).
+  inject(u_, eth(u_.mac, kUnprotGwMac, 0x0806, arp(2, kUnprotGwMac, kUnprotGw, u_.mac, kUnprotAddr)));
+  ASSERT_TRUE(reaches(u_, send_out, kUnprotGwMac)) << gw_->report();
+  send_in();
+  wait_for(p_, 0x0806, 1);
+  inject(p_, eth(p_.mac, kHostMac, 0x0806, arp(2, kHostMac, kLocalHost, p_.mac, kProtAddr)));
+  ASSERT_TRUE(reaches(p_, send_in, kHostMac)) << gw_->report();
+  // Both move; the next packets follow.
+  inject(u_, eth(kBroadcast, gw2, 0x0806, arp(1, gw2, kUnprotGw, {}, kUnprotGw)));
+  inject(p_, eth(kBroadcast, host2, 0x0806, arp(1, host2, kLocalHost, {}, kLocalHost)));
+  EXPECT_TRUE(reaches(u_, send_out, gw2)) << gw_->report();
+  EXPECT_TRUE(reaches(p_, send_in, host2)) << gw_->report();
+}
+
 TEST_F(GatewayTest, OuterFragmentsAreReassembledBeforeDecryption) {
   boot();
   install_tunnel();
