@@ -14,6 +14,7 @@
 #include <istream>
 
 #include "app/config_parser.hpp"
+#include "app/scan_steps.hpp"
 #include "app/model/yaml_wipe.hpp"
 
 namespace ipsecgw::app {
@@ -193,8 +194,10 @@ void check_unique_names(Parser& ps, const std::vector<T>& v, const std::string& 
 
 template <class T>
 std::optional<std::size_t> find_name(const std::vector<T>& v, const std::string& name) {
-  for (std::size_t i = 0; i < v.size(); ++i)
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    count_scan_steps();
     if (v[i].name == name) return i;
+  }
   return std::nullopt;
 }
 
@@ -441,6 +444,7 @@ void check_connections(Parser& ps, const Config& cfg) {
   check_unique_names(ps, conns, "ipsec_site_connections");
   for (std::size_t i = 0; i < conns.size(); ++i) {
     for (std::size_t j = 0; j < i; ++j) {
+      count_scan_steps();
       const auto &a = conns[i], &b = conns[j];
       bool shared = false;  // a (local, peer) pair in both
       for (const auto& l : a.local_cidrs)

@@ -88,6 +88,7 @@ void check_pairs(const State& s, const Environment& env, const SiteConnection& x
   auto peers = peer_cidrs(s, x);
   const IkePolicy* ike = s.ikepolicy(x.ikepolicy_id);
   for (auto& o : s.ipsec_site_connections) {
+    app::count_scan_steps();
     if (o.id == x.id) continue;
     // A (local, peer) pair is one outbound policy: in one connection only.
     const auto ol = local_cidrs(s, env, o), op = peer_cidrs(s, o);
@@ -152,6 +153,8 @@ Outcome upsert(const State& s, std::vector<T> State::*member, Kind k, std::strin
                const json& fields, const Options& opt, const Environment& env, F&& read) {
   Outcome out;
   out.next = s;
+  app::count_scan_steps(s.ikepolicies.size() + s.ipsecpolicies.size() + s.vpnservices.size() +
+                        s.endpoint_groups.size() + s.ipsec_site_connections.size());
   Ctx c{opt.path, {}, {}, {}};
   const bool update = !id.empty();
   T obj;
