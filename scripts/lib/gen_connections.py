@@ -51,7 +51,7 @@ def tunnel(i, seed=0):
     }
 
 
-def render(n, replay_window=64, seed=0):
+def render(n, replay_window=64, seed=0, mbufs=0):
     out = [
         f"# {n} static site connections, written by scripts/lib/gen_connections.py (seed {seed}).",
         "vpnservice:",
@@ -67,6 +67,7 @@ def render(n, replay_window=64, seed=0):
         "  unmatched_traffic: drop",
         "dataplane:",
         f"  sa_capacity: {max(4096, 2 * n)}",
+        f"  mbufs: {mbufs}",
         "ipsecpolicies:",
         "  - {name: esp-aes128-sha1, encryption_algorithm: aes-128, auth_algorithm: sha1}",
         "endpoint_groups:",

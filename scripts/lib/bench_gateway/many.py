@@ -74,8 +74,14 @@ def order(n):
     return [(s // FLOWS, s % FLOWS, k) for k, s in enumerate(seq)]
 
 
+def write_config(d, n):
+    """The gateway's config: anti-replay off (the pcap repeats), and 65,536 mbufs for every N
+    (net_pcap's infinite_rx holds the whole pcap, up to 40,000 packets, in mbufs)."""
+    gc.write_0600(f"{d}/many-{n}.yaml", gc.render(n, replay_window=0, mbufs=65536))
+
+
 def gen(d, n, sizes=SIZES):
-    gc.write_0600(f"{d}/many-{n}.yaml", gc.render(n, replay_window=0))
+    write_config(d, n)
     ts = [gc.tunnel(i) for i in range(n)]
     sas = [sa(t["spi_in"], t["in_enc"], t["in_auth"], t["peer"], GW_PUB) for t in ts]
     seqs = [0] * n
@@ -144,12 +150,12 @@ def check(d, n, direction, size, captures):
     return 0 if res["bad"] == 0 and len(got) == len(sent) else 1
 
 
-def installed(prefix, n, timeout=300):
+def installed(prefix, n, proc, timeout=300):
     """Waits until /ipsecgw/connections reports all n connections (the static SAs are
     installed before the rows are published); False on timeout."""
     path = f"/run/dpdk/{prefix}/dpdk_telemetry.v2"
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    while time.monotonic() < end and proc.poll() is None:
         try:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             s.settimeout(2)
@@ -225,6 +231,7 @@ def bench(d, exe, pmds, ns, directions, sizes, rounds, warmup, window, check_out
     ok = True
     results = []
     for n in ns:
+        write_config(d, n)
         todo = [s for s in sizes if not os.path.exists(f"{d}/many-{n}-in-{s}.pcap")]
         if todo:
             print(f"== many tunnels: writing the pcaps for {n} tunnel(s) (Scapy)", flush=True)
@@ -240,7 +247,7 @@ def bench(d, exe, pmds, ns, directions, sizes, rounds, warmup, window, check_out
                             os.unlink(f"{d}/capture-{tag}-q{q}.pcap")
                     gw = Gateway(d, exe, pmds, n, direction, size, "check", tag)
                     try:
-                        up = installed(gw.prefix, n)
+                        up = installed(gw.prefix, n, gw.p)
                         time.sleep(3)  # the pcap once through
                     finally:
                         gw.stop()
@@ -264,8 +271,9 @@ def bench(d, exe, pmds, ns, directions, sizes, rounds, warmup, window, check_out
                     tag = f"run-{n}-{direction}-{size}-r{r}"
                     gw = Gateway(d, exe, pmds, n, direction, size, "bench", tag)
                     try:
-                        m = measure(lib, gw, warmup, window) if installed(gw.prefix, n) else \
-                            {"error": f"not all {n} installed"}
+                        m = measure(lib, gw, warmup, window) \
+                            if installed(gw.prefix, n, gw.p) else \
+                            {"error": f"not all {n} installed (log {d}/{tag}.log)"}
                     finally:
                         gw.stop()
                     m.update(kind="run", tunnels=n, direction=direction, size=size, round=r)
