@@ -12,8 +12,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <istream>
+#include <unordered_map>
 
 #include "app/config_parser.hpp"
+#include "app/scan_steps.hpp"
 #include "app/model/yaml_wipe.hpp"
 
 namespace ipsecgw::app {
@@ -191,12 +193,34 @@ void check_unique_names(Parser& ps, const std::vector<T>& v, const std::string& 
   }
 }
 
-template <class T>
-std::optional<std::size_t> find_name(const std::vector<T>& v, const std::string& name) {
-  for (std::size_t i = 0; i < v.size(); ++i)
-    if (v[i].name == name) return i;
-  return std::nullopt;
-}
+// Name -> index of the first item with that name, for the lists connections refer to (built
+// once they are read): a connection's references cost a hash lookup, not a scan of a list that
+// may hold an endpoint group per connection.
+class NameIndex {
+ public:
+  template <class T>
+  explicit NameIndex(const std::vector<T>& v) {
+    map_.reserve(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) map_.emplace(v[i].name, i);
+  }
+  std::optional<std::size_t> find(const std::string& name) const {
+    count_scan_steps();
+    const auto it = map_.find(name);
+    if (it == map_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  std::unordered_map<std::string, std::size_t> map_;
+};
+
+struct ConfigNames {
+  NameIndex endpoint_groups, ikepolicies, ipsecpolicies;
+  explicit ConfigNames(const Config& cfg)
+      : endpoint_groups(cfg.endpoint_groups),
+        ikepolicies(cfg.ikepolicies),
+        ipsecpolicies(cfg.ipsecpolicies) {}
+};
 
 template <class T>
 std::string names_of(const std::vector<T>& v) {
@@ -211,7 +235,7 @@ std::string names_of(const std::vector<T>& v) {
 // The connection's selectors: the peer side (peer_cidrs or peer_ep_group) and the local side
 // (local_ep_group, else vpnservice.subnet); one subnet each, not overlapping.
 void parse_selectors(Parser& ps, const YAML::Node& n, const std::string& path, const Config& cfg,
-                     SiteConnection& c) {
+                     const ConfigNames& names, SiteConnection& c) {
   // Peer side: peer_cidrs (legacy Neutron) or peer_ep_group, exactly one of them.
   const bool has_cidrs = n["peer_cidrs"] && !n["peer_cidrs"].IsNull();
   const bool has_peer_group = n["peer_ep_group"] && !n["peer_ep_group"].IsNull();
@@ -223,7 +247,7 @@ void parse_selectors(Parser& ps, const YAML::Node& n, const std::string& path, c
     c.peer_cidrs = ps.prefix_list(n, "peer_cidrs", path);
   } else if (auto g = ps.string(n, "peer_ep_group", path, true)) {
     c.peer_ep_group = *g;
-    if (auto i = find_name(cfg.endpoint_groups, *g))
+    if (auto i = names.endpoint_groups.find(*g))
       c.peer_cidrs = cfg.endpoint_groups[*i].endpoints;
     else
       ps.error(sub(path, "peer_ep_group"), quote(*g) + " is not an endpoint group (defined: " +
@@ -231,7 +255,7 @@ void parse_selectors(Parser& ps, const YAML::Node& n, const std::string& path, c
   }
   if (auto g = ps.string(n, "local_ep_group", path, false)) {
     c.local_ep_group = *g;
-    if (auto i = find_name(cfg.endpoint_groups, *g))
+    if (auto i = names.endpoint_groups.find(*g))
       c.local_cidrs = cfg.endpoint_groups[*i].endpoints;
     else
       ps.error(sub(path, "local_ep_group"), quote(*g) + " is not an endpoint group (defined: " +
@@ -309,7 +333,7 @@ void parse_manual_keys(Parser& ps, const YAML::Node& mk, const std::string& path
 }
 
 void parse_connection(Parser& ps, const YAML::Node& n, const std::string& path, Config& cfg,
-                      SiteConnection& c) {
+                      const ConfigNames& names, SiteConnection& c) {
   if (!ps.check_map(n, path,
                     {"name", "description", "admin_state_up", "peer_address", "peer_id",
                      "peer_cidrs", "peer_ep_group", "local_ep_group", "psk", "mtu", "initiator",
@@ -324,7 +348,7 @@ void parse_connection(Parser& ps, const YAML::Node& n, const std::string& path, 
   }
   c.peer_id = ps.string(n, "peer_id", path, false).value_or(dp::format_ipv4(c.peer_address));
 
-  parse_selectors(ps, n, path, cfg, c);
+  parse_selectors(ps, n, path, cfg, names, c);
   c.mtu = ps.uint<std::uint16_t>(n, "mtu", path, kConnMtuMin, kConnMtuMax, kConnMtuDefault);
   c.initiator = ps.enumeration(n, "initiator", path, kInitiatorNames, Initiator::kBiDirectional);
 
@@ -342,7 +366,7 @@ void parse_connection(Parser& ps, const YAML::Node& n, const std::string& path, 
 
   if (auto s = ps.string(n, "ikepolicy", path, !manual)) {
     c.ikepolicy = *s;
-    if (auto i = find_name(cfg.ikepolicies, *s))
+    if (auto i = names.ikepolicies.find(*s))
       c.ikepolicy_index = *i;
     else
       ps.error(sub(path, "ikepolicy"), quote(*s) + " is not an ikepolicy (defined: " +
@@ -351,7 +375,7 @@ void parse_connection(Parser& ps, const YAML::Node& n, const std::string& path, 
   bool have_ipsecpolicy = false;
   if (auto s = ps.string(n, "ipsecpolicy", path, true)) {
     c.ipsecpolicy = *s;
-    if (auto i = find_name(cfg.ipsecpolicies, *s)) {
+    if (auto i = names.ipsecpolicies.find(*s)) {
       c.ipsecpolicy_index = *i;
       have_ipsecpolicy = true;
     } else {
@@ -436,11 +460,40 @@ void parse_endpoint_group(Parser& ps, const YAML::Node& n, const std::string& p,
 
 // Checks across connections: distinct names, selectors (the outbound policy key) and SPIs;
 // IKE connections to one peer share its ISAKMP SA, so its PSK, ike policy and peer_id.
+//
+// Only the earlier connections that can clash with connection i are compared with it: those
+// sharing one of its (local, peer) subnet pairs, its peer address or its inbound SPI, found in
+// hash maps (a 64-bit key; a collision only adds a candidate, the comparison below decides).
+// So N distinct connections cost O(N), not N^2 / 2 comparisons.
+std::uint64_t prefix_key(const dp::Ipv4Prefix& p) { return std::uint64_t{p.addr} << 8 | p.len; }
+
 void check_connections(Parser& ps, const Config& cfg) {
   const auto& conns = cfg.ipsec_site_connections;
   check_unique_names(ps, conns, "ipsec_site_connections");
+  using Seen = std::unordered_map<std::uint64_t, std::vector<std::size_t>>;
+  Seen by_pair, by_peer, by_spi_in;
+  by_peer.reserve(conns.size());
+  by_spi_in.reserve(conns.size());
+  by_pair.reserve(conns.size());
+  auto pair_key = [](const dp::Ipv4Prefix& l, const dp::Ipv4Prefix& p) {
+    return prefix_key(l) * 0x9e3779b97f4a7c15ULL ^ prefix_key(p);
+  };
+  std::vector<std::size_t> candidates;
   for (std::size_t i = 0; i < conns.size(); ++i) {
-    for (std::size_t j = 0; j < i; ++j) {
+    const auto& ci = conns[i];
+    candidates.clear();
+    auto take = [&](const Seen& m, std::uint64_t key) {
+      if (auto it = m.find(key); it != m.end())
+        candidates.insert(candidates.end(), it->second.begin(), it->second.end());
+    };
+    for (const auto& l : ci.local_cidrs)
+      for (const auto& p : ci.peer_cidrs) take(by_pair, pair_key(l, p));
+    take(by_peer, ci.peer_address);
+    if (ci.manual_keys) take(by_spi_in, ci.manual_keys->inbound.spi);
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    for (std::size_t j : candidates) {
+      count_scan_steps();
       const auto &a = conns[i], &b = conns[j];
       bool shared = false;  // a (local, peer) pair in both
       for (const auto& l : a.local_cidrs)
@@ -486,14 +539,20 @@ void check_connections(Parser& ps, const Config& cfg) {
     if (conns[i].local_cidrs.empty() && conns[i].local_ep_group.empty())
       ps.error(sub(idx("ipsec_site_connections", i), "local_ep_group"),
                "required when vpnservice.subnet is not set");
+    for (const auto& l : ci.local_cidrs)
+      for (const auto& p : ci.peer_cidrs) by_pair[pair_key(l, p)].push_back(i);
+    by_peer[ci.peer_address].push_back(i);
+    if (ci.manual_keys) by_spi_in[ci.manual_keys->inbound.spi].push_back(i);
   }
 }
 
 void parse_connections(Parser& ps, const YAML::Node& root, Config& cfg) {
   if (auto l = ps.list(root, "ipsec_site_connections", "", false)) {
+    const ConfigNames names(cfg);
+    cfg.ipsec_site_connections.reserve(l->size());
     for (std::size_t i = 0; i < l->size(); ++i) {
       SiteConnection c;
-      parse_connection(ps, (*l)[i], idx("ipsec_site_connections", i), cfg, c);
+      parse_connection(ps, (*l)[i], idx("ipsec_site_connections", i), cfg, names, c);
       cfg.ipsec_site_connections.push_back(std::move(c));
     }
     check_connections(ps, cfg);

@@ -9,6 +9,7 @@
 
 #include "dataplane/esp.hpp"
 #include "dataplane/sa.hpp"
+#include "dataplane/sa_events.hpp"
 #include "dataplane/stats.hpp"
 
 struct rte_mbuf;
@@ -90,12 +91,12 @@ inline bool within_limits(SaHead& sa, std::uint64_t pkts_before, std::uint64_t b
   const std::uint64_t p = pkts_before + 1, b = bytes_before + bytes;
   if ((sa.hard_packets != 0 && p > sa.hard_packets) || (sa.hard_bytes != 0 && b > sa.hard_bytes)) {
     sa.dead.store(true, std::memory_order_relaxed);
-    sa.events.fetch_or(kEvHardLimit, std::memory_order_relaxed);
+    raise_sa_event(sa, kEvHardLimit);
     return false;
   }
   if ((sa.soft_packets != 0 && pkts_before < sa.soft_packets && p >= sa.soft_packets) ||
       (sa.soft_bytes != 0 && bytes_before < sa.soft_bytes && b >= sa.soft_bytes))
-    sa.events.fetch_or(kEvSoftLimit, std::memory_order_relaxed);
+    raise_sa_event(sa, kEvSoftLimit);
   return true;
 }
 

@@ -188,7 +188,7 @@ IPSECGW_STEP unsigned outbound_reserve_run(OutboundBurst& b, unsigned i, unsigne
     if (b.verdict[x] != kGood) continue;
     const std::uint64_t this_seq = s++;
     if (this_seq > kMaxSeq) {
-      sa.events.fetch_or(kEvSeqExhausted, std::memory_order_relaxed);
+      raise_sa_event(sa, kEvSeqExhausted);
       b.fail(x, &sa, DropReason::kSeqExhausted);
       continue;
     }

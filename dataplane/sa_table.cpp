@@ -26,6 +26,7 @@
 #include <unordered_set>
 
 #include "dataplane/reclaimer.hpp"
+#include "dataplane/sa_events.hpp"
 #include "dataplane/sa_table.hpp"
 #include "dataplane/spd.hpp"
 
@@ -148,6 +149,7 @@ struct DpSaInstaller::Impl {
   std::unordered_set<std::uint32_t> reserved;  // allocate_spi'd, not yet added or released
   std::unordered_map<std::uint32_t, PolicySlot*> traps;  // conn_id -> its trap policy
   std::uint64_t acquire_interval = 0;  // TSC cycles between acquires of one policy
+  std::uint64_t events_seen = ~std::uint64_t{0};  // g_sa_events_raised at the last walk
 
   Result<void> add_inbound(SaSpec& spec);
   Result<void> add_outbound(SaSpec& spec);
@@ -383,6 +385,13 @@ void collect_events(SaHead* sa, std::vector<SaEvent>& out) {
 
 std::vector<SaEvent> DpSaInstaller::poll_events() {
   std::vector<SaEvent> out;
+  // Walk only when a worker raised something since the last walk (dataplane/sa_events.hpp).
+  const std::uint64_t raised = g_sa_events_raised.load(std::memory_order_acquire);
+  if (raised == impl_->events_seen) return out;
+  impl_->events_seen = raised;
+  g_sa_event_walk_visits.fetch_add(
+      impl_->inbound.size() + impl_->outbound.size() + impl_->traps.size(),
+      std::memory_order_relaxed);
   for (auto& [spi, sa] : impl_->inbound) collect_events(sa, out);
   for (auto& [spi, e] : impl_->outbound) collect_events(e.sa, out);
   for (auto& [conn_id, slot] : impl_->traps) {

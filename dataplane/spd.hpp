@@ -49,6 +49,7 @@
 #include "dataplane/api/types.hpp"
 #include "dataplane/reclaimer.hpp"
 #include "dataplane/sa.hpp"
+#include "dataplane/sa_events.hpp"
 
 struct rte_hash;
 
@@ -81,6 +82,7 @@ inline void policy_raise_acquire(PolicySlot& slot, std::uint64_t now,
                                                 std::memory_order_relaxed))
     return;  // another worker raised it just now
   slot.acquire_pending.store(true, std::memory_order_release);
+  note_sa_event_raised();
 }
 
 // The hash key: both addresses masked to the class's lengths, and the class. 8-byte aligned,

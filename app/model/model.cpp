@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <random>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "app/model/model_internal.hpp"
 #include "app/model/rules.hpp"
@@ -38,8 +40,65 @@ bool overlaps(const dp::Ipv4Prefix& a, const dp::Ipv4Prefix& b) {
   return a.contains(b.addr) || b.contains(a.addr);
 }
 
+}  // namespace
+
+// What the checks between objects look up, by hash instead of by scanning the state.
+struct StateIndex {
+  std::array<std::unordered_set<std::string>, std::size(kAllKinds)> ids;
+  std::unordered_map<std::string, std::size_t> groups;  // endpoint group id -> position
+  // Connection positions by "local|peer" CIDR pair and by peer address.
+  std::unordered_map<std::string, std::vector<std::size_t>> by_pair, by_peer;
+
+  bool has(Kind k, const std::string& id) const {
+    return ids[static_cast<std::size_t>(k)].count(id) != 0;
+  }
+  const EndpointGroup* group(const State& s, std::string_view id) const {
+    app::count_scan_steps();
+    const auto it = groups.find(std::string(id));
+    return it == groups.end() ? nullptr : &s.endpoint_groups[it->second];
+  }
+  void add(const State& s, const Environment& env, Kind k, std::size_t pos);
+};
+
+namespace {
+
+const EndpointGroup* group_of(const State& s, const StateIndex* ix, std::string_view id) {
+  return ix ? ix->group(s, id) : s.endpoint_group(id);
+}
+
+std::vector<std::string> local_cidrs_ix(const State& s, const Environment& env,
+                                        const SiteConnection& c, const StateIndex* ix) {
+  std::vector<std::string> out;
+  auto add_subnet = [&](const std::string& id) {
+    if (auto* sn = env.subnet(id)) out.push_back(sn->cidr);
+  };
+  if (!c.local_ep_group_id.empty()) {
+    if (auto* g = group_of(s, ix, c.local_ep_group_id)) {
+      for (auto& e : g->endpoints) {
+        if (g->type == "cidr")
+          out.push_back(e);
+        else
+          add_subnet(e);
+      }
+    }
+  } else if (auto* v = s.vpnservice(c.vpnservice_id); v && !v->subnet_id.empty()) {
+    add_subnet(v->subnet_id);
+  }
+  return out;
+}
+
+std::vector<std::string> peer_cidrs_ix(const State& s, const SiteConnection& c,
+                                       const StateIndex* ix) {
+  if (!c.peer_ep_group_id.empty()) {
+    if (auto* g = group_of(s, ix, c.peer_ep_group_id)) return g->endpoints;
+    return {};
+  }
+  return c.peer_cidrs;
+}
+
 // The checks of one connection that need the rest of the state.
-void check_connection(const State& s, const Environment& env, const SiteConnection& x, Ctx& c) {
+void check_connection(const State& s, const Environment& env, const SiteConnection& x, Ctx& c,
+                      const StateIndex* ix) {
   const VpnService* svc = s.vpnservice(x.vpnservice_id);
   if (!svc) c.not_found(Kind::kVpnService, "vpnservice_id", x.vpnservice_id);
   if (!s.ikepolicy(x.ikepolicy_id)) c.not_found(Kind::kIkePolicy, "ikepolicy_id", x.ikepolicy_id);
@@ -47,9 +106,9 @@ void check_connection(const State& s, const Environment& env, const SiteConnecti
     c.not_found(Kind::kIpsecPolicy, "ipsecpolicy_id", x.ipsecpolicy_id);
   const EndpointGroup* lg = nullptr;
   const EndpointGroup* pg = nullptr;
-  if (!x.local_ep_group_id.empty() && !(lg = s.endpoint_group(x.local_ep_group_id)))
+  if (!x.local_ep_group_id.empty() && !(lg = group_of(s, ix, x.local_ep_group_id)))
     c.not_found(Kind::kEndpointGroup, "local_ep_group_id", x.local_ep_group_id);
-  if (!x.peer_ep_group_id.empty() && !(pg = s.endpoint_group(x.peer_ep_group_id)))
+  if (!x.peer_ep_group_id.empty() && !(pg = group_of(s, ix, x.peer_ep_group_id)))
     c.not_found(Kind::kEndpointGroup, "peer_ep_group_id", x.peer_ep_group_id);
   if (c.hard) return;
 
@@ -66,8 +125,8 @@ void check_connection(const State& s, const Environment& env, const SiteConnecti
   // Local side: local_ep_group_id, else the vpnservice's subnet.
   if (!lg && svc && svc->subnet_id.empty())
     c.err("local_ep_group_id", "required when the vpnservice has no subnet_id");
-  auto locals = local_cidrs(s, env, x);
-  auto peers = peer_cidrs(s, x);
+  auto locals = local_cidrs_ix(s, env, x, ix);
+  auto peers = peer_cidrs_ix(s, x, ix);
   // A CHILD SA per (local, peer) CIDR pair (Libreswan's leftsubnets/rightsubnets).
   std::string peer_field = pg ? "peer_ep_group_id" : "peer_cidrs";
   if (locals.size() * peers.size() > app::kMaxSubnetPairs)
@@ -82,15 +141,35 @@ void check_connection(const State& s, const Environment& env, const SiteConnecti
     }
 }
 
-// Checks between connection x and the others.
-void check_pairs(const State& s, const Environment& env, const SiteConnection& x, Ctx& c) {
-  auto locals = local_cidrs(s, env, x);
-  auto peers = peer_cidrs(s, x);
+// Checks between connection x and the others: every other one, or with an index only those
+// that share a (local, peer) pair or the peer address with x (the only ones that can clash),
+// in the state's order either way.
+void check_pairs(const State& s, const Environment& env, const SiteConnection& x, Ctx& c,
+                 const StateIndex* ix) {
+  auto locals = local_cidrs_ix(s, env, x, ix);
+  auto peers = peer_cidrs_ix(s, x, ix);
   const IkePolicy* ike = s.ikepolicy(x.ikepolicy_id);
-  for (auto& o : s.ipsec_site_connections) {
+  std::vector<const SiteConnection*> others;
+  if (ix) {
+    std::vector<std::size_t> pos;
+    auto take = [&](const auto& m, const std::string& key) {
+      if (auto it = m.find(key); it != m.end()) pos.insert(pos.end(), it->second.begin(), it->second.end());
+    };
+    for (const auto& l : locals)
+      for (const auto& p : peers) take(ix->by_pair, l + "|" + p);
+    take(ix->by_peer, x.peer_address);
+    std::sort(pos.begin(), pos.end());
+    pos.erase(std::unique(pos.begin(), pos.end()), pos.end());
+    for (std::size_t i : pos) others.push_back(&s.ipsec_site_connections[i]);
+  } else {
+    for (auto& o : s.ipsec_site_connections) others.push_back(&o);
+  }
+  for (const SiteConnection* op_ : others) {
+    const SiteConnection& o = *op_;
+    app::count_scan_steps();
     if (o.id == x.id) continue;
     // A (local, peer) pair is one outbound policy: in one connection only.
-    const auto ol = local_cidrs(s, env, o), op = peer_cidrs(s, o);
+    const auto ol = local_cidrs_ix(s, env, o, ix), op = peer_cidrs_ix(s, o, ix);
     bool shared = false;
     for (const auto& l : locals)
       for (const auto& p : peers)
@@ -147,12 +226,23 @@ std::vector<const SiteConnection*> users(const State& s, Kind k, std::string_vie
   return out;
 }
 
+StateIndex build_index(const State& s, const Environment& env);
+
+std::size_t objects(const State& s) {
+  return s.ikepolicies.size() + s.ipsecpolicies.size() + s.vpnservices.size() +
+         s.endpoint_groups.size() + s.ipsec_site_connections.size();
+}
+
+// Creates (id empty) or updates object `id` in `s` (the candidate state). With `ix` (BulkLoad:
+// creates only), lookups go through the index, a failed create leaves `s` as it was, and
+// the index learns the new object.
 template <class T, class F>
-Outcome upsert(const State& s, std::vector<T> State::*member, Kind k, std::string_view id,
-               const json& fields, const Options& opt, const Environment& env, F&& read) {
+Outcome upsert_into(State& s, std::vector<T> State::*member, Kind k, std::string_view id,
+                    const json& fields, const Options& opt, const Environment& env, F&& read,
+                    StateIndex* ix) {
   Outcome out;
-  out.next = s;
   Ctx c{opt.path, {}, {}, {}};
+  auto taken = [&](const std::string& v) { return ix ? ix->has(k, v) : s.contains(k, v); };
   const bool update = !id.empty();
   T obj;
   if (update) {
@@ -173,14 +263,14 @@ Outcome upsert(const State& s, std::vector<T> State::*member, Kind k, std::strin
       const json& v = at(fields, "id");
       if (!v.is_string() || !is_uuid(v.get<std::string>()))
         c.err("id", shown(v) + " is not a UUID");
-      else if (s.contains(k, v.get<std::string>()))
+      else if (taken(v.get<std::string>()))
         c.err("id", shown(v) + " is already used");
       else
         obj.id = v.get<std::string>();
     }
     if (obj.id.empty()) {
       do obj.id = random_uuid();
-      while (s.contains(k, obj.id));
+      while (taken(obj.id));
     }
   }
   if (!fields.is_object()) {
@@ -192,19 +282,59 @@ Outcome upsert(const State& s, std::vector<T> State::*member, Kind k, std::strin
     out.error = e;
     return out;
   }
-  auto& vec = out.next.*member;
+  auto& vec = s.*member;
   if (update)
     *find_in(vec, id) = obj;
   else
     vec.push_back(obj);
   out.id = obj.id;
   if constexpr (std::is_same_v<T, SiteConnection>) {
-    check_connection(out.next, env, obj, c);
-    if (!c.hard) check_pairs(out.next, env, obj, c);
+    // The API's one request: an index of the candidate state (O(N)) spares check_pairs an
+    // endpoint-group scan per other connection (O(N x groups)).
+    std::unique_ptr<StateIndex> own;
+    if (!ix) own = std::make_unique<StateIndex>(build_index(s, env));
+    const StateIndex* cix = ix ? ix : own.get();
+    check_connection(s, env, obj, c, cix);
+    if (!c.hard) check_pairs(s, env, obj, c, cix);
     if (auto e = to_error(c)) out.error = e;
   }
+  if (ix && out.error) vec.pop_back();
+  if (ix && !out.error) ix->add(s, env, k, vec.size() - 1);
   out.warnings = std::move(c.warnings);
   return out;
+}
+
+// One create or update (id non-empty) of kind k, on a copy (ix null) or in place (BulkLoad).
+Outcome apply(State& s, const Environment& env, Kind k, std::string_view id, const json& fields,
+              const Options& opt, StateIndex* ix) {
+  switch (k) {
+    case Kind::kIkePolicy:
+      return upsert_into(s, &State::ikepolicies, k, id, fields, opt, env,
+                         [](const json& in, IkePolicy& p, bool u, Ctx& c) {
+                           fields_ike(in, p, u, c);
+                         }, ix);
+    case Kind::kIpsecPolicy:
+      return upsert_into(s, &State::ipsecpolicies, k, id, fields, opt, env,
+                         [](const json& in, IpsecPolicy& p, bool u, Ctx& c) {
+                           fields_ipsec(in, p, u, c);
+                         }, ix);
+    case Kind::kVpnService:
+      return upsert_into(s, &State::vpnservices, k, id, fields, opt, env,
+                         [&env](const json& in, VpnService& v, bool u, Ctx& c) {
+                           fields_service(in, v, u, env, c);
+                         }, ix);
+    case Kind::kEndpointGroup:
+      return upsert_into(s, &State::endpoint_groups, k, id, fields, opt, env,
+                         [&env](const json& in, EndpointGroup& g, bool u, Ctx& c) {
+                           fields_group(in, g, u, env, c);
+                         }, ix);
+    case Kind::kConnection:
+      return upsert_into(s, &State::ipsec_site_connections, k, id, fields, opt, env,
+                         [](const json& in, SiteConnection& x, bool u, Ctx& c) {
+                           fields_connection(in, x, u, c);
+                         }, ix);
+  }
+  return {};
 }
 
 }  // namespace
@@ -302,32 +432,54 @@ Outcome create(const State& s, const Environment& env, Kind k, const json& field
 
 Outcome update(const State& s, const Environment& env, Kind k, std::string_view id,
                const json& fields, const Options& opt) {
-  switch (k) {
-    case Kind::kIkePolicy:
-      return upsert(s, &State::ikepolicies, k, id, fields, opt, env,
-                    [](const json& in, IkePolicy& p, bool u, Ctx& c) { fields_ike(in, p, u, c); });
-    case Kind::kIpsecPolicy:
-      return upsert(s, &State::ipsecpolicies, k, id, fields, opt, env,
-                    [](const json& in, IpsecPolicy& p, bool u, Ctx& c) {
-                      fields_ipsec(in, p, u, c);
-                    });
-    case Kind::kVpnService:
-      return upsert(s, &State::vpnservices, k, id, fields, opt, env,
-                    [&env](const json& in, VpnService& v, bool u, Ctx& c) {
-                      fields_service(in, v, u, env, c);
-                    });
-    case Kind::kEndpointGroup:
-      return upsert(s, &State::endpoint_groups, k, id, fields, opt, env,
-                    [&env](const json& in, EndpointGroup& g, bool u, Ctx& c) {
-                      fields_group(in, g, u, env, c);
-                    });
-    case Kind::kConnection:
-      return upsert(s, &State::ipsec_site_connections, k, id, fields, opt, env,
-                    [](const json& in, SiteConnection& x, bool u, Ctx& c) {
-                      fields_connection(in, x, u, c);
-                    });
-  }
-  return {};
+  State next = s;
+  app::count_scan_steps(objects(s));
+  Outcome out = apply(next, env, k, id, fields, opt, nullptr);
+  out.next = std::move(next);
+  return out;
+}
+
+void StateIndex::add(const State& s, const Environment& env, Kind k, std::size_t pos) {
+  auto id_of = [&]() -> const std::string& {
+    switch (k) {
+      case Kind::kIkePolicy: return s.ikepolicies[pos].id;
+      case Kind::kIpsecPolicy: return s.ipsecpolicies[pos].id;
+      case Kind::kVpnService: return s.vpnservices[pos].id;
+      case Kind::kEndpointGroup: return s.endpoint_groups[pos].id;
+      case Kind::kConnection: break;
+    }
+    return s.ipsec_site_connections[pos].id;
+  };
+  ids[static_cast<std::size_t>(k)].insert(id_of());
+  if (k == Kind::kEndpointGroup) groups.emplace(s.endpoint_groups[pos].id, pos);
+  if (k != Kind::kConnection) return;
+  const SiteConnection& x = s.ipsec_site_connections[pos];
+  for (const auto& l : local_cidrs_ix(s, env, x, this))
+    for (const auto& p : peer_cidrs_ix(s, x, this)) by_pair[l + "|" + p].push_back(pos);
+  by_peer[x.peer_address].push_back(pos);
+}
+
+namespace {
+StateIndex build_index(const State& s, const Environment& env) {
+  StateIndex ix;
+  auto each = [&](Kind k, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) ix.add(s, env, k, i);
+  };
+  each(Kind::kIkePolicy, s.ikepolicies.size());
+  each(Kind::kIpsecPolicy, s.ipsecpolicies.size());
+  each(Kind::kVpnService, s.vpnservices.size());
+  each(Kind::kEndpointGroup, s.endpoint_groups.size());
+  each(Kind::kConnection, s.ipsec_site_connections.size());
+  return ix;
+}
+}  // namespace
+
+BulkLoad::BulkLoad(State& s, const Environment& env)
+    : s_(s), env_(env), ix_(std::make_unique<StateIndex>(build_index(s, env))) {}
+BulkLoad::~BulkLoad() = default;
+
+Outcome BulkLoad::add(Kind k, const json& fields, const Options& opt) {
+  return apply(s_, env_, k, "", fields, opt, ix_.get());
 }
 
 Outcome remove(const State& s, Kind k, std::string_view id) {
@@ -362,11 +514,12 @@ Outcome remove(const State& s, Kind k, std::string_view id) {
 }
 
 std::optional<Error> validate(const State& s, const Environment& env) {
+  const StateIndex ix = build_index(s, env);
   for (std::size_t i = 0; i < s.ipsec_site_connections.size(); ++i) {
     const auto& x = s.ipsec_site_connections[i];
     Ctx c{"ipsec_site_connections[" + std::to_string(i) + "]", {}, {}, {}};
-    check_connection(s, env, x, c);
-    if (!c.hard) check_pairs(s, env, x, c);
+    check_connection(s, env, x, c, &ix);
+    if (!c.hard) check_pairs(s, env, x, c, &ix);
     if (auto e = to_error(c)) return e;
   }
   for (auto& v : s.vpnservices)
@@ -379,31 +532,11 @@ std::optional<Error> validate(const State& s, const Environment& env) {
 
 std::vector<std::string> local_cidrs(const State& s, const Environment& env,
                                      const SiteConnection& c) {
-  std::vector<std::string> out;
-  auto add_subnet = [&](const std::string& id) {
-    if (auto* sn = env.subnet(id)) out.push_back(sn->cidr);
-  };
-  if (!c.local_ep_group_id.empty()) {
-    if (auto* g = s.endpoint_group(c.local_ep_group_id)) {
-      for (auto& e : g->endpoints) {
-        if (g->type == "cidr")
-          out.push_back(e);
-        else
-          add_subnet(e);
-      }
-    }
-  } else if (auto* v = s.vpnservice(c.vpnservice_id); v && !v->subnet_id.empty()) {
-    add_subnet(v->subnet_id);
-  }
-  return out;
+  return local_cidrs_ix(s, env, c, nullptr);
 }
 
 std::vector<std::string> peer_cidrs(const State& s, const SiteConnection& c) {
-  if (!c.peer_ep_group_id.empty()) {
-    if (auto* g = s.endpoint_group(c.peer_ep_group_id)) return g->endpoints;
-    return {};
-  }
-  return c.peer_cidrs;
+  return peer_cidrs_ix(s, c, nullptr);
 }
 
 

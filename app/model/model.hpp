@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -171,6 +172,28 @@ Outcome create(const State& s, const Environment& env, Kind k, const json& field
 Outcome update(const State& s, const Environment& env, Kind k, std::string_view id,
                const json& fields, const Options& opt = {});
 Outcome remove(const State& s, Kind k, std::string_view id);
+
+struct StateIndex;  // model.cpp: ids, endpoint groups, connections by subnet pair and peer
+
+// Many creates in a row (the state file and the config file at start): create() in place, on
+// one state, with the same checks, but no copy of the state per object and the checks against
+// the other connections through hash maps (those that share a subnet pair or the peer), so N
+// objects cost O(N), not O(N^2). The state must not change meanwhile but through add().
+class BulkLoad {
+ public:
+  BulkLoad(State& s, const Environment& env);
+  ~BulkLoad();
+  BulkLoad(const BulkLoad&) = delete;
+  BulkLoad& operator=(const BulkLoad&) = delete;
+  // As create(s, env, k, fields, opt), but s gains the object (or stays as it was: error).
+  // The Outcome's `next` is left empty.
+  Outcome add(Kind k, const json& fields, const Options& opt);
+
+ private:
+  State& s_;
+  const Environment& env_;
+  std::unique_ptr<StateIndex> ix_;
+};
 
 // Whole-state checks (references, in-use, selectors, one PSK/ike policy per peer). create,
 // update and remove call it on their candidate; the state file loader too.

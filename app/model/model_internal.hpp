@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "app/model/model.hpp"
+#include "app/scan_steps.hpp"
 
 namespace ipsecgw::model::detail {
 
@@ -16,14 +17,18 @@ constexpr std::size_t kMaxName = 255;  // Neutron's NAME_FIELD_SIZE / DESCRIPTIO
 
 template <class T>
 const T* find_in(const std::vector<T>& v, std::string_view id) {
-  for (auto& e : v)
+  for (auto& e : v) {
+    app::count_scan_steps();
     if (e.id == id) return &e;
+  }
   return nullptr;
 }
 template <class T>
 T* find_in(std::vector<T>& v, std::string_view id) {
-  for (auto& e : v)
+  for (auto& e : v) {
+    app::count_scan_steps();
     if (e.id == id) return &e;
+  }
   return nullptr;
 }
 

@@ -10,8 +10,10 @@
 #include <cstring>
 #include <istream>
 #include <map>
+#include <unordered_map>
 
 #include "app/model/yaml_wipe.hpp"
+#include "app/scan_steps.hpp"
 
 namespace ipsecgw::model {
 
@@ -47,10 +49,13 @@ template <class T>
 std::optional<std::string> resolve(const std::vector<T>& v, const std::string& ref,
                                    std::string_view what, const std::string& field,
                                    std::vector<std::string>& errors) {
-  for (auto& e : v)
+  for (auto& e : v) {
+    app::count_scan_steps();
     if (e.id == ref) return e.id;
+  }
   const T* found = nullptr;
   for (auto& e : v) {
+    app::count_scan_steps();
     if (e.name != ref) continue;
     if (found) {
       errors.push_back(field + ": '" + ref + "' names more than one " + std::string(what) +
@@ -65,6 +70,37 @@ std::optional<std::string> resolve(const std::vector<T>& v, const std::string& r
                    names_of(v) + ")");
   return std::nullopt;
 }
+
+// resolve() through hash maps of the ids and names (rebuilt when the list grew): the file's
+// connections each name their endpoint groups, and there may be one per connection. A name
+// that no object has goes the slow way, for resolve()'s message.
+class RefIndex {
+ public:
+  template <class T>
+  std::optional<std::string> resolve(const std::vector<T>& v, const std::string& ref,
+                                     std::string_view what, const std::string& field,
+                                     std::vector<std::string>& errors) {
+    if (size_ != v.size()) {
+      ids_.clear();
+      names_.clear();
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        ids_.emplace(v[i].id, i);
+        names_[v[i].name].push_back(i);
+      }
+      size_ = v.size();
+    }
+    app::count_scan_steps();
+    if (auto it = ids_.find(ref); it != ids_.end()) return v[it->second].id;
+    if (auto it = names_.find(ref); it != names_.end() && it->second.size() == 1)
+      return v[it->second.front()].id;
+    return model::resolve(v, ref, what, field, errors);
+  }
+
+ private:
+  std::size_t size_ = static_cast<std::size_t>(-1);
+  std::unordered_map<std::string, std::size_t> ids_;
+  std::unordered_map<std::string, std::vector<std::size_t>> names_;
+};
 
 template <class T>
 std::string ref_of(const std::vector<T>& v, const std::string& id) {
@@ -177,11 +213,8 @@ class StateLoader {
 
   void add(Kind k, const json& item, const std::string& path) {
     Options opt{true, path};
-    auto r = create(s_, env_, k, item, opt);
-    if (r.ok())
-      s_ = std::move(r.next);
-    else
-      add_error(errors_, *r.error);
+    auto r = bulk_.add(k, item, opt);
+    if (!r.ok()) add_error(errors_, *r.error);
   }
 
   void each(const char* key, Kind k) {
@@ -220,7 +253,8 @@ class StateLoader {
         errors_.push_back(path + "." + file_key + ": must be a name or id");
         return;
       }
-      if (auto id = resolve(vec, v.get<std::string>(), what, path + "." + file_key, errors_))
+      if (auto id = refs_[what].resolve(vec, v.get<std::string>(), what, path + "." + file_key,
+                                        errors_))
         item[api_key] = *id;
     };
     const std::size_t before = errors_.size();
@@ -237,6 +271,8 @@ class StateLoader {
   const json& doc_;
   const Environment& env_;
   State s_;
+  BulkLoad bulk_{s_, env_};
+  std::map<std::string_view, RefIndex> refs_;  // by kind ("ikepolicy", "endpoint group" ...)
   std::vector<std::string> errors_;
 };
 

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "dataplane/sa_events.hpp"
 #include "dataplane/sa_table.hpp"
 #include "dataplane/spd.hpp"
 #include "tests/dataplane/sa_table_test_util.hpp"
@@ -421,8 +422,9 @@ TEST_F(SaTable, PollEventsReportsAndClearsWorkerFlags) {
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x3002, {ip(10, 0, 0, 0), 8},
                                       {ip(192, 168, 0, 0), 16}, 12)));
   EXPECT_TRUE(inst_->poll_events().empty());
-  in(0x3001)->events.fetch_or(kEvSoftLimit);
-  out(ip(10, 0, 0, 1), ip(192, 168, 0, 1))->events.fetch_or(kEvSeqExhausted | kEvHardLimit);
+  // As the workers raise them (dataplane/sa_events.hpp: poll_events walks only after one).
+  raise_sa_event(*in(0x3001), kEvSoftLimit);
+  raise_sa_event(*out(ip(10, 0, 0, 1), ip(192, 168, 0, 1)), kEvSeqExhausted | kEvHardLimit);
   auto ev = inst_->poll_events();
   ASSERT_EQ(ev.size(), 3u);
   std::sort(ev.begin(), ev.end(), [](const SaEvent& a, const SaEvent& b) {

@@ -1,0 +1,102 @@
+// Start-up with many connections (issue #12): the configuration loader (app/config.cpp) and the
+// desired-state model's loader (app/model/store.cpp parse_state) must do work linear in the
+// number of connections. Counted, not timed: app::scan_steps() counts every object a lookup or
+// cross-check visits and every object a state copy duplicates; with a scan per connection
+// over all the others (as before) 1,000 connections cost ~500 steps each.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+
+#include "app/config.hpp"
+#include "app/model/store.hpp"
+#include "app/scan_steps.hpp"
+
+namespace ipsecgw::app {
+namespace {
+
+constexpr std::size_t kN = 1000;
+constexpr double kMaxStepsPerConnection = 20;
+
+// N connections, each with its own peer, local endpoint group and peer subnet (as
+// scripts/lib/gen_connections.py writes them); manual keys or IKE (PSK).
+std::string many_connections(std::size_t n, bool manual) {
+  std::string t =
+      "vpnservice:\n"
+      "  ports:\n"
+      "    unprotected: {port: 0, address: 192.0.2.1/24, gateway: 192.0.2.254}\n"
+      "    protected: {port: 1, address: 10.0.0.1/24}\n"
+      "dataplane: {sa_capacity: 65536}\n"
+      "ikepolicies:\n  - {name: ike}\n"
+      "ipsecpolicies:\n  - {name: esp}\n"
+      "endpoint_groups:\n";
+  char line[512];
+  for (std::size_t i = 0; i < n; ++i) {
+    std::snprintf(line, sizeof line,
+                  "  - {name: g%zu, type: cidr, endpoints: [10.%zu.%zu.0/24]}\n", i,
+                  64 + i / 256, i % 256);
+    t += line;
+  }
+  t += "ipsec_site_connections:\n";
+  for (std::size_t i = 0; i < n; ++i) {
+    std::snprintf(line, sizeof line,
+                  "  - {name: c%zu, peer_address: 198.18.%zu.%zu, peer_cidrs: [10.%zu.%zu.0/24],"
+                  " local_ep_group: g%zu, ipsecpolicy: esp, ",
+                  i, (i + 1) / 256, (i + 1) % 256, 128 + i / 256, i % 256, i);
+    t += line;
+    if (manual)
+      std::snprintf(line, sizeof line,
+                    "manual_keys: {inbound: {spi: %zu, encryption_key: %s, auth_key: %s}, "
+                    "outbound: {spi: %zu, encryption_key: %s, auth_key: %s}}}\n",
+                    0x10000 + i, "000102030405060708090a0b0c0d0e0f",
+                    "000102030405060708090a0b0c0d0e0f10111213", 0x20000 + i,
+                    "101112131415161718191a1b1c1d1e1f", "101112131415161718191a1b1c1d1e1f20212223");
+    else
+      std::snprintf(line, sizeof line, "ikepolicy: ike, psk: a-long-enough-secret-%zu}\n", i);
+    t += line;
+  }
+  return t;
+}
+
+model::Environment environment() {
+  model::Environment e;
+  e.router_id = model::stable_uuid("router:ipsecgw");
+  e.external_v4_ip = "192.0.2.1";
+  e.subnets = {{model::stable_uuid("subnet:protected"), "protected", "10.0.0.0/24"}};
+  return e;
+}
+
+template <class F>
+double steps_per_connection(F&& load) {
+  const std::uint64_t before = scan_steps();
+  load();
+  return double(scan_steps() - before) / kN;
+}
+
+TEST(Scaling, ConfigLoadIsLinear) {
+  for (bool manual : {true, false}) {
+    const std::string text = many_connections(kN, manual);
+    const double per = steps_per_connection([&] {
+      auto cfg = parse_config(text);
+      ASSERT_TRUE(cfg.ok()) << cfg.error().substr(0, 500);
+      EXPECT_EQ(cfg->ipsec_site_connections.size(), kN);
+    });
+    EXPECT_LE(per, kMaxStepsPerConnection) << (manual ? "manual keys" : "IKE");
+  }
+}
+
+TEST(Scaling, ModelLoadIsLinear) {
+  for (bool manual : {true, false}) {
+    const std::string text = many_connections(kN, manual);
+    const double per = steps_per_connection([&] {
+      auto s = model::parse_state(text, environment(), /*skip_manual_keys=*/true);
+      ASSERT_TRUE(s.ok()) << s.error().substr(0, 500);
+      EXPECT_EQ(s->endpoint_groups.size(), kN);
+      EXPECT_EQ(s->ipsec_site_connections.size(), manual ? 0 : kN);
+    });
+    EXPECT_LE(per, kMaxStepsPerConnection) << (manual ? "manual keys" : "IKE");
+  }
+}
+
+}  // namespace
+}  // namespace ipsecgw::app
