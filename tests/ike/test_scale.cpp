@@ -39,7 +39,8 @@ struct Many {
   // most kMaxHalfOpenPerPeer (8) half-open negotiations per address.
   void bring_up() {
     for (int i = 0; i < n; i += 8) {
-      for (int k = i; k < std::min(n, i + 8); ++k) EXPECT_TRUE(a.add_connection(conn(true, k)).ok());
+      for (int k = i; k < std::min(n, i + 8); ++k)
+        EXPECT_TRUE(a.add_connection(conn(true, k)).ok());
       step();
     }
     for (int i = 0; i < 50 && active() < n; ++i) step();
