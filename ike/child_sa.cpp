@@ -47,6 +47,12 @@ std::vector<ChildSas::Retiring> ChildSas::take_retired(Millis now) {
   return out;
 }
 
+Millis ChildSas::next_retirement() const {
+  Millis t = Millis::max();
+  for (const auto& r : retiring_) t = std::min(t, r.at);
+  return t;
+}
+
 std::optional<ChildSas::Retiring> ChildSas::take_retiring(std::uint32_t spi_out) {
   auto r = std::find_if(retiring_.begin(), retiring_.end(),
                         [&](const Retiring& x) { return x.spi_out == spi_out; });

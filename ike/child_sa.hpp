@@ -53,6 +53,8 @@ class ChildSas {
   std::optional<Retiring> take_retiring(std::uint32_t spi_out);
   // Removes and returns every replaced pair.
   std::vector<Retiring> take_all_retiring();
+  // When the next replaced pair's grace period ends (Millis::max() when none is held).
+  Millis next_retirement() const;
 
  private:
   std::optional<ChildSaInfo> current_;

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "ike/log.hpp"
 
@@ -20,6 +21,16 @@ const char* to_string(ConnState s) {
 
 namespace {
 // The local secret responder cookies are derived from, from the key source (fixed when fuzzing).
+std::uint64_t cookie_key(const Cookie& c) {
+  std::uint64_t k = 0;
+  std::memcpy(&k, c.data(), sizeof k);
+  return k;
+}
+
+std::uint64_t pair_key(dp::Ipv4 local, dp::Ipv4 peer) {
+  return std::uint64_t{local} << 32 | peer;
+}
+
 crypto::SecureBytes cookie_secret(KeySource& keys) {
   Bytes raw = keys.nonce(32);
   crypto::SecureBytes s(raw);
@@ -67,9 +78,94 @@ IkeSa* Daemon::Peer::carrier() const {
 }
 
 Daemon::Peer* Daemon::find_peer(dp::Ipv4 local_addr, dp::Ipv4 addr) const {
-  for (const auto& p : peers_)
-    if (p->local_addr == local_addr && p->addr == addr) return p.get();
-  return nullptr;
+  auto it = peers_by_pair_.find(pair_key(local_addr, addr));
+  return it == peers_by_pair_.end() ? nullptr : it->second;
+}
+
+// ---- indexes and timers ----
+
+void Daemon::link_peer(Peer& p) {
+  if (p.serial == 0) p.serial = next_serial_++;
+  peers_by_serial_[p.serial] = &p;
+  peers_by_pair_[pair_key(p.local_addr, p.addr)] = &p;
+  peers_by_addr_.emplace(p.addr, &p);
+}
+
+void Daemon::unlink_peer(Peer& p) {
+  if (auto it = peers_by_pair_.find(pair_key(p.local_addr, p.addr));
+      it != peers_by_pair_.end() && it->second == &p)
+    peers_by_pair_.erase(it);
+  for (auto [it, end] = peers_by_addr_.equal_range(p.addr); it != end; ++it)
+    if (it->second == &p) {
+      peers_by_addr_.erase(it);
+      break;
+    }
+  peers_by_serial_.erase(p.serial);  // its timer entries go stale
+  p.due = Millis::max();
+  for (std::uint64_t k : p.indexed)
+    for (auto [it, end] = by_icookie_.equal_range(k); it != end; ++it)
+      if (it->second == &p) {
+        by_icookie_.erase(it);
+        break;
+      }
+  p.indexed.clear();
+}
+
+void Daemon::erase_peer(Peer* p) {
+  unlink_peer(*p);
+  std::erase_if(peers_, [&](const auto& q) { return q.get() == p; });
+}
+
+// The initiator cookies of the peer's IKE SAs, each once, in by_icookie_ (an SA erased since
+// leaves no entry behind). Its responder SAs carry the peer's cookie: a datagram's cookie may
+// thus lead to more than one peer; each one's SAs are matched as before.
+void Daemon::index_cookies(Peer& p) {
+  std::vector<std::uint64_t> now;
+  now.reserve(p.sas.size());
+  for (const auto& sa : p.sas) {
+    const std::uint64_t k = cookie_key(sa->icookie());
+    if (std::find(now.begin(), now.end(), k) == now.end()) now.push_back(k);
+  }
+  if (now == p.indexed) return;
+  for (std::uint64_t k : p.indexed)
+    for (auto [it, end] = by_icookie_.equal_range(k); it != end; ++it)
+      if (it->second == &p) {
+        by_icookie_.erase(it);
+        break;
+      }
+  for (std::uint64_t k : now) by_icookie_.emplace(k, &p);
+  p.indexed = std::move(now);
+}
+
+void Daemon::schedule(Peer& p, Millis at) {
+  if (at >= p.due || peers_by_serial_.count(p.serial) == 0) return;
+  p.due = at;
+  timers_.push({at, p.serial});
+  // Stale entries (a peer rescheduled earlier) are skipped when they come up; rebuild the
+  // heap from the live ones when they outnumber the peers, so that it stays O(peers).
+  if (timers_.size() > 4 * peers_.size() + 64) {
+    std::vector<Timer> live;
+    live.reserve(peers_.size());
+    for (const auto& q : peers_)
+      if (q->due != Millis::max()) live.push_back({q->due, q->serial});
+    timers_ = decltype(timers_)(std::greater<>(), std::move(live));
+  }
+}
+
+void Daemon::touch(Peer& p) {
+  index_cookies(p);
+  schedule(p, Millis{0});
+}
+
+Millis Daemon::next_due(const Peer& p, Millis now) const {
+  Millis t = Millis::max();
+  for (const auto& sa : p.sas) t = std::min(t, sa->next_deadline(now));
+  if (p.restart_now) t = std::min(t, now);
+  if (p.up() && p.initiates()) {
+    if (p.sas.empty()) t = std::min(t, p.retry_at);
+    for (const auto& sa : p.sas) t = std::min(t, sa->reauth_time());
+  }
+  return t;
 }
 
 std::unique_ptr<IkeSa> Daemon::new_sa(Peer& p, Role role, dp::UdpEndpoint local,
@@ -105,9 +201,11 @@ void Daemon::join(Conn& c) {
     p = peers_.back().get();
     p->local_addr = c.cfg.local_addr;
     p->addr = c.cfg.peer_addr;
+    link_peer(*p);
   }
   c.peer = p;
   p->conns.push_back(&c);
+  touch(*p);  // a bi-directional connection initiates on the next tick
   if (!c.cfg.admin_state_up) return;
   // Slots in the peer's live ISAKMP SAs and in its half-open ones.
   for (auto& sa : p->sas)
@@ -146,6 +244,7 @@ void Daemon::detach(Conn& c) {
     if (!sa.failed() && !sa.done()) sa.teardown(true);
     it = p.sas.erase(it);
   }
+  touch(p);
 }
 
 void Daemon::install_traps(Conn& c) {
@@ -183,6 +282,8 @@ Result<void> Daemon::add_connection(ConnectionConfig cfg) {
   auto c = std::make_unique<Conn>();
   c->cfg = std::move(cfg);
   if (c->cfg.admin_state_up) install_traps(*c);
+  conns_by_name_[c->cfg.name] = c.get();
+  conns_by_id_.emplace(c->cfg.id, c.get());
   join(*c);
   conns_.push_back(std::move(c));
   return {};
@@ -197,17 +298,21 @@ Result<void> Daemon::remove_connection(const std::string& name) {
   remove_traps(c);
   Peer* p = c.peer;
   std::erase(p->conns, &c);
-  if (p->conns.empty())
-    std::erase_if(peers_, [&](const auto& q) { return q.get() == p; });
+  if (p->conns.empty()) erase_peer(p);
   log(LogLevel::kInfo, c.cfg.name + ": connection removed");
+  conns_by_name_.erase(c.cfg.name);
+  for (auto [i, end] = conns_by_id_.equal_range(c.cfg.id); i != end; ++i)
+    if (i->second == &c) {
+      conns_by_id_.erase(i);
+      break;
+    }
   conns_.erase(it);
   return {};
 }
 
 Daemon::Conn* Daemon::find_conn(const std::string& name) const {
-  for (const auto& c : conns_)
-    if (c->cfg.name == name) return c.get();
-  return nullptr;
+  auto it = conns_by_name_.find(name);
+  return it == conns_by_name_.end() ? nullptr : it->second;
 }
 
 std::vector<std::string> Daemon::connection_names() const {
@@ -226,6 +331,7 @@ void Daemon::start(Peer& p, const Conn* lead) {
   s->set_initial_contact(!p.contacted);
   p.sas.push_back(std::move(sa));
   s->start();
+  touch(p);
 }
 
 // Lifetimes across IKE SAs of one peer, INITIAL-CONTACT, bookkeeping.
@@ -287,13 +393,18 @@ void Daemon::housekeeping(Peer& p, Millis now) {
 }
 
 void Daemon::on_event(const dp::SaEvent& e) {
+  const auto [first, end] = conns_by_id_.equal_range(conn_of_trap(e.conn_id));
+  std::vector<Conn*> conns;
+  for (auto it = first; it != end; ++it) conns.push_back(it->second);
   if (e.kind == dp::SaEventKind::kAcquire) {
-    for (auto& c : conns_)
-      if (c->cfg.id == conn_of_trap(e.conn_id)) on_acquire(*c, e.conn_id);
+    for (Conn* c : conns) on_acquire(*c, e.conn_id);
     return;
   }
-  for (auto& p : peers_) {
+  // The connection's CHILD SAs are in its peer's IKE SAs.
+  for (Conn* c : conns) {
+    Peer* p = c->peer;
     for (auto& sa : p->sas) {
+      ++sa_visits_;
       const auto ch = sa->child_of(e.conn_id);
       if (!ch || (e.dir == dp::Direction::kInbound ? ch->spi_in : ch->spi_out) != e.spi) continue;
       log(LogLevel::kInfo, sa->tag() + ": data plane reports " +
@@ -302,6 +413,7 @@ void Daemon::on_event(const dp::SaEvent& e) {
                                                                          : "hard volume limit") +
                                ": rekeying");
       sa->rekey_child(e.conn_id);
+      touch(*p);
       return;
     }
   }
@@ -319,6 +431,7 @@ void Daemon::on_acquire(Conn& c, std::uint32_t trap) {
     if (sa->established() && !sa->failed() && !sa->done() && !sa->replaced() &&
         !sa->retiring() && sa->has_connection(c.cfg.id)) {
       sa->request_child(trap);
+      touch(p);
       return;
     }
   if (p.busy()) return;
@@ -371,23 +484,38 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
     return;
   }
   static const Cookie kZero{};
-  for (auto& p : peers_) {
-    for (auto& sa : p->sas) {
+  // Only the peers holding an IKE SA with this initiator cookie (by_icookie_), not all.
+  Peer* found = nullptr;
+  IkeSa* match = nullptr;
+  for (auto [it, end] = by_icookie_.equal_range(cookie_key(h->icookie));
+       it != end && match == nullptr; ++it) {
+    for (auto& sa : it->second->sas) {
+      ++sa_visits_;
       if (sa->icookie() != h->icookie) continue;
       if (sa->rcookie() != kZero && h->rcookie != kZero && sa->rcookie() != h->rcookie) continue;
       if (sa->role() == Role::kInitiator && sa->rcookie() == kZero && h->rcookie == kZero &&
           h->exchange == static_cast<std::uint8_t>(ExchangeType::kIdentityProtection))
         continue;  // our own MM1 reflected back: not for us
+      found = it->second;
+      match = sa.get();
+      break;
+    }
+  }
+  if (match != nullptr) {
+    Peer* p = found;
+    IkeSa* sa = match;
+    {
       sa->handle(d, *h);
       // strongSwan moves the CHILD SAs of a re-established IKEv1 SA onto the new one and may
       // delete them there: a Delete under any ISAKMP SA of the peer counts.
       for (std::uint32_t spi : sa->take_foreign_esp_deletes())
         for (auto& other : p->sas)
-          if (other.get() != sa.get() && !other->failed() && !other->done() &&
+          if (other.get() != sa && !other->failed() && !other->done() &&
               other->peer_deleted_esp(spi))
             break;
       housekeeping(*p, ctx_.clock->now());
       reap(*p);
+      touch(*p);
       return;
     }
   }
@@ -399,9 +527,14 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
     ++counters_.bad_cookie_drops;
     return;
   }
-  for (auto& p : peers_) {
-    if (p->addr != d.remote.addr || !p->up()) continue;
-    new_half_open(*p, d, *h);
+  // The peer with this address (from the local address it came to, when there are several).
+  Peer* to = nullptr;
+  for (auto [it, end] = peers_by_addr_.equal_range(d.remote.addr); it != end; ++it) {
+    if (!it->second->up()) continue;
+    if (to == nullptr || it->second->local_addr == d.local.addr) to = it->second;
+  }
+  if (to != nullptr) {
+    new_half_open(*to, d, *h);
     return;
   }
   ++counters_.unknown_peer_drops;
@@ -510,6 +643,7 @@ void Daemon::promote(Peer& p, std::unique_ptr<IkeSa> sa) {
   p.sas.push_back(std::move(sa));
   housekeeping(p, ctx_.clock->now());
   reap(p);
+  touch(p);
 }
 
 void Daemon::tick() {
@@ -517,30 +651,44 @@ void Daemon::tick() {
   // Sequence-number exhaustion and volume limits come from the data plane (RFC 4303 §3.3.3:
   // a new SA before the counter cycles).
   for (const auto& e : ctx_.installer->poll_events()) on_event(e);
-  for (std::size_t i = half_open_.size(); i-- > 0;) {
+  for (std::size_t i = half_open_.size(); i-- > 0;) {  // at most kMaxHalfOpen
     half_open_[i].sa->tick(now);
     settle_half_open(i);
   }
-  for (auto& pp : peers_) {
-    Peer& p = *pp;
-    // A replaced ISAKMP SA about to be retired: its CHILD SAs' Deletes also go out under the
-    // newest ISAKMP SA, since the peer may have moved them there (strongSwan adopts IKEv1
-    // CHILD SAs into a re-established ISAKMP SA and ignores Deletes under the old one).
-    if (IkeSa* newest = p.carrier())
-      for (auto& sa : p.sas)
-        if (sa.get() != newest && sa->retiring() && now >= sa->retire_time() && !sa->done() &&
-            !sa->failed())
-          for (std::uint32_t spi : sa->inbound_spis()) newest->send_esp_delete(spi);
-    for (std::size_t i = 0; i < p.sas.size(); ++i) p.sas[i]->tick(now);
-    housekeeping(p, now);
-    reap(p);
-    if (p.restart_now) {
-      p.restart_now = false;
-      if (p.up() && p.sas.empty()) start(p);
-      continue;
-    }
-    if (p.up() && p.initiates() && p.sas.empty() && now >= p.retry_at) start(p);
+  // Only the peers whose next deadline came, or that were touched since the last tick.
+  std::vector<Peer*> due;
+  while (!timers_.empty() && timers_.top().at <= now) {
+    const Timer t = timers_.top();
+    timers_.pop();
+    auto it = peers_by_serial_.find(t.serial);
+    if (it == peers_by_serial_.end() || it->second->due != t.at) continue;  // stale
+    it->second->due = Millis::max();
+    due.push_back(it->second);
   }
+  for (Peer* p : due) tick_peer(*p, now);
+}
+
+void Daemon::tick_peer(Peer& p, Millis now) {
+  // A replaced ISAKMP SA about to be retired: its CHILD SAs' Deletes also go out under the
+  // newest ISAKMP SA, since the peer may have moved them there (strongSwan adopts IKEv1
+  // CHILD SAs into a re-established ISAKMP SA and ignores Deletes under the old one).
+  if (IkeSa* newest = p.carrier())
+    for (auto& sa : p.sas)
+      if (sa.get() != newest && sa->retiring() && now >= sa->retire_time() && !sa->done() &&
+          !sa->failed())
+        for (std::uint32_t spi : sa->inbound_spis()) newest->send_esp_delete(spi);
+  sa_visits_ += p.sas.size();
+  for (std::size_t i = 0; i < p.sas.size(); ++i) p.sas[i]->tick(now);
+  housekeeping(p, now);
+  reap(p);
+  if (p.restart_now) {
+    p.restart_now = false;
+    if (p.up() && p.sas.empty()) start(p);
+  } else if (p.up() && p.initiates() && p.sas.empty() && now >= p.retry_at) {
+    start(p);
+  }
+  index_cookies(p);
+  schedule(p, next_due(p, now));
 }
 
 std::size_t Daemon::sas_holding_spent_secrets() const {

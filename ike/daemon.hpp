@@ -5,7 +5,9 @@
 #pragma once
 
 #include <memory>
+#include <queue>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dataplane/api/datagram.hpp"
@@ -132,6 +134,11 @@ class Daemon final : public dp::DatagramHandler {
   // (DH private key, g^xy, SKEYID): zero (key hygiene; for tests and audits).
   std::size_t sas_holding_spent_secrets() const;
   std::vector<std::string> connection_names() const;
+  // IKE SAs examined so far by on_datagram (finding the SA a datagram is for), tick and the
+  // data plane's events. Tests check that the work per datagram and per idle tick does not
+  // grow with the number of connections: lookups are indexed (cookie, peer address,
+  // connection name and id) and tick() visits only the peers whose next deadline came.
+  std::uint64_t sa_visits() const { return sa_visits_; }
 
  private:
   struct Peer;
@@ -149,6 +156,9 @@ class Daemon final : public dp::DatagramHandler {
     std::string last_error;  // the last failure of an ISAKMP SA (all its connections')
     Millis retry_at{0};
     bool restart_now = false;  // DPD action restart: initiate on the next tick
+    std::uint64_t serial = 0;  // its key in timers_ (peers_by_serial_)
+    Millis due = Millis::max();  // its live entry in timers_ (Millis::max(): none)
+    std::vector<std::uint64_t> indexed;  // the initiator cookies it holds in by_icookie_
     bool contacted = false;    // an ISAKMP SA was established with this peer before
     // The connection whose phase-1 settings a new ISAKMP SA takes (DPD too): the first one
     // admin up, else the first.
@@ -196,6 +206,17 @@ class Daemon final : public dp::DatagramHandler {
   void reap(Peer& p);
   void start(Peer& p, const Conn* lead = nullptr);
   void push_mtu(Conn& c);
+  // ---- indexes (no walk over all connections or peers per datagram or tick) ----
+  void link_peer(Peer& p);    // into the peer indexes (a new peer, or after its address changed)
+  void unlink_peer(Peer& p);  // out of every index (before it is erased or its address changes)
+  // The peer's IKE SAs or their state changed: its cookies are re-indexed and it is ticked on
+  // the next tick() (which then reschedules it at its next deadline).
+  void touch(Peer& p);
+  void index_cookies(Peer& p);
+  void schedule(Peer& p, Millis at);
+  Millis next_due(const Peer& p, Millis now) const;
+  void tick_peer(Peer& p, Millis now);
+  void erase_peer(Peer* p);
 
   IkeCounters counters_;
   KeySource default_keys_;
@@ -203,6 +224,21 @@ class Daemon final : public dp::DatagramHandler {
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<HalfOpen> half_open_;  // oldest first
+  std::unordered_map<std::string, Conn*> conns_by_name_;
+  std::unordered_multimap<std::uint32_t, Conn*> conns_by_id_;
+  std::unordered_map<std::uint64_t, Peer*> peers_by_pair_;  // (local << 32 | peer address)
+  std::unordered_multimap<dp::Ipv4, Peer*> peers_by_addr_;  // peer address (a new MM1)
+  std::unordered_map<std::uint64_t, Peer*> peers_by_serial_;
+  std::unordered_multimap<std::uint64_t, Peer*> by_icookie_;  // IKE SAs' initiator cookies
+  struct Timer {
+    Millis at;
+    std::uint64_t serial;
+    bool operator>(const Timer& o) const { return at > o.at; }
+  };
+  // Peers by deadline (a min-heap; an entry whose time is not its peer's `due` is stale).
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::uint64_t next_serial_ = 1;
+  std::uint64_t sa_visits_ = 0;
   crypto::SecureBytes cookie_secret_;
 };
 

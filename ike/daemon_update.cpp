@@ -37,6 +37,7 @@ Result<void> Daemon::update_in_place(ConnectionConfig cfg) {
   // the first one's DPD settings count), the MTU to Quick Modes from now on.
   c->cfg = std::move(cfg);
   if (mtu_changed) push_mtu(*c);
+  touch(*c->peer);  // DPD timers: its deadlines move
   log(LogLevel::kInfo, c->cfg.name + ": settings updated in place (no renegotiation)");
   return {};
 }
@@ -83,14 +84,16 @@ Result<void> Daemon::renegotiate(ConnectionConfig cfg) {
     // new address has a peer already: then it joins that one.
     if (target != nullptr) {
       detach(*c);
-      std::erase_if(peers_, [&](const auto& q) { return q.get() == p; });
+      erase_peer(p);
       c->cfg = std::move(cfg);
       if (c->cfg.admin_state_up) install_traps(*c);
       join(*c);
       return {};
     }
+    unlink_peer(*p);
     p->local_addr = cfg.local_addr;
     p->addr = cfg.peer_addr;
+    link_peer(*p);
   }
   const ConnectionConfig* cp = &c->cfg;
   c->cfg = std::move(cfg);
@@ -98,6 +101,7 @@ Result<void> Daemon::renegotiate(ConnectionConfig cfg) {
   if (c->traps > 0 && selectors_moved) install_traps(*c);
   p->last_error.clear();
   p->retry_at = Millis{0};
+  touch(*p);
   const bool holds_sas =
       std::any_of(p->sas.begin(), p->sas.end(), [](const auto& s) { return live(*s); });
   if (!c->cfg.admin_state_up || !holds_sas) {
@@ -143,6 +147,7 @@ Result<void> Daemon::renegotiate(ConnectionConfig cfg) {
       for (std::size_t i = 0; i < selectors(*cp).size(); ++i) sa->rekey_child(trap_id(cp->id, i));
     }
   }
+  touch(*p);
   log(LogLevel::kInfo, c->cfg.name + ": CHILD SA settings changed: new Quick Modes");
   return {};
 }
@@ -166,6 +171,7 @@ Result<void> Daemon::set_admin_state(const std::string& name, bool up) {
       if (live(*sa)) sa->add_connection(c->cfg);
     for (auto& ho : half_open_)
       if (ho.peer == &p && !ho.sa->failed()) ho.sa->add_connection(c->cfg);
+    touch(p);
     log(LogLevel::kInfo, name + ": admin state up");
     return {};
   }
@@ -180,6 +186,7 @@ Result<void> Daemon::set_admin_state(const std::string& name, bool up) {
     p.retry_at = Millis{0};
     p.restart_now = false;
   }
+  touch(p);
   log(LogLevel::kInfo, name + ": admin state down: SAs deleted, traffic dropped");
   return {};
 }

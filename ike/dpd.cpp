@@ -44,6 +44,7 @@ void IkeSa::dpd_tick(Millis now) {
           n += c->packets;
     return n;
   };
+  if (ctx_.installer != nullptr) dpd_polled_ = now;
   // Inbound ESP proves liveness as well as IKE does (§5.3: only query an idle peer).
   if (ctx_.installer != nullptr) {
     if (const std::uint64_t in = packets(dp::Direction::kInbound); in != last_in_packets_) {

@@ -422,6 +422,80 @@ void IkeSa::tick(Millis now) {
   retransmit_tick(now);
 }
 
+// Mirrors tick() and the *_tick functions it calls: each term is a time at which one of
+// them acts (and, once acted, moves the time on), so that a past deadline is consumed.
+Millis IkeSa::next_deadline(Millis now) const {
+  if (state_ == State::kFailed || done_) return Millis::max();
+  Millis t = retire_at_;
+  auto at = [&t](Millis m) { t = std::min(t, m); };
+  if (role_ == Role::kResponder && !p1_established_) {
+    at(created_ + kHalfOpenTimeout);
+    at(diagnosis_deadline_);
+  }
+  if (p1_established_) at(p1_hard_);
+  // child_tick: outbound switches poll the new inbound SA's counter on every tick (for at
+  // most kOutboundSwitchDelay), responder Quick Modes time out, stale rekeys are abandoned.
+  for (const auto& [mid, q] : qms_) {
+    if (q->stage == Quick::Stage::kOutPending) at(now);
+    if (!q->initiator && q->stage == Quick::Stage::kQm2Sent) at(q->started + kResponderQmTimeout);
+  }
+  for (const auto& s : slots_) {
+    at(s.sas.next_retirement());
+    if (!s.sas.current() || replaced_ || retire_at_ != Millis::max()) continue;
+    at(s.sas.hard_expiry());
+    if (s.rekey_mid != 0) {
+      auto it = qms_.find(s.rekey_mid);
+      if (it == qms_.end()) at(now);
+      else if (it->second->stage != Quick::Stage::kOutPending)
+        at(it->second->started + kRekeyAbandonAfter);
+    } else {
+      at(s.sas.soft_expiry());
+    }
+  }
+  // start_wanted_quick_modes: a slot that waits for its Quick Mode (one at a time).
+  if (p1_established_ && !replaced_ && retire_at_ == Millis::max() && !qm_busy()) {
+    for (const auto& s : slots_) {
+      if (s.sas.current() || s.start_at == Millis::max() || !s.cfg->admin_state_up) continue;
+      if (s.cfg->initiator != InitiatorMode::kBidirectional &&
+          (role_ != Role::kInitiator || !s.failure.empty()))
+        continue;
+      const bool in_flight = std::any_of(qms_.begin(), qms_.end(), [&](const auto& q) {
+        return q.second->trap == s.trap && q.second->stage != Quick::Stage::kDone;
+      });
+      if (!in_flight) at(s.start_at);
+    }
+  }
+  // keepalive_tick
+  const bool encap = std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) {
+    return s.sas.current() && s.sas.current()->udp_encap;
+  });
+  if (nat_local_ && encap) at(keepalive_next_);
+  // dpd_tick: the counters every kDpdPoll (on-demand DPD needs kOnDemandDpdAfter of silence
+  // first), a probe after an idle interval, R-U-THERE repeats and the timeout.
+  if (state_ == State::kActive && peer_dpd_ && any_child()) {
+    const Millis interval{std::chrono::seconds(cfg_->dpd.interval_s)};
+    const Millis timeout{std::chrono::seconds(cfg_->dpd.timeout_s)};
+    if (dpd_outstanding_) {
+      at(dpd_first_sent_ + timeout);
+      at(dpd_next_);
+    } else {
+      at(last_alive_ + interval);
+    }
+    if (ctx_.installer != nullptr)
+      at(std::max(last_alive_ + kOnDemandDpdAfter, dpd_polled_ + kDpdPoll));
+  }
+  // retransmit_tick
+  if (waiting_) at(retransmit_at_);
+  return t;
+}
+
+Millis IkeSa::reauth_time() const {
+  if (!p1_established_ || replaced_ || done_ || state_ == State::kFailed ||
+      retire_at_ != Millis::max())
+    return Millis::max();
+  return peer_mids_.size() >= kPeerMidRekeyAt ? Millis{0} : p1_soft_;
+}
+
 // Retransmission: first after kRetransmitBase, doubling, kMaxRetransmits times.
 void IkeSa::retransmit_tick(Millis now) {
   if (!waiting_ || state_ == State::kFailed || now < retransmit_at_) return;

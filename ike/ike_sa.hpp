@@ -130,6 +130,9 @@ constexpr Millis kNatKeepaliveInterval{20000};
 // On-demand DPD: an R-U-THERE at once when our outbound ESP flows but nothing authenticated
 // (IKE or inbound ESP) has come from the peer for this long.
 constexpr Millis kOnDemandDpdAfter{2000};
+// With DPD on, the data plane's packet counters of the CHILD SAs (inbound: liveness; outbound:
+// on-demand DPD) are read at most this often, not on every tick.
+constexpr Millis kDpdPoll{2000};
 
 class IkeSa {
  public:
@@ -156,6 +159,15 @@ class IkeSa {
   void handle(const dp::DatagramView& d, const Header& h);
   // Retransmission timers.
   void tick(Millis now);
+  // The earliest time at which tick() may act on its own (a timer, or a poll of the data
+  // plane's counters: DPD every kDpdPoll, a pending outbound switch on every tick); at or
+  // before `now` when due, Millis::max() when only a datagram or a call can change anything.
+  // Never later than the real next action: tick() at that time may find nothing to do. The
+  // daemon ticks a peer's SAs only when this comes (or after it touched them).
+  Millis next_deadline(Millis now) const;
+  // When the ISAKMP SA reaches its soft lifetime and wants re-establishment (wants_reauth);
+  // Millis::max() when it does not (not established, replaced, retiring, failed or done).
+  Millis reauth_time() const;
 
   State state() const { return state_; }
   bool failed() const { return state_ == State::kFailed; }
@@ -434,6 +446,7 @@ class IkeSa {
   std::uint32_t dpd_first_seq_ = 0;  // first one of the unanswered run
   bool dpd_outstanding_ = false;
   Millis dpd_first_sent_{0}, dpd_next_{0};
+  Millis dpd_polled_{0};  // the data plane's counters last read (kDpdPoll)
   bool dpd_dead_ = false;
 
   // retransmission / duplicate detection

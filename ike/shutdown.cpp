@@ -37,6 +37,7 @@ std::size_t Daemon::delete_all_sas() {
     for (auto& sa : p->sas)
       if (sa.get() != newest) n += sa->shut_down();
     if (newest != nullptr) n += newest->shut_down();
+    touch(*p);
   }
   return n;
 }
