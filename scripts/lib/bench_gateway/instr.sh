@@ -55,10 +55,17 @@ if [ -z "$bin" ]; then
   fi
   ninja -C "$build" app/ipsecgw >"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log" >&2; exit 1; }
 fi
-if [ ! -f "$work/in-1400.pcap" ] || [ "$lib/pcaps.py" -nt "$work/in-1400.pcap" ]; then
-  /usr/bin/python3 "$lib/pcaps.py" gen "$work" >/dev/null
+# Traffic and config of bench-gateway's default case (AES-128-CBC/HMAC-SHA1-96, plain ESP).
+# pcaps.py config writes the YAML owner-only: it holds keys, ipsecgw refuses others.
+need=()
+for size in $sizes; do
+  f="$work/in-aes128-sha1-esp-$size.pcap"
+  { [ -f "$f" ] && [ "$f" -nt "$lib/pcaps.py" ]; } || need+=("$size")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  /usr/bin/python3 "$lib/pcaps.py" gen "$work" aes128-sha1 esp "${need[@]}" >/dev/null
 fi
-install -m 600 "$lib/ipsecgw.yaml" "$work/ipsecgw.yaml"  # holds keys: owner only
+/usr/bin/python3 "$lib/pcaps.py" config "$work" aes128-sha1 esp
 PMDS=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0
 
 pid=""
@@ -68,7 +75,7 @@ trap cleanup EXIT
 for dir in $directions; do
   for size in $sizes; do
     tag="$dir-$size"
-    if [ "$dir" = outbound ]; then in="$work/out-$size.pcap"; else in="$work/in-$size.pcap"; fi
+    if [ "$dir" = outbound ]; then in="$work/out-$size.pcap"; else in="$work/in-aes128-sha1-esp-$size.pcap"; fi
     rx="net_pcap_in,rx_pcap=$in,tx_pcap=/dev/null,infinite_rx=1"
     tx="net_null_out,no-rx=1"
     # Port 0 is the unprotected one: the --vdev order as in scripts/bench-gateway.
@@ -80,7 +87,7 @@ for dir in $directions; do
     valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*GatewayImpl::worker_loop*' \
       --callgrind-out-file="$out" "$bin" \
       -l 0,1 -n 1 --no-huge -m 1024 --no-pci --file-prefix "instr-$tag-$$" -d "$PMDS" \
-      "${devs[@]}" -- --config "$work/ipsecgw.yaml" --no-api --log-level info >"$log" 2>&1 &
+      "${devs[@]}" -- --config "$work/ipsecgw-aes128-sha1-esp.yaml" --no-api --log-level info >"$log" 2>&1 &
     pid=$!
     for _ in $(seq 1 600); do
       grep -q "ipsecgw running" "$log" && break

@@ -3,7 +3,9 @@
 
   measure.py FILE_PREFIX IN_PORT OUT_PORT WARMUP_S WINDOW_S [EXTRA_COMMAND ...]
 
-Waits for the socket (up to 20 s), waits WARMUP_S, reads /ethdev/stats of both ports, waits
+Waits for the socket (up to 20 s), then until the first packet has left the output port (up
+to 30 s more: on a loaded machine a gateway can take seconds between the ports answering
+telemetry and the forwarding loop running), waits WARMUP_S, reads /ethdev/stats of both ports, waits
 WINDOW_S, reads them again and prints one JSON line: the packets/s forwarded at the output
 port (opackets delta / elapsed, elapsed measured between the two reads), the packets/s taken
 in at the input port, the port error/missed counters, and the replies to EXTRA_COMMANDs (e.g.
@@ -14,7 +16,8 @@ that process's worker lcore thread (the one whose name ends in "worker-1": EAL's
 "lcore-worker-1", ipsecgw's "rte-worker-1") from /proc/PID/task/*/schedstat (ns on a CPU), and
 gives out_per_worker_cpu_s: packets forwarded per second of CPU time the worker actually got.
 On a shared machine where other processes take the worker's CPU away at times, that is the
-per-core figure; out_pps is the wall-clock one. Works for any DPDK 22.11 application (EAL registers
+per-core figure; out_pps is the wall-clock one. BENCH_GW_THREAD=main reads the process's main
+thread instead (DPDK's l2fwd example run on one lcore, its main lcore, does the work there). Works for any DPDK 22.11 application (EAL registers
 /ethdev/stats), so for ipsecgw and ipsec-secgw alike.
 """
 import json
@@ -38,8 +41,11 @@ class Telemetry:
 
 
 def worker_cpu_ns(pid):
-    """ns on a CPU of the worker lcore thread of pid, or None."""
+    """ns on a CPU of the worker lcore thread of pid (or its main thread), or None."""
     try:
+        if os.environ.get("BENCH_GW_THREAD") == "main":
+            with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+                return int(f.read().split()[0])
         for tid in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
                 name = f.read().strip()
@@ -72,6 +78,12 @@ def main():
                 print(json.dumps({"error": f"no telemetry at {path}"}))
                 return 1
             time.sleep(0.2)
+    deadline = time.monotonic() + 30
+    while stats(t, out_port)["opackets"] == 0:
+        if time.monotonic() > deadline:
+            print(json.dumps({"error": "no packet out of the output port within 30 s"}))
+            return 1
+        time.sleep(0.05)
     pid = os.environ.get("BENCH_GW_PID")
     time.sleep(warmup)
     c0 = worker_cpu_ns(pid) if pid else None
