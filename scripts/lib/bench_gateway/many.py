@@ -43,7 +43,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gen_connections as gc  # noqa: E402
-from pcaps import HOST_MAC, PEER_MAC, PORT_MAC, SIZES, inner, key  # noqa: E402
+from pcaps import HOST_MAC, PEER_MAC, PORT_MAC, clear_why, inner, key  # noqa: E402
 from scapy.all import IP, Ether, rdpcap, wrpcap  # noqa: E402
 from scapy.layers.ipsec import ESP, SecurityAssociation  # noqa: E402
 
@@ -78,6 +78,9 @@ def write_config(d, n):
     """The gateway's config: anti-replay off (the pcap repeats), and 65,536 mbufs for every N
     (net_pcap's infinite_rx holds the whole pcap, up to 40,000 packets, in mbufs)."""
     gc.write_0600(f"{d}/many-{n}.yaml", gc.render(n, replay_window=0, mbufs=65536))
+
+
+SIZES = (64, 1400)  # the default inner sizes (bytes, IP total length)
 
 
 def gen(d, n, sizes=SIZES):
@@ -132,12 +135,7 @@ def check(d, n, direction, size, captures):
                             t["peer_subnet"]):
                         why = "a packet in another tunnel's SA"
             else:
-                if ESP in p:
-                    why = "still ESP"
-                elif p[Ether].dst != HOST_MAC:
-                    why = f"dst MAC {p[Ether].dst} (want {HOST_MAC})"
-                elif key(p[IP]) not in want:
-                    why = "not one of the inner packets sent"
+                why = clear_why(p, want)
         except Exception as e:  # noqa: BLE001 - any decode/ICV failure is a bad packet
             why = f"{type(e).__name__}: {e}"
         res["checked"] += 1

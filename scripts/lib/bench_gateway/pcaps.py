@@ -196,6 +196,17 @@ def config(d, combo, encap):
             f.write(SECGW_CFG.format(**v))
 
 
+
+def clear_why(p, want):
+    """What is wrong with a packet a gateway sent in the clear (inbound), or None."""
+    if ESP in p:
+        return "still ESP"
+    if p[Ether].dst != HOST_MAC:
+        return f"dst MAC {p[Ether].dst} (want {HOST_MAC})"
+    if key(p[IP]) not in want:
+        return "not one of the inner packets sent"
+    return None
+
 def key(ip):
     """What must survive the gateway: addresses, protocol, L4 header and payload (not TTL or
     the header checksum, which a router rewrites)."""
@@ -234,12 +245,7 @@ def check(d, combo, encap, direction, size, captures):
                     if key(dec) not in want:
                         why = "decrypts to a packet that was not sent"
             else:
-                if ESP in p:
-                    why = "still ESP"
-                elif p[Ether].dst != HOST_MAC:
-                    why = f"dst MAC {p[Ether].dst} (want {HOST_MAC})"
-                elif key(p[IP]) not in want:
-                    why = "not one of the inner packets sent"
+                why = clear_why(p, want)
         except Exception as e:  # noqa: BLE001 - any decode/ICV failure is a bad packet
             why = f"{type(e).__name__}: {e}"
         if why is None:
