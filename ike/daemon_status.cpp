@@ -72,4 +72,41 @@ ConnectionDetail Daemon::detail(const std::string& name) const {
   return d;
 }
 
+ConnectionStatus Daemon::status(const std::string& name) const {
+  ConnectionStatus st;
+  const Conn* c = find_conn(name);
+  if (c == nullptr || !c->cfg.admin_state_up) return st;
+  const Peer& p = *c->peer;
+  const std::uint32_t id = c->cfg.id;
+  for (auto it = p.sas.rbegin(); it != p.sas.rend(); ++it) {  // newest first
+    const auto& sa = *it;
+    if (sa->state() == IkeSa::State::kActive && sa->connection_active(id)) {
+      st.state = ConnState::kActive;
+      st.child = sa->child_of(trap_id(id, 0));
+      return st;
+    }
+  }
+  for (auto it = p.sas.rbegin(); it != p.sas.rend(); ++it) {
+    const auto& sa = *it;
+    if (sa->failed() || sa->done()) continue;
+    if (st.state == ConnState::kDown && sa->has_connection(id)) {
+      // The ISAKMP SA is up but a Quick Mode of this connection failed (its pair is tried
+      // again later; the peer's other connections carry on).
+      if (auto why = sa->connection_failure(id); !why.empty()) {
+        st.state = ConnState::kError;
+        st.reason = why;
+        return st;
+      }
+    }
+    st.state = ConnState::kPending;
+  }
+  for (const auto& ho : half_open_)
+    if (ho.peer == &p) st.state = ConnState::kPending;
+  if (st.state == ConnState::kDown && !p.last_error.empty()) {
+    st.state = ConnState::kError;
+    st.reason = p.last_error;
+  }
+  return st;
+}
+
 }  // namespace ipsecgw::ike
