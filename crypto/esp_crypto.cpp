@@ -1,8 +1,15 @@
-// ESP crypto over Intel ipsec-mb 1.3, job API only.
+// ESP crypto over Intel ipsec-mb 1.3: the synchronous cipher/hash burst API (EngineApi::kBurst,
+// the default) or the job API (EngineApi::kJob, and the fallback for key schedules on the
+// generic path).
 //
-// The burst API of ipsec-mb 1.3 was seen returning jobs twice once its ring wraps, so every
-// burst here goes through IMB_GET_NEXT_JOB / IMB_SUBMIT_JOB / IMB_GET_COMPLETED_JOB /
-// IMB_FLUSH_JOB, and completed jobs are mapped back to their op through job->user_data.
+// Burst path: IMB_SUBMIT_CIPHER_BURST_NOCHECK / IMB_SUBMIT_HASH_BURST_NOCHECK over an array of
+// IMB_JOB owned by the engine (no ring: every job of the array is complete when the call
+// returns, in array order). Not the asynchronous IMB_SUBMIT_BURST API, whose ring was seen
+// returning jobs twice once it wraps in 1.3. The burst and job APIs share the manager's
+// out-of-order lane managers, so the job queue is flushed before any burst is submitted.
+//
+// Job path: IMB_GET_NEXT_JOB / IMB_SUBMIT_JOB_NOCHECK / IMB_GET_COMPLETED_JOB / IMB_FLUSH_JOB,
+// completed jobs mapped back to their op through job->user_data.
 #include "crypto/esp_crypto.hpp"
 
 #include <intel-ipsec-mb.h>
@@ -90,9 +97,15 @@ constexpr std::uint64_t kRngRekeyBytes = 16ull * 1024 * 1024;  // fresh getrando
 alignas(64) const std::uint8_t kZeros[kRngBufBytes] = {};
 }  // namespace
 
+// The most ops one synchronous burst call takes (the engine cuts longer runs into chunks).
+constexpr unsigned kBurstChunk = IMB_MAX_BURST_SIZE;
+
 struct EspEngine::Impl {
   ImbMgrPtr mgr;
   IMB_ARCH arch = IMB_ARCH_NONE;
+  EngineApi api = EngineApi::kBurst;
+  // The burst path's jobs, reused by every chunk (allocated with the engine, none per packet).
+  alignas(64) IMB_JOB burst_jobs[kBurstChunk];
 
   // CSPRNG: AES-128-CTR keystream. Counter block = 8-byte random nonce | 8-byte big-endian
   // block counter starting at 0, advanced by the blocks of each refill; rekeyed (new key and
@@ -322,11 +335,134 @@ unsigned run_path(IMB_MGR* mgr, EspCryptoOp* ops, unsigned n, unsigned path,
   return took;
 }
 
-// A burst: runs of ops of one path each (a burst is mostly one SA: one run), then one flush.
+// ---- Synchronous burst API (EngineApi::kBurst) ----------------------------------------------
+
+// Marks every op of jobs[0..n) failed (a burst call completed fewer jobs than it was given).
+inline void fail_jobs(const IMB_JOB* jobs, unsigned n) noexcept {
+  for (unsigned j = 0; j < n; ++j) {
+    static_cast<EspCryptoOp*>(jobs[j].user_data)->status = OpStatus::kCryptoError;
+  }
+}
+
+// One chunk (n <= kBurstChunk jobs, every parameter filled) of fixed path `Path`.
+//   encrypt (RFC 4303 §3.3.2): one cipher burst over the chunk, then one hash burst over the
+//     ciphertext; the ops' status already is kOk (set while filling) unless a call fell short.
+//   decrypt (RFC 4303 §3.4.4): one hash burst over the ciphertext, a constant-time ICV compare
+//     per op, then the cipher burst over the verified ops only, one call per maximal run of
+//     consecutive verified jobs (one call when none failed): the data of an op whose ICV did
+//     not verify is left exactly as received.
+template <bool decrypt, unsigned Path>
+void submit_chunk(IMB_MGR* mgr, IMB_JOB* jobs, unsigned n) noexcept {
+  constexpr JobParams prm = fixed_params<Path>();
+  constexpr auto key = static_cast<IMB_KEY_SIZE_BYTES>(prm.key_len);
+  if constexpr (!decrypt) {
+    const std::uint32_t c =
+        IMB_SUBMIT_CIPHER_BURST_NOCHECK(mgr, jobs, n, prm.cipher_mode, IMB_DIR_ENCRYPT, key);
+    const std::uint32_t h = IMB_SUBMIT_HASH_BURST_NOCHECK(mgr, jobs, n, prm.hash);
+    if (c != n || h != n) [[unlikely]] fail_jobs(jobs, n);
+  } else {
+    if (IMB_SUBMIT_HASH_BURST_NOCHECK(mgr, jobs, n, prm.hash) != n) [[unlikely]] {
+      fail_jobs(jobs, n);
+      return;
+    }
+    auto decrypt_run = [mgr, key](IMB_JOB* first, unsigned count) noexcept {
+      if (count == 0) return;
+      if (IMB_SUBMIT_CIPHER_BURST_NOCHECK(mgr, first, count, prm.cipher_mode, IMB_DIR_DECRYPT,
+                                          key) != count) [[unlikely]]
+        fail_jobs(first, count);
+    };
+    unsigned from = 0;
+    for (unsigned j = 0; j < n; ++j) {
+      auto* op = static_cast<EspCryptoOp*>(jobs[j].user_data);
+      if (icv_equal(op->computed_icv, op->icv, prm.icv_len)) [[likely]] {
+        op->status = OpStatus::kOk;
+      } else {
+        op->status = OpStatus::kBadIcv;
+        decrypt_run(jobs + from, j - from);  // the verified ops before this one
+        from = j + 1;
+      }
+    }
+    decrypt_run(jobs + from, n - from);
+  }
+}
+
+// Fills jobs for ops[0..n) while they use fixed path `Path`, submitting a chunk whenever
+// kBurstChunk jobs are filled and the rest at the end; returns how many ops it took (at least
+// 1: the caller dispatched on ops[0]). Only the fields the cipher and hash bursts read are set
+// (mode, direction, key size and hash algorithm are per call).
+template <bool decrypt, bool checked, unsigned Path>
+unsigned burst_ops(IMB_MGR* mgr, IMB_JOB* jobs, EspCryptoOp* ops, unsigned n) noexcept {
+  constexpr JobParams prm = fixed_params<Path>();
+  const EspKeySchedule* last_ks = nullptr;
+  unsigned nj = 0;
+  unsigned i = 0;
+  for (; i < n; ++i) {
+    EspCryptoOp& op = ops[i];
+    if constexpr (checked) {
+      if (!op_lengths_ok(op)) {
+        op.status = OpStatus::kBadLength;
+        continue;
+      }
+    } else {
+      assert(op_lengths_ok(op));
+    }
+    const EspKeySchedule& ks = *op.ks;
+    if (&ks != last_ks) {  // once per run of ops of one key schedule
+      if (ks.engine_path != Path) break;
+      last_ks = &ks;
+    }
+    // Outbound: final unless a burst call falls short. Inbound: set after the ICV compare.
+    op.status = decrypt ? OpStatus::kCryptoError : OpStatus::kOk;
+    IMB_JOB& job = jobs[nj];
+    job.src = op.data;
+    job.dst = op.data + op.cipher_offset;  // in place
+    job.cipher_start_src_offset_in_bytes = op.cipher_offset;
+    job.msg_len_to_cipher_in_bytes = op.cipher_len;
+    job.iv = op.iv;
+    job.iv_len_in_bytes = prm.iv_len;
+    job.enc_keys = ks.enc_keys();
+    job.dec_keys = ks.dec_keys();
+    job.key_len_in_bytes = prm.key_len;
+    job.hash_start_src_offset_in_bytes = 0;
+    job.msg_len_to_hash_in_bytes = op.auth_len;
+    job.u.HMAC._hashed_auth_key_xor_ipad = ks.ipad;
+    job.u.HMAC._hashed_auth_key_xor_opad = ks.opad;
+    job.auth_tag_output = decrypt ? op.computed_icv : op.icv;
+    job.auth_tag_output_len_in_bytes = prm.icv_len;
+    job.user_data = &op;
+    if (++nj == kBurstChunk) {
+      submit_chunk<decrypt, Path>(mgr, jobs, nj);
+      nj = 0;
+    }
+  }
+  if (nj != 0) submit_chunk<decrypt, Path>(mgr, jobs, nj);
+  return i;
+}
+
+template <bool decrypt, bool checked, unsigned... Paths>
+unsigned burst_path(IMB_MGR* mgr, IMB_JOB* jobs, EspCryptoOp* ops, unsigned n, unsigned path,
+                    std::integer_sequence<unsigned, Paths...>) noexcept {
+  unsigned took = 0;
+  ((path == Paths && (took = burst_ops<decrypt, checked, Paths>(mgr, jobs, ops, n), true)) ||
+   ...);
+  return took;
+}
+
+template <bool decrypt>
+inline void flush_jobs(IMB_MGR* mgr) noexcept {
+  while (IMB_JOB* done = IMB_FLUSH_JOB(mgr)) complete_job<decrypt>(done);
+}
+
+// A burst: runs of ops of one path each (a burst is mostly one SA: one run). A run of a fixed
+// path goes through the synchronous burst API (api == kBurst), any other through the job API;
+// queued jobs are flushed before the next burst call (the two APIs share the lane managers)
+// and at the end.
 template <bool decrypt, bool checked>
-void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops) noexcept {
+void run_burst(IMB_MGR* mgr, EngineApi api, IMB_JOB* burst_jobs,
+               std::span<EspCryptoOp> ops) noexcept {
   EspCryptoOp* p = ops.data();
   unsigned n = static_cast<unsigned>(ops.size());
+  bool jobs_queued = false;
   while (n != 0) {
     if constexpr (checked) {
       if (!op_lengths_ok(*p)) {  // no key schedule to dispatch on
@@ -336,17 +472,29 @@ void run_burst(IMB_MGR* mgr, std::span<EspCryptoOp> ops) noexcept {
         continue;
       }
     }
-    const unsigned took = run_path<decrypt, checked>(
-        mgr, p, n, p->ks->engine_path, std::make_integer_sequence<unsigned, kNumFixedAlgs>{});
+    const unsigned path = p->ks->engine_path;
+    unsigned took;
+    if (api == EngineApi::kBurst && path < kNumFixedAlgs) {
+      if (jobs_queued) {
+        flush_jobs<decrypt>(mgr);
+        jobs_queued = false;
+      }
+      took = burst_path<decrypt, checked>(mgr, burst_jobs, p, n, path,
+                                          std::make_integer_sequence<unsigned, kNumFixedAlgs>{});
+    } else {
+      took = run_path<decrypt, checked>(mgr, p, n, path,
+                                        std::make_integer_sequence<unsigned, kNumFixedAlgs>{});
+      jobs_queued = true;
+    }
     p += took;
     n -= took;
   }
-  while (IMB_JOB* done = IMB_FLUSH_JOB(mgr)) complete_job<decrypt>(done);
+  if (jobs_queued) flush_jobs<decrypt>(mgr);
 }
 
 }  // namespace
 
-Result<std::unique_ptr<EspEngine>> EspEngine::create(Arch arch) {
+Result<std::unique_ptr<EspEngine>> EspEngine::create(Arch arch, EngineApi api) {
   std::unique_ptr<EspEngine> eng(new EspEngine());
   auto impl = std::make_unique<Impl>();
   impl->mgr.reset(alloc_mb_mgr(0));
@@ -354,6 +502,7 @@ Result<std::unique_ptr<EspEngine>> EspEngine::create(Arch arch) {
   auto got = init_mgr(impl->mgr.get(), arch);
   if (!got) return make_error(got.error());
   impl->arch = got.value();
+  impl->api = api;
   eng->impl_ = impl.release();
   return eng;
 }
@@ -361,19 +510,23 @@ Result<std::unique_ptr<EspEngine>> EspEngine::create(Arch arch) {
 EspEngine::~EspEngine() { delete impl_; }
 
 void EspEngine::encrypt(std::span<EspCryptoOp> ops) noexcept {
-  run_burst</*decrypt=*/false, /*checked=*/true>(impl_->mgr.get(), ops);
+  Impl& s = *impl_;
+  run_burst</*decrypt=*/false, /*checked=*/true>(s.mgr.get(), s.api, s.burst_jobs, ops);
 }
 
 void EspEngine::decrypt(std::span<EspCryptoOp> ops) noexcept {
-  run_burst</*decrypt=*/true, /*checked=*/true>(impl_->mgr.get(), ops);
+  Impl& s = *impl_;
+  run_burst</*decrypt=*/true, /*checked=*/true>(s.mgr.get(), s.api, s.burst_jobs, ops);
 }
 
 void EspEngine::encrypt_validated(std::span<EspCryptoOp> ops) noexcept {
-  run_burst</*decrypt=*/false, /*checked=*/false>(impl_->mgr.get(), ops);
+  Impl& s = *impl_;
+  run_burst</*decrypt=*/false, /*checked=*/false>(s.mgr.get(), s.api, s.burst_jobs, ops);
 }
 
 void EspEngine::decrypt_validated(std::span<EspCryptoOp> ops) noexcept {
-  run_burst</*decrypt=*/true, /*checked=*/false>(impl_->mgr.get(), ops);
+  Impl& s = *impl_;
+  run_burst</*decrypt=*/true, /*checked=*/false>(s.mgr.get(), s.api, s.burst_jobs, ops);
 }
 
 void EspEngine::random_bytes(std::uint8_t* out, std::size_t n) noexcept {
@@ -450,6 +603,8 @@ void EspEngine::hmac(const EspKeySchedule& ks, const std::uint8_t* msg, std::siz
   }
   if (!ok) std::memset(out, 0, 32);
 }
+
+EngineApi EspEngine::api() const noexcept { return impl_->api; }
 
 std::string_view EspEngine::arch_name() const noexcept {
   switch (impl_->arch) {

@@ -4,7 +4,11 @@
 // - EspKeySchedule: per-SA, per-direction precomputed AES key expansion and HMAC ipad/opad
 //   states, computed once when the SA is created; wiped on destruction.
 // - EspEngine: one per lcore (it owns an IMB_MGR, which is not thread-safe). A burst of
-//   EspCryptoOp is submitted as jobs with many in flight, then flushed.
+//   EspCryptoOp is cut into runs of one algorithm pair; with EngineApi::kBurst (the default)
+//   each run goes through ipsec-mb's synchronous cipher and hash burst API in chunks of at most
+//   128 ops (outbound: one cipher burst then one hash burst; inbound: one hash burst, the ICV
+//   compares, then one cipher burst over the verified ops only); with EngineApi::kJob (and for
+//   any pair the burst path does not cover) as jobs with many in flight, then flushed.
 //   * encrypt: AES-CBC over [cipher_offset, +cipher_len) then HMAC over [0, auth_len), the ICV
 //     written (truncated) to `icv` (CIPHER_HASH order, RFC 4303 §3.3.2).
 //   * decrypt: HMAC over [0, auth_len) of the *ciphertext* first (HASH_CIPHER order), then the
@@ -152,9 +156,16 @@ struct EspCryptoOp {
 
 enum class Arch : std::uint8_t { kAuto, kSse, kAvx, kAvx2, kAvx512 };
 
+// Which ipsec-mb API the engine drives: the synchronous cipher/hash burst API (cipher mode,
+// direction, key size and hash algorithm given once per burst; fewer instructions per packet,
+// docs/performance.md "ipsec-mb burst API") or the job API (one IMB_JOB per packet, cipher and
+// hash chained). Results are identical; kJob stays for the paired burst-vs-job benchmark.
+enum class EngineApi : std::uint8_t { kBurst, kJob };
+
 class EspEngine {
  public:
-  static Result<std::unique_ptr<EspEngine>> create(Arch arch = Arch::kAuto);
+  static Result<std::unique_ptr<EspEngine>> create(Arch arch = Arch::kAuto,
+                                                   EngineApi api = EngineApi::kBurst);
   ~EspEngine();
   EspEngine(const EspEngine&) = delete;
   EspEngine& operator=(const EspEngine&) = delete;
@@ -186,6 +197,7 @@ class EspEngine {
             std::uint8_t* out) noexcept;
 
   std::string_view arch_name() const noexcept;
+  EngineApi api() const noexcept;
 
  private:
   EspEngine() = default;
