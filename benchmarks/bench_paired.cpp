@@ -38,6 +38,14 @@
 //   ours_pps, raw_pps, prep_pps   median per-round packet rates of each side
 //   rounds                        rounds measured
 // No items/bytes counters: the benchmark's own time covers all sides together and means nothing.
+//
+// Burst against job API (docs/performance.md, "ipsec-mb burst API"), the same rounds with
+// "ours" = the ESP burst on an engine using ipsec-mb's synchronous burst API (EngineApi::kBurst)
+// and "raw" = the same ESP burst on an engine using the job API (EngineApi::kJob), each with its
+// own engine, SA and mbufs (prep = the burst engine side's prep):
+//   BM_PairedApiOutbound/<combo>/<len>, BM_PairedApiInbound/<combo>/<len>
+//   ratio = t_job / t_burst   burst-API packets/s over job-API packets/s (> 1: burst faster)
+//   ours_pps = the burst engine's rate, raw_pps = the job engine's
 // scripts/lib/bench_report.py prints these as the "paired" table.
 //
 // Note: the prep side copies exactly the templates the inbound burst copies (this combo's outer
@@ -260,6 +268,34 @@ void bm_paired_inbound(benchmark::State& state, crypto::CipherAlg c, crypto::Int
              &fresh_prep_side);
 }
 
+// Burst against job API: ours = the burst engine's ESP burst, raw = the job engine's.
+template <class Bench>
+void bm_paired_api(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a,
+                   std::size_t len, const char* what) {
+  Bench burst(esp_bench_pool(), c, a, len, 0x1000, crypto::EngineApi::kBurst);
+  Bench job(esp_bench_pool(), c, a, len, 0x2000, crypto::EngineApi::kJob);
+  for (const char* e : {burst.error(), job.error()}) {
+    if (e != nullptr) {
+      state.SkipWithError(e);
+      return;
+    }
+  }
+  auto& b = burst.work();
+  auto& j = job.work();
+  auto burst_side = side([&b] { return b.run() == kBurst; });
+  auto job_side = side([&j] { return j.run() == kBurst; });
+  auto prep_side = side([&b] {
+    b.prep();
+    benchmark::ClobberMemory();
+    return true;
+  });
+  if (b.run() != kBurst || j.run() != kBurst) {  // warm-up, checked
+    state.SkipWithError(what);
+    return;
+  }
+  run_rounds(state, what, burst_side, job_side, prep_side);
+}
+
 const bool registered = [] {
   for (auto [c, a] : kEspCombos) {
     for (std::size_t len : {64, 512, 1400}) {
@@ -268,6 +304,12 @@ const bool registered = [] {
                                    c, a, len);
       benchmark::RegisterBenchmark(("BM_PairedInbound/" + suffix).c_str(), bm_paired_inbound, c,
                                    a, len);
+      benchmark::RegisterBenchmark(("BM_PairedApiOutbound/" + suffix).c_str(),
+                                   bm_paired_api<OutboundBench>, c, a, len,
+                                   "outbound dropped packets");
+      benchmark::RegisterBenchmark(("BM_PairedApiInbound/" + suffix).c_str(),
+                                   bm_paired_api<InboundBench>, c, a, len,
+                                   "inbound dropped packets");
     }
   }
   return true;

@@ -270,8 +270,8 @@ class InboundPrepBurst {
 class OutboundBench {
  public:
   OutboundBench(rte_mempool* pool, crypto::CipherAlg c, crypto::IntegAlg a, std::size_t len,
-                std::uint32_t spi = 0x1000)
-      : eng_(crypto::EspEngine::create(bench_arch())),
+                std::uint32_t spi = 0x1000, crypto::EngineApi api = bench_api())
+      : eng_(crypto::EspEngine::create(bench_arch(), api)),
         sa_(esp_sa_spec(dp::Direction::kOutbound, c, a, spi)),
         b_(std::make_unique<Burst>(pool)) {
     if (!eng_ || sa_.sa == nullptr || !b_->ok) return;
@@ -291,8 +291,8 @@ class OutboundBench {
 class InboundBench {
  public:
   InboundBench(rte_mempool* pool, crypto::CipherAlg c, crypto::IntegAlg a, std::size_t len,
-               std::uint32_t spi = 0x1000)
-      : eng_(crypto::EspEngine::create(bench_arch())),
+               std::uint32_t spi = 0x1000, crypto::EngineApi api = bench_api())
+      : eng_(crypto::EspEngine::create(bench_arch(), api)),
         out_sa_(esp_sa_spec(dp::Direction::kOutbound, c, a, spi)),
         in_sa_(esp_sa_spec(dp::Direction::kInbound, c, a, spi)),
         b_(std::make_unique<Burst>(pool)) {

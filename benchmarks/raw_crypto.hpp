@@ -1,5 +1,7 @@
-// The RAW ipsec-mb work the ESP benchmarks compare against: AES-CBC + HMAC jobs submitted
-// straight to an IMB_MGR (no EspEngine, no ESP framing logic, no ICV compare), in bursts.
+// The RAW ipsec-mb work the ESP benchmarks compare against: AES-CBC + HMAC submitted straight
+// to an IMB_MGR (no EspEngine, no ESP framing logic, no ICV compare), in bursts, through the
+// fastest API (RawApi::kBurst: ipsec-mb's synchronous cipher and hash burst calls, as
+// EspEngine's default) or the job API (RawApi::kJob, BM_RawIpsecMbJob*).
 // Header-only so any benchmark in ipsecgw_bench can run the same baseline.
 #pragma once
 
@@ -42,6 +44,18 @@ inline crypto::Arch bench_arch() {
   throw std::runtime_error("IPSECGW_IMB_ARCH must be sse, avx, avx2, avx512 or auto, got " + v);
 }
 
+// The ipsec-mb API of the ESP benchmarks' engines (BM_Esp*, the paired "ours"): the engine's
+// default (burst), or IPSECGW_ENGINE_API=job|burst, e.g. to count the job path's instructions
+// with callgrind in the same binary (docs/performance.md, "ipsec-mb burst API").
+inline crypto::EngineApi bench_api() {
+  const char* e = std::getenv("IPSECGW_ENGINE_API");
+  if (e == nullptr || *e == '\0') return crypto::EngineApi::kBurst;
+  const std::string v(e);
+  if (v == "burst") return crypto::EngineApi::kBurst;
+  if (v == "job") return crypto::EngineApi::kJob;
+  throw std::runtime_error("IPSECGW_ENGINE_API must be burst or job, got " + v);
+}
+
 // The AES-CBC bytes ESP ciphers for an inner packet of `inner_len` bytes: the inner packet plus
 // pad length and next header, padded to the AES block (RFC 4303 §2.4): 64 -> 80, 1400 -> 1408.
 constexpr std::size_t esp_cipher_len(std::size_t inner_len) noexcept {
@@ -53,12 +67,17 @@ constexpr std::size_t esp_cipher_len(std::size_t inner_len) noexcept {
 // cipher_len = esp_cipher_len(inner_len), auth_len = 8 + 16 + cipher_len. So ours/raw isolates
 // the data path's own overhead (framing, checks, IVs, counters), not a difference in crypto work.
 // Throughput is counted on inner_len, as the ESP benchmarks do.
+enum class RawApi { kBurst, kJob };
+
 class RawIpsecMb {
  public:
   static constexpr std::size_t kHdr = 8 + crypto::kMaxEspIvLen;
+  static constexpr std::size_t kChunk = IMB_MAX_BURST_SIZE;  // most jobs per burst call
 
-  RawIpsecMb(crypto::CipherAlg c, crypto::IntegAlg a, std::size_t inner_len, std::size_t burst)
-      : burst_(burst),
+  RawIpsecMb(crypto::CipherAlg c, crypto::IntegAlg a, std::size_t inner_len, std::size_t burst,
+             RawApi api = RawApi::kBurst)
+      : api_(api),
+        burst_(burst),
         cipher_len_(esp_cipher_len(inner_len)),
         stride_((kHdr + cipher_len_ + 32 + 63) / 64 * 64),
         buf_(stride_ * burst + 64, 0) {
@@ -78,14 +97,20 @@ class RawIpsecMb {
     for (std::size_t i = 0; i < buf_.size(); ++i) buf_[i] = static_cast<std::uint8_t>(i * 131 + 7);
     base_ = buf_.data() + (64 - reinterpret_cast<std::uintptr_t>(buf_.data()) % 64) % 64;
     hash_ = a == crypto::IntegAlg::kHmacSha1_96 ? IMB_AUTH_HMAC_SHA_1 : IMB_AUTH_HMAC_SHA_256;
+    key_size_ = static_cast<IMB_KEY_SIZE_BYTES>(ks_.cipher_key_bytes);
+    jobs_.resize(burst < kChunk ? burst : kChunk);
   }
 
   // Encrypt + authenticate every buffer of the burst in place (CIPHER_HASH, as ESP outbound);
   // returns the number completed.
-  std::size_t encrypt_burst() noexcept { return run_burst(false); }
+  std::size_t encrypt_burst() noexcept {
+    return api_ == RawApi::kBurst ? run_sync_burst(false) : run_burst(false);
+  }
   // Authenticate + decrypt every buffer in place (HASH_CIPHER, as ESP inbound); the digest goes
   // to scratch after the ICV and is not compared. Returns the number completed.
-  std::size_t decrypt_burst() noexcept { return run_burst(true); }
+  std::size_t decrypt_burst() noexcept {
+    return api_ == RawApi::kBurst ? run_sync_burst(true) : run_burst(true);
+  }
 
   // Fresh input, as RX would deliver it: save_fresh() keeps a copy of every buffer, fresh()
   // copies the first `bytes` of each back (at most the buffer stride) before a burst. Used by the
@@ -104,6 +129,49 @@ class RawIpsecMb {
   IMB_ARCH arch() const noexcept { return arch_; }
 
  private:
+  // The synchronous burst API, in chunks of at most kChunk jobs: encrypt = one cipher burst then
+  // one hash burst over the chunk, decrypt = one hash burst then one cipher burst (every job
+  // filled per burst, as the job variant and the engine do).
+  std::size_t run_sync_burst(bool decrypt) noexcept {
+    IMB_MGR* m = mgr_.get();
+    std::size_t ok = 0;
+    for (std::size_t first = 0; first < burst_; first += kChunk) {
+      const auto n = static_cast<std::uint32_t>(burst_ - first < kChunk ? burst_ - first : kChunk);
+      IMB_JOB* jobs = jobs_.data();
+      for (std::uint32_t i = 0; i < n; ++i) {
+        std::uint8_t* p = base_ + (first + i) * stride_;
+        IMB_JOB& job = jobs[i];
+        job.enc_keys = ks_.enc_keys();
+        job.dec_keys = ks_.dec_keys();
+        job.key_len_in_bytes = ks_.cipher_key_bytes;
+        job.src = p;
+        job.dst = p + kHdr;
+        job.cipher_start_src_offset_in_bytes = kHdr;
+        job.msg_len_to_cipher_in_bytes = cipher_len_;
+        job.iv = p + 8;
+        job.iv_len_in_bytes = crypto::kMaxEspIvLen;
+        job.hash_start_src_offset_in_bytes = 0;
+        job.msg_len_to_hash_in_bytes = kHdr + cipher_len_;
+        job.u.HMAC._hashed_auth_key_xor_ipad = ks_.ipad;
+        job.u.HMAC._hashed_auth_key_xor_opad = ks_.opad;
+        job.auth_tag_output = p + kHdr + cipher_len_ + (decrypt ? 16 : 0);
+        job.auth_tag_output_len_in_bytes = ks_.icv_bytes;
+        job.user_data = p;
+      }
+      std::uint32_t c, h;
+      if (decrypt) {
+        h = IMB_SUBMIT_HASH_BURST_NOCHECK(m, jobs, n, hash_);
+        c = IMB_SUBMIT_CIPHER_BURST_NOCHECK(m, jobs, n, IMB_CIPHER_CBC, IMB_DIR_DECRYPT, key_size_);
+      } else {
+        c = IMB_SUBMIT_CIPHER_BURST_NOCHECK(m, jobs, n, IMB_CIPHER_CBC, IMB_DIR_ENCRYPT, key_size_);
+        h = IMB_SUBMIT_HASH_BURST_NOCHECK(m, jobs, n, hash_);
+      }
+      ok += c < h ? c : h;
+    }
+    return ok;
+  }
+
+  // The job API: one job per buffer, all in flight, then one flush.
   std::size_t run_burst(bool decrypt) noexcept {
     IMB_MGR* m = mgr_.get();
     std::size_t ok = 0;
@@ -141,7 +209,10 @@ class RawIpsecMb {
   }
 
   handle<IMB_MGR, free_mb_mgr> mgr_;
+  RawApi api_;
   IMB_ARCH arch_ = IMB_ARCH_NONE;
+  IMB_KEY_SIZE_BYTES key_size_ = IMB_KEY_128_BYTES;
+  std::vector<IMB_JOB> jobs_;
   crypto::EspKeySchedule ks_;
   IMB_HASH_ALG hash_ = IMB_AUTH_HMAC_SHA_1;
   std::size_t burst_;
