@@ -388,11 +388,13 @@ void submit_chunk(IMB_MGR* mgr, IMB_JOB* jobs, unsigned n) noexcept {
 
 // Fills jobs for ops[0..n) while they use fixed path `Path`, submitting a chunk whenever
 // kBurstChunk jobs are filled and the rest at the end; returns how many ops it took (at least
-// 1: the caller dispatched on ops[0]). Only the fields the cipher and hash bursts read are set
-// (mode, direction, key size and hash algorithm are per call).
+// 1: the caller dispatched on ops[0]). Only the fields ipsec-mb 1.3's AES-CBC and HMAC bursts
+// read are set (mode, direction, key size and hash algorithm are per call).
 template <bool decrypt, bool checked, unsigned Path>
 unsigned burst_ops(IMB_MGR* mgr, IMB_JOB* jobs, EspCryptoOp* ops, unsigned n) noexcept {
   constexpr JobParams prm = fixed_params<Path>();
+  static_assert(prm.cipher_mode == IMB_CIPHER_CBC && prm.iv_len == 16,
+                "the job fill below is AES-CBC's (a new fixed path needs its fields)");
   const EspKeySchedule* last_ks = nullptr;
   unsigned nj = 0;
   unsigned i = 0;
@@ -418,11 +420,9 @@ unsigned burst_ops(IMB_MGR* mgr, IMB_JOB* jobs, EspCryptoOp* ops, unsigned n) no
     job.dst = op.data + op.cipher_offset;  // in place
     job.cipher_start_src_offset_in_bytes = op.cipher_offset;
     job.msg_len_to_cipher_in_bytes = op.cipher_len;
-    job.iv = op.iv;
-    job.iv_len_in_bytes = prm.iv_len;
-    job.enc_keys = ks.enc_keys();
-    job.dec_keys = ks.dec_keys();
-    job.key_len_in_bytes = prm.key_len;
+    job.iv = op.iv;  // 16 bytes: AES-CBC (the IV and key lengths are per call)
+    if constexpr (decrypt) job.dec_keys = ks.dec_keys();
+    else job.enc_keys = ks.enc_keys();
     job.hash_start_src_offset_in_bytes = 0;
     job.msg_len_to_hash_in_bytes = op.auth_len;
     job.u.HMAC._hashed_auth_key_xor_ipad = ks.ipad;
