@@ -451,6 +451,10 @@ class IkeSa {
 
   // retransmission / duplicate detection
   Bytes last_in_, last_out_;
+  // last_in_ ended its exchange (QM3 to the responder, MM6 to the initiator): a copy of it
+  // asks for nothing, and answering it with our last message (QM2, MM5) would make the peer
+  // answer that copy in turn, back and forth without end.
+  bool last_in_final_ = false;
   bool waiting_ = false;
   int retransmits_ = 0;
   Millis retransmit_at_{0};
