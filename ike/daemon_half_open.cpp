@@ -80,6 +80,7 @@ void Daemon::recount_half_open(Peer& p) {
   half_open_total_ = half_open_total_ + n - p.half_open_counted;
   half_open_extra_ = half_open_extra_ + extra(n) - extra(p.half_open_counted);
   p.half_open_counted = n;
+  counters_.half_open = half_open_total_;
 }
 
 void Daemon::drop_half_open(Peer& p) {

@@ -115,6 +115,7 @@ TEST_F(Quiet, SpoofedMm1sFromOtherPeersCannotStarveARealPeer) {
   EXPECT_EQ(s.gw.d.half_open_extra_count(), kMaxHalfOpen);
   EXPECT_EQ(s.gw.d.half_open_count(), kPeers + kMaxHalfOpen);
   EXPECT_GT(s.gw.d.counters().half_open_global_cap, 0u);
+  EXPECT_EQ(s.gw.d.counters().half_open, s.gw.d.half_open_count());  // telemetry's gauge
   s.put(mm2);
   s.pump();
   EXPECT_TRUE(s.active(0));
