@@ -117,9 +117,10 @@ void Daemon::erase_peer(Peer* p) {
   std::erase_if(peers_, [&](const auto& q) { return q.get() == p; });
 }
 
-// The initiator cookies of the peer's IKE SAs and half-open negotiations, each once, in by_icookie_ (an SA erased since
-// leaves no entry behind). Its responder SAs carry the peer's cookie: a datagram's cookie may
-// thus lead to more than one peer; each one's SAs are matched as before.
+// The initiator cookies of the peer's IKE SAs and half-open negotiations, each once, in
+// by_icookie_ (an SA erased since leaves no entry behind). Its responder SAs carry the peer's
+// cookie: a datagram's cookie may thus lead to more than one peer; each one's SAs are matched
+// as before.
 void Daemon::index_cookies(Peer& p) {
   std::vector<std::uint64_t> now;
   now.reserve(p.sas.size() + p.half_open.size());
