@@ -142,6 +142,7 @@ int tel_ike(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
   const std::pair<const char*, std::uint64_t> fields[] = {
       {"bad_cookie_drops", c.bad_cookie_drops},
+      {"half_open", c.half_open},  // held now (a gauge)
       {"half_open_created", c.half_open_created},
       {"half_open_peer_cap", c.half_open_peer_cap},
       {"half_open_global_cap", c.half_open_global_cap},

@@ -112,20 +112,23 @@ void Daemon::unlink_peer(Peer& p) {
 }
 
 void Daemon::erase_peer(Peer* p) {
+  drop_half_open(*p);
   unlink_peer(*p);
   std::erase_if(peers_, [&](const auto& q) { return q.get() == p; });
 }
 
-// The initiator cookies of the peer's IKE SAs, each once, in by_icookie_ (an SA erased since
-// leaves no entry behind). Its responder SAs carry the peer's cookie: a datagram's cookie may
-// thus lead to more than one peer; each one's SAs are matched as before.
+// The initiator cookies of the peer's IKE SAs and half-open negotiations, each once, in
+// by_icookie_ (an SA erased since leaves no entry behind). Its responder SAs carry the peer's
+// cookie: a datagram's cookie may thus lead to more than one peer; each one's SAs are matched
+// as before.
 void Daemon::index_cookies(Peer& p) {
   std::vector<std::uint64_t> now;
-  now.reserve(p.sas.size());
-  for (const auto& sa : p.sas) {
-    const std::uint64_t k = cookie_key(sa->icookie());
-    if (std::find(now.begin(), now.end(), k) == now.end()) now.push_back(k);
-  }
+  now.reserve(p.sas.size() + p.half_open.size());
+  for (const auto* v : {&p.sas, &p.half_open})
+    for (const auto& sa : *v) {
+      const std::uint64_t k = cookie_key(sa->icookie());
+      if (std::find(now.begin(), now.end(), k) == now.end()) now.push_back(k);
+    }
   if (now == p.indexed) return;
   for (std::uint64_t k : p.indexed)
     for (auto [it, end] = by_icookie_.equal_range(k); it != end; ++it)
@@ -160,6 +163,7 @@ void Daemon::touch(Peer& p) {
 Millis Daemon::next_due(const Peer& p, Millis now) const {
   Millis t = Millis::max();
   for (const auto& sa : p.sas) t = std::min(t, sa->next_deadline(now));
+  for (const auto& sa : p.half_open) t = std::min(t, sa->next_deadline(now));
   if (p.restart_now) t = std::min(t, now);
   if (p.up() && p.initiates()) {
     if (p.sas.empty()) t = std::min(t, p.retry_at);
@@ -210,23 +214,24 @@ void Daemon::join(Conn& c) {
   // Slots in the peer's live ISAKMP SAs and in its half-open ones.
   for (auto& sa : p->sas)
     if (!sa->failed() && !sa->done()) sa->add_connection(c.cfg);
-  for (auto& ho : half_open_)
-    if (ho.peer == p && !ho.sa->failed()) ho.sa->add_connection(c.cfg);
+  for (auto& sa : p->half_open)
+    if (!sa->failed()) sa->add_connection(c.cfg);
 }
 
 void Daemon::detach(Conn& c) {
   Peer& p = *c.peer;
   const std::uint32_t id = c.cfg.id;
-  for (auto it = half_open_.begin(); it != half_open_.end();) {
-    if (it->peer == &p && it->sa->has_connection(id)) {
-      it->sa->remove_connection(id, false);
-      if (it->sa->connection_count() == 0) {
-        it = half_open_.erase(it);
+  for (auto it = p.half_open.begin(); it != p.half_open.end();) {
+    if ((*it)->has_connection(id)) {
+      (*it)->remove_connection(id, false);
+      if ((*it)->connection_count() == 0) {
+        it = p.half_open.erase(it);
         continue;
       }
     }
     ++it;
   }
+  recount_half_open(p);
   for (auto it = p.sas.begin(); it != p.sas.end();) {
     IkeSa& sa = **it;
     if (!sa.has_connection(id)) {
@@ -519,7 +524,14 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
       return;
     }
   }
-  if (to_half_open(d, *h)) return;
+  // A half-open negotiation of one of those peers (each holds at most kMaxHalfOpenPerPeer).
+  for (auto [it, end] = by_icookie_.equal_range(cookie_key(h->icookie)); it != end; ++it) {
+    Peer& p = *it->second;
+    if (to_half_open(p, d, *h)) {
+      touch(p);
+      return;
+    }
+  }
   // A new Main Mode from a configured peer (RFC 2409 §5: MM1 has a zero responder cookie).
   if (h->exchange != static_cast<std::uint8_t>(ExchangeType::kIdentityProtection) ||
       h->rcookie != kZero || (h->flags & kFlagEncryption) || h->message_id != 0) {
@@ -535,6 +547,7 @@ void Daemon::on_datagram(const dp::DatagramView& d) {
   }
   if (to != nullptr) {
     new_half_open(*to, d, *h);
+    touch(*to);
     return;
   }
   ++counters_.unknown_peer_drops;
@@ -547,10 +560,6 @@ void Daemon::tick() {
   // Sequence-number exhaustion and volume limits come from the data plane (RFC 4303 §3.3.3:
   // a new SA before the counter cycles).
   for (const auto& e : ctx_.installer->poll_events()) on_event(e);
-  for (std::size_t i = half_open_.size(); i-- > 0;) {  // at most kMaxHalfOpen
-    half_open_[i].sa->tick(now);
-    settle_half_open(i);
-  }
   // Only the peers whose next deadline came, or that were touched since the last tick.
   std::vector<Peer*> due;
   while (!timers_.empty() && timers_.top().at <= now) {
@@ -573,7 +582,11 @@ void Daemon::tick_peer(Peer& p, Millis now) {
       if (sa.get() != newest && sa->retiring() && now >= sa->retire_time() && !sa->done() &&
           !sa->failed())
         for (std::uint32_t spi : sa->inbound_spis()) newest->send_esp_delete(spi);
-  sa_visits_ += p.sas.size();
+  sa_visits_ += p.sas.size() + p.half_open.size();
+  for (std::size_t i = p.half_open.size(); i-- > 0;) {
+    p.half_open[i]->tick(now);
+    settle_half_open(p, i);
+  }
   for (std::size_t i = 0; i < p.sas.size(); ++i) p.sas[i]->tick(now);
   housekeeping(p, now);
   reap(p);

@@ -59,10 +59,15 @@ bool is_tunnel_end_reason(const std::string& reason);
 
 // After a failed attempt, a bi-directional connection initiates again after this delay.
 constexpr Millis kRetryAfterFailure{30000};
-// Half-open responder negotiations (an MM1 received, the initiator not yet authenticated by
-// MM5) live in a table of their own, apart from the connection's SAs: they never block or
-// replace our own negotiations. At most kMaxHalfOpen in all and kMaxHalfOpenPerPeer per peer
-// address; a new MM1 over a cap evicts the oldest one (counted in IkeCounters).
+// Half-open responder negotiations (an MM1 from a configured peer's address received, the
+// initiator not yet authenticated by MM5) live in their peer (Daemon::Peer::half_open), apart
+// from its SAs: they never block or replace our own negotiations. Each configured peer has
+// room for one outside any global cap, so that MM1s spoofed from other addresses cannot
+// starve it; its further ones ("extra") are capped at kMaxHalfOpenPerPeer in all per peer and
+// kMaxHalfOpen extra ones over all peers. A new MM1 over a cap evicts, within its own peer
+// only, the oldest negotiation still waiting for MM3 (one that got an MM3 with our responder
+// cookie has shown that it receives what we send); with none such the MM1 is refused. Both
+// are counted in IkeCounters (half_open_peer_cap, half_open_global_cap).
 constexpr std::size_t kMaxHalfOpen = 128;
 constexpr std::size_t kMaxHalfOpenPerPeer = 8;
 
@@ -139,6 +144,10 @@ class Daemon final : public dp::DatagramHandler {
   // grow with the number of connections: lookups are indexed (cookie, peer address,
   // connection name and id) and tick() visits only the peers whose next deadline came.
   std::uint64_t sa_visits() const { return sa_visits_; }
+  // Half-open responder negotiations held now, over all peers (at most the number of
+  // configured peers plus kMaxHalfOpen); extra ones beyond the first of each peer.
+  std::size_t half_open_count() const { return half_open_total_; }
+  std::size_t half_open_extra_count() const { return half_open_extra_; }
 
  private:
   struct Peer;
@@ -160,6 +169,10 @@ class Daemon final : public dp::DatagramHandler {
     Millis due = Millis::max();  // its live entry in timers_ (Millis::max(): none)
     std::vector<std::uint64_t> indexed;  // the initiator cookies it holds in by_icookie_
     bool contacted = false;    // an ISAKMP SA was established with this peer before
+    // Responder negotiations it started, until its MM5 authenticates it (then promoted into
+    // sas) or they fail; oldest first, at most kMaxHalfOpenPerPeer.
+    std::vector<std::unique_ptr<IkeSa>> half_open;
+    std::size_t half_open_counted = 0;  // half_open.size() as in the daemon's totals
     // The connection whose phase-1 settings a new ISAKMP SA takes (DPD too): the first one
     // admin up, else the first.
     Conn* lead() const;
@@ -171,18 +184,20 @@ class Daemon final : public dp::DatagramHandler {
     // (the peer may have moved them there).
     IkeSa* carrier() const;
   };
-  struct HalfOpen {
-    Peer* peer;
-    std::unique_ptr<IkeSa> sa;
-  };
   // Responder cookie for an MM1 (RFC 2408 §2.5.3): from a local secret and the peer's
   // address, port and initiator cookie.
   Cookie responder_cookie(const dp::UdpEndpoint& peer, const Cookie& icookie) const;
-  bool to_half_open(const dp::DatagramView& d, const Header& h);
+  // A message for one of the peer's half-open negotiations (the exact cookie pair, or an MM1
+  // retransmission: zero responder cookie from the same endpoint): handled, true.
+  bool to_half_open(Peer& p, const dp::DatagramView& d, const Header& h);
   void new_half_open(Peer& p, const dp::DatagramView& d, const Header& h);
-  void evict_half_open(dp::Ipv4 peer);
+  // Room for one more half-open negotiation of `p` (evicting within `p`): false if refused.
+  bool make_half_open_room(Peer& p);
   // After a half-open SA was handled or ticked: promoted when established, dropped when failed.
-  void settle_half_open(std::size_t i);
+  void settle_half_open(Peer& p, std::size_t i);
+  // The peer's half-open negotiations changed in number: the daemon's totals follow.
+  void recount_half_open(Peer& p);
+  void drop_half_open(Peer& p);  // all of them (settings changed, admin down, peer erased)
   void promote(Peer& p, std::unique_ptr<IkeSa> sa);
   void housekeeping(Peer& p, Millis now);
   void on_event(const dp::SaEvent& e);
@@ -223,7 +238,8 @@ class Daemon final : public dp::DatagramHandler {
   IkeContext ctx_;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<std::unique_ptr<Peer>> peers_;
-  std::vector<HalfOpen> half_open_;  // oldest first
+  std::size_t half_open_total_ = 0;  // sum of the peers' half_open sizes
+  std::size_t half_open_extra_ = 0;  // the same less each peer's first (capped: kMaxHalfOpen)
   std::unordered_map<std::string, Conn*> conns_by_name_;
   std::unordered_multimap<std::uint32_t, Conn*> conns_by_id_;
   std::unordered_map<std::uint64_t, Peer*> peers_by_pair_;  // (local << 32 | peer address)

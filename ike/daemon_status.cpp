@@ -66,8 +66,8 @@ ConnectionDetail Daemon::detail(const std::string& name) const {
     if ((*it)->state() == IkeSa::State::kActive && (*it)->connection_active(id)) pick = it->get();
   for (auto it = p.sas.rbegin(); it != p.sas.rend() && pick == nullptr; ++it)
     if (!(*it)->failed() && !(*it)->done()) pick = it->get();
-  for (auto it = half_open_.rbegin(); it != half_open_.rend() && pick == nullptr; ++it)
-    if (it->peer == &p && !it->sa->failed()) pick = it->sa.get();
+  for (auto it = p.half_open.rbegin(); it != p.half_open.rend() && pick == nullptr; ++it)
+    if (!(*it)->failed()) pick = it->get();
   if (pick != nullptr) describe_sa(*pick, id, d);
   return d;
 }
@@ -100,8 +100,7 @@ ConnectionStatus Daemon::status(const std::string& name) const {
     }
     st.state = ConnState::kPending;
   }
-  for (const auto& ho : half_open_)
-    if (ho.peer == &p) st.state = ConnState::kPending;
+  if (!p.half_open.empty()) st.state = ConnState::kPending;
   if (st.state == ConnState::kDown && !p.last_error.empty()) {
     st.state = ConnState::kError;
     st.reason = p.last_error;

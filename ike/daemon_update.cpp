@@ -106,7 +106,7 @@ Result<void> Daemon::renegotiate(ConnectionConfig cfg) {
       std::any_of(p->sas.begin(), p->sas.end(), [](const auto& s) { return live(*s); });
   if (!c->cfg.admin_state_up || !holds_sas) {
     // A half-open negotiation the peer started under the old settings is abandoned.
-    if (alone) std::erase_if(half_open_, [&](const HalfOpen& h) { return h.peer == p; });
+    if (alone) drop_half_open(*p);
     log(LogLevel::kInfo, c->cfg.name + ": settings changed; next negotiation uses them");
     return {};
   }
@@ -116,7 +116,7 @@ Result<void> Daemon::renegotiate(ConnectionConfig cfg) {
     // after kRekeyGrace), as for a phase-1 re-establishment. Also for a response-only
     // connection: an operator change is ours to apply. A peer's other connections follow
     // onto the new ISAKMP SA (phase-1 settings are the peer's).
-    std::erase_if(half_open_, [&](const HalfOpen& h) { return h.peer == p; });
+    drop_half_open(*p);
     // The slots whose CHILD SAs the old ISAKMP SAs hold switch outbound on the new one only
     // once the peer can receive (it may install its inbound SA only on our QM3), as rekeys do.
     std::vector<std::uint32_t> carried;
@@ -169,8 +169,8 @@ Result<void> Daemon::set_admin_state(const std::string& name, bool up) {
     }
     for (auto& sa : p.sas)
       if (live(*sa)) sa->add_connection(c->cfg);
-    for (auto& ho : half_open_)
-      if (ho.peer == &p && !ho.sa->failed()) ho.sa->add_connection(c->cfg);
+    for (auto& sa : p.half_open)
+      if (!sa->failed()) sa->add_connection(c->cfg);
     touch(p);
     log(LogLevel::kInfo, name + ": admin state up");
     return {};
@@ -178,7 +178,7 @@ Result<void> Daemon::set_admin_state(const std::string& name, bool up) {
   detach(*c);
   c->cfg.admin_state_up = false;
   if (!p.up()) {
-    std::erase_if(half_open_, [&](const HalfOpen& h) { return h.peer == &p; });
+    drop_half_open(p);
     for (auto& sa : p.sas)
       if (live(*sa)) sa->teardown(true);
     p.sas.clear();

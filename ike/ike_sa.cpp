@@ -251,6 +251,12 @@ void IkeSa::handle(const dp::DatagramView& d, const Header& h) {
   if (state_ == State::kFailed || done_) return;
   const Bytes in(d.payload.begin(), d.payload.end());
   // A retransmitted request: answer from the last response, do not process it again.
+  // A copy of the message that ended an exchange (QM3, MM6) gets no answer: only a request's
+  // copy (a retransmitted QM1 gets our stored QM2 again).
+  if (in == last_in_ && last_in_final_) {
+    log(LogLevel::kDebug, tag() + ": duplicate of an exchange's last message ignored");
+    return;
+  }
   if (in == last_in_ && !last_out_.empty()) {
     log(LogLevel::kInfo, tag() + ": duplicate message, resending last response");
     resend_last();
@@ -339,6 +345,7 @@ void IkeSa::handle_main_mode(const dp::DatagramView& d, const Header& h, const B
     return;
   }
   last_in_ = in;
+  last_in_final_ = role_ == Role::kInitiator && st == TaskStatus::kSuccess;  // MM6
   if (st == TaskStatus::kSuccess) {
     const Millis now = ctx_.clock->now();
     // As responder, the peer starts its Quick Modes right after phase 1: give it the time
@@ -381,6 +388,7 @@ void IkeSa::handle_quick_mode(const dp::DatagramView& d, const Header& h, const 
     it = qms_.emplace(h.message_id, std::move(q)).first;
   }
   Bytes prev_iv = std::exchange(it->second->iv, std::move(iv));
+  const bool qm3 = !it->second->initiator && it->second->stage == Quick::Stage::kQm2Sent;
   with_tentative_peer(d.remote, [&] { qm_process(*it->second, *msg); });
   if (!authenticated_in_) {  // bad HASH: as if it never arrived
     if (new_exchange) qms_.erase(it);
@@ -388,6 +396,7 @@ void IkeSa::handle_quick_mode(const dp::DatagramView& d, const Header& h, const 
     return;
   }
   last_in_ = in;
+  last_in_final_ = qm3;
   if (new_exchange) note_peer_mid(h.message_id);
   prune_quicks();
 }

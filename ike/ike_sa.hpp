@@ -50,9 +50,12 @@ class SteadyClock final : public Clock {
 // What the daemon dropped or refused, and why (Daemon::counters()). Each is a count of events.
 struct IkeCounters {
   std::uint64_t bad_cookie_drops = 0;      // responder cookie not the one issued / known
+  std::uint64_t half_open = 0;             // not a count: half-open negotiations held now
   std::uint64_t half_open_created = 0;     // responder state created by an MM1
-  std::uint64_t half_open_peer_cap = 0;    // oldest half-open of a peer evicted (per-peer cap)
-  std::uint64_t half_open_global_cap = 0;  // oldest half-open evicted (global cap)
+  // A new MM1 over a cap (per peer / extra ones in all): the peer's own oldest half-open
+  // negotiation still waiting for MM3 evicted, or the MM1 refused when none waits for MM3.
+  std::uint64_t half_open_peer_cap = 0;
+  std::uint64_t half_open_global_cap = 0;
   std::uint64_t unknown_peer_drops = 0;    // MM1 from an address no connection has
   std::uint64_t unauthenticated_drops = 0; // undecryptable / unprotected error messages ignored
   std::uint64_t replay_drops = 0;          // authenticated message id seen before
@@ -451,6 +454,10 @@ class IkeSa {
 
   // retransmission / duplicate detection
   Bytes last_in_, last_out_;
+  // last_in_ ended its exchange (QM3 to the responder, MM6 to the initiator): a copy of it
+  // asks for nothing, and answering it with our last message (QM2, MM5) would make the peer
+  // answer that copy in turn, back and forth without end.
+  bool last_in_final_ = false;
   bool waiting_ = false;
   int retransmits_ = 0;
   Millis retransmit_at_{0};

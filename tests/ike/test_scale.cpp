@@ -154,5 +154,38 @@ TEST_F(Quiet, WorkPerDatagramAndTickDoesNotGrowWithConnections) {
   EXPECT_EQ(large.known_cookie, small.known_cookie);
 }
 
+// 300 peers that all start Main Mode in the same tick (a restart of the gateway, a shared
+// uplink back), as charon's 300 addresses do in scripts/bench-ike: here B initiates to A, whose
+// connections are response-only. Each peer's first half-open negotiation is outside the global
+// cap, so A keeps all 300 until their MM3s come and every tunnel comes up. With one cap of 128
+// for all, the oldest were evicted before their MM3 (docs/performance.md: 132/300 with charon).
+TEST_F(Quiet, ManyPeersStartingMainModeAtOnceAllComeUp) {
+  constexpr int n = 300;
+  Many m(n);
+  for (int k = 0; k < n; ++k) {
+    ConnectionConfig gw = conn(true, k);
+    gw.initiator = InitiatorMode::kResponseOnly;
+    EXPECT_TRUE(m.a.add_connection(std::move(gw)).ok());
+    ConnectionConfig peer = conn(false, k);
+    peer.initiator = InitiatorMode::kBidirectional;
+    EXPECT_TRUE(m.b.update_in_place(std::move(peer)).ok());
+  }
+  m.clock.t += Millis{20};
+  m.b.tick();  // 300 MM1s on the network before any answer
+  ASSERT_EQ(m.net.q.size(), static_cast<std::size_t>(n));
+  for (int k = 0; k < n; ++k) {
+    Packet p = m.net.q.front();
+    m.net.q.pop_front();
+    m.a.on_datagram({p.to, p.from, p.data});
+  }
+  EXPECT_EQ(m.a.half_open_count(), static_cast<std::size_t>(n));
+  EXPECT_EQ(m.a.half_open_extra_count(), 0u);
+  m.pump();
+  EXPECT_EQ(m.active(), n);
+  EXPECT_EQ(m.a.half_open_count(), 0u);
+  EXPECT_EQ(m.a.counters().half_open_global_cap, 0u);
+  EXPECT_EQ(m.a.counters().half_open_peer_cap, 0u);
+}
+
 }  // namespace
 }  // namespace ipsecgw::ike::test

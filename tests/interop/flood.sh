@@ -12,9 +12,12 @@
 #    last_rekey_at in /ipsecgw/connections changes while the flood runs;
 #  - a third peer sets up a new tunnel during the flood (swanctl --initiate) and a ping crosses it.
 #    Its address is not among the spoofed ones unless FLOOD_SPOOF_NEW_PEER=1: MM1s spoofed from
-#    a peer's own address at hundreds per second evict its genuine half-open SA (per-peer cap
-#    kMaxHalfOpenPerPeer, oldest first) before its MM3 arrives, and IKEv1 gives the responder
-#    no stateless way to survive that (it needs MM1's SA payload for HASH_I);
+#    a peer's own address at hundreds per second can evict its genuine half-open SA (per-peer
+#    cap kMaxHalfOpenPerPeer = 8; the peer's own oldest negotiation still waiting for MM3 goes,
+#    never another peer's, never one past MM3) before its MM3 arrives, and IKEv1 gives the
+#    responder no stateless way to survive that (it needs MM1's SA payload for HASH_I). MM1s
+#    spoofed from other addresses cannot: each configured peer's first half-open negotiation
+#    is outside the global cap (docs/design.md, "Half-open policy");
 #  - ipsecgw's RSS grows by at most 8 MiB over the flood (sampled every second);
 #  - the counters show what was dropped and why: the IKE defences moved (bad_cookie_drops,
 #    half_open_created and a half-open cap, unknown_peer_drops), echo requests over the rate
