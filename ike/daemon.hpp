@@ -139,6 +139,12 @@ class Daemon final : public dp::DatagramHandler {
   // grow with the number of connections: lookups are indexed (cookie, peer address,
   // connection name and id) and tick() visits only the peers whose next deadline came.
   std::uint64_t sa_visits() const { return sa_visits_; }
+  // The names of the connections whose status() or detail() may have changed since the last
+  // call (each once; removed connections are not named): those of every peer whose IKE SAs
+  // were touched or ticked, and of the peers whose half-open negotiations changed. The work is
+  // that of the changes, not of the connections (ike/daemon_status.cpp), so that the caller
+  // refreshes only these rows (app/connections.cpp).
+  std::vector<std::string> take_status_changes();
 
  private:
   struct Peer;
@@ -160,6 +166,7 @@ class Daemon final : public dp::DatagramHandler {
     Millis due = Millis::max();  // its live entry in timers_ (Millis::max(): none)
     std::vector<std::uint64_t> indexed;  // the initiator cookies it holds in by_icookie_
     bool contacted = false;    // an ISAKMP SA was established with this peer before
+    bool status_marked = false;  // in status_marks_ (take_status_changes)
     // The connection whose phase-1 settings a new ISAKMP SA takes (DPD too): the first one
     // admin up, else the first.
     Conn* lead() const;
@@ -217,6 +224,8 @@ class Daemon final : public dp::DatagramHandler {
   Millis next_due(const Peer& p, Millis now) const;
   void tick_peer(Peer& p, Millis now);
   void erase_peer(Peer* p);
+  // The peer's connections' status may have changed (take_status_changes names them).
+  void mark_status(Peer& p);
 
   IkeCounters counters_;
   KeySource default_keys_;
@@ -240,6 +249,17 @@ class Daemon final : public dp::DatagramHandler {
   std::uint64_t next_serial_ = 1;
   std::uint64_t sa_visits_ = 0;
   crypto::SecureBytes cookie_secret_;
+  // take_status_changes: the peers marked since (by serial), and the half-open negotiations
+  // as of the last call (peer serial, SA, state, failed), compared with the current ones.
+  std::vector<std::uint64_t> status_marks_;
+  struct HalfOpenSeen {
+    std::uint64_t serial;
+    const IkeSa* sa;
+    IkeSa::State state;
+    bool failed;
+    auto operator<=>(const HalfOpenSeen&) const = default;
+  };
+  std::vector<HalfOpenSeen> half_open_seen_;
 };
 
 }  // namespace ipsecgw::ike

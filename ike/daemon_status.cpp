@@ -1,5 +1,7 @@
 // Daemon::detail: a connection's status with the state of its IKE SA's phases, the
 // algorithms, and the peer's endpoint as we reach it now.
+#include <algorithm>
+#include <iterator>
 #include <string>
 
 #include "ike/daemon.hpp"
@@ -107,6 +109,40 @@ ConnectionStatus Daemon::status(const std::string& name) const {
     st.reason = p.last_error;
   }
   return st;
+}
+
+void Daemon::mark_status(Peer& p) {
+  if (p.status_marked) return;
+  p.status_marked = true;
+  status_marks_.push_back(p.serial);
+}
+
+// Half-open negotiations (at most kMaxHalfOpen) change in datagrams and ticks of their own:
+// the peers of those that appeared, went or moved on since the last call are marked.
+std::vector<std::string> Daemon::take_status_changes() {
+  std::vector<HalfOpenSeen> seen;
+  seen.reserve(half_open_.size());
+  for (const auto& ho : half_open_)
+    seen.push_back({ho.peer->serial, ho.sa.get(), ho.sa->state(), ho.sa->failed()});
+  std::sort(seen.begin(), seen.end());
+  if (seen != half_open_seen_) {
+    std::vector<HalfOpenSeen> moved;
+    std::set_symmetric_difference(seen.begin(), seen.end(), half_open_seen_.begin(),
+                                  half_open_seen_.end(), std::back_inserter(moved));
+    for (const auto& m : moved)
+      if (auto it = peers_by_serial_.find(m.serial); it != peers_by_serial_.end())
+        mark_status(*it->second);
+    half_open_seen_ = std::move(seen);
+  }
+  std::vector<std::string> names;
+  for (std::uint64_t serial : status_marks_) {
+    auto it = peers_by_serial_.find(serial);
+    if (it == peers_by_serial_.end()) continue;  // erased, with its connections
+    it->second->status_marked = false;
+    for (const Conn* c : it->second->conns) names.push_back(c->cfg.name);
+  }
+  status_marks_.clear();
+  return names;
 }
 
 }  // namespace ipsecgw::ike
