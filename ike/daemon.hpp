@@ -134,6 +134,7 @@ class Daemon final : public dp::DatagramHandler {
   // (DH private key, g^xy, SKEYID): zero (key hygiene; for tests and audits).
   std::size_t sas_holding_spent_secrets() const;
   std::vector<std::string> connection_names() const;
+  bool has_connection(const std::string& name) const;  // by the name index
   // IKE SAs examined so far by on_datagram (finding the SA a datagram is for), tick and the
   // data plane's events. Tests check that the work per datagram and per idle tick does not
   // grow with the number of connections: lookups are indexed (cookie, peer address,

@@ -111,6 +111,8 @@ ConnectionStatus Daemon::status(const std::string& name) const {
   return st;
 }
 
+bool Daemon::has_connection(const std::string& name) const { return find_conn(name) != nullptr; }
+
 void Daemon::mark_status(Peer& p) {
   if (p.status_marked) return;
   p.status_marked = true;
