@@ -74,16 +74,24 @@ void ConnectionStatus::add_static_connections(const Config& cfg) {
 }
 
 void ConnectionStatus::add_ike_connection(std::string name, dp::Ipv4 peer) {
-  ike_conns_.push_back({std::move(name), peer, {}, {}, {}});
+  if (by_name_.count(name) != 0) remove_ike_connection(name);
+  added_.push_back(name);
+  ike_conns_.push_back({name, peer, {}, {}, {}});
+  by_name_[std::move(name)] = std::prev(ike_conns_.end());
 }
 
 void ConnectionStatus::remove_ike_connection(const std::string& name) {
-  for (std::size_t i = 0; i < ike_conns_.size(); ++i) {
-    if (ike_conns_[i].name != name) continue;
-    ike_conns_.erase(ike_conns_.begin() + static_cast<std::ptrdiff_t>(i));
-    removed_ = true;
-    return;
-  }
+  auto it = by_name_.find(name);
+  if (it == by_name_.end()) return;
+  if (sweep_at_ == it->second) ++sweep_at_;
+  ike_conns_.erase(it->second);
+  by_name_.erase(it);
+  removed_ = true;
+}
+
+const ConnectionStatus::IkeConn* ConnectionStatus::find(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &*it->second;
 }
 
 ConnRow ConnectionStatus::ike_row(const ike::Daemon& ike, const IkeConn& c) {
@@ -165,10 +173,9 @@ std::vector<ConnRow> ConnectionStatus::current_rows(const ike::Daemon* ike) cons
 }
 
 ConnRow ConnectionStatus::current_row(const ike::Daemon& ike, const std::string& name) const {
-  for (const IkeConn& c : ike_conns_) {
-    if (c.name != name) continue;
-    ConnRow r = ike_row(ike, c);
-    carry_history(c, r);
+  if (const IkeConn* c = find(name)) {
+    ConnRow r = ike_row(ike, *c);
+    carry_history(*c, r);
     return r;
   }
   ConnRow r;
@@ -176,27 +183,51 @@ ConnRow ConnectionStatus::current_row(const ike::Daemon& ike, const std::string&
   return r;
 }
 
-bool ConnectionStatus::refresh(const ike::Daemon& ike, dp::SaInstaller* sas,
+bool ConnectionStatus::examine(const ike::Daemon& ike, IkeConn& c, dp::SaInstaller* sas,
+                               bool traffic, WallClock::time_point now) {
+  ++rows_examined_;
+  c.examined_in = refreshes_;
+  ConnRow r = ike_row(ike, c);
+  carry_history(c, r);
+  note_transitions(c, r, now);
+  const bool pair_changed = r.spi_in != c.last.spi_in || r.spi_out != c.last.spi_out;
+  if (sas != nullptr && (traffic || pair_changed)) read_traffic(c, r, *sas);
+  if (r == c.last) return false;
+  if (!same_status(r, c.last)) {
+    if (r.state == "ERROR")
+      APP_LOG(WARNING, "%s", describe_row(r).c_str());
+    else
+      APP_LOG(NOTICE, "%s", describe_row(r).c_str());
+  }
+  c.last = std::move(r);
+  return true;
+}
+
+bool ConnectionStatus::refresh(ike::Daemon& ike, dp::SaInstaller* sas,
                                WallClock::time_point now) {
   bool changed = removed_;
   removed_ = false;
-  const bool traffic_due = sas != nullptr && now >= next_traffic_;
-  if (traffic_due) next_traffic_ = now + kTrafficEvery;
-  for (IkeConn& c : ike_conns_) {
-    ConnRow r = ike_row(ike, c);
-    carry_history(c, r);
-    note_transitions(c, r, now);
-    const bool pair_changed = r.spi_in != c.last.spi_in || r.spi_out != c.last.spi_out;
-    if (sas != nullptr && (traffic_due || pair_changed)) read_traffic(c, r, *sas);
-    if (r == c.last) continue;
-    changed = true;
-    if (!same_status(r, c.last)) {
-      if (r.state == "ERROR")
-        APP_LOG(WARNING, "%s", describe_row(r).c_str());
-      else
-        APP_LOG(NOTICE, "%s", describe_row(r).c_str());
+  std::vector<std::string> names = std::move(added_);
+  added_.clear();
+  auto more = ike.take_status_changes();
+  names.insert(names.end(), std::make_move_iterator(more.begin()),
+               std::make_move_iterator(more.end()));
+  ++refreshes_;
+  for (const std::string& name : names)
+    if (auto it = by_name_.find(name); it != by_name_.end() && it->second->examined_in != refreshes_)
+      changed |= examine(ike, *it->second, sas, false, now);
+  if (sweep_left_ == 0 && now >= next_sweep_ && !ike_conns_.empty()) {
+    sweep_left_ = ike_conns_.size();
+    sweep_at_ = ike_conns_.begin();
+    next_sweep_ = now + kTrafficEvery;
+  }
+  for (std::size_t n = 0; n < kSweepPerRefresh && sweep_left_ > 0; ++n, --sweep_left_) {
+    if (sweep_at_ == ike_conns_.end()) sweep_at_ = ike_conns_.begin();
+    if (sweep_at_ == ike_conns_.end()) {
+      sweep_left_ = 0;
+      break;
     }
-    c.last = std::move(r);
+    changed |= examine(ike, *sweep_at_++, sas, true, now);
   }
   return changed;
 }

@@ -8,7 +8,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <list>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "app/config.hpp"
@@ -76,12 +78,20 @@ class ConnectionStatus {
   // refresh(); a row with only the name when it is not known.
   ConnRow current_row(const ike::Daemon& ike, const std::string& name) const;
 
-  // Reads the IKE connections' status, logs each one whose status changed since the last call
-  // (the first call logs all) and returns true when any row changed; rows() then gives the new
-  // rows. With `sas`, the traffic counters of each connection's SAs are read at most once a
-  // second (at `now`).
-  bool refresh(const ike::Daemon& ike, dp::SaInstaller* sas = nullptr,
+  // Reads the status of the IKE connections that may have changed (ike::Daemon::
+  // take_status_changes, and those added since), logs each one whose status changed since the
+  // last call (a new connection: its first status) and returns true when any row changed;
+  // rows() then gives the new rows. Besides, a sweep re-reads at most kSweepPerRefresh other
+  // rows per call, in order, starting over at most once a second: with `sas` it reads their
+  // traffic counters (each connection's at most once a second, less often with more than
+  // kSweepPerRefresh * the refreshes per second), and it catches any change not reported.
+  // The rows examined per call are thus the changed ones plus kSweepPerRefresh, whatever the
+  // number of idle connections.
+  bool refresh(ike::Daemon& ike, dp::SaInstaller* sas = nullptr,
                WallClock::time_point now = WallClock::now());
+  static constexpr std::size_t kSweepPerRefresh = 50;
+  // Rows examined (read from the daemon) by refresh() so far: for tests of the work per tick.
+  std::uint64_t rows_examined() const noexcept { return rows_examined_; }
   // The static rows, then the IKE rows as of the last refresh().
   std::vector<ConnRow> rows() const;
 
@@ -95,17 +105,29 @@ class ConnectionStatus {
     ConnRow last;     // as of the last refresh()
     Traffic before;   // the replaced SA pairs' totals
     Traffic current;  // the current pair as last read
+    std::uint64_t examined_in = 0;  // the refresh() that last read it (each once per call)
   };
   static ConnRow ike_row(const ike::Daemon& ike, const IkeConn& c);
   // Times and traffic carried from the previous row into `r` (computed now).
   static void carry_history(const IkeConn& c, ConnRow& r);
   void note_transitions(IkeConn& c, ConnRow& r, WallClock::time_point now) const;
   static void read_traffic(IkeConn& c, ConnRow& r, dp::SaInstaller& sas);
+  // Reads one row from the daemon (traffic too with `sas`); true when it changed.
+  bool examine(const ike::Daemon& ike, IkeConn& c, dp::SaInstaller* sas, bool traffic,
+               WallClock::time_point now);
+  const IkeConn* find(const std::string& name) const;
 
   std::vector<ConnRow> static_rows_;
-  std::vector<IkeConn> ike_conns_;
+  std::list<IkeConn> ike_conns_;  // in the order added
+  std::unordered_map<std::string, std::list<IkeConn>::iterator> by_name_;
+  std::vector<std::string> added_;  // since the last refresh(): examined by the next one
   bool removed_ = false;  // a connection went since the last refresh()
-  WallClock::time_point next_traffic_{};
+  // The sweep: the next row, the rows left in this round, when the next round may start.
+  std::list<IkeConn>::iterator sweep_at_ = ike_conns_.end();
+  std::size_t sweep_left_ = 0;
+  WallClock::time_point next_sweep_{};
+  std::uint64_t rows_examined_ = 0;
+  std::uint64_t refreshes_ = 0;
 };
 
 }  // namespace ipsecgw::app

@@ -65,6 +65,13 @@ Result<ike::ConnectionConfig> ike_connection_config(const model::State& s,
                                                     const model::Environment& env,
                                                     const model::SiteConnection& c,
                                                     const IkeGatewayParams& gw) {
+  return ike_connection_config(model::StateLookup(s), env, c, gw);
+}
+
+Result<ike::ConnectionConfig> ike_connection_config(const model::StateLookup& s,
+                                                    const model::Environment& env,
+                                                    const model::SiteConnection& c,
+                                                    const IkeGatewayParams& gw) {
   const model::IkePolicy* ikp = s.ikepolicy(c.ikepolicy_id);
   const model::IpsecPolicy* esp = s.ipsecpolicy(c.ipsecpolicy_id);
   if (ikp == nullptr || esp == nullptr) return make_error("ikepolicy/ipsecpolicy: not found");

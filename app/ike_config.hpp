@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "app/config.hpp"
+#include "app/model/lookup.hpp"
 #include "app/model/model.hpp"
 #include "common/result.hpp"
 #include "ike/config.hpp"
@@ -35,6 +36,11 @@ struct IkeGatewayParams {
   std::uint16_t port_mtu = 1500;  // the unprotected port's mtu
 };
 Result<ike::ConnectionConfig> ike_connection_config(const model::State& s,
+                                                    const model::Environment& env,
+                                                    const model::SiteConnection& c,
+                                                    const IkeGatewayParams& gw);
+// The same through a lookup built once for many connections (the reconciler).
+Result<ike::ConnectionConfig> ike_connection_config(const model::StateLookup& s,
                                                     const model::Environment& env,
                                                     const model::SiteConnection& c,
                                                     const IkeGatewayParams& gw);

@@ -1,5 +1,7 @@
 #include "app/reconciler.hpp"
 
+#include "app/scan_steps.hpp"
+
 #include <algorithm>
 
 #include "app/logging.hpp"
@@ -74,7 +76,8 @@ const char* neutron_status(ike::ConnState s) noexcept {
   return "ERROR";
 }
 
-void Reconciler::apply(const std::vector<Change>& changes, const model::State& next) {
+void Reconciler::apply(const std::vector<Change>& changes, const model::State& state) {
+  const model::StateLookup next(state);  // one pass; then a lookup per object, not a walk
   for (const Action& a : plan(changes)) {
     APP_LOG(INFO, "reconciler: connection %s: %s%s", a.id.c_str(), to_string(a.kind),
             a.kind == Action::Kind::kAdd ? (a.enabled ? " (enabled)" : " (disabled)") : "");
@@ -91,12 +94,11 @@ void Reconciler::apply(const std::vector<Change>& changes, const model::State& n
 
 std::string Reconciler::ike_name_for(const model::SiteConnection& c) const {
   if (c.name.empty()) return c.id;
-  for (const auto& n : ike_.connection_names())
-    if (n == c.name) return c.id;
-  return c.name;
+  count_scan_steps();
+  return ike_.has_connection(c.name) ? c.id : c.name;
 }
 
-void Reconciler::add(const model::State& next, const std::string& id, bool enabled) {
+void Reconciler::add(const model::StateLookup& next, const std::string& id, bool enabled) {
   const model::SiteConnection* c = next.connection(id);
   if (c == nullptr) return;
   Entry& e = entries_[id];
@@ -170,7 +172,7 @@ void Reconciler::remove_drop_traps(Entry& e, std::size_t from) {
   e.drop_traps = std::min(e.drop_traps, from);
 }
 
-std::optional<ike::ConnectionConfig> Reconciler::config_for(const model::State& next,
+std::optional<ike::ConnectionConfig> Reconciler::config_for(const model::StateLookup& next,
                                                            const std::string& id) {
   const model::SiteConnection* c = next.connection(id);
   auto it = entries_.find(id);
@@ -189,7 +191,7 @@ std::optional<ike::ConnectionConfig> Reconciler::config_for(const model::State& 
   return std::move(*k);
 }
 
-void Reconciler::readd(const model::State& next, const std::string& id) {
+void Reconciler::readd(const model::StateLookup& next, const std::string& id) {
   auto it = entries_.find(id);
   const bool enabled = it != entries_.end() && it->second.enabled;
   remove(id);
@@ -198,7 +200,7 @@ void Reconciler::readd(const model::State& next, const std::string& id) {
 
 // Name, description, dpd, mtu, initiator: the IKE daemon takes them without renegotiating
 // (the MTU reaches the installed outbound SAs). The IKE name stays the one it was added with.
-void Reconciler::apply_in_place(const model::State& next, const std::string& id) {
+void Reconciler::apply_in_place(const model::StateLookup& next, const std::string& id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   if (it->second.ike_name.empty()) return readd(next, id);  // refused before: try again
@@ -214,7 +216,7 @@ void Reconciler::apply_in_place(const model::State& next, const std::string& id)
 // Policies, PSK, peer, identities or CIDRs changed: this connection alone negotiates new SAs
 // before its old ones go (make-before-break); a disabled one's drop policy follows its
 // selectors.
-void Reconciler::renegotiate(const model::State& next, const std::string& id) {
+void Reconciler::renegotiate(const model::StateLookup& next, const std::string& id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   Entry& e = it->second;
@@ -240,7 +242,7 @@ void Reconciler::renegotiate(const model::State& next, const std::string& id) {
 
 // Disable: the drop policy is in place before the SAs go (Delete to the peer). Enable: the
 // IKE daemon takes over the drop policy as its trap and negotiates.
-void Reconciler::set_admin_state(const model::State& next, const std::string& id, bool up) {
+void Reconciler::set_admin_state(const model::StateLookup& next, const std::string& id, bool up) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   Entry& e = it->second;

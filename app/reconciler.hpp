@@ -25,6 +25,7 @@
 #include "app/connections.hpp"
 #include "app/ike_config.hpp"
 #include "app/model/diff.hpp"
+#include "app/model/lookup.hpp"
 #include "app/model/model.hpp"
 #include "dataplane/api/sa_installer.hpp"
 #include "ike/daemon.hpp"
@@ -79,16 +80,16 @@ class Reconciler {
     std::size_t drop_traps = 0;
     std::string error;
   };
-  void add(const model::State& next, const std::string& id, bool enabled);
+  void add(const model::StateLookup& next, const std::string& id, bool enabled);
   void remove(const std::string& id);
-  void apply_in_place(const model::State& next, const std::string& id);
-  void renegotiate(const model::State& next, const std::string& id);
-  void set_admin_state(const model::State& next, const std::string& id, bool up);
+  void apply_in_place(const model::StateLookup& next, const std::string& id);
+  void renegotiate(const model::StateLookup& next, const std::string& id);
+  void set_admin_state(const model::StateLookup& next, const std::string& id, bool up);
   // The IKE configuration of an added connection, under its IKE name and conn_id; empty (and
   // false) when it has none (IKE refused it) or it cannot be built.
-  std::optional<ike::ConnectionConfig> config_for(const model::State& next, const std::string& id);
+  std::optional<ike::ConnectionConfig> config_for(const model::StateLookup& next, const std::string& id);
   // Remove and add again: for a connection IKE refused, which has nothing to update.
-  void readd(const model::State& next, const std::string& id);
+  void readd(const model::StateLookup& next, const std::string& id);
   std::string ike_name_for(const model::SiteConnection& c) const;
   // The drop policies of a disabled connection follow its subnet pairs.
   void install_drop_traps(Entry& e, const std::vector<ike::Selector>& sel);

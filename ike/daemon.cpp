@@ -156,6 +156,7 @@ void Daemon::schedule(Peer& p, Millis at) {
 }
 
 void Daemon::touch(Peer& p) {
+  mark_status(p);
   index_cookies(p);
   schedule(p, Millis{0});
 }
@@ -574,6 +575,7 @@ void Daemon::tick() {
 }
 
 void Daemon::tick_peer(Peer& p, Millis now) {
+  mark_status(p);  // its SAs' timers may fail, retire or rekey them
   // A replaced ISAKMP SA about to be retired: its CHILD SAs' Deletes also go out under the
   // newest ISAKMP SA, since the peer may have moved them there (strongSwan adopts IKEv1
   // CHILD SAs into a re-established ISAKMP SA and ignores Deletes under the old one).

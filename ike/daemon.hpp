@@ -139,6 +139,7 @@ class Daemon final : public dp::DatagramHandler {
   // (DH private key, g^xy, SKEYID): zero (key hygiene; for tests and audits).
   std::size_t sas_holding_spent_secrets() const;
   std::vector<std::string> connection_names() const;
+  bool has_connection(const std::string& name) const;  // by the name index
   // IKE SAs examined so far by on_datagram (finding the SA a datagram is for), tick and the
   // data plane's events. Tests check that the work per datagram and per idle tick does not
   // grow with the number of connections: lookups are indexed (cookie, peer address,
@@ -148,6 +149,12 @@ class Daemon final : public dp::DatagramHandler {
   // configured peers plus kMaxHalfOpen); extra ones beyond the first of each peer.
   std::size_t half_open_count() const { return half_open_total_; }
   std::size_t half_open_extra_count() const { return half_open_extra_; }
+  // The names of the connections whose status() or detail() may have changed since the last
+  // call (each once; removed connections are not named): those of every peer whose IKE SAs
+  // were touched or ticked, and of the peers whose half-open negotiations changed. The work is
+  // that of the changes, not of the connections (ike/daemon_status.cpp), so that the caller
+  // refreshes only these rows (app/connections.cpp).
+  std::vector<std::string> take_status_changes();
 
  private:
   struct Peer;
@@ -173,6 +180,7 @@ class Daemon final : public dp::DatagramHandler {
     // sas) or they fail; oldest first, at most kMaxHalfOpenPerPeer.
     std::vector<std::unique_ptr<IkeSa>> half_open;
     std::size_t half_open_counted = 0;  // half_open.size() as in the daemon's totals
+    bool status_marked = false;  // in status_marks_ (take_status_changes)
     // The connection whose phase-1 settings a new ISAKMP SA takes (DPD too): the first one
     // admin up, else the first.
     Conn* lead() const;
@@ -232,6 +240,8 @@ class Daemon final : public dp::DatagramHandler {
   Millis next_due(const Peer& p, Millis now) const;
   void tick_peer(Peer& p, Millis now);
   void erase_peer(Peer* p);
+  // The peer's connections' status may have changed (take_status_changes names them).
+  void mark_status(Peer& p);
 
   IkeCounters counters_;
   KeySource default_keys_;
@@ -256,6 +266,8 @@ class Daemon final : public dp::DatagramHandler {
   std::uint64_t next_serial_ = 1;
   std::uint64_t sa_visits_ = 0;
   crypto::SecureBytes cookie_secret_;
+  // take_status_changes: the peers marked since (by serial).
+  std::vector<std::uint64_t> status_marks_;
 };
 
 }  // namespace ipsecgw::ike

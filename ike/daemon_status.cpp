@@ -1,5 +1,7 @@
 // Daemon::detail: a connection's status with the state of its IKE SA's phases, the
 // algorithms, and the peer's endpoint as we reach it now.
+#include <algorithm>
+#include <iterator>
 #include <string>
 
 #include "ike/daemon.hpp"
@@ -106,6 +108,28 @@ ConnectionStatus Daemon::status(const std::string& name) const {
     st.reason = p.last_error;
   }
   return st;
+}
+
+bool Daemon::has_connection(const std::string& name) const { return find_conn(name) != nullptr; }
+
+void Daemon::mark_status(Peer& p) {
+  if (p.status_marked) return;
+  p.status_marked = true;
+  status_marks_.push_back(p.serial);
+}
+
+// Half-open negotiations live in their peer: the datagrams and ticks that change them mark the
+// peer (ike/daemon_half_open.cpp), so the work here is that of the marks alone.
+std::vector<std::string> Daemon::take_status_changes() {
+  std::vector<std::string> names;
+  for (std::uint64_t serial : status_marks_) {
+    auto it = peers_by_serial_.find(serial);
+    if (it == peers_by_serial_.end()) continue;  // erased, with its connections
+    it->second->status_marked = false;
+    for (const Conn* c : it->second->conns) names.push_back(c->cfg.name);
+  }
+  status_marks_.clear();
+  return names;
 }
 
 }  // namespace ipsecgw::ike

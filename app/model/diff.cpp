@@ -1,10 +1,12 @@
 #include "app/model/diff.hpp"
 
+#include "app/model/lookup.hpp"
+
 namespace ipsecgw::model {
 
 namespace {
 
-bool enabled(const State& s, const SiteConnection& c) {
+bool enabled(const StateLookup& s, const SiteConnection& c) {
   const VpnService* v = s.vpnservice(c.vpnservice_id);
   return c.admin_state_up && v && v->admin_state_up;
 }
@@ -46,9 +48,12 @@ const char* to_string(ConnectionChange::Kind k) noexcept {
   return "?";
 }
 
-std::vector<ConnectionChange> diff(const State& prev, const State& next, const Environment& env) {
+std::vector<ConnectionChange> diff(const State& prev_state, const State& next_state,
+                                   const Environment& env) {
+  // Each connection's objects by id (a walk per lookup would make the diff quadratic).
+  const StateLookup prev(prev_state), next(next_state);
   std::vector<ConnectionChange> out;
-  for (const auto& n : next.ipsec_site_connections) {
+  for (const auto& n : next_state.ipsec_site_connections) {
     const SiteConnection* o = prev.connection(n.id);
     ConnectionChange ch;
     ch.id = n.id;
@@ -97,7 +102,7 @@ std::vector<ConnectionChange> diff(const State& prev, const State& next, const E
     ch.changed.insert(ch.changed.end(), other.begin(), other.end());
     out.push_back(std::move(ch));
   }
-  for (const auto& o : prev.ipsec_site_connections) {
+  for (const auto& o : prev_state.ipsec_site_connections) {
     if (next.connection(o.id)) continue;
     ConnectionChange ch;
     ch.kind = ConnectionChange::Kind::kDeleted;

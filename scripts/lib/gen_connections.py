@@ -51,9 +51,12 @@ def tunnel(i, seed=0):
     }
 
 
-def render(n, replay_window=64, seed=0, mbufs=0):
+def render(n, replay_window=64, seed=0, mbufs=0, ike=False):
+    """The YAML; with ike, IKEv1 (PSK, response-only: idle until the peer initiates) instead of
+    manual keys."""
+    kind = "IKE (response-only)" if ike else "static"
     out = [
-        f"# {n} static site connections, written by scripts/lib/gen_connections.py (seed {seed}).",
+        f"# {n} {kind} site connections, written by scripts/lib/gen_connections.py (seed {seed}).",
         "vpnservice:",
         "  name: many",
         "  ports:",
@@ -70,6 +73,11 @@ def render(n, replay_window=64, seed=0, mbufs=0):
         f"  mbufs: {mbufs}",
         "ipsecpolicies:",
         "  - {name: esp-aes128-sha1, encryption_algorithm: aes-128, auth_algorithm: sha1}",
+    ]
+    if ike:
+        out += ["ikepolicies:",
+                "  - {name: ike-aes128-sha1, encryption_algorithm: aes-128, auth_algorithm: sha1}"]
+    out += [
         "endpoint_groups:",
     ]
     ts = [tunnel(i, seed) for i in range(n)]
@@ -83,6 +91,15 @@ def render(n, replay_window=64, seed=0, mbufs=0):
             f"    peer_cidrs: [{t['peer_subnet']}]",
             f"    local_ep_group: {t['name']}-local",
             "    ipsecpolicy: esp-aes128-sha1",
+        ]
+        if ike:
+            out += [
+                "    ikepolicy: ike-aes128-sha1",
+                "    initiator: response-only",
+                f"    psk: \"{t['in_auth'].hex()}\"",
+            ]
+            continue
+        out += [
             "    manual_keys:",
             f"      inbound: {{spi: {t['spi_in']:#x}, encryption_key: {t['in_enc'].hex()}, "
             f"auth_key: {t['in_auth'].hex()}}}",

@@ -21,7 +21,7 @@ class ConnStatus : public ike::test::Quiet {};
 
 WallClock::time_point at(long s) { return WallClock::time_point(std::chrono::seconds(s)); }
 
-ConnRow refreshed(ConnectionStatus& cs, const ike::Daemon& d, dp::SaInstaller* sas,
+ConnRow refreshed(ConnectionStatus& cs, ike::Daemon& d, dp::SaInstaller* sas,
                   WallClock::time_point now) {
   cs.refresh(d, sas, now);
   return cs.rows().at(0);
@@ -208,6 +208,119 @@ TEST_F(ConnStatus, OneLogLinePerStatusChangeNotPerCounterChange) {
   same.spi_in ^= 1;
   EXPECT_FALSE(same_status(r, same));
   EXPECT_NE(describe_row(r).find("ACTIVE spi_in 0x"), std::string::npos);
+}
+
+// ---- the refresh at many connections (issue #12): the rows the daemon reports changed, plus
+// a bounded sweep; counted (rows_examined), not timed ----
+
+// `n` idle response-only connections on daemon `d`, each to its own peer that never speaks,
+// added to `cs` too (before the connection under test, so that the sweep reaches that last).
+void add_idle(ike::Daemon& d, ConnectionStatus& cs, int n, bool a_side) {
+  for (int i = 0; i < n; ++i) {
+    ike::ConnectionConfig c = ike::test::make_conn(a_side, {}, {});
+    c.name = "idle" + std::to_string(i);
+    c.id = static_cast<std::uint32_t>(100 + i);
+    c.peer_addr = 0xcb000000U + 0x10000U + static_cast<dp::Ipv4>(i);
+    c.local_subnet = {0x0a800000U + (static_cast<dp::Ipv4>(i) << 8), 24};
+    c.peer_subnet = {0xac800000U + (static_cast<dp::Ipv4>(i) << 8), 24};
+    c.initiator = ike::InitiatorMode::kResponseOnly;
+    ASSERT_TRUE(d.add_connection(std::move(c)).ok());
+    cs.add_ike_connection("idle" + std::to_string(i), 0xcb000000U + 0x10000U + i);
+  }
+}
+
+ConnRow row_of(const std::vector<ConnRow>& rows, const std::string& name) {
+  for (const ConnRow& r : rows)
+    if (r.name == name) return r;
+  return {};
+}
+
+// The most rows one refresh examines over 3 s of 20 ms ticks, once every row was seen and
+// every peer ticked once (the daemon ticks a peer once after it is added).
+std::uint64_t max_rows_per_idle_tick(int n) {
+  Pair p(ike::test::kDefaults);
+  p.initiate();
+  ConnectionStatus cs;
+  add_idle(p.a, cs, n, true);
+  cs.add_ike_connection("site", kAddrB);
+  cs.refresh(p.a, &p.ia, at(0));
+  std::uint64_t most = 0;
+  for (int t = 1; t <= 150; ++t) {
+    p.clock.t += ike::Millis{20};
+    p.a.tick();
+    const std::uint64_t before = cs.rows_examined();
+    cs.refresh(p.a, &p.ia, at(0) + std::chrono::milliseconds(20 * t));
+    if (t > 2) most = std::max(most, cs.rows_examined() - before);
+  }
+  return most;
+}
+
+TEST_F(ConnStatus, RowsExaminedPerTickDoNotGrowWithIdleConnections) {
+  const std::uint64_t small = max_rows_per_idle_tick(100);
+  const std::uint64_t large = max_rows_per_idle_tick(3000);
+  // The sweep's share, and the few rows whose peers' timers came (none here): not 100 or 3,000.
+  EXPECT_LE(small, ConnectionStatus::kSweepPerRefresh + 2);
+  EXPECT_LE(large, ConnectionStatus::kSweepPerRefresh + 2);
+}
+
+TEST_F(ConnStatus, AChangeReachesItsRowOnTheNextRefreshWhateverTheSweep) {
+  Pair p(ike::test::kDefaults);
+  ConnectionStatus cs;
+  add_idle(p.a, cs, 2000, true);
+  cs.add_ike_connection("site", kAddrB);
+  // The first refresh examines every new row; the sweep then runs out (40 refreshes of 50
+  // rows) and, with the time standing still, does not start again: only changes are read.
+  for (int i = 0; i < 50; ++i) cs.refresh(p.a, &p.ia, at(0));
+  EXPECT_EQ(row_of(cs.rows(), "site").state, "DOWN");
+  std::uint64_t before = cs.rows_examined();
+  cs.refresh(p.a, &p.ia, at(0));
+  EXPECT_EQ(cs.rows_examined(), before);  // idle: nothing to read
+  p.a.tick();  // MM1 out
+  cs.refresh(p.a, &p.ia, at(0));
+  EXPECT_EQ(row_of(cs.rows(), "site").state, "PENDING_CREATE");
+  EXPECT_EQ(row_of(cs.rows(), "site").phase1, "MM1_SENT");
+  p.pump();
+  before = cs.rows_examined();
+  cs.refresh(p.a, &p.ia, at(0));
+  const ConnRow r = row_of(cs.rows(), "site");
+  EXPECT_EQ(r.state, "ACTIVE");
+  EXPECT_EQ(r.spi_in, p.a.status("site").child->spi_in);
+  EXPECT_LE(cs.rows_examined() - before, 2u);  // its row (its peer's), not 2,001
+  // The responder's side: a half-open negotiation (the peer's MM1) is news too.
+  ConnectionStatus bs;
+  Pair q(ike::test::kDefaults);
+  add_idle(q.b, bs, 2000, false);
+  bs.add_ike_connection("site", ike::test::kAddrA);
+  for (int i = 0; i < 50; ++i) bs.refresh(q.b, &q.ib, at(0));
+  ASSERT_EQ(row_of(bs.rows(), "site").state, "DOWN");
+  q.a.tick();
+  q.pump(1);  // MM1 to B: a half-open entry, MM2 out
+  bs.refresh(q.b, &q.ib, at(0));
+  EXPECT_EQ(row_of(bs.rows(), "site").state, "PENDING_CREATE");
+  EXPECT_EQ(row_of(bs.rows(), "site").phase1, "MM2_SENT");
+  q.pump();
+  bs.refresh(q.b, &q.ib, at(0));
+  EXPECT_EQ(row_of(bs.rows(), "site").state, "ACTIVE");
+}
+
+TEST_F(ConnStatus, TheSweepMovesEveryConnectionsCounters) {
+  Pair p(ike::test::kDefaults);
+  p.initiate();
+  p.ia.report_counters = true;
+  ConnectionStatus cs;
+  cs.add_ike_connection("site", kAddrB);
+  add_idle(p.a, cs, 500, true);
+  cs.refresh(p.a, &p.ia, at(0));
+  p.ia.in_packets = 7;
+  // 501 rows, 50 a refresh: every row's counters within 11 refreshes once the round starts.
+  for (int i = 1; i <= 11; ++i) cs.refresh(p.a, &p.ia, at(1));
+  EXPECT_EQ(row_of(cs.rows(), "site").in_packets, 7u);
+  // Removed rows leave the sweep and the rows.
+  cs.remove_ike_connection("idle499");
+  cs.remove_ike_connection("site");
+  EXPECT_TRUE(cs.refresh(p.a, &p.ia, at(1)));
+  EXPECT_EQ(cs.rows().size(), 499u);
+  EXPECT_EQ(row_of(cs.rows(), "site").name, "");
 }
 
 TEST(VpnserviceStatus, FollowsItsConnections) {

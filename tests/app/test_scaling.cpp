@@ -9,7 +9,9 @@
 #include <string>
 
 #include "app/config.hpp"
+#include "app/model/diff.hpp"
 #include "app/model/store.hpp"
+#include "app/reconciler.hpp"
 #include "app/scan_steps.hpp"
 
 namespace ipsecgw::app {
@@ -96,6 +98,67 @@ TEST(Scaling, ModelLoadIsLinear) {
     });
     EXPECT_LE(per, kMaxStepsPerConnection) << (manual ? "manual keys" : "IKE");
   }
+}
+
+// The diff between two states of N connections (every connection's PSK changed, so
+// each one an update with its endpoint groups and policies looked up on both sides), from the
+// empty state and to it: one lookup per object, not a walk over the others (StateLookup).
+TEST(Scaling, DiffIsLinear) {
+  const std::string text = many_connections(kN, false);
+  auto a = model::parse_state(text, environment(), true);
+  ASSERT_TRUE(a.ok());
+  model::State b = *a;
+  for (auto& c : b.ipsec_site_connections) c.psk += "-changed";
+  std::vector<model::ConnectionChange> changes;
+  double per = steps_per_connection([&] { changes = model::diff(*a, b, environment()); });
+  EXPECT_EQ(changes.size(), kN);
+  EXPECT_LE(per, kMaxStepsPerConnection) << "update";
+  per = steps_per_connection([&] { changes = model::diff(model::State{}, b, environment()); });
+  EXPECT_EQ(changes.size(), kN);
+  EXPECT_LE(per, kMaxStepsPerConnection) << "create";
+  per = steps_per_connection([&] { changes = model::diff(b, model::State{}, environment()); });
+  EXPECT_EQ(changes.size(), kN);
+  EXPECT_LE(per, kMaxStepsPerConnection) << "delete";
+}
+
+class NullSender final : public dp::DatagramSender {
+ public:
+  Result<void> send(const dp::DatagramView&) override { return {}; }
+};
+class NullInstaller final : public dp::SaInstaller {
+ public:
+  Result<std::uint32_t> allocate_spi() override { return next_++; }
+  void release_spi(std::uint32_t) override {}
+  Result<void> add_sa(dp::SaSpec) override { return {}; }
+  Result<void> del_sa(dp::Direction, std::uint32_t) override { return {}; }
+  std::optional<dp::SaCounters> query_sa(dp::Direction, std::uint32_t) override { return {}; }
+  std::vector<dp::SaEvent> poll_events() override { return {}; }
+  Result<void> install_trap(std::uint32_t, dp::Ipv4Prefix, dp::Ipv4Prefix) override { return {}; }
+  Result<void> remove_trap(std::uint32_t) override { return {}; }
+  std::uint32_t next_ = 0x1000;
+};
+class FixedClock final : public ike::Clock {
+ public:
+  ike::Millis now() const override { return ike::Millis{1000}; }
+};
+
+// The reconciler maps N created connections onto the IKE daemon (as at start with the API):
+// each connection's policies, groups and IKE name looked up, not searched for.
+TEST(Scaling, ReconcilerMappingIsLinear) {
+  const std::string text = many_connections(kN, false);
+  auto s = model::parse_state(text, environment(), true);
+  ASSERT_TRUE(s.ok());
+  NullSender sender;
+  NullInstaller installer;
+  FixedClock clock;
+  ike::Daemon daemon(sender, installer, clock);
+  ConnectionStatus conns;
+  Reconciler r(daemon, installer, conns, environment(), {0xc0000201, 1500}, 1);
+  const auto changes = model::diff(model::State{}, *s, environment());
+  const double per = steps_per_connection([&] { r.apply(changes, *s); });
+  EXPECT_EQ(daemon.connection_names().size(), kN);
+  EXPECT_EQ(r.status(s->ipsec_site_connections.back().id), "DOWN");
+  EXPECT_LE(per, kMaxStepsPerConnection);
 }
 
 }  // namespace
