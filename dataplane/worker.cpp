@@ -113,12 +113,8 @@ struct L2Dest {
   rte_ether_hdr hdr;    // destination MAC, our port's MAC, IPv4
 };
 
-// Fills `c` for destination `dst` on side `s`: the route, then (for another next hop than the
-// one `c` holds) the neighbor lookup.
-[[gnu::noinline]] void l2_dest_fill(GatewayImpl& g, Side s, Ipv4 dst, L2Dest& c) noexcept {
-  const Ipv4 nh = next_hop(g.cfg, s, dst);
-  c.dst = dst;
-  if (c.valid && nh == c.nh) return;  // the same next hop: the same header (or still none)
+// Fills `c` for next hop `nh` on side `s` (the neighbor lookup: once per burst and next hop).
+[[gnu::noinline]] void l2_dest_fill(GatewayImpl& g, Side s, Ipv4 nh, L2Dest& c) noexcept {
   c.valid = true;
   c.nh = nh;
   MacAddr mac;
@@ -129,10 +125,15 @@ struct L2Dest {
   c.hdr.ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
 }
 
-// `c` for destination `dst` on side `s`: as it is when it already holds that destination.
+// `c` for destination `dst` on side `s`: as it is when it already holds that destination or
+// its next hop (the route lookup inlined: with many tunnels most packets have a new destination
+// behind the same next hop).
 [[gnu::always_inline]] inline void l2_dest(GatewayImpl& g, Side s, Ipv4 dst, L2Dest& c) noexcept {
   if (c.valid && c.dst == dst) [[likely]] return;
-  l2_dest_fill(g, s, dst, c);
+  const Ipv4 nh = next_hop(g.cfg, s, dst);
+  c.dst = dst;
+  if (c.valid && nh == c.nh) return;  // the same next hop: the same header (or still none)
+  l2_dest_fill(g, s, nh, c);
 }
 
 // l2_out's cold ends, out of line: no route or no MAC yet; no headroom.
