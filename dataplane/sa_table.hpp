@@ -75,7 +75,7 @@ struct InboundSaCache {
   }
   std::uint64_t owner = 0;  // the DpSaInstaller serial the entries are from (0: none)
   std::uint64_t epoch = 0;  // the generation's high half the entries are of
-  std::uint64_t misses = 0;  // SPIs looked up in the hash through this cache (tests, telemetry)
+  std::uint64_t misses = 0;  // SPIs looked up in the hash through this cache (tests; not exported)
   alignas(64) Entry e[kSlots] = {};
 };
 
@@ -125,7 +125,7 @@ class DpSaInstaller final : public SaInstaller {
   // The same through the worker's own cache (see InboundSaCache): hits skip the hash.
   void lookup_inbound(const std::uint32_t* spis, unsigned n, InboundSa** out,
                       InboundSaCache& cache) const noexcept;
-  // Bumped on every inbound SA delete or replace (see InboundSaCache). Tests, telemetry.
+  // Bumped on every inbound SA delete or replace (see InboundSaCache). Tests.
   std::uint64_t inbound_generation() const noexcept;
   // out[i] = outbound SA for the policy matching (src[i], dst[i]) (host order) or nullptr.
   void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n,
