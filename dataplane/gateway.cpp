@@ -262,6 +262,10 @@ Result<void> create_workers(GatewayImpl& g, unsigned inst, int socket) {
       wc.has_rxq[s] = idx < g.ports[s].nq_rx;
       wc.has_txq[s] = idx < g.ports[s].nq_tx;
     }
+    // Zeroed memory is an empty cache (every entry's sa nullptr, owner 0).
+    wc.sa_cache.reset(static_cast<InboundSaCache*>(
+        rte_zmalloc_socket("ipsecgw_sa_cache", sizeof(InboundSaCache), 64, socket)));
+    if (wc.sa_cache == nullptr) return make_error("workers: out of memory for the SA cache");
     wc.punt = rte_ring_create(name_of("punt", inst, idx).c_str(), kPuntRingSize, socket,
                               RING_F_SP_ENQ | RING_F_SC_DEQ);
     wc.ike = rte_ring_create(name_of("ike", inst, idx).c_str(), kIkeRingSize, socket,

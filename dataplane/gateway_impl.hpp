@@ -5,6 +5,7 @@
 
 #include <rte_ether.h>
 #include <rte_ip.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 
 #include <atomic>
@@ -84,6 +85,11 @@ struct TxBuf {
   rte_mbuf* pkts[kTxBufLen];
 };
 
+// unique_ptr deleter for what rte_zmalloc_socket returned (objects with trivial destructors).
+struct RteFreeDeleter {
+  void operator()(void* p) const noexcept { rte_free(p); }
+};
+
 struct alignas(64) WorkerCtx {
   GatewayImpl* g = nullptr;
   unsigned idx = 0;    // 0..workers-1, also the RCU thread id
@@ -107,6 +113,9 @@ struct alignas(64) WorkerCtx {
   // header, not yet modified) for outbound SAs this worker owns, handed over by the others.
   rte_ring* inner_in = nullptr;
   std::unique_ptr<crypto::EspEngine> engine;
+  // This worker's SPI -> inbound SA cache (dataplane/sa_table.hpp): 256 KiB per worker, on the
+  // ports' socket, whatever the number of tunnels.
+  std::unique_ptr<InboundSaCache, RteFreeDeleter> sa_cache;
   TxBuf tx[2];
   // Rate limit of resolve requests: a tiny direct-mapped (key, tsc) table.
   std::uint64_t rl_key[64] = {};

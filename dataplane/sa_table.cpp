@@ -34,6 +34,7 @@ namespace ipsecgw::dp {
 namespace {
 
 std::atomic<unsigned> g_hash_seq{0};  // rte_hash names must be unique per process
+std::atomic<std::uint64_t> g_installer_serial{0};  // InboundSaCache::owner: never 0, never reused
 
 std::string hex_spi(std::uint32_t spi) {
   char b[16];
@@ -150,6 +151,11 @@ struct DpSaInstaller::Impl {
   std::unordered_map<std::uint32_t, PolicySlot*> traps;  // conn_id -> its trap policy
   std::uint64_t acquire_interval = 0;  // TSC cycles between acquires of one policy
   std::uint64_t events_seen = ~std::uint64_t{0};  // g_sa_events_raised at the last walk
+  const std::uint64_t serial = g_installer_serial.fetch_add(1) + 1;
+  // Bumped (release) after an inbound SA is unlinked or replaced in the hash and before it is
+  // deferred: workers' InboundSaCache entries of older generations are not used.
+  std::atomic<std::uint64_t> in_gen{0};
+  void bump_inbound_generation() noexcept { in_gen.fetch_add(1, std::memory_order_release); }
 
   Result<void> add_inbound(SaSpec& spec);
   Result<void> add_outbound(SaSpec& spec);
@@ -220,6 +226,7 @@ Result<void> DpSaInstaller::Impl::add_inbound(SaSpec& spec) {
     return r;
   }
   if (it != inbound.end()) {
+    bump_inbound_generation();  // the old SA is unlinked: no cache may return it from now on
     defer_destroy(it->second);
     it->second = *sa;
   } else {
@@ -280,6 +287,7 @@ Result<void> DpSaInstaller::del_sa(Direction dir, std::uint32_t spi) {
     const std::int32_t pos = m.in->erase(spi);
     if (pos < 0)
       return make_error("spi: inbound SA " + hex_spi(spi) + " missing from the hash");
+    m.bump_inbound_generation();  // before the defer: see InboundSaCache
     InboundSa* sa = it->second;
     m.inbound.erase(it);
     InboundSaTable* tbl = m.in.get();
@@ -413,6 +421,53 @@ std::size_t DpSaInstaller::pending_reclaims() const noexcept {
 
 void DpSaInstaller::lookup_inbound(const std::uint32_t* spis, unsigned n, InboundSa** out) const noexcept {
   impl_->in->lookup(spis, n, out);
+}
+
+void DpSaInstaller::lookup_inbound(const std::uint32_t* spis, unsigned n, InboundSa** out,
+                                   InboundSaCache& c) const noexcept {
+  // Acquire: pairs with the bump's release, so a worker that sees the new generation also
+  // sees the hash without the old SA.
+  const std::uint64_t gen = impl_->in_gen.load(std::memory_order_acquire);
+  if (c.owner != impl_->serial || c.epoch != gen >> 32) [[unlikely]] {
+    for (auto& e : c.e) e = InboundSaCache::Entry{0, 0, nullptr};
+    c.owner = impl_->serial;
+    c.epoch = gen >> 32;
+  }
+  const auto g32 = static_cast<std::uint32_t>(gen);
+  // The misses, looked up in the hash in bulk and cached (only SAs found: an unknown SPI is
+  // never cached, so a flood of bad SPIs cannot evict the good ones).
+  std::uint32_t miss_spi[RTE_HASH_LOOKUP_BULK_MAX];
+  unsigned miss_at[RTE_HASH_LOOKUP_BULK_MAX];
+  unsigned nm = 0;
+  auto resolve = [&] {
+    InboundSa* found[RTE_HASH_LOOKUP_BULK_MAX];
+    impl_->in->lookup(miss_spi, nm, found);
+    c.misses += nm;
+    for (unsigned j = 0; j < nm; ++j) {
+      out[miss_at[j]] = found[j];
+      if (found[j] != nullptr)
+        c.e[InboundSaCache::slot(miss_spi[j])] = InboundSaCache::Entry{miss_spi[j], g32, found[j]};
+    }
+    nm = 0;
+  };
+  for (unsigned i = 0; i < n; ++i) {
+    const InboundSaCache::Entry& e = c.e[InboundSaCache::slot(spis[i])];
+    if (e.spi == spis[i] && e.gen == g32 && e.sa != nullptr) [[likely]] {
+      out[i] = e.sa;
+      // The lines esp_inbound reads, as the hash lookup prefetches them (no acquire load of
+      // `published` here: this thread did it when the entry was filled).
+      InboundSaTable::prefetch_for_decrypt(e.sa);
+      continue;
+    }
+    miss_spi[nm] = spis[i];
+    miss_at[nm++] = i;
+    if (nm == RTE_HASH_LOOKUP_BULK_MAX) resolve();
+  }
+  if (nm != 0) resolve();
+}
+
+std::uint64_t DpSaInstaller::inbound_generation() const noexcept {
+  return impl_->in_gen.load(std::memory_order_relaxed);
 }
 
 void DpSaInstaller::lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n,

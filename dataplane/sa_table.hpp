@@ -47,6 +47,38 @@ class InboundSaTable;
 class OutboundSpd;
 struct PolicySlot;
 
+// A worker's own direct-mapped SPI -> InboundSa* cache in front of the inbound hash (rte_hash:
+// ~190 instructions and a few dependent misses per key; a hit here: one line, ~10
+// instructions). One per worker (WorkerCtx), written only by that worker; a fixed size, not
+// per tunnel. Only SAs the hash returned are cached (an unknown SPI always goes to the hash).
+//
+// Correctness: DpSaInstaller bumps an inbound generation counter whenever an inbound SA is
+// deleted or replaced, after unlinking it from the hash and before handing it to the
+// Reclaimer (i.e. before the grace period's token is taken: the bump is part of the unlink).
+// An entry is used only when it carries the generation read at the start of this lookup, so
+// a worker that has passed a quiescent state (or come online) after the unlink never uses a
+// pointer to a deleted or replaced SA, which it could otherwise keep across quiescent states;
+// a worker that read the old generation is inside the grace period that keeps the SA alive.
+// Any delete or replace empties every worker's cache at once (rekeys are rare; the entries
+// refill from the hash). Entries hold the generation's low 32 bits; the cache is emptied when
+// the high half changes (once per 2^32 deletes) or when it is used with another installer.
+struct InboundSaCache {
+  static constexpr unsigned kBits = 14;
+  static constexpr unsigned kSlots = 1u << kBits;  // 16,384 x 16 bytes = 256 KiB
+  struct Entry {
+    std::uint32_t spi;
+    std::uint32_t gen;  // low half of the installer's inbound generation when filled
+    InboundSa* sa;      // nullptr: empty
+  };
+  static unsigned slot(std::uint32_t spi) noexcept {
+    return static_cast<unsigned>((spi * 0x9E3779B1u) >> (32 - kBits));  // Fibonacci hashing
+  }
+  std::uint64_t owner = 0;  // the DpSaInstaller serial the entries are from (0: none)
+  std::uint64_t epoch = 0;  // the generation's high half the entries are of
+  std::uint64_t misses = 0;  // SPIs looked up in the hash through this cache (tests; not exported)
+  alignas(64) Entry e[kSlots] = {};
+};
+
 // Threading: the control thread is the ONLY writer (every member except lookup_*; no locks
 // inside). Workers call lookup_* while online in the Rcu and keep no SA pointer past a quiescent().
 // The destructor drains: workers must be stopped or offline by then.
@@ -90,6 +122,11 @@ class DpSaInstaller final : public SaInstaller {
   // ---- worker side: lock-free, no allocation ----
   // out[i] = inbound SA for spis[i] (host order) or nullptr. n <= 64.
   void lookup_inbound(const std::uint32_t* spis, unsigned n, InboundSa** out) const noexcept;
+  // The same through the worker's own cache (see InboundSaCache): hits skip the hash.
+  void lookup_inbound(const std::uint32_t* spis, unsigned n, InboundSa** out,
+                      InboundSaCache& cache) const noexcept;
+  // Bumped on every inbound SA delete or replace (see InboundSaCache). Tests.
+  std::uint64_t inbound_generation() const noexcept;
   // out[i] = outbound SA for the policy matching (src[i], dst[i]) (host order) or nullptr.
   void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n,
                        OutboundSa** out) const noexcept;

@@ -99,23 +99,24 @@ void request_resolve(GatewayImpl& g, WorkerCtx& w, Side s, Ipv4 ip) noexcept {
   (void)rte_ring_sp_enqueue(w.resolve, msg);  // full: the next miss asks again
 }
 
-// The Ethernet header towards the next hop of one destination, looked up once per burst and
-// destination (route and ARP cache), not per packet. Lives for one burst only, on the stack of
-// the burst's function, so a route or ARP change takes effect from the next burst on, as
-// before (the table itself is read lock-free and may change between any two packets anyway).
+// The Ethernet header towards one next hop, looked up once per burst and next hop (ARP cache),
+// not per packet, and kept while consecutive packets' destinations share that next hop (many
+// tunnels' inner hosts behind one router, many peers behind one gateway). Lives for one burst
+// only, on the stack of the burst's function, so a route or ARP change takes effect from the
+// next burst on, as before (the table itself is read lock-free and may change between any two
+// packets anyway).
 struct L2Dest {
-  Ipv4 dst = 0;         // the packet destination this entry is for
-  Ipv4 nh = 0;          // its next hop; 0 = no route
+  Ipv4 dst = 0;         // the last packet destination seen (its next hop is nh)
+  Ipv4 nh = 0;          // the next hop hdr is for; 0 = no route
   bool valid = false;   // dst/nh hold a lookup
   bool resolved = false;  // the next hop's MAC is known: hdr is complete
   rte_ether_hdr hdr;    // destination MAC, our port's MAC, IPv4
 };
 
-// Fills `c` for destination `dst` on side `s` (the lookups: once per burst and destination).
-[[gnu::noinline]] void l2_dest_fill(GatewayImpl& g, Side s, Ipv4 dst, L2Dest& c) noexcept {
+// Fills `c` for next hop `nh` on side `s` (the neighbor lookup: once per burst and next hop).
+[[gnu::noinline]] void l2_dest_fill(GatewayImpl& g, Side s, Ipv4 nh, L2Dest& c) noexcept {
   c.valid = true;
-  c.dst = dst;
-  c.nh = next_hop(g.cfg, s, dst);
+  c.nh = nh;
   MacAddr mac;
   c.resolved = c.nh != 0 && g.neigh.lookup(s, c.nh, &mac);
   if (!c.resolved) return;
@@ -124,10 +125,15 @@ struct L2Dest {
   c.hdr.ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
 }
 
-// `c` for destination `dst` on side `s`: as it is when it already holds that destination.
+// `c` for destination `dst` on side `s`: as it is when it already holds that destination or
+// its next hop (the route lookup inlined: with many tunnels most packets have a new destination
+// behind the same next hop).
 [[gnu::always_inline]] inline void l2_dest(GatewayImpl& g, Side s, Ipv4 dst, L2Dest& c) noexcept {
   if (c.valid && c.dst == dst) [[likely]] return;
-  l2_dest_fill(g, s, dst, c);
+  const Ipv4 nh = next_hop(g.cfg, s, dst);
+  c.dst = dst;
+  if (c.valid && nh == c.nh) return;  // the same next hop: the same header (or still none)
+  l2_dest_fill(g, s, nh, c);
 }
 
 // l2_out's cold ends, out of line: no route or no MAC yet; no headroom.
@@ -183,8 +189,8 @@ void route_inner(GatewayImpl& g, WorkerCtx& w, rte_mbuf* m, L2Dest& c) noexcept 
 void esp_in(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept {
   rte_mbuf* ok[kMaxBurst];
   InboundSa* sas[kMaxBurst];
-  // The SPIs as runs of equal ones (a burst usually carries one SA): one SA lookup (rte_hash:
-  // ~190 instructions per key) and one owner check per run, not per packet.
+  // The SPIs as runs of equal ones (a burst usually carries one SA): one SA lookup (the
+  // worker's SA cache, else rte_hash) and one owner check per run, not per packet.
   std::uint32_t run_spi[kMaxBurst];
   std::uint8_t run_of[kMaxBurst];
   unsigned runs = 0;
@@ -212,7 +218,7 @@ void esp_in(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, unsigned n) noexcept 
   if (k == 0) return;
   InboundSa* run_sa[kMaxBurst];
   std::uint16_t run_owner[kMaxBurst];
-  g.inst->lookup_inbound(run_spi, runs, run_sa);
+  g.inst->lookup_inbound(run_spi, runs, run_sa, *w.sa_cache);
   for (unsigned r = 0; r < runs; ++r)
     run_owner[r] = run_sa[r] != nullptr ? sa_owner(w, *run_sa[r]) : kNoOwner;
 

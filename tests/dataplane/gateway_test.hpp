@@ -138,6 +138,20 @@ class GatewayTest : public GatewayFixture {
 
   using GatewayFixture::inject;
   void inject(RingPort& rp, const Bytes& frame) { inject(rp, 0, frame); }
+  // Enqueues all `frames` at once (one rte_ring bulk enqueue), so that the worker receives
+  // them in one RX burst when there are at most 32.
+  void inject_burst(RingPort& rp, const std::vector<Bytes>& frames) {
+    std::vector<rte_mbuf*> ms;
+    for (const Bytes& f : frames) {
+      rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+      ASSERT_NE(m, nullptr);
+      std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(f.size())), f.data(), f.size());
+      ms.push_back(m);
+    }
+    ASSERT_EQ(rte_ring_enqueue_bulk(rp.rx[0], reinterpret_cast<void**>(ms.data()),
+                                    static_cast<unsigned>(ms.size()), nullptr),
+              ms.size());
+  }
 
   // Runs the control loop and collects what `rp` transmitted until `pred` holds for the frames
   // gathered so far (bounded: gives up after `ms`, 5 s by default, times kTimeScale).

@@ -84,6 +84,78 @@ TEST_F(GatewayTest, NeighbourMacChangeReachesTheFollowingPacketsBothWays) {
   EXPECT_TRUE(reaches(p_, send_in, host2)) << gw_->report();
 }
 
+// One burst alternating between two tunnels, both ways: each packet must go through its own
+// SA, although the worker looks SAs up once per run of one SPI (esp_in), through its SPI cache,
+// and reuses the Ethernet header while the next hop stays the same (L2Dest). Tunnel B
+// (10.1/16 <-> 10.3/16, peer 198.51.100.3, SPIs +1) has other keys than A, so a packet
+// through the wrong SA fails its ICV (inbound) or decrypts with the wrong twin (outbound).
+// Inbound, the inner destinations alternate between two protected hosts with their own MACs.
+TEST_F(GatewayTest, BurstAlternatingTunnelsSendsEachPacketThroughItsOwnSa) {
+  constexpr Ipv4 kPeerGwB = 0xC6336403, kPeerHostB = 0x0A030007, kLocalHost2 = 0x0A010006;
+  constexpr MacAddr kHost2Mac = {0x02, 0xbb, 0, 0, 0, 0x06};
+  boot([&](GatewayConfig& c) { c.neighbors.push_back({kLocalHost2, kHost2Mac}); });
+  install_tunnel();
+  // b(s): spec `s` of tunnel A made tunnel B's (keys, SPI, the peer and its subnet).
+  auto b = [&](SaSpec s, bool peer_side) {
+    for (std::size_t i = 0; i < s.enc_key.size(); ++i) s.enc_key[i] ^= 0x3c;
+    for (std::size_t i = 0; i < s.auth_key.size(); ++i) s.auth_key[i] ^= 0xc3;
+    s.spi += 1;
+    s.conn_id = 8;
+    (peer_side ? s.local_addr : s.peer_addr) = kPeerGwB;
+    (peer_side ? s.local_subnet : s.peer_subnet) = Ipv4Prefix{0x0A030000, 16};
+    return s;
+  };
+  const Combo c = kCombos[0];
+  SaSpec in_b = b(make_spec(Direction::kOutbound, c, false, kSpiIn), false);
+  in_b.dir = Direction::kInbound;
+  ASSERT_TRUE(gw_->installer().add_sa(std::move(in_b)).ok());
+  ASSERT_TRUE(gw_->installer().add_sa(b(make_spec(Direction::kOutbound, c, false, kSpiOut), false)).ok());
+  SaSpec tx_b_spec = b(make_spec(Direction::kInbound, c, false, kSpiIn), true);
+  tx_b_spec.dir = Direction::kOutbound;
+  OutSaPtr tx[2] = {peer_tx_sa(), create_sa<OutboundSa>(tx_b_spec)};
+  InSaPtr rx[2] = {peer_rx_sa(),
+                   create_sa<InboundSa>(b(make_spec(Direction::kInbound, c, false, kSpiOut), true))};
+  const Ipv4 peer_host[2] = {kPeerHost, kPeerHostB};
+  const Ipv4 local_host[2] = {kLocalHost, kLocalHost2};
+  const MacAddr host_mac[2] = {kHostMac, kHost2Mac};
+  constexpr unsigned kN = 16;  // one RX burst: enqueued at once, the worker takes up to 32
+
+  // Inbound: packet i from tunnel i % 2 to protected host i % 2.
+  std::vector<Bytes> inner_in, frames;
+  for (unsigned i = 0; i < kN; ++i) {
+    inner_in.push_back(make_inner(40 + i, peer_host[i % 2], local_host[i % 2]));
+    frames.push_back(eth(u_.mac, kUnprotGwMac, 0x0800, encrypt(tx[i % 2].get(), inner_in.back())));
+  }
+  inject_burst(u_, frames);
+  auto got = wait_for(p_, 0x0800, kN);
+  ASSERT_EQ(got.size(), kN);
+  for (unsigned i = 0; i < kN; ++i) {
+    EXPECT_EQ(mac_at(got[i].data()), host_mac[i % 2]) << i;
+    EXPECT_EQ(Bytes(got[i].begin() + 14, got[i].end()), forwarded(inner_in[i])) << i;
+  }
+
+  // Outbound: packet i into tunnel i % 2, both peers behind the unprotected gateway.
+  std::vector<Bytes> inner_out;
+  frames.clear();
+  for (unsigned i = 0; i < kN; ++i) {
+    inner_out.push_back(make_inner(40 + i, kLocalHost, peer_host[i % 2]));
+    frames.push_back(eth(p_.mac, kHostMac, 0x0800, inner_out.back()));
+  }
+  inject_burst(p_, frames);
+  got = wait_for(u_, 0x0800, kN);
+  ASSERT_EQ(got.size(), kN);
+  for (unsigned i = 0; i < kN; ++i) {
+    EXPECT_EQ(mac_at(got[i].data()), kUnprotGwMac) << i;
+    const Bytes outer(got[i].begin() + 14, got[i].end());
+    EXPECT_EQ(be32(outer.data() + 16), i % 2 == 0 ? kPeerGw : kPeerGwB) << i;
+    EXPECT_EQ(be32(outer.data() + 20), kSpiOut + i % 2) << i;
+    EXPECT_EQ(decrypt(rx[i % 2].get(), outer), forwarded(inner_out[i])) << i;
+  }
+  const LcoreStats t = gw_->total_stats();
+  EXPECT_EQ(t.esp_in_packets, kN);
+  EXPECT_EQ(t.esp_out_packets, kN);
+}
+
 TEST_F(GatewayTest, OuterFragmentsAreReassembledBeforeDecryption) {
   boot();
   install_tunnel();

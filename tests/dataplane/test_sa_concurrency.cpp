@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <thread>
 #include <vector>
@@ -90,6 +91,10 @@ TEST(SaConcurrency, ReaderNeverMissesStableSasNorSeesFreedOnesWhileWriterChurns)
     Ipv4 src[kB], dst[kB];
     InboundSa* in_sa[kB];
     OutboundSa* out_sa[kB];
+    // Three lookups in four through a worker's SPI cache, whose entries outlive quiescent
+    // states: only the inbound generation keeps it from returning deleted or replaced SAs.
+    auto cache = std::make_unique<InboundSaCache>();
+    std::uint64_t iter = 0;
     while (!stop.load(std::memory_order_relaxed)) {
       for (unsigned i = 0; i < kB; ++i) {
         spis[i] = i % 2 == 0 ? kStableInBase + rng() % kStableIn : kChurnInBase + rng() % kChurnIn;
@@ -98,7 +103,8 @@ TEST(SaConcurrency, ReaderNeverMissesStableSasNorSeesFreedOnesWhileWriterChurns)
         src[i] = kLocalNet | (rng() & 0x00ffffff);
         dst[i] = peer.addr | (rng() & 0xff);
       }
-      inst.lookup_inbound(spis, kB, in_sa);
+      if (iter++ % 4 != 0) inst.lookup_inbound(spis, kB, in_sa, *cache);
+      else inst.lookup_inbound(spis, kB, in_sa);
       inst.lookup_outbound(src, dst, kB, out_sa);
       for (unsigned i = 0; i < kB; ++i) {
         if (in_sa[i] == nullptr) {

@@ -71,6 +71,75 @@ TEST_F(SaTable, UnknownSpiLooksUpAsNull) {
   }
 }
 
+// The worker's SPI cache (InboundSaCache) returns what the hash returns, serves repeated SPIs
+// without the hash, and never returns an SA that was deleted or replaced, although the old SA is
+// still alive (a reader is online, so nothing is freed): only the generation bump stops it.
+TEST_F(SaTable, InboundCacheAgreesWithTheHashAndForgetsDeletedAndReplacedSas) {
+  rcu_->register_thread(0);
+  rcu_->online(0);
+  struct Offline {
+    Rcu& r;
+    ~Offline() {
+      r.offline(0);
+      r.unregister_thread(0);
+    }
+  } offline{*rcu_};
+  // Two SPIs sharing a cache slot, and a third elsewhere.
+  const std::uint32_t a = 0x1000;
+  std::uint32_t b = a + 1;
+  while (InboundSaCache::slot(b) != InboundSaCache::slot(a)) ++b;
+  std::uint32_t c = b + 1;
+  while (InboundSaCache::slot(c) == InboundSaCache::slot(a)) ++c;
+  for (std::uint32_t spi : {a, b, c}) ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, spi)));
+  auto cache = std::make_unique<InboundSaCache>();
+  auto agree = [&](std::vector<std::uint32_t> spis) {
+    std::vector<InboundSa*> hashed(spis.size()), cached(spis.size());
+    inst_->lookup_inbound(spis.data(), static_cast<unsigned>(spis.size()), hashed.data());
+    inst_->lookup_inbound(spis.data(), static_cast<unsigned>(spis.size()), cached.data(), *cache);
+    for (std::size_t i = 0; i < spis.size(); ++i) {
+      EXPECT_EQ(cached[i], hashed[i]) << "spi " << std::hex << spis[i];
+      if (hashed[i] != nullptr) EXPECT_TRUE(sa_is_live(cached[i], spis[i]));
+    }
+    return cached;
+  };
+  const std::uint32_t unknown = 0x7777;
+  auto first = agree({a, c, unknown, c});
+  EXPECT_EQ(cache->misses, 4u);  // all from the hash; the unknown SPI is not cached
+  agree({a, c, unknown});
+  EXPECT_EQ(cache->misses, 5u);  // a and c hit; the unknown SPI goes to the hash again
+  for (std::uint32_t spi : {b, a, b}) agree({spi});  // one slot: each evicts the other
+  EXPECT_EQ(cache->misses, 8u);
+
+  // Replaced (same SPI and connection: a static rekey): the new SA, never the old one.
+  InboundSa* old_a = first[0];
+  const std::uint64_t gen = inst_->inbound_generation();
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kInbound, a)));
+  EXPECT_EQ(inst_->inbound_generation(), gen + 1);
+  EXPECT_EQ(inst_->reclaim(), 0u);  // a reader is online: the old SA stays allocated
+  auto after = agree({a, c});
+  EXPECT_NE(after[0], old_a);
+  // Deleted: not found any more, though it is still allocated.
+  ASSERT_TRUE(inst_->del_sa(Direction::kInbound, c));
+  EXPECT_EQ(inst_->reclaim(), 0u);
+  auto gone = agree({c, a});
+  EXPECT_EQ(gone[0], nullptr);
+  EXPECT_EQ(gone[1], after[0]);
+
+  // The same cache used with another installer (the same SPI there): that installer's SA.
+  auto other = DpSaInstaller::create(*rcu_, 16);
+  ASSERT_TRUE(other) << other.error();
+  ASSERT_TRUE((*other)->add_sa(make_spec(Direction::kInbound, a)));
+  InboundSa* theirs = nullptr;
+  InboundSa* via_cache = nullptr;
+  (*other)->lookup_inbound(&a, 1, &theirs);
+  (*other)->lookup_inbound(&a, 1, &via_cache, *cache);
+  EXPECT_EQ(via_cache, theirs);
+  EXPECT_NE(via_cache, after[0]);
+  rcu_->offline(0);  // both installers' destructors wait for the online readers
+  (*other).reset();
+  rcu_->online(0);
+}
+
 TEST_F(SaTable, DeleteUnknownSpiNamesTheSpi) {
   auto r = inst_->del_sa(Direction::kInbound, 0x4242);
   ASSERT_FALSE(r);

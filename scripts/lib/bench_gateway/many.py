@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Many-tunnel traffic for scripts/bench-gateway -t (issue #12): N tunnels x 4 flows each.
 
-  many.py gen DIR N          write DIR/many-N.yaml (0600, scripts/lib/gen_connections.py, anti-
-                             replay off) and DIR/many-N-{out,in}-{64,1400}.pcap
+  many.py gen DIR N [SIZE...]  write DIR/many-N.yaml (0600, scripts/lib/gen_connections.py,
+                             anti-replay off) and DIR/many-N-{out,in}-SIZE.pcap (default
+                             sizes 64 1400; scripts/lib/bench_gateway/instr.sh -m N uses them)
   many.py bench DIR IPSECGW PMDS "1 1000 10000" "outbound inbound" "64 1400" ROUNDS WARMUP
           WINDOW CHECK    scripts/bench-gateway -t: for each N the pcaps (once), with CHECK=1 a
                              check run per direction and size (the pcap once in, the output
@@ -48,7 +49,7 @@ from scapy.all import IP, Ether, rdpcap, wrpcap  # noqa: E402
 from scapy.layers.ipsec import ESP, SecurityAssociation  # noqa: E402
 
 FLOWS = 4
-MIN_PKTS = 1024
+MIN_PKTS = 40000  # every pcap this long (up to 10,000 tunnels): see the module doc
 SAMPLE = 2000
 GW_PUB = gc.UNPROTECTED.split("/")[0]
 
@@ -224,13 +225,19 @@ def measure(lib, gw, warmup, window):
         return {"error": out[-300:]}
 
 
+def fresh(path):
+    """True when `path` exists and is newer than this script (pcaps of an older layout or
+    length are written again)."""
+    return os.path.exists(path) and os.path.getmtime(path) > os.path.getmtime(__file__)
+
+
 def bench(d, exe, pmds, ns, directions, sizes, rounds, warmup, window, check_out):
     lib = os.path.dirname(os.path.abspath(__file__))
     ok = True
     results = []
     for n in ns:
         write_config(d, n)
-        todo = [s for s in sizes if not os.path.exists(f"{d}/many-{n}-in-{s}.pcap")]
+        todo = [s for s in sizes if not fresh(f"{d}/many-{n}-in-{s}.pcap")]
         if todo:
             print(f"== many tunnels: writing the pcaps for {n} tunnel(s) (Scapy)", flush=True)
             gen(d, n, todo)
@@ -308,8 +315,8 @@ if __name__ == "__main__":
         sys.exit(bench(a[2], a[3], a[4], [int(x) for x in a[5].split()], a[6].split(),
                        [int(x) for x in a[7].split()], int(a[8]), float(a[9]), float(a[10]),
                        a[11] == "1"))
-    if len(sys.argv) == 4 and sys.argv[1] == "gen":
-        gen(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) >= 4 and sys.argv[1] == "gen":
+        gen(sys.argv[2], int(sys.argv[3]), [int(x) for x in sys.argv[4:]] or SIZES)
         sys.exit(0)
     if len(sys.argv) >= 7 and sys.argv[1] == "check":
         sys.exit(check(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]),
