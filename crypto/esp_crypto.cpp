@@ -255,6 +255,21 @@ inline JobParams schedule_params(const EspKeySchedule& ks) noexcept {
 
 constexpr unsigned kGenericPath = EspKeySchedule::kGenericEnginePath;
 
+// Whether op goes to ipsec-mb: the checked entry points refuse bad lengths (kBadLength), the
+// unchecked ones have them validated by their caller.
+template <bool checked>
+inline bool admit(EspCryptoOp& op) noexcept {
+  if constexpr (checked) {
+    if (!op_lengths_ok(op)) {
+      op.status = OpStatus::kBadLength;
+      return false;
+    }
+  } else {
+    assert(op_lengths_ok(op));
+  }
+  return true;
+}
+
 // Submits ops[0..n) while they use path `Path` (their key schedule's engine_path); returns how
 // many it took (at least 1: the caller dispatched on ops[0]). One instantiation per direction,
 // checked/validated and path, so the per-job choices are constants.
@@ -266,14 +281,7 @@ unsigned run_ops(IMB_MGR* mgr, EspCryptoOp* ops, unsigned n) noexcept {
   unsigned i = 0;
   for (; i < n; ++i) {
     EspCryptoOp& op = ops[i];
-    if constexpr (checked) {
-      if (!op_lengths_ok(op)) {
-        op.status = OpStatus::kBadLength;
-        continue;
-      }
-    } else {
-      assert(op_lengths_ok(op));
-    }
+    if (!admit<checked>(op)) continue;
     const EspKeySchedule& ks = *op.ks;
     if (&ks != last_ks) {  // once per run of ops of one key schedule
       if (ks.engine_path != Path) break;
@@ -400,14 +408,7 @@ unsigned burst_ops(IMB_MGR* mgr, IMB_JOB* jobs, EspCryptoOp* ops, unsigned n) no
   unsigned i = 0;
   for (; i < n; ++i) {
     EspCryptoOp& op = ops[i];
-    if constexpr (checked) {
-      if (!op_lengths_ok(op)) {
-        op.status = OpStatus::kBadLength;
-        continue;
-      }
-    } else {
-      assert(op_lengths_ok(op));
-    }
+    if (!admit<checked>(op)) continue;
     const EspKeySchedule& ks = *op.ks;
     if (&ks != last_ks) {  // once per run of ops of one key schedule
       if (ks.engine_path != Path) break;
