@@ -33,7 +33,6 @@ bool Daemon::to_half_open(Peer& p, const dp::DatagramView& d, const Header& h) {
     if (h.rcookie != sa.rcookie() && !mm1_again) continue;
     sa.handle(d, h);
     settle_half_open(p, i);
-    mark_status(p);  // its state may have moved on (take_status_changes)
     return true;
   }
   return false;
@@ -82,7 +81,7 @@ void Daemon::recount_half_open(Peer& p) {
   half_open_extra_ = half_open_extra_ + extra(n) - extra(p.half_open_counted);
   p.half_open_counted = n;
   counters_.half_open = half_open_total_;
-  mark_status(p);  // a negotiation appeared or went (take_status_changes)
+  mark_status(p);  // also when one goes outside a datagram (config update, eviction)
 }
 
 void Daemon::drop_half_open(Peer& p) {
