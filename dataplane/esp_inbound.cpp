@@ -370,8 +370,8 @@ struct InboundRun {
       }
       if (p == 0) return;
     }
-    sa->counters.packets.fetch_add(p, std::memory_order_relaxed);
-    sa->counters.bytes.fetch_add(by, std::memory_order_relaxed);
+    sa->counters.packets.store(p0 + p, std::memory_order_relaxed);  // one writer: the owner
+    sa->counters.bytes.store(b0 + by, std::memory_order_relaxed);
     sa->counters.last_used_tsc.store(now, std::memory_order_relaxed);
     b.st.esp_in_packets += p;
     b.st.esp_in_bytes += by;

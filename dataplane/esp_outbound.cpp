@@ -4,7 +4,7 @@
 //   inner IPv4 packet  ->  outer IPv4 | [UDP 4500] | SPI | seq | IV | inner | pad | pl | nh | ICV
 //
 // Steps over the burst: (1) per-packet checks (SA alive, single segment, IPv4 inner, MTU,
-// head/tail room); (2) per burst-run of one SA: sequence numbers reserved with one fetch_add,
+// head/tail room); (2) per burst-run of one SA: sequence numbers reserved with one add,
 // exhaustion and volume limits; (3) headers and trailer written, IVs from one random_view call;
 // (4) one encrypt call for the whole burst; (5) crypto status and counters in one pass over the
 // ops, flushed per run of one SA; burst partitioned. IV length, cipher offset, block alignment
@@ -158,7 +158,7 @@ IPSECGW_STEP void outbound_step1(OutboundBurst& b, unsigned n) noexcept {
   }
 }
 
-// Step 2 for the run [i, j) of packets of one SA: sequence numbers reserved with one fetch_add,
+// Step 2 for the run [i, j) of packets of one SA: sequence numbers reserved with one add,
 // exhaustion and volume limits. Returns how many of the run stay good.
 IPSECGW_STEP unsigned outbound_reserve_run(OutboundBurst& b, unsigned i, unsigned j,
                                      OutboundSa& sa) noexcept {
@@ -173,7 +173,7 @@ IPSECGW_STEP unsigned outbound_reserve_run(OutboundBurst& b, unsigned i, unsigne
   }
   if (k == 0) return 0;
   // RFC 4303 §3.3.3: the counter never cycles; values past 2^32-1 are not sent.
-  std::uint64_t s = sa.seq_next.fetch_add(k, std::memory_order_relaxed);
+  std::uint64_t s = owner_add(sa.seq_next, k);
   std::uint64_t p0 = sa.counters.packets.load(std::memory_order_relaxed);
   std::uint64_t b0 = sa.counters.bytes.load(std::memory_order_relaxed);
   if (s + k - 1 <= kMaxSeq && run_clear_of_limits(sa, p0, b0, k, run_bytes)) {
@@ -355,8 +355,8 @@ IPSECGW_STEP void outbound_step5(OutboundBurst& b) noexcept {
       ++k;
     } while (k < o && sas[op_pkt[k]] == sa);
     if (p != 0) {
-      sa->counters.packets.fetch_add(p, std::memory_order_relaxed);
-      sa->counters.bytes.fetch_add(by, std::memory_order_relaxed);
+      owner_add(sa->counters.packets, p);
+      owner_add(sa->counters.bytes, by);
       sa->counters.last_used_tsc.store(now, std::memory_order_relaxed);
       b.st.esp_out_packets += p;
       b.st.esp_out_bytes += by;

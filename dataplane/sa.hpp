@@ -22,11 +22,14 @@
 //    runs) and encrypts. So one worker reserves an SA's sequence numbers and transmits its
 //    packets, on its own TX queue in reservation order: the gateway puts an SA's packets on the
 //    wire in sequence order, and a peer sees no reordering of ours whatever its replay window
-//    (RFC 4303 §3.4.3; strongSwan's default is 32). `seq_next` stays an atomic (esp_outbound
-//    may be called outside the gateway); with one writer its line is never contended (the other
-//    workers read only line 0).
-//  - Counters are relaxed atomics flushed once per burst-run (both directions), so the control
-//    plane can read them while workers run, and `events`/`dead` are atomics.
+//    (RFC 4303 §3.4.3; strongSwan's default is 32). With one writer its line is never contended
+//    (the other workers read only line 0).
+//  - `seq_next` and the packet/byte counters are relaxed atomics, so the control plane can read
+//    them while workers run, written with a plain load and store (owner_add, esp_internal.hpp),
+//    not a locked read-modify-write: esp_outbound / esp_inbound must never run for one SA on two
+//    threads at once (the owner rule above; a test or tool calling them directly keeps to it).
+//    The per-reason drop counters stay fetch_add (any worker may count a drop against an SA),
+//    and `events`/`dead` are atomics.
 #pragma once
 
 #include <atomic>
