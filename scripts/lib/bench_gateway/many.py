@@ -75,6 +75,15 @@ def order(n):
     return [(s // FLOWS, s % FLOWS, k) for k, s in enumerate(seq)]
 
 
+def eal_memory(mb):
+    """DPDK memory flags: 4 KiB pages (--no-huge, the default) or, with IPSECGW_BENCH_HUGE=1
+    (scripts/bench-gateway -H, which reserves and mounts them), 2 MiB hugepages, as a gateway
+    on real hardware runs; --huge-unlink leaves no files behind."""
+    if os.environ.get("IPSECGW_BENCH_HUGE") == "1":
+        return ["-m", str(mb), "--huge-unlink"]
+    return ["--no-huge", "-m", str(mb)]
+
+
 def write_config(d, n):
     """The gateway's config: anti-replay off (the pcap repeats), and 65,536 mbufs for every N
     (net_pcap's infinite_rx holds the whole pcap, up to 40,000 packets, in mbufs)."""
@@ -195,7 +204,7 @@ class Gateway:
             tx = f"net_pcap_out,tx_pcap={d}/capture-{tag}-q0.pcap,tx_pcap={d}/capture-{tag}-q1.pcap"
         devs = ["--vdev", tx, "--vdev", rx] if direction == "outbound" else \
             ["--vdev", rx, "--vdev", tx]
-        args = [exe, "-l", "0,1", "-n", "1", "--no-huge", "-m", "2048", "--no-pci",
+        args = [exe, "-l", "0,1", "-n", "1"] + eal_memory(2048) + ["--no-pci",
                 "--file-prefix", self.prefix, "-d", pmds] + devs + \
             ["--", "--config", f"{d}/many-{n}.yaml", "--log-level", "notice", "--no-api"]
         self.log = open(f"{d}/{tag}.log", "w")
