@@ -26,8 +26,8 @@ Tunnel i is gen_connections.tunnel(i): local 10.(64+i/256).(i%256).0/24, peer su
 10.(128+i/256).(i%256).0/24, peer 198.18.0.0+i+1 behind the next hop 192.0.2.254 (MAC
 02:00:00:00:00:02), host side 10.0.0.2 (MAC 02:00:00:00:00:0a). Flow f (0..3) of tunnel i:
 10.(64+..).(i%256).(2+f) <-> 10.(128+..).(i%256).2, UDP 1024+f -> 9. Each pcap holds
-max(1024, 4 N) packets, every (tunnel, flow) equally often, in a random order (seeded), so
-consecutive packets rarely share a tunnel; inbound ESP sequence numbers count per tunnel
+max(MIN_PKTS = 40,000, 4 N) packets, every (tunnel, flow) equally often, in a random order
+(seeded), so consecutive packets rarely share a tunnel; inbound ESP sequence numbers count per tunnel
 (the gateway runs with anti-replay off: the pcap is replayed forever).
 """
 import ipaddress
@@ -76,9 +76,9 @@ def order(n):
 
 
 def eal_memory(mb):
-    """DPDK memory flags: 4 KiB pages (--no-huge, the default) or, with IPSECGW_BENCH_HUGE=1
-    (scripts/bench-gateway -H, which reserves and mounts them), 2 MiB hugepages, as a gateway
-    on real hardware runs; --huge-unlink leaves no files behind."""
+    """DPDK memory flags: 2 MiB hugepages with IPSECGW_BENCH_HUGE=1 (what scripts/bench-gateway
+    exports unless --no-huge, after reserving and mounting them; --huge-unlink leaves no files
+    behind), else 4 KiB pages (--no-huge, as when many.py is called on its own)."""
     if os.environ.get("IPSECGW_BENCH_HUGE") == "1":
         return ["-m", str(mb), "--huge-unlink"]
     return ["--no-huge", "-m", str(mb)]
