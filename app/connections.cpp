@@ -5,6 +5,7 @@
 #include <ctime>
 #include <sstream>
 
+#include "app/conn_table.hpp"
 #include "app/logging.hpp"
 
 namespace ipsecgw::app {
@@ -70,6 +71,7 @@ void ConnectionStatus::add_static_connections(const Config& cfg) {
                 c.manual_keys->inbound.spi, c.manual_keys->outbound.spi,
                 c.manual_keys->udp_encap};
       static_rows_.push_back(std::move(r));
+      statics_unpublished_ = true;
     }
 }
 
@@ -77,6 +79,7 @@ void ConnectionStatus::add_ike_connection(std::string name, dp::Ipv4 peer) {
   if (by_name_.count(name) != 0) remove_ike_connection(name);
   added_.push_back(name);
   ike_conns_.push_back({name, peer, {}, {}, {}});
+  ike_conns_.back().key = next_key_++;
   by_name_[std::move(name)] = std::prev(ike_conns_.end());
 }
 
@@ -84,6 +87,7 @@ void ConnectionStatus::remove_ike_connection(const std::string& name) {
   auto it = by_name_.find(name);
   if (it == by_name_.end()) return;
   if (sweep_at_ == it->second) ++sweep_at_;
+  removed_keys_.push_back(it->second->key);
   ike_conns_.erase(it->second);
   by_name_.erase(it);
   removed_ = true;
@@ -200,6 +204,10 @@ bool ConnectionStatus::examine(const ike::Daemon& ike, IkeConn& c, dp::SaInstall
       APP_LOG(NOTICE, "%s", describe_row(r).c_str());
   }
   c.last = std::move(r);
+  if (!c.unpublished) {
+    c.unpublished = true;
+    unpublished_.push_back(c.name);
+  }
   return true;
 }
 
@@ -236,6 +244,41 @@ std::vector<ConnRow> ConnectionStatus::rows() const {
   std::vector<ConnRow> rows = static_rows_;
   for (const IkeConn& c : ike_conns_) rows.push_back(c.last);
   return rows;
+}
+
+void ConnectionStatus::publish(ConnTable& table) {
+  RowChanges changes;
+  changes.removed = std::move(removed_keys_);
+  removed_keys_.clear();
+  if (statics_unpublished_)
+    for (std::size_t i = 0; i < static_rows_.size(); ++i)
+      changes.rows.emplace_back(static_cast<RowKey>(i), static_rows_[i]);
+  statics_unpublished_ = false;
+  // A name whose connection went (or went and came back, not yet examined) finds no row to
+  // publish: its key is among the removed ones, the new connection's row comes when examined.
+  for (const std::string& name : unpublished_)
+    if (auto it = by_name_.find(name); it != by_name_.end() && it->second->unpublished) {
+      it->second->unpublished = false;
+      changes.rows.emplace_back(it->second->key, it->second->last);
+    }
+  unpublished_.clear();
+  // In key order: the new connections' rows go to the table's end in the order added.
+  std::sort(changes.rows.begin(), changes.rows.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (!changes.empty()) table.apply(std::move(changes));
+}
+
+void ConnectionStatus::publish_all(ConnTable& table, const ike::Daemon* ike) const {
+  RowChanges all;
+  for (std::size_t i = 0; i < static_rows_.size(); ++i)
+    all.rows.emplace_back(static_cast<RowKey>(i), static_rows_[i]);
+  if (ike != nullptr)
+    for (const IkeConn& c : ike_conns_) {
+      ConnRow r = ike_row(*ike, c);
+      carry_history(c, r);
+      all.rows.emplace_back(c.key, std::move(r));
+    }
+  table.replace(std::move(all));
 }
 
 }  // namespace ipsecgw::app

@@ -41,6 +41,12 @@ struct ConnRow {
   friend bool operator==(const ConnRow&, const ConnRow&) = default;
 };
 
+// A row's key in the telemetry table (app/conn_table.hpp), unique where names need not be: the
+// static rows' are their index, each IKE connection's is given when it is added, after every
+// earlier one (from kFirstIkeKey). Ordered by key, the rows are in the order of rows().
+using RowKey = std::uint64_t;
+class ConnTable;
+
 // What a status log line says changed: state, reason, SPIs, encapsulation, peer port.
 bool same_status(const ConnRow& a, const ConnRow& b);
 
@@ -80,11 +86,12 @@ class ConnectionStatus {
 
   // Reads the status of the IKE connections that may have changed (ike::Daemon::
   // take_status_changes, and those added since), logs each one whose status changed since the
-  // last call (a new connection: its first status) and returns true when any row changed;
-  // rows() then gives the new rows. Besides, a sweep re-reads at most kSweepPerRefresh other
-  // rows per call, in order, starting over at most once a second: with `sas` it reads their
-  // traffic counters (each connection's at most once a second, less often with more than
-  // kSweepPerRefresh * the refreshes per second), and it catches any change not reported.
+  // last call (a new connection: its first status) and returns true when any row changed or
+  // went; publish() then writes the changed rows to telemetry, rows() gives them all. Besides,
+  // a sweep re-reads at most kSweepPerRefresh other rows per call, in order, starting over at
+  // most once a second: with `sas` it reads their traffic counters (each connection's at most
+  // once a second, less often with more than kSweepPerRefresh * the refreshes per second), and
+  // it catches any change not reported.
   // The rows examined per call are thus the changed ones plus kSweepPerRefresh, whatever the
   // number of idle connections.
   bool refresh(ike::Daemon& ike, dp::SaInstaller* sas = nullptr,
@@ -94,6 +101,16 @@ class ConnectionStatus {
   std::uint64_t rows_examined() const noexcept { return rows_examined_; }
   // The static rows, then the IKE rows as of the last refresh().
   std::vector<ConnRow> rows() const;
+
+  // Writes into `table` the rows changed since the last publish(): those refresh() found
+  // changed (a new connection's first row among them) and the static rows the first time; the
+  // rows of the connections removed leave it. O(rows changed) (plus O(rows) for a removal,
+  // ConnTable::apply): the rows that did not change are not copied.
+  void publish(ConnTable& table);
+  // Fills `table` anew with every row as `ike` reports it now (current_rows): at start, before
+  // the first refresh(). O(rows).
+  void publish_all(ConnTable& table, const ike::Daemon* ike) const;
+  static constexpr RowKey kFirstIkeKey = RowKey{1} << 32;
 
  private:
   struct Traffic {  // of the SA pairs before the current one, and the current one's last read
@@ -106,6 +123,8 @@ class ConnectionStatus {
     Traffic before;   // the replaced SA pairs' totals
     Traffic current;  // the current pair as last read
     std::uint64_t examined_in = 0;  // the refresh() that last read it (each once per call)
+    RowKey key = 0;
+    bool unpublished = false;  // `last` changed since the last publish() (named in unpublished_)
   };
   static ConnRow ike_row(const ike::Daemon& ike, const IkeConn& c);
   // Times and traffic carried from the previous row into `r` (computed now).
@@ -122,6 +141,12 @@ class ConnectionStatus {
   std::unordered_map<std::string, std::list<IkeConn>::iterator> by_name_;
   std::vector<std::string> added_;  // since the last refresh(): examined by the next one
   bool removed_ = false;  // a connection went since the last refresh()
+  // For publish(): the rows changed since the last one (IKE connections by name, each once;
+  // the static rows all at once) and the keys of the rows gone.
+  std::vector<std::string> unpublished_;
+  bool statics_unpublished_ = false;
+  std::vector<RowKey> removed_keys_;
+  RowKey next_key_ = kFirstIkeKey;
   // The sweep: the next row, the rows left in this round, when the next round may start.
   std::list<IkeConn>::iterator sweep_at_ = ike_conns_.end();
   std::size_t sweep_left_ = 0;

@@ -1,10 +1,12 @@
 // Connection status from IKE daemon and data-plane events (app/connections.*): the Neutron
 // status and reason mapping, the detail (phases, algorithms, peer port, SPIs), the last error
 // and rekey times, the traffic totals across rekeys, and the API's status_detail / vpnservice
-// status. The daemons are real (two in one process, tests/ike/daemon_harness.hpp).
+// status; the rows published to telemetry (app/conn_table.*): only those changed, in order. The
+// daemons are real (two in one process, tests/ike/daemon_harness.hpp).
 #include <gtest/gtest.h>
 
 #include "app/api/handler.hpp"
+#include "app/conn_table.hpp"
 #include "app/connections.hpp"
 #include "app/status_json.hpp"
 #include "tests/ike/daemon_harness.hpp"
@@ -261,6 +263,173 @@ TEST_F(ConnStatus, RowsExaminedPerTickDoNotGrowWithIdleConnections) {
   // The sweep's share, and the few rows whose peers' timers came (none here): not 100 or 3,000.
   EXPECT_LE(small, ConnectionStatus::kSweepPerRefresh + 2);
   EXPECT_LE(large, ConnectionStatus::kSweepPerRefresh + 2);
+}
+
+// ---- the rows published to telemetry (issue #12): only the changed ones, counted
+// (ConnTable::rows_written), not timed ----
+
+// Over 3 s of 20 ms ticks, as the control loop does (publish() after a refresh that changed
+// rows): `n` idle connections and one, "site", whose traffic counters move every tick (the
+// sweep reads them once a second). The most rows one refresh wrote into the table, and the
+// refreshes that wrote any.
+struct Published {
+  std::uint64_t most = 0;
+  int refreshes = 0;
+};
+Published rows_published_per_tick(int n) {
+  Pair p(ike::test::kDefaults);
+  p.initiate();
+  p.ia.report_counters = true;
+  ConnectionStatus cs;
+  ConnTable table;
+  add_idle(p.a, cs, n, true);
+  cs.add_ike_connection("site", kAddrB);
+  cs.refresh(p.a, &p.ia, at(0));
+  cs.publish(table);  // every row, the first time
+  EXPECT_EQ(table.size(), static_cast<std::size_t>(n) + 1);
+  Published out;
+  for (int t = 1; t <= 150; ++t) {
+    p.clock.t += ike::Millis{20};
+    p.a.tick();
+    p.ia.in_packets = 1000 + static_cast<std::uint64_t>(t);
+    const std::uint64_t before = table.rows_written();
+    if (cs.refresh(p.a, &p.ia, at(0) + std::chrono::milliseconds(20 * t))) cs.publish(table);
+    const std::uint64_t written = table.rows_written() - before;
+    out.most = std::max(out.most, written);
+    if (written != 0) ++out.refreshes;
+  }
+  // The table holds what a copy of every row would: the site's last counters among them.
+  EXPECT_EQ(table.rows(), cs.rows());
+  EXPECT_GT(row_of(table.rows(), "site").in_packets, 1000u);
+  return out;
+}
+
+TEST_F(ConnStatus, RowsPublishedPerTickDoNotGrowWithIdleConnections) {
+  const Published small = rows_published_per_tick(100);
+  const Published large = rows_published_per_tick(3000);
+  // The site's row when the sweep read new counters (about once a second), nothing else: not
+  // the 101 or 3,001 rows of the table (what publishing every row, as before, wrote).
+  EXPECT_EQ(small.most, 1u);
+  EXPECT_EQ(large.most, 1u);
+  // ... and the site's changes did reach the table (3 and 2 refreshes wrote its row).
+  EXPECT_GE(small.refreshes, 1);
+  EXPECT_GE(large.refreshes, 1);
+}
+
+std::vector<std::string> names_of(const std::vector<ConnRow>& rows) {
+  std::vector<std::string> names;
+  for (const ConnRow& r : rows) names.push_back(r.name);
+  return names;
+}
+
+// A connection removed leaves the table, one added comes last, one added again (as the
+// reconciler updates one) moves to the end; a static row and an IKE connection may share a
+// name: two rows, /ipsecgw/connection,NAME finds the static one (the first, as before).
+TEST_F(ConnStatus, PublishedRowsFollowAddedAndRemovedConnections) {
+  Pair p(ike::test::kDefaults);
+  p.initiate();
+  Config cfg;
+  SiteConnection st;
+  st.name = "site";
+  st.peer_address = 0xc6336401U;
+  st.manual_keys = ManualKeys{};
+  st.manual_keys->inbound.spi = 0x1001;
+  st.manual_keys->outbound.spi = 0x2001;
+  cfg.ipsec_site_connections.push_back(std::move(st));
+  ConnectionStatus cs;
+  ConnTable table;
+  cs.add_static_connections(cfg);
+  add_idle(p.a, cs, 3, true);
+  cs.add_ike_connection("site", kAddrB);
+  cs.refresh(p.a, &p.ia, at(0));
+  cs.publish(table);
+  using Names = std::vector<std::string>;
+  EXPECT_EQ(names_of(table.rows()), (Names{"site", "idle0", "idle1", "idle2", "site"}));
+  EXPECT_EQ(table.rows(), cs.rows());
+  ASSERT_TRUE(table.find("site"));
+  EXPECT_EQ(table.find("site")->state, "STATIC");
+  EXPECT_EQ(table.rows().back().state, "ACTIVE");
+  ASSERT_TRUE(table.find("idle1"));
+
+  cs.remove_ike_connection("idle1");
+  std::uint64_t before = table.rows_written();
+  EXPECT_TRUE(cs.refresh(p.a, &p.ia, at(0)));
+  cs.publish(table);
+  EXPECT_EQ(table.rows_written(), before);  // a removal copies no row
+  EXPECT_EQ(names_of(table.rows()), (Names{"site", "idle0", "idle2", "site"}));
+  EXPECT_FALSE(table.find("idle1"));
+  EXPECT_EQ(table.rows(), cs.rows());
+
+  cs.add_ike_connection("new", 0xcb00ffffU);
+  cs.remove_ike_connection("idle0");
+  cs.add_ike_connection("idle0", 0xcb000000U + 0x10000U);
+  before = table.rows_written();
+  EXPECT_TRUE(cs.refresh(p.a, &p.ia, at(0)));
+  cs.publish(table);
+  EXPECT_EQ(table.rows_written() - before, 2u);  // the two new rows
+  EXPECT_EQ(names_of(table.rows()), (Names{"site", "idle2", "site", "new", "idle0"}));
+  ASSERT_TRUE(table.find("new"));
+  EXPECT_EQ(table.find("new")->state, "DOWN");
+  EXPECT_EQ(table.rows(), cs.rows());
+
+  // The IKE "site" goes: its row only; the static one stays.
+  cs.remove_ike_connection("site");
+  EXPECT_TRUE(cs.refresh(p.a, &p.ia, at(0)));
+  cs.publish(table);
+  EXPECT_EQ(names_of(table.rows()), (Names{"site", "idle2", "new", "idle0"}));
+  EXPECT_EQ(table.find("site")->state, "STATIC");
+  EXPECT_EQ(table.rows(), cs.rows());
+  // Nothing changed since: nothing written.
+  before = table.rows_written();
+  EXPECT_FALSE(cs.refresh(p.a, &p.ia, at(0)));
+  cs.publish(table);
+  EXPECT_EQ(table.rows_written(), before);
+}
+
+ConnRow named(const std::string& name, const std::string& state = "DOWN") {
+  ConnRow r;
+  r.name = name;
+  r.state = state;
+  return r;
+}
+
+// The table alone: rows in key order whatever order they come in, the first row so named found
+// by name (the next one once it goes), a page copying only its own rows.
+TEST(ConnTableRows, KeyOrderFirstOfANameAndOnlyThePageCopied) {
+  ConnTable t;
+  RowChanges ike;
+  for (int i = 0; i < 10; ++i)
+    ike.rows.emplace_back(ConnectionStatus::kFirstIkeKey + static_cast<RowKey>(i),
+                          named("c" + std::to_string(i)));
+  t.apply(ike);
+  RowChanges late;  // a static row published after the IKE ones: still first
+  late.rows.emplace_back(0, named("c3", "STATIC"));
+  t.apply(late);
+  using Names = std::vector<std::string>;
+  EXPECT_EQ(names_of(t.rows()),
+            (Names{"c3", "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"}));
+  ASSERT_TRUE(t.find("c3"));
+  EXPECT_EQ(t.find("c3")->state, "STATIC");
+  RowChanges gone;
+  gone.removed = {0, ConnectionStatus::kFirstIkeKey + 5, 12345};  // the last one: unknown
+  t.apply(gone);
+  EXPECT_EQ(t.size(), 9u);
+  EXPECT_EQ(t.find("c3")->state, "DOWN");
+  EXPECT_FALSE(t.find("c5"));
+  EXPECT_EQ(t.find("c9")->name, "c9");
+  // A page from START 3 while take() says yes: c3 c4 c6, nothing past the 4th row asked.
+  std::size_t asked = 0;
+  const ConnPage pg = t.page(3, [&](const ConnRow&, std::size_t taken) {
+    ++asked;
+    return taken < 3;
+  });
+  EXPECT_EQ(names_of(pg.rows), (Names{"c3", "c4", "c6"}));
+  EXPECT_EQ(pg.total, 9u);
+  EXPECT_EQ(asked, 4u);
+  EXPECT_TRUE(t.page(9, [](const ConnRow&, std::size_t) { return true; }).rows.empty());
+  t.clear();
+  EXPECT_EQ(t.size(), 0u);
+  EXPECT_FALSE(t.find("c0"));
 }
 
 TEST_F(ConnStatus, AChangeReachesItsRowOnTheNextRefreshWhateverTheSweep) {
