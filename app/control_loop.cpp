@@ -88,10 +88,10 @@ void ControlLoop::tick_ike(Clock::time_point now) {
 }
 
 // Every IKE tick (20 ms) and after each API change: the status rows, each change logged, the
-// traffic counters read once a second; telemetry gets the rows when any changed.
+// traffic counters read once a second; telemetry gets the rows that changed (only those).
 void ControlLoop::refresh_status() {
   if (ike_ != nullptr && conns_.refresh(*ike_, &gw_.installer()))
-    publish_connections(conns_.rows());
+    conns_.publish(connection_table());
 }
 
 // With IKE running, the daemon owns the data plane's events (it polls them in tick() to rekey

@@ -135,7 +135,7 @@ bool Runtime::start_ike() {
     }
     if (ok) gw_->set_datagram_handler(ike_.get());
   }
-  publish_connections(conns_.current_rows(ike_.get()));
+  conns_.publish_all(connection_table(), ike_.get());
   return ok;
 }
 
@@ -187,7 +187,7 @@ bool Runtime::start_api() {
     return false;
   }
   APP_LOG(INFO, "Neutron VPNaaS v2.0 API on http://%s:%d", so.host.c_str(), api_->port());
-  publish_connections(conns_.current_rows(ike_.get()));
+  conns_.publish_all(connection_table(), ike_.get());
   return true;
 }
 
@@ -234,7 +234,7 @@ void Runtime::shutdown() {
       std::printf("%s\n", describe_row(r).c_str());
   }
   std::fflush(stdout);
-  publish_connections({});
+  connection_table().clear();
   gw_->set_datagram_handler(nullptr);
   handler_.reset();
   reconciler_.reset();

@@ -6,7 +6,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "crypto/dh_ops.hpp"
 #include "dataplane/telemetry_columns.hpp"
@@ -14,10 +16,6 @@
 
 namespace ipsecgw::app {
 namespace {
-
-// The control lcore writes the rows, the telemetry thread reads them.
-std::mutex g_conn_mu;
-std::vector<ConnRow> g_conn_rows;
 
 // A reply must fit DPDK's 16 KiB telemetry buffer, or whole columns are left out of it: a
 // page of /ipsecgw/connections holds the rows whose JSON fits kRowBudget, counted the way DPDK
@@ -45,11 +43,6 @@ std::size_t row_json_bytes(const ConnRow& r) {
   return n;
 }
 
-std::vector<ConnRow> snapshot() {
-  std::lock_guard lk(g_conn_mu);
-  return g_conn_rows;
-}
-
 // Columns, like /ipsecgw/sa (dict keys must be plain names, which connection names need not
 // be): row i of every array is one connection. One page: rows from START (the parameter,
 // default 0) while they fit; `next` is the START of the next page, absent on the last one.
@@ -62,19 +55,19 @@ int tel_connections(const char*, const char* params, rte_tel_data* d) {
     if (errno != 0 || end == params || *end != '\0' || params[0] == '-') return -EINVAL;
     start = static_cast<std::size_t>(v);
   }
-  const std::vector<ConnRow> all = snapshot();
-  std::vector<ConnRow> rows;
+  // Only this page's rows are copied (under the table's lock), not the whole table.
   std::size_t bytes = 0;
-  for (std::size_t i = start; i < all.size() && rows.size() < RTE_TEL_MAX_ARRAY_ENTRIES; ++i) {
-    bytes += row_json_bytes(all[i]);
-    if (bytes > kRowBudget && !rows.empty()) break;
-    rows.push_back(all[i]);
-  }
+  const ConnPage page = connection_table().page(start, [&](const ConnRow& r, std::size_t taken) {
+    if (taken >= RTE_TEL_MAX_ARRAY_ENTRIES) return false;
+    bytes += row_json_bytes(r);
+    return bytes <= kRowBudget || taken == 0;
+  });
+  const std::vector<ConnRow>& rows = page.rows;
   rte_tel_data_start_dict(d);
   rte_tel_data_add_dict_u64(d, "count", rows.size());
-  rte_tel_data_add_dict_u64(d, "total", all.size());
+  rte_tel_data_add_dict_u64(d, "total", page.total);
   rte_tel_data_add_dict_u64(d, "start", start);
-  if (start + rows.size() < all.size()) rte_tel_data_add_dict_u64(d, "next", start + rows.size());
+  if (start + rows.size() < page.total) rte_tel_data_add_dict_u64(d, "next", start + rows.size());
   using dp::add_string_column, dp::add_u64_column;
   add_string_column(d, "name", rows, [](const ConnRow& r) { return r.name; });
   add_string_column(d, "peer", rows, [](const ConnRow& r) { return r.peer; });
@@ -99,7 +92,8 @@ int tel_connections(const char*, const char* params, rte_tel_data* d) {
 }
 
 // One connection, by its name (the name it has in /ipsecgw/connections: its Neutron name, or
-// its id where that is empty or not unique): every field as a dict entry.
+// its id where that is empty or not unique; the first row so named, static rows first): every
+// field as a dict entry.
 int tel_connection(const char*, const char* params, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
   if (params == nullptr || *params == '\0') {
@@ -107,14 +101,12 @@ int tel_connection(const char*, const char* params, rte_tel_data* d) {
                                              "/ipsecgw/connection,NAME");
     return 0;
   }
-  const std::vector<ConnRow> all = snapshot();
-  const auto it = std::find_if(all.begin(), all.end(),
-                               [&](const ConnRow& r) { return r.name == params; });
-  if (it == all.end()) {
+  const std::optional<ConnRow> row = connection_table().find(params);  // a hash lookup
+  if (!row) {
     rte_tel_data_add_dict_string(d, "error", "no such connection (see /ipsecgw/connections)");
     return 0;
   }
-  const ConnRow& r = *it;
+  const ConnRow& r = *row;
   const std::pair<const char*, const std::string*> strings[] = {
       {"name", &r.name}, {"peer", &r.peer}, {"state", &r.state}, {"reason", &r.reason},
       {"phase1", &r.phase1}, {"phase2", &r.phase2}, {"ike_algorithms", &r.ike_algorithms},
@@ -184,9 +176,9 @@ void publish_ike_counters(const ike::IkeCounters& c) {
   g_ike = c;
 }
 
-void publish_connections(std::vector<ConnRow> rows) {
-  std::lock_guard lk(g_conn_mu);
-  g_conn_rows = std::move(rows);
+ConnTable& connection_table() {
+  static ConnTable table;
+  return table;
 }
 
 }  // namespace ipsecgw::app

@@ -7,9 +7,7 @@
 // /ipsecgw/ports and /ipsecgw/sa are registered by the gateway (dataplane/gateway_counters.cpp).
 #pragma once
 
-#include <vector>
-
-#include "app/connections.hpp"
+#include "app/conn_table.hpp"
 
 namespace ipsecgw::ike {
 struct IkeCounters;
@@ -20,9 +18,10 @@ namespace ipsecgw::app {
 // Registers /ipsecgw/connections, /ipsecgw/connection and /ipsecgw/ike (once per process; DPDK 22.11 cannot unregister).
 void register_telemetry();
 
-// The rows /ipsecgw/connections reports from now on (control lcore; the telemetry thread
-// reads them under a lock). An empty vector withdraws them.
-void publish_connections(std::vector<ConnRow> rows);
+// The rows /ipsecgw/connections and /ipsecgw/connection report: the control lcore writes them
+// (ConnectionStatus::publish_all at start, publish after each refresh that changed rows, clear
+// at shutdown), the telemetry thread reads a page or one row of them (ConnTable's lock).
+ConnTable& connection_table();
 
 // The counters /ipsecgw/ike reports from now on (control lcore).
 void publish_ike_counters(const ike::IkeCounters& c);

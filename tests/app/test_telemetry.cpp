@@ -1,7 +1,8 @@
 // /ipsecgw/connections and /ipsecgw/connection (app/telemetry.cpp) over DPDK's own telemetry
 // socket, as scripts/telemetry asks them: with 200 connections (long names, reasons and errors)
 // every reply fits DPDK's 16 KiB and keeps every column, the pages (START parameter, `next`)
-// list every connection exactly once, and /ipsecgw/connection,NAME gives each one's fields.
+// list every connection exactly once, and /ipsecgw/connection,NAME gives each one's fields;
+// rows changed, removed and added in the table (ConnTable::apply) show in both.
 #include <gtest/gtest.h>
 #include <rte_eal.h>
 #include <sys/socket.h>
@@ -88,11 +89,11 @@ class TelemetryConnections : public ::testing::Test {
   static constexpr int kConns = 200;
   void SetUp() override {
     register_telemetry();
-    std::vector<ConnRow> rows;
-    for (int i = 0; i < kConns; ++i) rows.push_back(row(i));
-    publish_connections(rows);
+    RowChanges all;
+    for (int i = 0; i < kConns; ++i) all.rows.emplace_back(static_cast<RowKey>(i), row(i));
+    connection_table().replace(std::move(all));
   }
-  void TearDown() override { publish_connections({}); }
+  void TearDown() override { connection_table().clear(); }
 };
 
 TEST_F(TelemetryConnections, PagesListEveryConnectionWithEveryColumn) {
@@ -175,6 +176,46 @@ TEST_F(TelemetryConnections, OneConnectionByName) {
   const Reply bad = query("/ipsecgw/connections,x");
   ASSERT_TRUE(bad.json.contains("/ipsecgw/connections")) << bad.json.dump();
   EXPECT_TRUE(bad.json["/ipsecgw/connections"].is_null()) << bad.json.dump();
+}
+
+// What the control lcore writes after a refresh (ConnectionStatus::publish): a changed row, a
+// removed one, a new one at the end.
+TEST_F(TelemetryConnections, ChangedRemovedAndAddedRowsShow) {
+  ConnRow changed = row(5);
+  changed.state = "DOWN";
+  changed.reason = "dead peer detected (DPD)";
+  ConnRow added = row(kConns);
+  RowChanges ch;
+  ch.rows.emplace_back(5, changed);
+  ch.rows.emplace_back(1000, added);
+  ch.removed.push_back(7);
+  connection_table().apply(std::move(ch));
+
+  Reply r = query("/ipsecgw/connection," + row(5).name);
+  ASSERT_TRUE(r.json.contains("/ipsecgw/connection")) << r.json.dump().substr(0, 300);
+  EXPECT_EQ(r.json["/ipsecgw/connection"]["state"], "DOWN");
+  EXPECT_EQ(r.json["/ipsecgw/connection"]["reason"], changed.reason);
+  r = query("/ipsecgw/connection," + row(7).name);
+  EXPECT_TRUE(r.json["/ipsecgw/connection"].contains("error")) << r.json.dump();
+  r = query("/ipsecgw/connection," + added.name);
+  EXPECT_EQ(r.json["/ipsecgw/connection"]["name"], added.name) << r.json.dump();
+
+  // The pages: row 7 gone (those after it one place up), the new row last.
+  std::vector<std::string> names;
+  std::size_t start = 0;
+  for (int pages = 0; pages < kConns; ++pages) {
+    r = query("/ipsecgw/connections," + std::to_string(start));
+    const auto& d = r.json["/ipsecgw/connections"];
+    ASSERT_TRUE(d.is_object()) << r.json.dump().substr(0, 300);
+    EXPECT_EQ(d.value("total", 0), kConns);
+    for (const auto& n : d["name"]) names.push_back(n.get<std::string>());
+    if (!d.contains("next")) break;
+    start = d["next"];
+  }
+  ASSERT_EQ(names.size(), static_cast<std::size_t>(kConns));
+  EXPECT_EQ(names[5], row(5).name);
+  EXPECT_EQ(names[7], row(8).name);
+  EXPECT_EQ(names.back(), added.name);
 }
 
 }  // namespace
