@@ -249,14 +249,14 @@ Result<void> DpSaInstaller::Impl::add_outbound(SaSpec& spec) {
   auto created = sa_create<OutboundSa>(spec, socket_id);
   if (!created) return make_error(created.error());
   OutboundSa* sa = *created;
-  // Outbound SAs reach workers through PolicySlot::sa (a release store, acquire-loaded by the
-  // lookup), which TSan sees; marked too, so every linked SA reads published.
+  // Outbound SAs reach workers as the SPD hash's data, like inbound SAs through their hash:
+  // published first (see SaHead::published).
   mark_published(sa);
   if (slot != nullptr) {
     // Make-before-break rekey: one store re-points the tunnel; the old SA is freed after the
     // grace period (RFC 4301 §4.4.2: the SAD entry is replaced, the SPD entry stays). A trap
     // (no SA) is filled the same way.
-    OutboundSa* old = slot->sa.exchange(sa, std::memory_order_acq_rel);
+    OutboundSa* old = spd.set_sa(slot, sa);
     if (old != nullptr) {
       outbound.erase(old->spi);
       defer_destroy(old);
@@ -304,7 +304,7 @@ Result<void> DpSaInstaller::del_sa(Direction dir, std::uint32_t spi) {
   // packets are held and acquire a new SA instead of becoming unmatched traffic.
   PolicySlot* slot = it->second.slot;
   if (slot->trapped) {
-    slot->sa.store(nullptr, std::memory_order_release);
+    m.spd.set_sa(slot, nullptr);
   } else if (auto r = m.spd.remove(slot); !r) {
     return r;
   }
@@ -360,7 +360,7 @@ Result<void> DpSaInstaller::remove_trap(std::uint32_t conn_id) {
   if (it == m.traps.end()) return make_error("trap: none for connection " + std::to_string(conn_id));
   PolicySlot* slot = it->second;
   // An SA still installed keeps its policy (del_sa removes both later); an empty trap goes now.
-  if (slot->sa.load(std::memory_order_relaxed) == nullptr) {
+  if (slot->sa == nullptr) {
     if (auto r = m.spd.remove(slot); !r) return r;
   } else {
     slot->trapped = false;
@@ -478,6 +478,11 @@ void DpSaInstaller::lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n
 void DpSaInstaller::lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out,
                                     PolicySlot** policies) const noexcept {
   impl_->spd.lookup(src, dst, n, out, policies);
+}
+
+const PolicySlot* DpSaInstaller::find_policy(Ipv4Prefix local_subnet,
+                                             Ipv4Prefix peer_subnet) const noexcept {
+  return impl_->spd.find(local_subnet, peer_subnet);
 }
 
 void DpSaInstaller::raise_acquire(PolicySlot* policy, std::uint64_t now_tsc) const noexcept {

@@ -130,15 +130,20 @@ class DpSaInstaller final : public SaInstaller {
   // out[i] = outbound SA for the policy matching (src[i], dst[i]) (host order) or nullptr.
   void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n,
                        OutboundSa** out) const noexcept;
-  // As above, plus policies[i]: the matching policy or nullptr. out[i] == nullptr with
-  // policies[i] != nullptr: the tunnel is trapped (no SA yet): drop, never forward in the
-  // clear, and raise_acquire(policies[i]).
+  // As above, plus policies[i]: the matching policy when it has no SA, else nullptr.
+  // out[i] == nullptr with policies[i] != nullptr: the tunnel is trapped (no SA yet): drop,
+  // never forward in the clear, and raise_acquire(policies[i]). (A policy with an SA is not
+  // returned: the SPD's hash holds the SA itself, so the slot is not read; see
+  // dataplane/spd.hpp.)
   void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out,
                        PolicySlot** policies) const noexcept;
   // Ask the control plane for an SA for a trapped policy: at most one acquire per policy per
   // acquire_interval() TSC cycles (about 1 s), whichever workers see its packets.
   void raise_acquire(PolicySlot* policy, std::uint64_t now_tsc) const noexcept;
   std::uint64_t acquire_interval() const noexcept;
+
+  // The policy with exactly these selectors, or nullptr (control thread only; tests).
+  const PolicySlot* find_policy(Ipv4Prefix local_subnet, Ipv4Prefix peer_subnet) const noexcept;
 
   // Every installed SA (control thread only), e.g. for telemetry and the exit report.
   std::vector<const SaHead*> all_sas() const;

@@ -1,6 +1,7 @@
 // OutboundSpd: tuple space search over one lock-free rte_hash; see dataplane/spd.hpp.
 #include "dataplane/spd.hpp"
 
+#include <rte_debug.h>
 #include <rte_errno.h>
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
@@ -97,6 +98,21 @@ void OutboundSpd::publish_classes() {
   if (old != nullptr) reclaimer_.defer([old] { delete old; });
 }
 
+SpdKey OutboundSpd::hash_key(const Key& k) noexcept {
+  const auto& [laddr, llen, paddr, plen] = k;
+  SpdKey hk{};
+  hk.dst = paddr;
+  hk.src = laddr;
+  hk.peer_len = plen;
+  hk.local_len = llen;
+  return hk;
+}
+
+void* OutboundSpd::hash_data(PolicySlot* slot) noexcept {
+  if (slot->sa != nullptr) return slot->sa;
+  return reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(slot) | kTrapTag);
+}
+
 Result<void> OutboundSpd::apply(const Key& k, bool& classes_changed) {
   auto want = policies_.find(k);
   auto have = linked_.find(k);
@@ -104,15 +120,11 @@ Result<void> OutboundSpd::apply(const Key& k, bool& classes_changed) {
   PolicySlot* h = have == linked_.end() ? nullptr : have->second;
   if (w == h) return {};
   const auto& [laddr, llen, paddr, plen] = k;
-  SpdKey hk{};
-  hk.dst = paddr;
-  hk.src = laddr;
-  hk.peer_len = plen;
-  hk.local_len = llen;
+  const SpdKey hk = hash_key(k);
   const unsigned cls = plen * kLens + llen;
   if (w != nullptr) {
     // Insert, or re-point an existing key in one atomic data store (readers see h or w).
-    const int rc = rte_hash_add_key_data(h_, &hk, w);
+    const int rc = rte_hash_add_key_data(h_, &hk, hash_data(w));
     if (rc < 0)
       return make_error("spd: cannot add policy " + format_prefix(w->local_subnet) + " -> " +
                         format_prefix(w->peer_subnet) + ": " + rte_strerror(-rc));
@@ -143,9 +155,7 @@ Result<PolicySlot*> OutboundSpd::add(const Ipv4Prefix& local, const Ipv4Prefix& 
     return make_error("spd: selectors " + format_prefix(local) + " -> " + format_prefix(peer) +
                       " have host bits set");
   auto slot = std::make_unique<PolicySlot>();
-  // Release: a worker that finds the slot (rte_hash's own ordering, invisible to
-  // ThreadSanitizer) loads `sa` with acquire before reading the slot or the SA.
-  slot->sa.store(sa, std::memory_order_release);
+  slot->sa = sa;  // reaches workers as the hash's data (apply)
   slot->local_subnet = local;
   slot->peer_subnet = peer;
   const Key k = key(local, peer);
@@ -174,7 +184,7 @@ Result<void> OutboundSpd::remove(PolicySlot* slot) {
     reclaimer_.defer([slot] { delete slot; });
   } else {
     // Still linked until the commit: matched packets are held, not sent.
-    slot->sa.store(nullptr, std::memory_order_release);
+    set_sa(slot, nullptr);
     dirty_.push_back(k);
   }
   if (in_batch()) return {};
@@ -182,6 +192,21 @@ Result<void> OutboundSpd::remove(PolicySlot* slot) {
   // A delete cannot fail; an error here is an earlier insert retried, already reported.
   (void)commit_batch();
   return {};
+}
+
+OutboundSa* OutboundSpd::set_sa(PolicySlot* slot, OutboundSa* sa) noexcept {
+  OutboundSa* old = slot->sa;
+  slot->sa = sa;
+  const Key k = key(slot->local_subnet, slot->peer_subnet);
+  auto l = linked_.find(k);
+  if (l != linked_.end() && l->second == slot) {
+    // The key is in the hash: rte_hash finds it and replaces its data with one atomic store
+    // (no new key slot, no allocation), so this cannot fail for want of room. If it ever
+    // failed, workers would keep an SA the caller is about to free: stop instead.
+    const SpdKey hk = hash_key(k);
+    RTE_VERIFY(rte_hash_add_key_data(h_, &hk, hash_data(slot)) >= 0);
+  }
+  return old;
 }
 
 Result<void> OutboundSpd::commit_batch() {
@@ -228,7 +253,7 @@ void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundS
   SpdKey keys[kChunk];
   const void* kp[kChunk];
   void* data[kChunk];
-  PolicySlot* found[kChunk];     // per distinct pair
+  void* found[kChunk];           // per distinct pair: the hash's data (SA or tagged slot)
   std::uint8_t pend[kChunk];     // distinct pairs not resolved yet
   std::uint8_t first[kChunk];    // distinct pair -> its first packet
   std::uint8_t key_of[kChunk];   // packet -> its distinct pair
@@ -261,8 +286,9 @@ void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundS
       unsigned left = 0;
       for (unsigned j = 0; j < np; ++j) {
         if ((hits >> j) & 1) {
-          found[pend[j]] = static_cast<PolicySlot*>(data[j]);
-          rte_prefetch0(data[j]);
+          found[pend[j]] = data[j];
+          if ((reinterpret_cast<std::uintptr_t>(data[j]) & kTrapTag) == 0)
+            prefetch_for_encrypt(static_cast<const OutboundSa*>(data[j]));
         } else {
           pend[left++] = pend[j];
         }
@@ -270,11 +296,19 @@ void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundS
       np = left;
     }
     for (unsigned i = 0; i < m; ++i) {
-      PolicySlot* p = found[key_of[i]];
-      slots[base + i] = p;
-      OutboundSa* sa = p == nullptr ? nullptr : p->sa.load(std::memory_order_acquire);
+      const auto v = reinterpret_cast<std::uintptr_t>(found[key_of[i]]);
+      OutboundSa* sa = nullptr;
+      PolicySlot* trap = nullptr;
+      if ((v & kTrapTag) != 0) trap = reinterpret_cast<PolicySlot*>(v & ~kTrapTag);
+      else sa = reinterpret_cast<OutboundSa*>(v);
+#if defined(__SANITIZE_THREAD__)
+      // Pairs with mark_published() (sa_table.cpp) before the SA was linked: the acquire
+      // rte_hash already did inside librte_hash, repeated where ThreadSanitizer sees it (see
+      // SaHead::published). Not needed otherwise: rte_hash's own acquire orders it.
+      if (sa != nullptr) (void)sa->published.load(std::memory_order_acquire);
+#endif
       out[base + i] = sa;
-      if (sa != nullptr && (i == 0 || key_of[i] != key_of[i - 1])) prefetch_for_encrypt(sa);
+      slots[base + i] = trap;
     }
   }
 }

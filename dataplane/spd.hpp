@@ -8,7 +8,12 @@
 // Lookup structure: tuple space search. Policies fall into classes by their prefix-length pair
 // (peer len, local len); one rte_hash holds every policy under the exact key (dst & peer mask,
 // src & local mask, peer len, local len), with lock-free readers
-// (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF). A lookup tries the classes present, most specific
+// (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF). The hash's data is the policy's current outbound SA
+// itself, or, for a policy without one (a trap), its PolicySlot tagged with kTrapTag: a hit
+// gives a worker the SA with no further load, so with thousands of tunnels (an SA miss per
+// packet) the chain per packet is bucket -> key -> SA, not bucket -> key -> slot -> SA, and the
+// SA's lines are prefetched as soon as the hash returns it. A rekey re-points the data in
+// place (rte_hash replaces it with one atomic store: readers see the old SA or the new). A lookup tries the classes present, most specific
 // first, one rte_hash_lookup_bulk_data per class for the packets still unresolved, and stops
 // at the first hit or when every packet of the burst is resolved. Site-to-site policies fall in
 // a few classes (often one: /24 -> /24), so a lookup is one or two hash probes per packet
@@ -16,7 +21,7 @@
 // the rte_acl SPD this replaces rebuilt its whole trie (O(N)) on every policy change. The cost
 // grows with the number of classes in use (up to 33 x 33; a miss tries them all), which
 // classes() reports. The lookup also prefetches the cache lines of each SA it returns that the
-// encrypt reads, so that with thousands of tunnels (random flows: an SA miss per packet) the
+// encrypt reads (on the hit, before the next packet's key is looked at), so that with thousands of tunnels (random flows: an SA miss per packet) the
 // misses of a burst overlap. The list of classes in use is a small immutable array published
 // with one atomic pointer store when a class appears or empties (old one freed after the grace
 // period); a key deleted from the hash keeps its slot until the grace period ends (no free on
@@ -30,7 +35,8 @@
 // the control-side map and the hash is updated at commit_batch() (one hash operation per
 // changed policy, one class-list publish at most). Until the commit the published state keeps
 // serving: an added policy does not match yet; a removed one still matches, with its SA
-// pointer already cleared, so its packets are held as trapped (never sent in the clear); its
+// data already re-pointed to its tagged slot (no SA), so its packets are held as trapped
+// (never sent in the clear); its
 // slot is freed after the grace period that follows the commit's unlink. A policy removed and
 // re-added in one batch is re-pointed in place (rte_hash replaces the data atomically): its
 // packets never see a gap. Outside a batch every add() and remove() is a batch of one.
@@ -57,9 +63,12 @@ namespace ipsecgw::dp {
 
 // A policy slot with a null `sa` is a trap (SaInstaller::install_trap): it still matches, so
 // its packets are held back (DropReason::kTrapped) rather than treated as unmatched, and the
-// worker raises an acquire through it, rate-limited by `acquire_tsc`.
+// worker raises an acquire through it, rate-limited by `acquire_tsc`. Workers reach a slot
+// only then (the hash's data is the SA itself otherwise) and read only its atomics.
 struct alignas(64) PolicySlot {
-  std::atomic<OutboundSa*> sa{nullptr};  // the tunnel's current outbound SA; null: trapped, no SA yet
+  // The tunnel's current outbound SA; null: trapped, no SA yet. Control thread only: workers
+  // get the SA from the hash's data (OutboundSpd::set_sa keeps both the same).
+  OutboundSa* sa = nullptr;
   // Worker side of acquires: TSC of the last one raised (0 = never) and a pending flag that
   // the control thread's poll_events() takes.
   std::atomic<std::uint64_t> acquire_tsc{0};
@@ -84,6 +93,10 @@ inline void policy_raise_acquire(PolicySlot& slot, std::uint64_t now,
   slot.acquire_pending.store(true, std::memory_order_release);
   note_sa_event_raised();
 }
+
+// The hash's data for a policy without an SA: its slot's address with the low bit set (slots
+// are 64-byte aligned, SAs too, so an untagged pointer is always an SA).
+constexpr std::uintptr_t kTrapTag = 1;
 
 // The hash key: both addresses masked to the class's lengths, and the class. 8-byte aligned,
 // 16 bytes: rte_hash's CRC reads keys 8 bytes at a time through uint64_t loads (a 12-byte key
@@ -127,9 +140,14 @@ class OutboundSpd {
   // batch, at commit_batch(). Prefixes must have no host bits set.
   Result<PolicySlot*> add(const Ipv4Prefix& local, const Ipv4Prefix& peer, OutboundSa* sa);
   // Unlink the policy (one hash delete); the slot is freed after a grace period. In a batch:
-  // clears slot->sa (the caller frees the SA after a grace period) and unlinks it at
-  // commit_batch().
+  // clears its SA at once (set_sa(slot, nullptr): the caller frees the SA after a grace
+  // period) and unlinks it at commit_batch().
   Result<void> remove(PolicySlot* slot);
+  // Re-point the policy to `sa` (a rekey, a trap filled; nullptr: no SA, trapped) and return
+  // the SA it had. A linked policy's hash data is replaced at once, in or out of a batch (one
+  // atomic store, no change of structure); the old SA is the caller's to free after a grace
+  // period.
+  OutboundSa* set_sa(PolicySlot* slot, OutboundSa* sa) noexcept;
   // Batches nest; the outermost commit_batch() applies what changed. If a hash insert fails
   // (table full) that policy stays unlinked and is retried by the next commit; the error is
   // returned, everything else is applied.
@@ -146,8 +164,9 @@ class OutboundSpd {
 
   // ---- workers: lock-free, no allocation ----
   void lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out) const noexcept;
-  // As lookup, plus slots[i]: the matching policy or nullptr (out[i] null with slots[i] set:
-  // trapped). The slot stays valid until the caller's next quiescent state.
+  // As lookup, plus slots[i]: the matching policy when it has no SA (out[i] null: trapped),
+  // else nullptr (no policy, or an SA in out[i]). The slot stays valid until the caller's next
+  // quiescent state.
   void lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out,
               PolicySlot** slots) const noexcept;
 
@@ -159,6 +178,9 @@ class OutboundSpd {
   static constexpr unsigned kLens = 33;  // prefix lengths 0..32; class index peer * 33 + local
   // Brings the hash in line with policies_ for `k`; counts classes that appear or empty.
   Result<void> apply(const Key& k, bool& classes_changed);
+  static SpdKey hash_key(const Key& k) noexcept;
+  // What the hash holds for a policy: its SA, or the slot tagged with kTrapTag.
+  static void* hash_data(PolicySlot* slot) noexcept;
   void publish_classes();
 
   Reclaimer& reclaimer_;

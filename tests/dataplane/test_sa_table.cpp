@@ -566,7 +566,8 @@ TEST_F(SaTableTrap, OutboundSaFillsTheTrapAndItsDeleteLeavesTheTrap) {
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x4001, kLocal, kPeer, 7)));
   auto [sa, p] = pol(kSrc, kDst);
   EXPECT_TRUE(sa_is_live(sa, 0x4001));
-  EXPECT_EQ(p, trap);  // re-pointed, not a new policy
+  EXPECT_EQ(p, nullptr);  // a policy with an SA: the lookup gives the SA, not the policy
+  EXPECT_EQ(inst_->find_policy(kLocal, kPeer), trap);  // re-pointed, not a new policy
   // A rekey re-points; DPD hold / expiry / peer Delete removes the SA: the trap stays.
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x4002, kLocal, kPeer, 7)));
   EXPECT_TRUE(sa_is_live(pol(kSrc, kDst).first, 0x4002));
@@ -579,16 +580,17 @@ TEST_F(SaTableTrap, OutboundSaFillsTheTrapAndItsDeleteLeavesTheTrap) {
   // A new negotiation fills the same trap again.
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x4003, kLocal, kPeer, 7)));
   EXPECT_TRUE(sa_is_live(pol(kSrc, kDst).first, 0x4003));
-  EXPECT_EQ(pol(kSrc, kDst).second, trap);
+  EXPECT_EQ(inst_->find_policy(kLocal, kPeer), trap);
 }
 
 TEST_F(SaTableTrap, WithoutTrapDeletingTheSaRemovesThePolicy) {
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0x4001, kLocal, kPeer, 7)));
-  ASSERT_NE(pol(kSrc, kDst).second, nullptr);
+  ASSERT_NE(inst_->find_policy(kLocal, kPeer), nullptr);
   ASSERT_TRUE(inst_->del_sa(Direction::kOutbound, 0x4001));
   auto [sa, p] = pol(kSrc, kDst);
   EXPECT_EQ(sa, nullptr);
   EXPECT_EQ(p, nullptr);
+  EXPECT_EQ(inst_->find_policy(kLocal, kPeer), nullptr);
 }
 
 TEST_F(SaTableTrap, TrapOverAnInstalledSaSurvivesItsDelete) {

@@ -205,8 +205,9 @@ TEST_F(SpdBatch, RemoveAndReAddInOneBatchRepointsInPlace) {
   const Ipv4Prefix l{ip(10, 5, 0, 0), 16}, p{ip(172, 16, 5, 0), 24};
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0xe100, l, p)));
   inst_->drain();
-  PolicySlot* before = pol(ip(10, 5, 0, 1), ip(172, 16, 5, 1)).second;
+  const PolicySlot* before = inst_->find_policy(l, p);
   ASSERT_NE(before, nullptr);
+  EXPECT_EQ(pol(ip(10, 5, 0, 1), ip(172, 16, 5, 1)).second, nullptr);  // an SA, not a trap
   inst_->begin_batch();
   ASSERT_TRUE(inst_->del_sa(Direction::kOutbound, 0xe100));
   ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0xe200, l, p)));
@@ -214,9 +215,8 @@ TEST_F(SpdBatch, RemoveAndReAddInOneBatchRepointsInPlace) {
   EXPECT_EQ(sa, nullptr);
   EXPECT_EQ(slot, before);
   ASSERT_TRUE(inst_->commit_batch());
-  auto [sa2, slot2] = pol(ip(10, 5, 0, 1), ip(172, 16, 5, 1));
-  EXPECT_TRUE(sa_is_live(sa2, 0xe200));
-  EXPECT_NE(slot2, nullptr);
+  EXPECT_TRUE(sa_is_live(pol(ip(10, 5, 0, 1), ip(172, 16, 5, 1)).first, 0xe200));
+  EXPECT_NE(inst_->find_policy(l, p), nullptr);
   EXPECT_EQ(inst_->reclaim(), 2u);  // the old SA and the old slot; the class list stays
 }
 
@@ -294,8 +294,10 @@ TEST_F(SpdBatch, RemovedInBatchIsNotFreedBeforeTheReaderIsQuiescent) {
   inst_->drain();
   rcu_->register_thread(1);
   rcu_->online(1);  // this thread is the reader too
-  auto [held, slot] = pol(ip(10, 4, 0, 1), ip(172, 16, 4, 1));
+  OutboundSa* held = out(ip(10, 4, 0, 1), ip(172, 16, 4, 1));
   ASSERT_TRUE(sa_is_live(held, 0xd100));
+  const PolicySlot* slot = inst_->find_policy(l, p);
+  ASSERT_NE(slot, nullptr);
   inst_->begin_batch();
   ASSERT_TRUE(inst_->del_sa(Direction::kOutbound, 0xd100));
   EXPECT_EQ(inst_->reclaim(), 0u);  // the SA waits for the reader
