@@ -94,30 +94,33 @@ inline std::uint64_t owner_add(std::atomic<std::uint64_t>& c, std::uint64_t v) n
 
 // Volume limits (RFC 4301 §4.4.2.1 lifetimes in bytes/packets) for a run of packets through one
 // SA: given the SA's totals before the run plus what the run has accepted so far, decides
-// whether one more packet of `bytes` may pass. Raises the soft event once (when crossing) and the
-// hard one (also marking the SA dead). Returns false when the packet must be dropped (kSaDown).
+// whether one more packet of `bytes` may pass. Raises the soft event once (when crossing: the
+// run bounds then move to the hard limits) and the hard one (also marking the SA dead).
+// Returns false when the packet must be dropped (kSaDown). An SA's limits are kNoVolumeLimit
+// when it has none (sa_create), so no test for "set" here. The SA's owner only.
 inline bool within_limits(SaHead& sa, std::uint64_t pkts_before, std::uint64_t bytes_before,
                           std::uint64_t bytes) noexcept {
   const std::uint64_t p = pkts_before + 1, b = bytes_before + bytes;
-  if ((sa.hard_packets != 0 && p > sa.hard_packets) || (sa.hard_bytes != 0 && b > sa.hard_bytes)) {
+  if (p > sa.hard_packets || b > sa.hard_bytes) {
     sa.dead.store(true, std::memory_order_relaxed);
     raise_sa_event(sa, kEvHardLimit);
     return false;
   }
-  if ((sa.soft_packets != 0 && pkts_before < sa.soft_packets && p >= sa.soft_packets) ||
-      (sa.soft_bytes != 0 && bytes_before < sa.soft_bytes && b >= sa.soft_bytes))
-    raise_sa_event(sa, kEvSoftLimit);
+  const bool soft_p = pkts_before < sa.soft_packets && p >= sa.soft_packets;
+  const bool soft_b = bytes_before < sa.soft_bytes && b >= sa.soft_bytes;
+  if (soft_p) sa.run_max_packets = sa.hard_packets;
+  if (soft_b) sa.run_max_bytes = sa.hard_bytes;
+  if (soft_p || soft_b) raise_sa_event(sa, kEvSoftLimit);
   return true;
 }
 
 // Whether a whole run of k packets / run_bytes bytes stays clear of every volume limit (no soft
-// crossing, no hard overrun), so within_limits() need not be called per packet.
+// crossing, no hard overrun), so within_limits() need not be called per packet: two compares
+// against the SA's run bounds (on the counters' line), once per run of packets of one SA, i.e.
+// per packet with thousands of tunnels.
 inline bool run_clear_of_limits(const SaHead& sa, std::uint64_t p0, std::uint64_t b0, std::uint64_t k,
                                 std::uint64_t run_bytes) noexcept {
-  const std::uint64_t p = p0 + k, b = b0 + run_bytes;
-  return (sa.hard_packets == 0 || p <= sa.hard_packets) && (sa.hard_bytes == 0 || b <= sa.hard_bytes) &&
-         (sa.soft_packets == 0 || p < sa.soft_packets || p0 >= sa.soft_packets) &&
-         (sa.soft_bytes == 0 || b < sa.soft_bytes || b0 >= sa.soft_bytes);
+  return p0 + k <= sa.run_max_packets && b0 + run_bytes <= sa.run_max_bytes;
 }
 
 }  // namespace ipsecgw::dp::detail

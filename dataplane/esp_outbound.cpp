@@ -27,7 +27,6 @@ using namespace detail;
 
 namespace {
 
-constexpr std::uint16_t kDfBit = 0x4000;  // host order, in fragment_offset
 constexpr std::uint64_t kMaxSeq = 0xFFFFFFFFull;
 
 // Outer IPv4 identification: a per-lcore counter (RFC 6864: only needs to be unique per
@@ -57,16 +56,8 @@ inline std::uint16_t load16(const std::uint8_t* p) noexcept {
   return v;
 }
 
-// One's-complement sum (RFC 1071) of the outer IPv4 header words that are the same for every
-// packet of an SA (TTL/protocol, source, destination), as native-order 16-bit loads like
-// rte_raw_cksum. Computed once per burst-run; per packet only the 4 changing words are added.
-inline std::uint32_t ip_cksum_base(const OutboundSa& sa) noexcept {
-  const std::uint8_t* t = sa.hdr_template;
-  return std::uint32_t{load16(t + 8)} + load16(t + 12) + load16(t + 14) + load16(t + 16) +
-         load16(t + 18);
-}
-
-// Finishes the header checksum from the per-run base and the words at offsets 0, 2, 4, 6
+// Finishes the header checksum from the SA's base (OutboundSa::ip_cksum_base: the words that
+// are the same for every packet of the SA) and the words at offsets 0, 2, 4, 6
 // (version/TOS, total length, ID, flags/fragment offset), which are already written. The same
 // value rte_ipv4_cksum() computes (checksum field taken as zero): ~ of the folded sum.
 inline std::uint16_t ip_cksum_finish(std::uint32_t base, const std::uint8_t* ip) noexcept {
@@ -255,14 +246,14 @@ IPSECGW_STEP void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, un
     const OutboundSa& sa = *sas[i];
     if (&sa != cur) {
       cur = &sa;
-      ck_base = ip_cksum_base(sa);
+      ck_base = sa.ip_cksum_base;
       cipher_off = sa.alg.cipher_offset;
       iv_len = sa.alg.iv_len;
       esp_off = sa.outer_hdr_len - cipher_off;
       trailer_room = kEspTrailerLen + sa.alg.icv_len;
       // DF (RFC 4301 §8.1): set, clear, or copied from the inner header (masks, no branch).
-      df_set = sa.df == DfPolicy::kSet ? kDfBit : 0;
-      df_copy_mask = sa.df == DfPolicy::kCopy ? kDfBit : 0;
+      df_set = sa.df_set;
+      df_copy_mask = sa.df_copy_mask;
       udp = (sa.flags & kSaUdpEncap) != 0;
     }
     const std::uint32_t inner_len = m->pkt_len;

@@ -6,6 +6,7 @@
 #include <rte_malloc.h>
 #include <rte_udp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <string>
@@ -23,7 +24,7 @@ static_assert(offsetof(SaHead, alg) + sizeof(crypto::EspAlgParams) <= 64 &&
                   offsetof(SaHead, dead) + sizeof(SaHead::dead) <= 64 &&
                   offsetof(SaHead, owner) + sizeof(SaHead::owner) <= 64,
               "hot read-only fields must stay in the first cache line");
-static_assert(offsetof(SaHead, hard_bytes) == 64 &&
+static_assert(offsetof(SaHead, run_max_packets) == 64 &&
                   offsetof(SaHead, counters) + offsetof(SaCounterBlock, drops) <= 128,
               "limits and packets/bytes/last_used counters: line 1");
 static_assert(offsetof(SaHead, keys) % 64 == 0);
@@ -104,6 +105,15 @@ void build_template(OutboundSa& sa) noexcept {
     off += kUdpHeaderLen;
   }
   std::memcpy(p + off, &sa.spi_be, 4);  // RFC 4303 §2.1
+  // The checksum words every packet shares (offsets 8, 12, 14, 16, 18); esp_outbound adds
+  // the 4 it writes per packet (version/TOS, total length, ID, flags/fragment offset).
+  std::uint32_t sum = 0;
+  for (std::size_t o : {8, 12, 14, 16, 18}) {
+    std::uint16_t w;
+    std::memcpy(&w, p + o, 2);
+    sum += w;
+  }
+  sa.ip_cksum_base = sum;
 }
 
 // The fields both directions share.
@@ -119,10 +129,16 @@ void init_head(SaHead& sa, const SaSpec& spec) noexcept {
   sa.peer_subnet = spec.peer_subnet;
   sa.local_addr = spec.local_addr;
   sa.peer_addr = spec.peer_addr;
-  sa.hard_bytes = spec.hard_bytes;
-  sa.hard_packets = spec.hard_packets;
-  sa.soft_bytes = spec.soft_bytes;
-  sa.soft_packets = spec.soft_packets;
+  // 0 in the spec: no limit, kept as one that is never reached (see run_clear_of_limits).
+  auto limit = [](std::uint64_t v) { return v == 0 ? kNoVolumeLimit : v; };
+  sa.hard_bytes = limit(spec.hard_bytes);
+  sa.hard_packets = limit(spec.hard_packets);
+  sa.soft_bytes = limit(spec.soft_bytes);
+  sa.soft_packets = limit(spec.soft_packets);
+  // Before the soft limit is crossed a run may take the totals to one below it (crossing it
+  // must raise the event, within_limits), and never past the hard limit.
+  sa.run_max_packets = std::min(sa.hard_packets, sa.soft_packets - (spec.soft_packets != 0));
+  sa.run_max_bytes = std::min(sa.hard_bytes, sa.soft_bytes - (spec.soft_bytes != 0));
 }
 
 void init_dir(InboundSa& sa, const SaSpec& spec) noexcept { sa.replay.reset(spec.replay_window); }
@@ -132,6 +148,8 @@ void init_dir(OutboundSa& sa, const SaSpec& spec) noexcept {
       kIpv4HeaderLen + (spec.udp_encap ? kUdpHeaderLen : 0) + kEspHeaderLen + sa.alg.iv_len);
   sa.mtu.store(spec.mtu, std::memory_order_relaxed);
   sa.df = spec.df;
+  sa.df_set = spec.df == DfPolicy::kSet ? RTE_IPV4_HDR_DF_FLAG : 0;
+  sa.df_copy_mask = spec.df == DfPolicy::kCopy ? RTE_IPV4_HDR_DF_FLAG : 0;
   sa.ttl = spec.ttl;
   sa.local_port = spec.local_port;
   sa.peer_port = spec.peer_port;

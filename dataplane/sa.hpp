@@ -53,6 +53,8 @@ constexpr std::uint8_t kIpProtoUdp = 17;
 
 constexpr std::uint16_t kNoOwner = 0xFFFF;  // `owner` of an SA before any worker claimed it
 constexpr std::uint32_t kSaPublished = 1;   // SaHead::published once the SA is fully built
+// An SA's volume limit (SaHead::hard_bytes ...) when its SaSpec sets none (0): never reached.
+constexpr std::uint64_t kNoVolumeLimit = ~std::uint64_t{0};
 
 enum SaFlags : std::uint8_t {
   kSaUdpEncap = 1 << 0,
@@ -85,7 +87,8 @@ struct SaCounterBlock {
 // cache miss): what the per-packet path reads or writes is packed into as few lines as
 // possible, and the lookups prefetch exactly those (kSaHotLines in sa_table.cpp / spd.cpp):
 //   line 0         identity, algorithm parameters, selectors, flags, owner (read-only per packet)
-//   line 1         volume limits + packets/bytes/last-used counters (the owner's per-run line)
+//   line 1         run bounds (volume limits) + packets/bytes/last-used counters (the owner's
+//                  per-run line)
 //   keys, 4 lines  parameters, HMAC states and the direction's AES expansion (AES-128; 5 for
 //                  AES-192/256), the other expansion after them, cold
 //   the direction's own line: outer header template + sequence number (outbound), replay
@@ -122,11 +125,18 @@ struct alignas(64) SaHead {
   // receives the SA's packets: it sits on this read-only line, apart from the lines its owner
   // writes (counters, sequence number, replay window).
   std::atomic<std::uint16_t> owner{kNoOwner};
-  // ---- line 1: volume limits and counters, read (limits) and written (counters) by the owner
-  // once per run of packets of one SA ----
-  alignas(64) std::uint64_t hard_bytes = 0;
-  std::uint64_t hard_packets = 0, soft_bytes = 0, soft_packets = 0;
+  // ---- line 1: the owner's per-run line: how far the totals may go before a volume limit
+  // needs a look, and the packets/bytes/last-used counters ----
+  // A run of packets passes without a per-packet limit check while the SA's totals after it
+  // stay within these (run_clear_of_limits): the hard limit, or one below the soft limit until
+  // the soft limit is crossed (within_limits then moves them to the hard limit). Owner only
+  // (set before the SA is published, then by its owner worker), like the replay window.
+  alignas(64) std::uint64_t run_max_packets = 0;
+  std::uint64_t run_max_bytes = 0;
   SaCounterBlock counters;  // packets, bytes, last_used_tsc on line 1; drops after it
+  // The volume limits themselves (RFC 4301 §4.4.2.1), read only when a run gets near one:
+  // kNoVolumeLimit where the SaSpec has none (0 there), so that the checks are plain compares.
+  std::uint64_t hard_bytes = 0, hard_packets = 0, soft_bytes = 0, soft_packets = 0;
 
   // Parameters, HMAC states, then the AES expansion this direction uses (sa_create picks it):
   // the first 4 lines are hot (AES-128), see crypto::EspKeySchedule.
@@ -163,6 +173,14 @@ struct alignas(64) OutboundSa final : SaHead {
   // sent. Written by the owner per burst-run, on the template's line, which only the owner
   // reads (other workers read `owner`, on line 0).
   std::atomic<std::uint64_t> seq_next{1};
+  // Constants of the per-packet header writes, computed once by sa_create so that a run of
+  // packets of one SA (one packet, with thousands of tunnels) starts without working them out:
+  // the outer IPv4 checksum's one's-complement sum (RFC 1071, native-order 16-bit words, as
+  // rte_raw_cksum) over the template words every packet shares (TTL/protocol, source,
+  // destination), and the DF policy (RFC 4301 §8.1) as masks: the outer fragment_offset is
+  // df_set | (inner fragment_offset & df_copy_mask) (host order).
+  std::uint32_t ip_cksum_base = 0;
+  std::uint16_t df_set = 0, df_copy_mask = 0;
 };
 
 // The cache lines (byte offsets from the SA) that the per-packet path reads or writes for an

@@ -255,6 +255,37 @@ TEST_F(EspOutbound, SoftAndHardPacketLimits) {
   EXPECT_EQ(sa_drops(*sa, DropReason::kSaDown), 3u);
 }
 
+// The soft limit is raised by the packet that reaches it, whether the run before it passed
+// without a per-packet check or not, and the runs after it pass up to the hard limit.
+TEST_F(EspOutbound, SoftLimitsRaisedByThePacketThatReachesThem) {
+  for (const bool bytes : {false, true}) {
+    SaSpec spec = make_spec(Direction::kOutbound, kCombos[0], false);
+    // Inner packets of 40 bytes (make_inner(20)): the 4th reaches 4 packets / 160 bytes.
+    if (bytes) spec.soft_bytes = 160, spec.hard_bytes = 400;
+    else spec.soft_packets = 4, spec.hard_packets = 10;
+    auto sa = create_sa<OutboundSa>(spec);
+    auto burst = [&](int n) {
+      std::vector<rte_mbuf*> ms;
+      for (int i = 0; i < n; ++i) ms.push_back(mbuf(make_inner(20)));
+      std::vector<OutboundSa*> sas(ms.size(), sa.get());
+      LcoreStats st;
+      const auto good = esp_outbound(*engine_, ms, sas, st);
+      return good;
+    };
+    EXPECT_EQ(burst(3), 3) << bytes;
+    EXPECT_EQ(sa->events.load(), 0) << "3 packets, 120 bytes: below the soft limits " << bytes;
+    EXPECT_EQ(burst(1), 1) << bytes;
+    EXPECT_EQ(sa->events.load(), kEvSoftLimit) << "the 4th packet reaches it " << bytes;
+    sa->events.store(0);
+    EXPECT_EQ(burst(6), 6) << bytes;  // 10 packets, 400 bytes: at the hard limits, not past
+    EXPECT_EQ(sa->events.load(), 0) << bytes;
+    EXPECT_FALSE(sa->dead.load()) << bytes;
+    EXPECT_EQ(burst(1), 0) << bytes;
+    EXPECT_TRUE(sa->dead.load()) << bytes;
+    EXPECT_EQ(sa->counters.packets.load(), 10u) << bytes;
+  }
+}
+
 TEST_F(EspOutbound, SoftByteLimitRaisesEventOnlyOnCrossing) {
   SaSpec spec = make_spec(Direction::kOutbound, kCombos[0], false);
   spec.soft_bytes = 100;
@@ -609,11 +640,12 @@ TEST(SaLayout, PerPacketBytesLieInThePrefetchedLines) {
   const auto out_lines = lines_of(&o, {
       {&o.spi, sizeof o.spi}, {&o.flags, 1}, {&o.alg, sizeof o.alg}, {&o.dead, 1},
       {&o.owner, sizeof o.owner}, {&o.published, sizeof o.published},
-      {&o.hard_bytes, 32}, {&o.counters.packets, 24},
+      {&o.run_max_packets, 16}, {&o.counters.packets, 24},
       {&o.keys.alg, sizeof o.keys.alg}, {&o.keys.engine_path, 1},
       {o.keys.ipad, 20}, {o.keys.opad, 20}, {o.keys.enc_keys(), 11 * 16},
       {o.hdr_template, sizeof o.hdr_template}, {&o.outer_hdr_len, 2}, {&o.mtu, 2}, {&o.df, 1},
-      {&o.seq_next, sizeof o.seq_next}});
+      {&o.seq_next, sizeof o.seq_next}, {&o.ip_cksum_base, sizeof o.ip_cksum_base},
+      {&o.df_set, 2}, {&o.df_copy_mask, 2}});
   for (std::size_t l : out_lines) EXPECT_TRUE(hot.count(l)) << "outbound line at " << l;
   EXPECT_EQ(out_lines.size(), 7u);
   // Inbound: the decryption round keys instead, the selectors, and the replay window's top,
@@ -623,7 +655,7 @@ TEST(SaLayout, PerPacketBytesLieInThePrefetchedLines) {
       {&i.spi, sizeof i.spi}, {&i.flags, 1}, {&i.alg, sizeof i.alg}, {&i.dead, 1},
       {&i.owner, sizeof i.owner}, {&i.published, sizeof i.published},
       {&i.local_subnet, sizeof i.local_subnet}, {&i.peer_subnet, sizeof i.peer_subnet},
-      {&i.hard_bytes, 32}, {&i.counters.packets, 24},
+      {&i.run_max_packets, 16}, {&i.counters.packets, 24},
       {&i.keys.alg, sizeof i.keys.alg}, {&i.keys.engine_path, 1},
       {i.keys.ipad, 20}, {i.keys.opad, 20}, {i.keys.dec_keys(), 11 * 16},
       {&i.replay, 16}});
