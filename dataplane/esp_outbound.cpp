@@ -5,9 +5,10 @@
 //
 // Steps over the burst: (1) per-packet checks (SA alive, single segment, IPv4 inner, MTU,
 // head/tail room); (2) per burst-run of one SA: sequence numbers reserved with one add,
-// exhaustion and volume limits; (3) headers and trailer written, IVs from one random_view call;
-// (4) one encrypt call for the whole burst; (5) crypto status and counters in one pass over the
-// ops, flushed per run of one SA; burst partitioned. IV length, cipher offset, block alignment
+// exhaustion and volume limits, and the SA's packet and byte counters (on the line just read
+// for the limits); (3) headers and trailer written, IVs from one random_view call; (4) one
+// encrypt call for the whole burst; (5) crypto status in one pass over the ops (a failure is
+// taken back out of the counters); burst partitioned. IV length, cipher offset, block alignment
 // and ICV length are the SA's (SaHead::alg), read once per run of packets of one SA.
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
@@ -84,6 +85,8 @@ struct OutboundBurst {
   std::uint8_t op_pkt[kMaxBurst];
   unsigned n_ops = 0;
   bool all_iv16 = true;  // every SA of the burst has a kMaxEspIvLen IV (step 2 finds out)
+  std::uint64_t now = 0;         // TSC for the SAs' last_used_tsc, read once per burst
+  std::uint64_t good_bytes = 0;  // inner bytes of the packets step 2 kept (the lcore's counter)
 
   // The arrays are filled as the steps go (no zeroing per burst).
   OutboundBurst(LcoreStats& s, rte_mbuf** p, OutboundSa* const* a, crypto::EspCryptoOp* o) noexcept
@@ -168,12 +171,18 @@ IPSECGW_STEP unsigned outbound_reserve_run(OutboundBurst& b, unsigned i, unsigne
   std::uint64_t p0 = sa.counters.packets.load(std::memory_order_relaxed);
   std::uint64_t b0 = sa.counters.bytes.load(std::memory_order_relaxed);
   if (s + k - 1 <= kMaxSeq && run_clear_of_limits(sa, p0, b0, k, run_bytes)) {
-    // Common case: the whole run gets consecutive numbers, no per-packet limit checks.
+    // Common case: the whole run gets consecutive numbers, no per-packet limit checks, and is
+    // counted now, on the line just read (the rare encryption failure is taken back in step 5).
     std::uint32_t* seq = b.seq;
     for (unsigned x = i; x < j; ++x)
       if (verdict[x] == kGood) seq[x] = static_cast<std::uint32_t>(s++);
+    sa.counters.packets.store(p0 + k, std::memory_order_relaxed);
+    sa.counters.bytes.store(b0 + run_bytes, std::memory_order_relaxed);
+    sa.counters.last_used_tsc.store(b.now, std::memory_order_relaxed);
+    b.good_bytes += run_bytes;
     return k;
   }
+  const std::uint64_t b_start = b0;
   unsigned good = 0;
   for (unsigned x = i; x < j; ++x) {
     if (b.verdict[x] != kGood) continue;
@@ -191,6 +200,12 @@ IPSECGW_STEP unsigned outbound_reserve_run(OutboundBurst& b, unsigned i, unsigne
     b0 += b.pkts[x]->pkt_len;
     b.seq[x] = static_cast<std::uint32_t>(this_seq);
     ++good;
+  }
+  if (good != 0) {
+    sa.counters.packets.store(p0, std::memory_order_relaxed);
+    sa.counters.bytes.store(b0, std::memory_order_relaxed);
+    sa.counters.last_used_tsc.store(b.now, std::memory_order_relaxed);
+    b.good_bytes += b0 - b_start;
   }
   return good;
 }
@@ -323,36 +338,29 @@ IPSECGW_STEP void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, un
   b.n_ops = o;
 }
 
-// Step 5: crypto status and counters in one pass over the ops (packet order), flushed once per
-// run of ops of one SA.
+// Step 5: the crypto status of each op. Step 2 counted the packets (the SA's counters, on the
+// line it had just read for the limits; the lcore's here, once per burst); an op that failed
+// (never, for well-formed ops) is dropped and taken back out of its SA's counters.
 IPSECGW_STEP void outbound_step5(OutboundBurst& b) noexcept {
-  const std::uint64_t now = rte_rdtsc();
   const unsigned o = b.n_ops;
-  OutboundSa* const* sas = b.sas;  // locals: not reloaded after the atomic counter updates
   const crypto::EspCryptoOp* ops = b.ops;
-  const std::uint8_t* op_pkt = b.op_pkt;
-  const std::uint32_t* inner_len = b.clen;
-  for (unsigned k = 0; k < o;) {
-    OutboundSa* sa = sas[op_pkt[k]];
-    std::uint64_t p = 0, by = 0;
-    do {
-      const unsigned i = op_pkt[k];
-      if (ops[k].status == crypto::OpStatus::kOk) {
-        ++p;
-        by += inner_len[i];
-      } else {
-        b.fail(i, sa, DropReason::kCryptoError);
-      }
-      ++k;
-    } while (k < o && sas[op_pkt[k]] == sa);
-    if (p != 0) {
-      owner_add(sa->counters.packets, p);
-      owner_add(sa->counters.bytes, by);
-      sa->counters.last_used_tsc.store(now, std::memory_order_relaxed);
-      b.st.esp_out_packets += p;
-      b.st.esp_out_bytes += by;
-    }
+  unsigned failed = 0;
+  std::uint64_t failed_bytes = 0;
+  for (unsigned k = 0; k < o; ++k) {
+    if (ops[k].status == crypto::OpStatus::kOk) [[likely]] continue;
+    const unsigned i = b.op_pkt[k];
+    OutboundSa* sa = b.sas[i];
+    const std::uint32_t len = b.clen[i];  // the inner length since step 3
+    b.fail(i, sa, DropReason::kCryptoError);
+    sa->counters.packets.store(sa->counters.packets.load(std::memory_order_relaxed) - 1,
+                               std::memory_order_relaxed);
+    sa->counters.bytes.store(sa->counters.bytes.load(std::memory_order_relaxed) - len,
+                             std::memory_order_relaxed);
+    ++failed;
+    failed_bytes += len;
   }
+  b.st.esp_out_packets += o - failed;
+  b.st.esp_out_bytes += b.good_bytes - failed_bytes;
 }
 
 }  // namespace
@@ -368,6 +376,7 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   OutboundBurst b(st, pkts.data(), sas.data(), ops);
   outbound_step1(b, bounds.n);
   drop_overflow(st, sas.data(), b.verdict, bounds);
+  b.now = rte_rdtsc();
   const unsigned n_good = outbound_step2(b, bounds.n);
   if (b.all_iv16) outbound_step3<true>(engine, b, bounds.n, n_good);
   else outbound_step3<false>(engine, b, bounds.n, n_good);
