@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <istream>
 #include <unordered_map>
 
 #include "app/config_parser.hpp"
@@ -43,7 +42,7 @@ crypto::IntegAlg to_integ(AuthAlgorithm a) noexcept {
 
 namespace {
 
-using model::InPlaceBuf;
+using model::load_yaml_and_wipe;
 using model::wipe_scalars;
 using model::wipe_text;
 
@@ -583,18 +582,9 @@ Result<Config> parse_config(std::string_view yaml_text) {
 }
 
 Result<Config> parse_config_and_wipe(std::string& text) {
-  YAML::Node root;
-  try {
-    InPlaceBuf buf(text.data(), text.size());
-    std::istream in(&buf);
-    root = YAML::Load(in);
-    wipe_text(text);
-  } catch (const YAML::Exception& e) {
-    wipe_text(text);
-    // yaml-cpp reports position and problem, not the offending text.
-    return make_error("YAML syntax error at line " + std::to_string(e.mark.line + 1) +
-                      ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
-  }
+  auto loaded = load_yaml_and_wipe(text);
+  if (!loaded.ok()) return make_error(loaded.error());
+  YAML::Node root = *loaded;
   if (!root || root.IsNull()) return make_error("empty configuration (vpnservice is required)");
   Parser ps;
   Config cfg;

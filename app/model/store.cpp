@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <istream>
 #include <map>
 #include <unordered_map>
 
@@ -286,17 +285,9 @@ Result<State> parse_state(std::string_view yaml_text, const Environment& env,
 
 Result<State> parse_state_and_wipe(std::string& text, const Environment& env,
                                    bool skip_manual_keys) {
-  YAML::Node root;
-  try {
-    InPlaceBuf buf(text.data(), text.size());
-    std::istream in(&buf);
-    root = YAML::Load(in);
-    wipe_text(text);
-  } catch (const YAML::Exception& e) {
-    wipe_text(text);
-    return make_error("YAML syntax error at line " + std::to_string(e.mark.line + 1) +
-                      ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
-  }
+  auto loaded = load_yaml_and_wipe(text);
+  if (!loaded.ok()) return make_error(loaded.error());
+  YAML::Node root = *loaded;
   json doc;
   // The tree and the document are wiped on every way out.
   struct Wipe {

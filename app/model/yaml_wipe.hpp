@@ -5,9 +5,12 @@
 #include <string.h>  // explicit_bzero (glibc)
 #include <yaml-cpp/yaml.h>
 
+#include <istream>
 #include <streambuf>
 #include <string>
 #include <unordered_set>
+
+#include "common/result.hpp"
 
 namespace ipsecgw::model {
 
@@ -48,6 +51,24 @@ inline void wipe_scalars(const YAML::Node& n, std::unordered_set<int>& expanded,
 inline void wipe_scalars(const YAML::Node& root) {
   std::unordered_set<int> expanded;
   detail::wipe_scalars(root, expanded, 0);
+}
+
+// Parses text in place (InPlaceBuf) and wipes it, parsed or not; the caller wipes the tree
+// (wipe_scalars). A syntax error names line, column and problem: yaml-cpp reports position and
+// problem, not the offending text, so no secret reaches the message.
+inline Result<YAML::Node> load_yaml_and_wipe(std::string& text) {
+  YAML::Node root;
+  try {
+    InPlaceBuf buf(text.data(), text.size());
+    std::istream in(&buf);
+    root = YAML::Load(in);
+    wipe_text(text);
+  } catch (const YAML::Exception& e) {
+    wipe_text(text);
+    return make_error("YAML syntax error at line " + std::to_string(e.mark.line + 1) +
+                      ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  return root;
 }
 
 }  // namespace ipsecgw::model
