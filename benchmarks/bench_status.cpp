@@ -13,32 +13,13 @@
 
 #include "app/connections.hpp"
 #include "ike/daemon.hpp"
+#include "tests/app/ike_stubs.hpp"
 
 namespace {
 
 using namespace ipsecgw;
-
-class NullSender final : public dp::DatagramSender {
- public:
-  Result<void> send(const dp::DatagramView&) override { return {}; }
-};
-
-class NullInstaller final : public dp::SaInstaller {
- public:
-  Result<std::uint32_t> allocate_spi() override { return next_++; }
-  void release_spi(std::uint32_t) override {}
-  Result<void> add_sa(dp::SaSpec) override { return {}; }
-  Result<void> del_sa(dp::Direction, std::uint32_t) override { return {}; }
-  std::optional<dp::SaCounters> query_sa(dp::Direction, std::uint32_t) override {
-    return std::nullopt;
-  }
-  std::vector<dp::SaEvent> poll_events() override { return {}; }
-  Result<void> install_trap(std::uint32_t, dp::Ipv4Prefix, dp::Ipv4Prefix) override {
-    return {};
-  }
-  Result<void> remove_trap(std::uint32_t) override { return {}; }
-  std::uint32_t next_ = 0x1000;
-};
+using app::test::NullInstaller;
+using app::test::NullSender;
 
 class StepClock final : public ike::Clock {
  public:

@@ -5,6 +5,7 @@
 
 #include "app/model/store.hpp"
 #include "app/reconciler.hpp"
+#include "tests/app/ike_stubs.hpp"
 
 namespace ipsecgw::app {
 namespace {
@@ -159,20 +160,11 @@ TEST(ReconcilerPlan, NeutronStatusOfIkeStates) {
 // ---- Reconciler::apply against a real ike::Daemon over fakes: what each change does to the
 // IKE connections and the data plane's policies (traps), and what it leaves alone.
 
-class NullSender final : public dp::DatagramSender {
- public:
-  Result<void> send(const dp::DatagramView&) override { return {}; }
-};
+using test::NullSender;
 
-class TrapInstaller final : public dp::SaInstaller {
+// NullInstaller that keeps the traps and counts the calls per connection.
+class TrapInstaller final : public test::NullInstaller {
  public:
-  Result<std::uint32_t> allocate_spi() override { return next_spi_++; }
-  void release_spi(std::uint32_t) override {}
-  Result<void> add_sa(dp::SaSpec) override { return {}; }
-  Result<void> del_sa(dp::Direction, std::uint32_t) override { return {}; }
-  std::optional<dp::SaCounters> query_sa(dp::Direction, std::uint32_t) override {
-    return std::nullopt;
-  }
   Result<void> install_trap(std::uint32_t conn, dp::Ipv4Prefix l, dp::Ipv4Prefix r) override {
     traps[conn] = {l, r};
     ++installs[conn];
@@ -183,12 +175,8 @@ class TrapInstaller final : public dp::SaInstaller {
     if (traps.erase(conn) == 0) return make_error("no trap");
     return {};
   }
-  std::vector<dp::SaEvent> poll_events() override { return {}; }
   std::map<std::uint32_t, std::pair<dp::Ipv4Prefix, dp::Ipv4Prefix>> traps;
   std::map<std::uint32_t, int> installs, removes;
-
- private:
-  std::uint32_t next_spi_ = 0x1000;
 };
 
 constexpr const char* kTwoConnections = R"(

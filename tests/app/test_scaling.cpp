@@ -13,6 +13,7 @@
 #include "app/model/store.hpp"
 #include "app/reconciler.hpp"
 #include "app/scan_steps.hpp"
+#include "tests/app/ike_stubs.hpp"
 
 namespace ipsecgw::app {
 namespace {
@@ -121,22 +122,8 @@ TEST(Scaling, DiffIsLinear) {
   EXPECT_LE(per, kMaxStepsPerConnection) << "delete";
 }
 
-class NullSender final : public dp::DatagramSender {
- public:
-  Result<void> send(const dp::DatagramView&) override { return {}; }
-};
-class NullInstaller final : public dp::SaInstaller {
- public:
-  Result<std::uint32_t> allocate_spi() override { return next_++; }
-  void release_spi(std::uint32_t) override {}
-  Result<void> add_sa(dp::SaSpec) override { return {}; }
-  Result<void> del_sa(dp::Direction, std::uint32_t) override { return {}; }
-  std::optional<dp::SaCounters> query_sa(dp::Direction, std::uint32_t) override { return {}; }
-  std::vector<dp::SaEvent> poll_events() override { return {}; }
-  Result<void> install_trap(std::uint32_t, dp::Ipv4Prefix, dp::Ipv4Prefix) override { return {}; }
-  Result<void> remove_trap(std::uint32_t) override { return {}; }
-  std::uint32_t next_ = 0x1000;
-};
+using test::NullInstaller;
+using test::NullSender;
 class FixedClock final : public ike::Clock {
  public:
   ike::Millis now() const override { return ike::Millis{1000}; }
