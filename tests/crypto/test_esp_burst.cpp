@@ -10,8 +10,6 @@
 //     ciphertext; those are kBadIcv (on the burst API's fixed paths with every byte exactly as
 //     received: never decrypted), the others kOk with OpenSSL's plaintext.
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <array>
 #include <memory>
@@ -20,58 +18,15 @@
 #include <vector>
 
 #include "crypto/esp_crypto.hpp"
+#include "tests/crypto/openssl_ref.hpp"
 
 namespace ipsecgw::crypto {
 namespace {
 
-using Bytes = std::vector<std::uint8_t>;
+using namespace test;  // Bytes, Sa, random_bytes, the OpenSSL references
 
 constexpr std::uint32_t kHdr = 8;
 constexpr std::uint32_t kCipherOff = kHdr + kMaxEspIvLen;
-
-Bytes random_bytes(std::mt19937_64& rng, std::size_t n) {
-  Bytes b(n);
-  for (auto& x : b) x = static_cast<std::uint8_t>(rng());
-  return b;
-}
-
-const EVP_CIPHER* evp_cipher(CipherAlg c) {
-  switch (c) {
-    case CipherAlg::kAes128Cbc: return EVP_aes_128_cbc();
-    case CipherAlg::kAes192Cbc: return EVP_aes_192_cbc();
-    case CipherAlg::kAes256Cbc: return EVP_aes_256_cbc();
-  }
-  return nullptr;
-}
-
-Bytes ossl_cbc(CipherAlg c, const Bytes& key, const std::uint8_t* iv, const Bytes& in, bool enc) {
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  Bytes out(in.size() + 16);
-  int n1 = 0, n2 = 0;
-  EXPECT_EQ(EVP_CipherInit_ex(ctx, evp_cipher(c), nullptr, key.data(), iv, enc ? 1 : 0), 1);
-  EVP_CIPHER_CTX_set_padding(ctx, 0);
-  EXPECT_EQ(EVP_CipherUpdate(ctx, out.data(), &n1, in.data(), static_cast<int>(in.size())), 1);
-  EXPECT_EQ(EVP_CipherFinal_ex(ctx, out.data() + n1, &n2), 1);
-  EVP_CIPHER_CTX_free(ctx);
-  out.resize(static_cast<std::size_t>(n1 + n2));
-  return out;
-}
-
-// HMAC truncated to the ESP ICV length.
-Bytes ossl_icv(IntegAlg a, const Bytes& key, const std::uint8_t* msg, std::size_t len) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned md_len = 0;
-  HMAC(a == IntegAlg::kHmacSha1_96 ? EVP_sha1() : EVP_sha256(), key.data(),
-       static_cast<int>(key.size()), msg, len, md, &md_len);
-  return Bytes(md, md + icv_len(a));
-}
-
-struct Sa {
-  CipherAlg c;
-  IntegAlg a;
-  Bytes ekey, akey;
-  EspKeySchedule ks;
-};
 
 // One ESP-shaped buffer: SPI|seq (8) | IV (16) | payload | ICV.
 struct Pkt {

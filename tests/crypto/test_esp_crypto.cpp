@@ -3,8 +3,6 @@
 #include "crypto/esp_crypto.hpp"
 
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <algorithm>
 #include <array>
@@ -16,10 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "tests/crypto/openssl_ref.hpp"
+
 namespace ipsecgw::crypto {
 namespace {
 
-using Bytes = std::vector<std::uint8_t>;
+using namespace test;  // Bytes, Sa, random_bytes, the OpenSSL references (ossl_cbc, ossl_hmac)
 
 Bytes hex(std::string_view s) {
   Bytes out;
@@ -44,38 +44,6 @@ std::unique_ptr<EspEngine> engine(Arch arch = Arch::kAuto) {
   auto r = EspEngine::create(arch);
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error());
   return r.ok() ? std::move(r).value() : nullptr;
-}
-
-// ---- OpenSSL references --------------------------------------------------------------------
-
-const EVP_CIPHER* evp_cipher(CipherAlg c) {
-  switch (c) {
-    case CipherAlg::kAes128Cbc: return EVP_aes_128_cbc();
-    case CipherAlg::kAes192Cbc: return EVP_aes_192_cbc();
-    case CipherAlg::kAes256Cbc: return EVP_aes_256_cbc();
-  }
-  return nullptr;
-}
-
-Bytes ossl_cbc(CipherAlg c, const Bytes& key, const Bytes& iv, const Bytes& in, bool enc) {
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  Bytes out(in.size() + 16);
-  int n1 = 0, n2 = 0;
-  EXPECT_EQ(EVP_CipherInit_ex(ctx, evp_cipher(c), nullptr, key.data(), iv.data(), enc ? 1 : 0), 1);
-  EVP_CIPHER_CTX_set_padding(ctx, 0);
-  EXPECT_EQ(EVP_CipherUpdate(ctx, out.data(), &n1, in.data(), static_cast<int>(in.size())), 1);
-  EXPECT_EQ(EVP_CipherFinal_ex(ctx, out.data() + n1, &n2), 1);
-  EVP_CIPHER_CTX_free(ctx);
-  out.resize(static_cast<std::size_t>(n1 + n2));
-  return out;
-}
-
-Bytes ossl_hmac(IntegAlg a, const Bytes& key, const std::uint8_t* msg, std::size_t len) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
-  HMAC(a == IntegAlg::kHmacSha1_96 ? EVP_sha1() : EVP_sha256(), key.data(),
-       static_cast<int>(key.size()), msg, len, md, &mdlen);
-  return Bytes(md, md + mdlen);
 }
 
 // ---- An ESP-shaped buffer: SPI|seq (8) | IV (16) | payload | ICV ------------------------------
@@ -113,13 +81,6 @@ struct Packet {
   }
 };
 
-struct Sa {
-  CipherAlg c;
-  IntegAlg a;
-  Bytes ekey, akey;
-  EspKeySchedule ks;
-};
-
 std::unique_ptr<Sa> make_sa(CipherAlg c, IntegAlg a, const Bytes& ekey, const Bytes& akey) {
   auto sa = std::make_unique<Sa>();
   sa->c = c;
@@ -129,12 +90,6 @@ std::unique_ptr<Sa> make_sa(CipherAlg c, IntegAlg a, const Bytes& ekey, const By
   auto r = make_key_schedule(sa->ks, c, ekey, a, akey);
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error());
   return sa;
-}
-
-Bytes random_bytes(std::mt19937_64& rng, std::size_t n) {
-  Bytes b(n);
-  for (auto& x : b) x = static_cast<std::uint8_t>(rng());
-  return b;
 }
 
 std::unique_ptr<Sa> random_sa(std::mt19937_64& rng, CipherAlg c, IntegAlg a) {
@@ -433,7 +388,7 @@ TEST(EspEngineCrossCheck, EncryptMatchesOpenSslAndDecryptRoundTripsForAllCombos)
         eng->encrypt({&p.op, 1});
         ASSERT_EQ(p.op.status, OpStatus::kOk);
 
-        const Bytes ct = ossl_cbc(c, sa->ekey, iv, pt, true);
+        const Bytes ct = ossl_cbc(c, sa->ekey, iv.data(), pt, true);
         ASSERT_EQ(p.payload(), ct) << "iteration " << i << " len " << len;
         Bytes authed = hdr;
         authed.insert(authed.end(), iv.begin(), iv.end());
@@ -550,7 +505,7 @@ void check_mixed_sa_bursts(bool validated) {
     for (std::size_t i = 0; i < n; ++i) {
       ASSERT_EQ(ops[i].status, OpStatus::kOk) << "op " << i;
       const Sa& sa = *which[i];
-      const Bytes ct = ossl_cbc(sa.c, sa.ekey, ivs[i], pts[i], true);
+      const Bytes ct = ossl_cbc(sa.c, sa.ekey, ivs[i].data(), pts[i], true);
       pkts[i]->op = ops[i];
       ASSERT_EQ(pkts[i]->payload(), ct) << "op " << i;
       Bytes mac = ossl_hmac(sa.a, sa.akey, pkts[i]->buf.data(), ops[i].auth_len);
