@@ -25,7 +25,7 @@ IPSECGW=$(realpath "${1:?usage: e2e_api.sh IPSECGW_BINARY}")
 . "$here/lib.sh"
 ig_require root
 ig_require strongswan
-command -v openstack >/dev/null || { echo "SKIP: openstack client not installed"; exit 77; }
+ig_require openstack
 IG_TAG=iga$$
 trap ig_cleanup_all EXIT
 trap 'exit 130' INT TERM HUP
@@ -33,7 +33,6 @@ trap 'exit 130' INT TERM HUP
 SS_PUB=$IG_B_PUB SS_HOST=$IG_B_PRIV A_PUB=$IG_A_PUB
 PSK=api-psk-$$-$RANDOM-secret
 IKE=aes256-sha256-modp2048
-API=http://127.0.0.1:9696
 
 ig_init || exit 1
 ig_require_tools tshark || exit 1
@@ -57,11 +56,10 @@ STATE=$IG_WORK/state.yaml
 ig_gw_start A "$IG_WORK/gwA.yaml" --state-file "$STATE" || exit 1
 LOG=$(ig_gw_log A)
 
-# os ARGS... : the OpenStack client in gwA's namespace against the gateway's API (bounded)
-os() { timeout 60 ip netns exec "$(ig_ns gwA)" openstack --os-auth-type none --os-endpoint "$API" "$@"; }
+# ig_os ARGS... (lib.sh): the OpenStack client in gwA's namespace against the gateway's API
 # status_of RESOURCE... : the "Status" field of `openstack RESOURCE... show -f json`
 status_of() {
-  os "$@" -f json 2>/dev/null | /usr/bin/python3 -c \
+  ig_os "$@" -f json 2>/dev/null | /usr/bin/python3 -c \
     'import json, sys; d = json.load(sys.stdin); print(d.get("Status", d.get("status", "")))' 2>/dev/null
 }
 conn_status() { status_of vpn ipsec site connection show site-b; }
@@ -91,10 +89,10 @@ no_ping_in_clear() {
 }
 
 ig_step "create through the OpenStack client"
-os vpn ike policy create --encryption-algorithm aes-256 --auth-algorithm sha256 --pfs group14 ike1 >/dev/null &&
-os vpn ipsec policy create --encryption-algorithm aes-256 --auth-algorithm sha256 --pfs group14 ipsec1 >/dev/null &&
-os vpn service create --router ipsecgw --subnet protected vpn1 >/dev/null &&
-os vpn ipsec site connection create --vpnservice vpn1 --ikepolicy ike1 --ipsecpolicy ipsec1 \
+ig_os vpn ike policy create --encryption-algorithm aes-256 --auth-algorithm sha256 --pfs group14 ike1 >/dev/null &&
+ig_os vpn ipsec policy create --encryption-algorithm aes-256 --auth-algorithm sha256 --pfs group14 ipsec1 >/dev/null &&
+ig_os vpn service create --router ipsecgw --subnet protected vpn1 >/dev/null &&
+ig_os vpn ipsec site connection create --vpnservice vpn1 --ikepolicy ike1 --ipsecpolicy ipsec1 \
   --peer-address "$SS_PUB" --peer-id "$SS_PUB" --psk "$PSK" --peer-cidr "$IG_NET_B" \
   --dpd action=hold,interval=10,timeout=60 site-b >/dev/null &&
   ig_pass "ike policy, ipsec policy, vpn service, site connection created" ||
@@ -110,7 +108,7 @@ ig_wait_ping hostA "$SS_HOST" 15 || ig_fail "no first ping reply"
 ig_ping_check "ping hostA -> $SS_HOST" hostA "$SS_HOST" 5
 # The status detail next to Neutron's fields, as the real client shows it (raw field name).
 sleep 1.2  # traffic counters are read once a second
-detail=$(os vpn ipsec site connection show site-b -f json 2>&1 | /usr/bin/python3 -c '
+detail=$(ig_os vpn ipsec site connection show site-b -f json 2>&1 | /usr/bin/python3 -c '
 import json, sys
 d = json.load(sys.stdin)["status_detail"]
 d = json.loads(d) if isinstance(d, str) else d
@@ -120,7 +118,7 @@ sys.exit(0 if d["phase1"] == "ESTABLISHED" and d["phase2"] == "INSTALLED" and d[
   ig_pass "connection show: status_detail $detail" || ig_fail "connection show: status_detail: $detail"
 
 ig_step "set --disable: DOWN, Delete to strongSwan, traffic dropped (not in the clear)"
-os vpn ipsec site connection set --disable site-b && ig_pass "set --disable" || ig_fail "set --disable"
+ig_os vpn ipsec site connection set --disable site-b && ig_pass "set --disable" || ig_fail "set --disable"
 out=$(wait_conn DOWN 5) && ig_pass "connection show: DOWN" || ig_fail "connection show: not DOWN ($out)"
 grep -aq 'connection site-b (peer [0-9.]*): DOWN (admin_state_up false)' "$LOG" &&
   ig_pass "log: $(grep -a 'DOWN (admin_state_up false)' "$LOG" | tail -1 | sed 's/.*ipsecgw.app: //')" ||
@@ -134,7 +132,7 @@ pn_swanctl ss --list-sas 2>/dev/null | grep -q INSTALLED && ig_fail "strongSwan 
 no_ping_in_clear disabled
 
 ig_step "set --enable: ACTIVE again"
-os vpn ipsec site connection set --enable site-b && ig_pass "set --enable" || ig_fail "set --enable"
+ig_os vpn ipsec site connection set --enable site-b && ig_pass "set --enable" || ig_fail "set --enable"
 out=$(wait_conn ACTIVE 40) && ig_pass "connection show: ACTIVE" || ig_fail "connection show: not ACTIVE ($out)"
 ig_wait_ping hostA "$SS_HOST" 15 && ig_ping_check "ping hostA -> $SS_HOST" hostA "$SS_HOST" 5 ||
   ig_fail "no ping after enable"
@@ -151,10 +149,10 @@ ig_wait_ping hostA "$SS_HOST" 15 && ig_ping_check "ping hostA -> $SS_HOST" hostA
   ig_fail "no ping after restart"
 
 ig_step "delete"
-os vpn ipsec site connection delete site-b && ig_pass "delete" || ig_fail "delete"
-n=$(os vpn ipsec site connection list -f value | wc -l)
+ig_os vpn ipsec site connection delete site-b && ig_pass "delete" || ig_fail "delete"
+n=$(ig_os vpn ipsec site connection list -f value | wc -l)
 [ "$n" = 0 ] && ig_pass "connection list: empty" || ig_fail "connection list: $n connection(s)"
-os vpn ipsec site connection show site-b >/dev/null 2>&1 && ig_fail "show finds the deleted connection" ||
+ig_os vpn ipsec site connection show site-b >/dev/null 2>&1 && ig_fail "show finds the deleted connection" ||
   ig_pass "show: not found"
 # The control for the disabled check: without any policy the traffic is unmatched, and
 # unmatched_traffic: forward sends it in the clear -- so the check above could have failed.

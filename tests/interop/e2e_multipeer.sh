@@ -15,49 +15,23 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 IPSECGW=$(realpath "${1:?usage: e2e_multipeer.sh IPSECGW_BINARY}")
 PY=/usr/bin/python3
-STREAM=$here/udp_stream.py
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 ig_require root
 ig_require strongswan
-command -v openstack >/dev/null || { echo "SKIP: openstack client not installed"; exit 77; }
+ig_require openstack
 IG_TAG=igm$$
-BG_PIDS=()
-# shellcheck disable=SC2317  # called by the EXIT trap
-cleanup() {
-  local p
-  for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  ig_cleanup_all
-}
-trap cleanup EXIT
+trap ig_cleanup_all EXIT  # also kills the streams and echo servers (IG_BG_PIDS)
 trap 'exit 130' INT TERM HUP
 IG_STEP_CLOCK=1
 PSK=multipeer-psk-$$-$RANDOM-secret
-API=http://127.0.0.1:9696
-PORT=7777
+PORT=7777  # the streams' UDP port (ig_stream_start; the echo servers)
 COMBO=aes128-sha256-modp2048
 
 ig_init || exit 1
 
-os() { timeout 60 ip netns exec "$(ig_ns gwA)" openstack --os-auth-type none --os-endpoint "$API" "$@"; }
-# conn NAME FIELD : the field of NAME's row in /ipsecgw/connections
-conn() {
-  ig_telemetry /ipsecgw/connections | $PY -c '
-import json, sys
-d = json.load(sys.stdin)["/ipsecgw/connections"]
-for i, n in enumerate(d.get("name", [])):
-    if n == sys.argv[1]:
-        print(d[sys.argv[2]][i])' "$1" "$2" 2>/dev/null
-}
-spis() { echo "$(conn "$1" spi_in)/$(conn "$1" spi_out)"; }
-wait_state() {
-  local end=$(( $(date +%s) + $3 )) st=
-  while [ "$(date +%s)" -le "$end" ]; do
-    st=$(conn "$1" state); [ "$st" = "$2" ] && return 0
-    sleep 0.3
-  done
-  echo "$1: last state '$st'"; return 1
-}
+# The OpenStack client, the connection rows and the numbered streams: lib.sh's ig_os, ig_conn,
+# ig_spis, ig_wait_state, ig_stream_* (shared with e2e_reconf).
 sas() { pn_swanctl s1 --list-sas 2>/dev/null; }
 # children CHILD : strongSwan's INSTALLED CHILD SAs named CHILD
 children() { sas | grep -c "^ *$1: #.*INSTALLED"; }
@@ -67,19 +41,6 @@ wait_children() {  # CHILD COUNT SECONDS
   while [ "$(date +%s)" -le "$end" ]; do [ "$(children "$1")" = "$2" ] && return 0; sleep 0.3; done
   return 1
 }
-stream_start() {
-  rm -f "$IG_WORK/stop-$1" "$IG_WORK/$1.json"
-  ip netns exec "$(ig_ns hostA)" $PY "$STREAM" send "$2" $PORT "$IG_WORK/stop-$1" \
-    "$IG_WORK/$1.json" 0.01 &
-  BG_PIDS+=("$!")
-}
-stream_stop() {
-  touch "$IG_WORK/stop-$1"
-  local i
-  for i in $(seq 100); do [ -s "$IG_WORK/$1.json" ] && return 0; sleep 0.1; done
-  return 1
-}
-stream_field() { $PY -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$IG_WORK/$1.json" "$2"; }
 
 ig_step "topology: hostA -- gwA -- s1 (strongSwan, two children)"
 ig_site_a && ig_ns_add s1 || exit 1
@@ -89,8 +50,8 @@ ig_exec s1 ip addr add 10.11.0.1/24 dev lo && ig_exec s1 ip addr add 10.21.0.1/2
 # One echo server per address: replies leave from the address the stream went to (strongSwan's
 # route to site A has one source address for both children).
 for a in 10.11.0.1 10.21.0.1; do
-  ip netns exec "$(ig_ns s1)" $PY "$STREAM" echo $PORT $a &  # exec chain: $! is python's
-  BG_PIDS+=("$!")
+  ip netns exec "$(ig_ns s1)" $PY "$IG_STREAM" echo $PORT $a &  # exec chain: $! is python's
+  IG_BG_PIDS+=("$!")
 done
 for c in a b; do
   n=to-s1$c; IG_CONNS+=("$n")
@@ -110,7 +71,7 @@ LOG=$(ig_gw_log A)
 
 ig_step "two connections, one ISAKMP SA, a CHILD SA each"
 for c in a b; do
-  wait_state "to-s1$c" ACTIVE 40 && ig_pass "to-s1$c: ACTIVE" ||
+  ig_wait_state "to-s1$c" ACTIVE 40 && ig_pass "to-s1$c: ACTIVE" ||
     { ig_fail "to-s1$c: not ACTIVE"; tail -30 "$LOG"; ig_finish e2e_multipeer; }
 done
 wait_children net2 1 10 && [ "$(children net)" = 1 ] && ig_pass "s1: CHILD SAs net and net2 INSTALLED" ||
@@ -118,28 +79,28 @@ wait_children net2 1 10 && [ "$(children net)" = 1 ] && ig_pass "s1: CHILD SAs n
 [ "$(ike_sas)" = 1 ] && ig_pass "s1: one IKE SA" || ig_fail "s1: $(ike_sas) IKE SAs"
 ig_wait_ping hostA 10.11.0.1 10 || ig_fail "to-s1a: no first ping reply"
 ig_wait_ping hostA 10.21.0.1 10 || ig_fail "to-s1b: no first ping reply"
-SPI_B=$(spis to-s1b)
-stream_start a 10.11.0.1
-stream_start b 10.21.0.1
+SPI_B=$(ig_spis to-s1b)
+ig_stream_start a 10.11.0.1 $PORT
+ig_stream_start b 10.21.0.1 $PORT
 sleep 2
 
 ig_step "delete to-s1a through the client"
 LOG_MARK=$(wc -l <"$LOG")
-os vpn ipsec site connection delete to-s1a && ig_pass "to-s1a: deleted" || ig_fail "to-s1a: delete failed"
+ig_os vpn ipsec site connection delete to-s1a && ig_pass "to-s1a: deleted" || ig_fail "to-s1a: delete failed"
 wait_children net 0 10 && ig_pass "s1: CHILD SA net deleted (Delete received)" ||
   ig_fail "s1: net still installed"
 sleep 3
-stream_stop a || ig_fail "a: stream did not stop"
-stream_stop b || ig_fail "b: stream did not stop"
+ig_stream_stop a || ig_fail "a: stream did not stop"
+ig_stream_stop b || ig_fail "b: stream did not stop"
 [ "$(children net2)" = 1 ] && [ "$(ike_sas)" = 1 ] &&
   ig_pass "s1: CHILD SA net2 and the IKE SA stay" || ig_fail "s1: after the delete: $(sas)"
-s=$(spis to-s1b)
-[ "$s" = "$SPI_B" ] && [ "$(conn to-s1b state)" = ACTIVE ] &&
-  ig_pass "to-s1b: ACTIVE, SPIs kept ($s)" || ig_fail "to-s1b: SPIs $SPI_B -> $s, $(conn to-s1b state)"
-sent=$(stream_field b sent) got=$(stream_field b received)
+s=$(ig_spis to-s1b)
+[ "$s" = "$SPI_B" ] && [ "$(ig_conn to-s1b state)" = ACTIVE ] &&
+  ig_pass "to-s1b: ACTIVE, SPIs kept ($s)" || ig_fail "to-s1b: SPIs $SPI_B -> $s, $(ig_conn to-s1b state)"
+sent=$(ig_stream_field b sent) got=$(ig_stream_field b received)
 [ "$sent" -gt 100 ] && [ "$sent" = "$got" ] && ig_pass "to-s1b: $got/$sent datagrams echoed, none lost" ||
-  ig_fail "to-s1b: $got/$sent echoed, missing $(stream_field b missing)"
-got=$(stream_field a received) sent=$(stream_field a sent) last=$(stream_field a last_echoed)
+  ig_fail "to-s1b: $got/$sent echoed, missing $(ig_stream_field b missing)"
+got=$(ig_stream_field a received) sent=$(ig_stream_field a sent) last=$(ig_stream_field a last_echoed)
 [ "$got" -gt 100 ] && [ "$last" -lt $(( sent - 100 )) ] &&
   ig_pass "to-s1a: $got/$sent echoed, none after its deletion (last #$last)" ||
   ig_fail "to-s1a: $got/$sent echoed, last #$last"

@@ -23,52 +23,24 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 IPSECGW=$(realpath "${1:?usage: e2e_reconf.sh IPSECGW_BINARY}")
 PY=/usr/bin/python3
-STREAM=$here/udp_stream.py
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 ig_require root
 ig_require strongswan
-command -v openstack >/dev/null || { echo "SKIP: openstack client not installed"; exit 77; }
+ig_require openstack
 IG_TAG=igr$$
-BG_PIDS=()
-# shellcheck disable=SC2317  # called by the EXIT trap
-cleanup() {
-  local p
-  for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  ig_cleanup_all
-}
-trap cleanup EXIT
+trap ig_cleanup_all EXIT  # also kills the streams and echo servers (IG_BG_PIDS)
 trap 'exit 130' INT TERM HUP
 IG_STEP_CLOCK=1
 PSK=reconf-psk-$$-$RANDOM-secret
-API=http://127.0.0.1:9696
-PORT=7777
+PORT=7777  # the streams' UDP port (ig_stream_start; the echo servers)
 COMBO=aes128-sha256-modp2048
 
 ig_init || exit 1
 ig_require_tools tshark || exit 1
 
-# os ARGS... : the OpenStack client in gwA's namespace against the gateway's API (bounded)
-os() { timeout 60 ip netns exec "$(ig_ns gwA)" openstack --os-auth-type none --os-endpoint "$API" "$@"; }
-# conn NAME FIELD : the field (state, spi_in, spi_out ...) of NAME's row in /ipsecgw/connections
-conn() {
-  ig_telemetry /ipsecgw/connections | $PY -c '
-import json, sys
-d = json.load(sys.stdin)["/ipsecgw/connections"]
-for i, n in enumerate(d.get("name", [])):
-    if n == sys.argv[1]:
-        print(d[sys.argv[2]][i])' "$1" "$2" 2>/dev/null
-}
-spis() { echo "$(conn "$1" spi_in)/$(conn "$1" spi_out)"; }
-# wait_state NAME STATE SECONDS
-wait_state() {
-  local end=$(( $(date +%s) + $3 )) st=
-  while [ "$(date +%s)" -le "$end" ]; do
-    st=$(conn "$1" state); [ "$st" = "$2" ] && return 0
-    sleep 0.3
-  done
-  echo "$1: last state '$st'"; return 1
-}
+# The OpenStack client, the connection rows and the numbered streams: lib.sh's ig_os, ig_conn,
+# ig_spis, ig_wait_state, ig_stream_* (shared with e2e_multipeer).
 # ss_child INST : strongSwan's CHILD SA line(s) of instance INST
 ss_child() { pn_swanctl "$1" --list-sas 2>/dev/null | grep 'net: #.*INSTALLED'; }
 # wait_ss_gone INST SECONDS : until strongSwan INST has no INSTALLED CHILD SA
@@ -77,26 +49,10 @@ wait_ss_gone() {
   while [ "$(date +%s)" -le "$end" ]; do ss_child "$1" >/dev/null || return 0; sleep 0.3; done
   return 1
 }
-# stream_start NAME HOST : the numbered stream hostA -> HOST:PORT, result in $IG_WORK/NAME.json
-stream_start() {
-  rm -f "$IG_WORK/stop-$1" "$IG_WORK/$1.json"
-  ip netns exec "$(ig_ns hostA)" $PY "$STREAM" send "$2" $PORT "$IG_WORK/stop-$1" \
-    "$IG_WORK/$1.json" 0.01 &
-  BG_PIDS+=("$!")
-}
-# stream_stop NAME : stops it and waits for its result
-stream_stop() {
-  touch "$IG_WORK/stop-$1"
-  local i
-  for i in $(seq 100); do [ -s "$IG_WORK/$1.json" ] && return 0; sleep 0.1; done
-  return 1
-}
-# stream_field NAME KEY
-stream_field() { $PY -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$IG_WORK/$1.json" "$2"; }
 # check_no_loss NAME LABEL : every datagram of the stream echoed
 check_no_loss() {
   local sent got miss
-  sent=$(stream_field "$1" sent) got=$(stream_field "$1" received) miss=$(stream_field "$1" missing)
+  sent=$(ig_stream_field "$1" sent) got=$(ig_stream_field "$1" received) miss=$(ig_stream_field "$1" missing)
   [ "$sent" -gt 100 ] && [ "$sent" = "$got" ] && ig_pass "$2: $got/$sent datagrams echoed, none lost" ||
     ig_fail "$2: $got/$sent echoed, missing $miss"
 }
@@ -111,8 +67,8 @@ for i in 1 2 3 4; do
   ig_veth "s$i" pub0 "192.0.2.1$i/24" wan "w$i" "" || exit 1
   ig_exec "s$i" ip addr add "10.1$i.0.1/24" dev lo || exit 1
   ig_csum_off "s$i" pub0 && ig_csum_off wan "w$i" || exit 1
-  ip netns exec "$(ig_ns "s$i")" $PY "$STREAM" echo $PORT &  # exec chain: $! is python's
-  BG_PIDS+=("$!")
+  ip netns exec "$(ig_ns "s$i")" $PY "$IG_STREAM" echo $PORT &  # exec chain: $! is python's
+  IG_BG_PIDS+=("$!")
 done
 ig_bridge wan wa w1 w2 w3 w4 && ig_csum_off wan br0 || exit 1
 for i in 1 2 3; do
@@ -137,31 +93,31 @@ LOG=$(ig_gw_log A)
 
 ig_step "three tunnels up, a numbered stream through each"
 for i in 1 2 3; do
-  wait_state "to-s$i" ACTIVE 40 && ig_pass "to-s$i: ACTIVE" || { ig_fail "to-s$i: not ACTIVE"; tail -30 "$LOG"; ig_finish e2e_reconf; }
+  ig_wait_state "to-s$i" ACTIVE 40 && ig_pass "to-s$i: ACTIVE" || { ig_fail "to-s$i: not ACTIVE"; tail -30 "$LOG"; ig_finish e2e_reconf; }
   ig_wait_ping hostA "10.1$i.0.1" 10 || ig_fail "to-s$i: no first ping reply"
 done
 out=$(df_ping 10.13.0.1)
 grep -q ' 2 received' <<<"$out" && ig_pass "to-s3: 1300-byte DF ping passes at MTU 1500" ||
   ig_fail "to-s3: DF ping at MTU 1500: $(grep -E 'received|mtu' <<<"$out" | head -2)"
 declare -A SPI0
-for i in 1 2 3; do SPI0[to-s$i]=$(spis "to-s$i"); done
+for i in 1 2 3; do SPI0[to-s$i]=$(ig_spis "to-s$i"); done
 ig_cap_start clear wan br0 "icmp or udp port $PORT" || exit 1
-for i in 1 2 3; do stream_start "s$i" "10.1$i.0.1"; done
+for i in 1 2 3; do ig_stream_start "s$i" "10.1$i.0.1" $PORT; done
 LOG_MARK=$(wc -l <"$LOG")
 sleep 2
 
 ig_step "create to-s4 through the client"
-os vpn ipsec site connection create --vpnservice site-a --ikepolicy ike-to-s1 --ipsecpolicy esp-to-s1 \
+ig_os vpn ipsec site connection create --vpnservice site-a --ikepolicy ike-to-s1 --ipsecpolicy esp-to-s1 \
   --peer-address 192.0.2.14 --peer-id 192.0.2.14 --psk "$PSK" --peer-cidr 10.14.0.0/24 \
   --dpd action=hold,interval=10,timeout=60 to-s4 >/dev/null && ig_pass "to-s4 created" ||
   ig_fail "to-s4: create failed"
-wait_state to-s4 ACTIVE 40 && ig_pass "to-s4: ACTIVE" || ig_fail "to-s4: not ACTIVE"
+ig_wait_state to-s4 ACTIVE 40 && ig_pass "to-s4: ACTIVE" || ig_fail "to-s4: not ACTIVE"
 pn_ss_wait_child s4 10 && ig_pass "s4: CHILD SA INSTALLED" || ig_fail "s4: no CHILD SA"
 ig_wait_ping hostA 10.14.0.1 10 || ig_fail "to-s4: no first ping reply"
-stream_start s4 10.14.0.1
+ig_stream_start s4 10.14.0.1 $PORT
 
 ig_step "update to-s3 in place: DPD and MTU"
-os vpn ipsec site connection set --dpd action=restart,interval=5,timeout=30 --mtu 1200 to-s3 &&
+ig_os vpn ipsec site connection set --dpd action=restart,interval=5,timeout=30 --mtu 1200 to-s3 &&
   ig_pass "to-s3: set --dpd --mtu 1200" || ig_fail "to-s3: set failed"
 ig_wait_log "to-s3: settings updated in place" 5 && ig_pass "to-s3: updated in place (log)" ||
   ig_fail "to-s3: no in-place update in the log"
@@ -171,68 +127,68 @@ out=$(df_ping 10.13.0.1)
   ig_fail "to-s3: DF ping after MTU 1200: $(grep -E 'received|mtu' <<<"$out" | head -2)"
 
 ig_step "change to-s2's IPsec policy (PFS group14 -> group5): make-before-break"
-os vpn ipsec policy set --pfs group5 esp-to-s2 && ig_pass "esp-to-s2: set --pfs group5" ||
+ig_os vpn ipsec policy set --pfs group5 esp-to-s2 && ig_pass "esp-to-s2: set --pfs group5" ||
   ig_fail "esp-to-s2: set failed"
 end=$(( $(date +%s) + 40 ))
 while [ "$(date +%s)" -le "$end" ]; do
-  s=$(spis to-s2); [ "$s" != "${SPI0[to-s2]}" ] && [ "$(conn to-s2 state)" = ACTIVE ] && break
+  s=$(ig_spis to-s2); [ "$s" != "${SPI0[to-s2]}" ] && [ "$(ig_conn to-s2 state)" = ACTIVE ] && break
   sleep 0.3
 done
-s=$(spis to-s2)
+s=$(ig_spis to-s2)
 [ "$s" != "${SPI0[to-s2]}" ] && ig_pass "to-s2: renegotiated, SPIs ${SPI0[to-s2]} -> $s" ||
   ig_fail "to-s2: SPIs unchanged ($s)"
-wait_state to-s2 ACTIVE 10 && ig_pass "to-s2: ACTIVE" || ig_fail "to-s2: not ACTIVE"
+ig_wait_state to-s2 ACTIVE 10 && ig_pass "to-s2: ACTIVE" || ig_fail "to-s2: not ACTIVE"
 sleep 7  # the old pair's grace period (5 s) ends: its Deletes go out
 ss_child s2 | grep -q 'MODP_1536' && [ "$(ss_child s2 | wc -l)" = 1 ] &&
   ig_pass "s2: one CHILD SA, with MODP_1536 (PFS group5)" ||
   ig_fail "s2: CHILD SAs: $(ss_child s2)"
-stream_stop s2 || ig_fail "s2: stream did not stop"
+ig_stream_stop s2 || ig_fail "s2: stream did not stop"
 # Make-before-break as strongSwan saw it: its new CHILD SA was installed while the old one still
 # was, and the old one went on our Delete.
 order=$(grep -aoE 'net\{[0-9]+\} (established|state change: INSTALLED => DELETING)|received DELETE for ESP' "$(pn_ss_log s2)" | tr '\n' ';')
 grep -qE 'net\{1\} established;net\{2\} established;(received DELETE for ESP;)+net\{1\} state change: INSTALLED => DELETING' <<<"$order" &&
   ig_pass "s2: new CHILD SA installed before the old one was deleted (Delete from us)" ||
   ig_fail "s2: CHILD SA order: $order"
-sent=$(stream_field s2 sent) got=$(stream_field s2 received) last=$(stream_field s2 last_echoed)
+sent=$(ig_stream_field s2 sent) got=$(ig_stream_field s2 received) last=$(ig_stream_field s2 last_echoed)
 [ "$last" -ge $(( sent - 10 )) ] &&
-  ig_pass "to-s2 across the renegotiation: $got/$sent echoed, missing $(stream_field s2 missing) (the responder installs its inbound SA on QM3)" ||
-  ig_fail "to-s2 across the renegotiation: $got/$sent echoed, last #$last, missing $(stream_field s2 missing)"
+  ig_pass "to-s2 across the renegotiation: $got/$sent echoed, missing $(ig_stream_field s2 missing) (the responder installs its inbound SA on QM3)" ||
+  ig_fail "to-s2 across the renegotiation: $got/$sent echoed, last #$last, missing $(ig_stream_field s2 missing)"
 
 ig_step "disable to-s2: Delete, traffic dropped; enable again"
-stream_start s2 10.12.0.1
-os vpn ipsec site connection set --disable to-s2 && ig_pass "to-s2: set --disable" ||
+ig_stream_start s2 10.12.0.1 $PORT
+ig_os vpn ipsec site connection set --disable to-s2 && ig_pass "to-s2: set --disable" ||
   ig_fail "to-s2: set --disable failed"
-wait_state to-s2 DOWN 10 && ig_pass "to-s2: DOWN" || ig_fail "to-s2: not DOWN"
+ig_wait_state to-s2 DOWN 10 && ig_pass "to-s2: DOWN" || ig_fail "to-s2: not DOWN"
 wait_ss_gone s2 10 && ig_pass "s2: CHILD SA deleted (Delete received)" || ig_fail "s2: CHILD SA still installed"
 sleep 1
-os vpn ipsec site connection set --enable to-s2 && ig_pass "to-s2: set --enable" ||
+ig_os vpn ipsec site connection set --enable to-s2 && ig_pass "to-s2: set --enable" ||
   ig_fail "to-s2: set --enable failed"
-wait_state to-s2 ACTIVE 40 && ig_pass "to-s2: ACTIVE again" || ig_fail "to-s2: not ACTIVE"
+ig_wait_state to-s2 ACTIVE 40 && ig_pass "to-s2: ACTIVE again" || ig_fail "to-s2: not ACTIVE"
 sleep 2
-stream_stop s2 || ig_fail "s2: stream did not stop"
-sent=$(stream_field s2 sent) got=$(stream_field s2 received) last=$(stream_field s2 last_echoed)
+ig_stream_stop s2 || ig_fail "s2: stream did not stop"
+sent=$(ig_stream_field s2 sent) got=$(ig_stream_field s2 received) last=$(ig_stream_field s2 last_echoed)
 [ "$got" -gt 0 ] && [ "$got" -lt "$sent" ] && [ "$last" -ge $(( sent - 10 )) ] &&
   ig_pass "to-s2: $((sent - got)) of $sent datagrams dropped while disabled, stream recovered (last echoed #$last of $sent)" ||
-  ig_fail "to-s2: $got/$sent echoed, last #$last, missing $(stream_field s2 missing)"
+  ig_fail "to-s2: $got/$sent echoed, last #$last, missing $(ig_stream_field s2 missing)"
 
 ig_step "delete to-s4"
-stream_stop s4 || ig_fail "s4: stream did not stop"
+ig_stream_stop s4 || ig_fail "s4: stream did not stop"
 check_no_loss s4 "to-s4 while up"
-os vpn ipsec site connection delete to-s4 && ig_pass "to-s4: deleted" || ig_fail "to-s4: delete failed"
+ig_os vpn ipsec site connection delete to-s4 && ig_pass "to-s4: deleted" || ig_fail "to-s4: delete failed"
 wait_ss_gone s4 10 && ig_pass "s4: CHILD SA deleted (Delete received)" || ig_fail "s4: CHILD SA still installed"
 end=$(( $(date +%s) + 5 ))
-while [ "$(date +%s)" -le "$end" ] && [ -n "$(conn to-s4 state)" ]; do sleep 0.3; done
-[ -z "$(conn to-s4 state)" ] && ig_pass "to-s4: gone from /ipsecgw/connections" ||
+while [ "$(date +%s)" -le "$end" ] && [ -n "$(ig_conn to-s4 state)" ]; do sleep 0.3; done
+[ -z "$(ig_conn to-s4 state)" ] && ig_pass "to-s4: gone from /ipsecgw/connections" ||
   ig_fail "to-s4: still in /ipsecgw/connections"
-n=$(os vpn ipsec site connection list -f value -c Name | sort | tr '\n' ' ')
+n=$(ig_os vpn ipsec site connection list -f value -c Name | sort | tr '\n' ' ')
 [ "$n" = "to-s1 to-s2 to-s3 " ] && ig_pass "connection list: $n" || ig_fail "connection list: '$n'"
 
 ig_step "the untouched tunnels: no loss, same SPIs"
 for i in 1 3; do
-  stream_stop "s$i" || ig_fail "s$i: stream did not stop"
+  ig_stream_stop "s$i" || ig_fail "s$i: stream did not stop"
   check_no_loss "s$i" "to-s$i"
-  s=$(spis "to-s$i")
-  [ "$s" = "${SPI0[to-s$i]}" ] && [ "$(conn "to-s$i" state)" = ACTIVE ] &&
+  s=$(ig_spis "to-s$i")
+  [ "$s" = "${SPI0[to-s$i]}" ] && [ "$(ig_conn "to-s$i" state)" = ACTIVE ] &&
     ig_pass "to-s$i: ACTIVE, SPIs kept ($s)" || ig_fail "to-s$i: SPIs ${SPI0[to-s$i]} -> $s"
 done
 ig_cap_stop clear

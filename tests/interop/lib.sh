@@ -40,13 +40,14 @@ IG_SPI_BA=0x2002 IG_ENC_BA=202122232425262728292a2b2c2d2e2f IG_AUTH_BA=404142434
 ig_log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 ig_die() { ig_log "ERROR: $*"; return 1; }
 
-# ig_require root|strongswan|nft : prints SKIP and exits 77 when it is missing
+# ig_require root|strongswan|nft|openstack : prints SKIP and exits 77 when it is missing
 ig_require() {
   case $1 in
     root) [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; } ;;
     strongswan) if [ ! -x /usr/lib/ipsec/charon ] || [ ! -x /usr/sbin/swanctl ]; then
       echo "SKIP: strongSwan charon/swanctl not installed"; exit 77; fi ;;
     nft) command -v nft >/dev/null || { echo "SKIP: nft not installed (nftables)"; exit 77; } ;;
+    openstack) command -v openstack >/dev/null || { echo "SKIP: openstack client not installed"; exit 77; } ;;
   esac
 }
 # ig_require_tools TOOL... (scapy: /usr/bin/python3's module) : prints FAIL and returns 1 when missing
@@ -378,10 +379,56 @@ ig_wait_log() {
   return 1
 }
 
-# ig_cleanup_all : gateways stopped, then peer-lib's cleanup (captures, charons, namespaces);
+# ---- the REST API, connection rows, numbered UDP streams (e2e_api, e2e_reconf, e2e_multipeer)
+# ig_os ARGS... : the OpenStack client in gwA's namespace against the gateway's API (ipsecgw's
+# default, 127.0.0.1:9696 on gwA's lo; bounded)
+ig_os() { timeout 60 ip netns exec "$(ig_ns gwA)" openstack --os-auth-type none --os-endpoint http://127.0.0.1:9696 "$@"; }
+# ig_conn NAME FIELD : the field (state, spi_in, spi_out ...) of NAME's row in gwA's /ipsecgw/connections
+ig_conn() {
+  ig_telemetry /ipsecgw/connections | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)["/ipsecgw/connections"]
+for i, n in enumerate(d.get("name", [])):
+    if n == sys.argv[1]:
+        print(d[sys.argv[2]][i])' "$1" "$2" 2>/dev/null
+}
+# ig_spis NAME : its row's SPI_IN/SPI_OUT
+ig_spis() { echo "$(ig_conn "$1" spi_in)/$(ig_conn "$1" spi_out)"; }
+# ig_wait_state NAME STATE SECONDS : until its row's state is STATE; else prints the last one, rc 1
+ig_wait_state() {
+  local end=$(( $(date +%s) + $3 )) st=
+  while [ "$(date +%s)" -le "$end" ]; do
+    st=$(ig_conn "$1" state); [ "$st" = "$2" ] && return 0
+    sleep 0.3
+  done
+  echo "$1: last state '$st'"; return 1
+}
+# The numbered stream (udp_stream.py: one datagram every 10 ms, echoed back by `udp_stream.py
+# echo PORT` on the far side). Its PID and the echo servers' go in IG_BG_PIDS.
+IG_STREAM=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/udp_stream.py
+IG_BG_PIDS=()
+# ig_stream_start NAME HOST PORT : the stream hostA -> HOST:PORT, result in $IG_WORK/NAME.json
+ig_stream_start() {
+  rm -f "$IG_WORK/stop-$1" "$IG_WORK/$1.json"
+  ip netns exec "$(ig_ns hostA)" /usr/bin/python3 "$IG_STREAM" send "$2" "$3" "$IG_WORK/stop-$1" \
+    "$IG_WORK/$1.json" 0.01 &
+  IG_BG_PIDS+=("$!")
+}
+# ig_stream_stop NAME : stops it and waits for its result
+ig_stream_stop() {
+  touch "$IG_WORK/stop-$1"
+  local i
+  for i in $(seq 100); do [ -s "$IG_WORK/$1.json" ] && return 0; sleep 0.1; done
+  return 1
+}
+# ig_stream_field NAME KEY : sent, received, missing, last_echoed ... of its result
+ig_stream_field() { /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$IG_WORK/$1.json" "$2"; }
+
+# ig_cleanup_all : the background helpers of IG_BG_PIDS killed, gateways stopped, then peer-lib's cleanup (captures, charons, namespaces);
 # the work dir removed unless IG_KEEP is set.
 ig_cleanup_all() {
   local x
+  for x in "${IG_BG_PIDS[@]}"; do kill "$x" 2>/dev/null; done
   for x in "${!IG_GW_PIDS[@]}"; do ig_gw_stop "$x"; done
   pn_cleanup_all
   if [ -n "${IG_WORK_OWNED:-}" ] && [ -z "${IG_KEEP:-}" ] && [ -d "$IG_WORK" ]; then
