@@ -16,10 +16,16 @@ struct Ipv4Prefix {
   Ipv4 addr = 0;  // network address, host order (bits past len are zero)
   std::uint8_t len = 0;
 
-  constexpr Ipv4 mask() const noexcept { return len == 0 ? 0 : ~Ipv4{0} << (32 - len); }
+  // The top `len` bits (len 0..32) by one 64-bit shift: no branch or select for len 0 (the
+  // outbound next hop computes it per packet when every packet goes to another peer).
+  constexpr Ipv4 mask() const noexcept {
+    return static_cast<Ipv4>(~std::uint64_t{0} << (32 - len));
+  }
   constexpr bool contains(Ipv4 a) const noexcept { return (a & mask()) == addr; }
   friend constexpr bool operator==(const Ipv4Prefix&, const Ipv4Prefix&) = default;
 };
+static_assert(Ipv4Prefix{0, 0}.mask() == 0 && Ipv4Prefix{0, 1}.mask() == 0x80000000u &&
+              Ipv4Prefix{0, 24}.mask() == 0xFFFFFF00u && Ipv4Prefix{0, 32}.mask() == 0xFFFFFFFFu);
 
 // "192.0.2.1" -> address; nullopt when malformed.
 std::optional<Ipv4> parse_ipv4(std::string_view s);
