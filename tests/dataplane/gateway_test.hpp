@@ -200,6 +200,20 @@ class GatewayTest : public GatewayFixture {
     }
   }
 
+  // Waits (bounded) until `n` packets were dropped for `r`; returns the count then. A fate that
+  // comes after another in the same burst (an outbound packet is counted as ESP, then dropped
+  // by l2_out for want of a next hop) is not covered by wait_rx.
+  std::uint64_t wait_dropped(DropReason r, std::uint64_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + testing_time::scaled(5000);
+    std::uint64_t d = gw_->total_stats().dropped(r);
+    while (d < n && std::chrono::steady_clock::now() < deadline) {
+      gw_->control_poll();
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      d = gw_->total_stats().dropped(r);
+    }
+    return d;
+  }
+
   // An inner packet of `payload` bytes from the peer's host to ours, and the peer's ESP packet
   // of it (outer IPv4 header first), made with the twin of the installed inbound SA.
   struct PeerPacket {

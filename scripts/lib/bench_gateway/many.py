@@ -14,6 +14,13 @@
                              per worker CPU-second (median) and the rate at N over the rate at
                              1 tunnel (target >= 0.85); raw numbers in DIR/many.json. Exit 1 on
                              a failed check or measurement.
+  many.py ab DIR PMDS "1 10000" DIRECTION SIZE ROUNDS WINDOW EXE_A EXE_B
+                             two ipsecgw binaries on the same traffic (pcaps from `gen` or
+                             `bench` in DIR), one after the other in a random order within each
+                             round, so that both see the same minutes of a shared machine; per
+                             round the rate ratio after/before at each N and N-max over N-min
+                             per binary, then the medians (before/after comparisons of a change:
+                             docs/performance.md). No output check.
   many.py check DIR N DIRECTION SIZE OUTPUT.pcap [...]
                              decode a capture of the gateway's output port: as many packets as
                              were sent, and a sample of up to SAMPLE of them checked with Scapy
@@ -318,7 +325,45 @@ def bench(d, exe, pmds, ns, directions, sizes, rounds, warmup, window, check_out
     return 0 if ok else 1
 
 
+def ab(d, pmds, ns, direction, size, rounds, window, exes):
+    lib = os.path.dirname(os.path.abspath(__file__))
+    rng = random.Random(11)
+    rate = {}
+    for r in range(1, rounds + 1):
+        for label, exe in rng.sample(list(zip("AB", exes)), 2):
+            for n in rng.sample(ns, len(ns)):
+                write_config(d, n)
+                gw = Gateway(d, exe, pmds, n, direction, size, "bench", f"ab-{label}-{n}-r{r}")
+                try:
+                    m = measure(lib, gw, 2, window) if installed(gw.prefix, n, gw.p) else {}
+                finally:
+                    gw.stop()
+                rate[(r, label, n)] = m.get("out_per_worker_cpu_s")
+                print(f"   round {r} {label} {n:6} tunnels: {rate[(r, label, n)]}", flush=True)
+    lo, hi = min(ns), max(ns)
+    cols = {f"B/A at {n}": [] for n in ns}
+    cols.update({f"A {hi}/{lo}": [], f"B {hi}/{lo}": []})
+    for r in range(1, rounds + 1):
+        g = lambda lab, n: rate.get((r, lab, n)) or 0.0  # noqa: E731
+        if not all(g(lab, n) for lab in "AB" for n in ns):
+            print(f"round {r}: a run failed, left out")
+            continue
+        for n in ns:
+            cols[f"B/A at {n}"].append(g("B", n) / g("A", n))
+        for lab in "AB":
+            cols[f"{lab} {hi}/{lo}"].append(g(lab, hi) / g(lab, lo))
+    print(f"A = {exes[0]}, B = {exes[1]}; {direction} {size} B, {window} s windows")
+    for k, v in cols.items():
+        print(f"{k:14} " + " ".join(f"{x:.3f}" for x in v) +
+              (f"   median {statistics.median(v):.3f}" if v else ""))
+    return 0 if all(cols.values()) else 1
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 11 and sys.argv[1] == "ab":
+        a = sys.argv
+        sys.exit(ab(a[2], a[3], [int(x) for x in a[4].split()], a[5], int(a[6]), int(a[7]),
+                    float(a[8]), a[9:11]))
     if len(sys.argv) == 12 and sys.argv[1] == "bench":
         a = sys.argv
         sys.exit(bench(a[2], a[3], a[4], [int(x) for x in a[5].split()], a[6].split(),
