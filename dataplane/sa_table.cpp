@@ -7,7 +7,7 @@
 //  - Workers call lookup_inbound/lookup_outbound between Rcu::online and Rcu::offline, and do
 //    not keep an SA pointer across a Rcu::quiescent call.
 //  - Unlink, then free after a grace period: a deleted or replaced SA (and hash key slot, SPD
-//    table or policy slot) goes to the Reclaimer, which frees it (sa_destroy wipes the keys) once
+//    class list, compacted SPD table or policy slot) goes to the Reclaimer, which frees it (sa_destroy wipes the keys) once
 //    every online worker has reported a quiescent state past the unlink. The control loop calls
 //    reclaim() once per iteration; drain() blocks (shutdown, tests).
 #include <rte_cycles.h>
@@ -249,7 +249,7 @@ Result<void> DpSaInstaller::Impl::add_outbound(SaSpec& spec) {
   auto created = sa_create<OutboundSa>(spec, socket_id);
   if (!created) return make_error(created.error());
   OutboundSa* sa = *created;
-  // Outbound SAs reach workers as the SPD hash's data, like inbound SAs through their hash:
+  // Outbound SAs reach workers as the SPD table's data, like inbound SAs through their hash:
   // published first (see SaHead::published).
   mark_published(sa);
   if (slot != nullptr) {
@@ -483,6 +483,10 @@ void DpSaInstaller::lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n
 const PolicySlot* DpSaInstaller::find_policy(Ipv4Prefix local_subnet,
                                              Ipv4Prefix peer_subnet) const noexcept {
   return impl_->spd.find(local_subnet, peer_subnet);
+}
+
+std::uint64_t DpSaInstaller::spd_compactions() const noexcept {
+  return impl_->spd.compactions();
 }
 
 void DpSaInstaller::raise_acquire(PolicySlot* policy, std::uint64_t now_tsc) const noexcept {

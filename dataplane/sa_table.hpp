@@ -133,7 +133,7 @@ class DpSaInstaller final : public SaInstaller {
   // As above, plus policies[i]: the matching policy when it has no SA, else nullptr.
   // out[i] == nullptr with policies[i] != nullptr: the tunnel is trapped (no SA yet): drop,
   // never forward in the clear, and raise_acquire(policies[i]). (A policy with an SA is not
-  // returned: the SPD's hash holds the SA itself, so the slot is not read; see
+  // returned: the SPD's table holds the SA itself, so the slot is not read; see
   // dataplane/spd.hpp.)
   void lookup_outbound(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out,
                        PolicySlot** policies) const noexcept;
@@ -144,6 +144,9 @@ class DpSaInstaller final : public SaInstaller {
 
   // The policy with exactly these selectors, or nullptr (control thread only; tests).
   const PolicySlot* find_policy(Ipv4Prefix local_subnet, Ipv4Prefix peer_subnet) const noexcept;
+  // How many times the SPD's table was compacted (removed policies' entries dropped by
+  // copying the live ones into a fresh table; dataplane/spd.hpp). Control thread only; tests.
+  std::uint64_t spd_compactions() const noexcept;
 
   // Every installed SA (control thread only), e.g. for telemetry and the exit report.
   std::vector<const SaHead*> all_sas() const;

@@ -1,10 +1,7 @@
-// OutboundSpd: tuple space search over one lock-free rte_hash; see dataplane/spd.hpp.
+// OutboundSpd: tuple space search over one lock-free SpdTable; see dataplane/spd.hpp.
 #include "dataplane/spd.hpp"
 
 #include <rte_debug.h>
-#include <rte_errno.h>
-#include <rte_hash.h>
-#include <rte_hash_crc.h>
 #include <rte_prefetch.h>
 
 #include <cstddef>
@@ -17,21 +14,14 @@
 namespace ipsecgw::dp {
 namespace {
 
-constexpr unsigned kChunk = RTE_HASH_LOOKUP_BULK_MAX;  // 64
+constexpr unsigned kChunk = 64;  // packets per pass (indices fit a uint8_t)
 static_assert(kChunk <= 256);
-
-std::atomic<unsigned> g_spd_seq{0};  // rte_hash names must be unique per process
 
 constexpr Ipv4 len_mask(unsigned len) noexcept { return len == 0 ? 0 : ~Ipv4{0} << (32 - len); }
 
-SpdKey make_key(Ipv4 src, Ipv4 dst, const SpdClass& c) noexcept {
-  SpdKey k;
-  k.dst = dst & c.peer_mask;
-  k.src = src & c.local_mask;
-  k.peer_len = c.peer_len;
-  k.local_len = c.local_len;
-  std::memset(k.pad, 0, sizeof k.pad);
-  return k;
+// The table's key: the masked destination (peer side) over the masked source (local side).
+constexpr std::uint64_t table_key(Ipv4 dst, Ipv4 src) noexcept {
+  return (std::uint64_t{dst} << 32) | src;
 }
 
 // The lines of an outbound SA that esp_outbound reads or writes for each packet (dataplane/
@@ -47,21 +37,9 @@ inline void prefetch_for_encrypt(const OutboundSa* sa) noexcept {
 }  // namespace
 
 Result<void> OutboundSpd::init(unsigned capacity) {
-  char name[RTE_HASH_NAMESIZE];
-  std::snprintf(name, sizeof name, "ipsecgw_spd_%u", g_spd_seq.fetch_add(1));
-  rte_hash_parameters p{};
-  p.name = name;
-  // Headroom, as for the inbound SA table: cuckoo hashing fills up before 100%, and removed
-  // policies hold their key slots until their grace period ends.
-  p.entries = capacity * 2 < 64 ? 64 : capacity * 2;
-  p.key_len = sizeof(SpdKey);
-  p.hash_func = rte_hash_crc;
-  p.hash_func_init_val = 0;
-  p.socket_id = socket_id_;
-  p.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
-  h_ = rte_hash_create(&p);
-  if (h_ == nullptr)
-    return make_error(std::string("spd: rte_hash_create failed: ") + rte_strerror(rte_errno));
+  auto t = SpdTable::create(capacity, socket_id_);
+  if (!t) return make_error(t.error());
+  table_ = *t;
   return {};
 }
 
@@ -73,7 +51,7 @@ OutboundSpd::~OutboundSpd() {
     auto it = policies_.find(k);
     if (it == policies_.end() || it->second != slot) delete slot;
   }
-  rte_hash_free(h_);
+  SpdTable::destroy(table_);
 }
 
 PolicySlot* OutboundSpd::find(const Ipv4Prefix& local, const Ipv4Prefix& peer) const noexcept {
@@ -86,31 +64,61 @@ std::size_t OutboundSpd::classes() const noexcept {
   return c == nullptr ? 0 : c->c.size();
 }
 
-void OutboundSpd::publish_classes() {
+void OutboundSpd::publish(bool keep_classes) {
   auto next = std::make_unique<SpdClasses>();
-  // Most specific first: longest peer prefix, then longest local prefix.
-  for (int pl = kLens - 1; pl >= 0; --pl)
-    for (int ll = kLens - 1; ll >= 0; --ll)
-      if (class_count_[pl * kLens + ll] != 0)
-        next->c.push_back(SpdClass{len_mask(pl), len_mask(ll), static_cast<std::uint8_t>(pl),
-                                   static_cast<std::uint8_t>(ll)});
+  const SpdClasses* cur = classes_.load(std::memory_order_relaxed);
+  if (keep_classes && cur != nullptr) {
+    next->c = cur->c;
+  } else {
+    // Most specific first: longest peer prefix, then longest local prefix.
+    for (int pl = kLens - 1; pl >= 0; --pl)
+      for (int ll = kLens - 1; ll >= 0; --ll)
+        if (class_count_[pl * kLens + ll] != 0)
+          next->c.push_back(SpdClass{len_mask(pl), len_mask(ll),
+                                     static_cast<std::uint16_t>(pl * kLens + ll)});
+  }
+  next->table = table_;
   SpdClasses* old = classes_.exchange(next.release(), std::memory_order_acq_rel);
   if (old != nullptr) reclaimer_.defer([old] { delete old; });
 }
 
-SpdKey OutboundSpd::hash_key(const Key& k) noexcept {
-  const auto& [laddr, llen, paddr, plen] = k;
-  SpdKey hk{};
-  hk.dst = paddr;
-  hk.src = laddr;
-  hk.peer_len = plen;
-  hk.local_len = llen;
-  return hk;
+std::uintptr_t OutboundSpd::table_data(PolicySlot* slot) noexcept {
+  if (slot->sa != nullptr) return reinterpret_cast<std::uintptr_t>(slot->sa);
+  return reinterpret_cast<std::uintptr_t>(slot) | kTrapTag;
 }
 
-void* OutboundSpd::hash_data(PolicySlot* slot) noexcept {
-  if (slot->sa != nullptr) return slot->sa;
-  return reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(slot) | kTrapTag);
+Result<void> OutboundSpd::put(const Key& k, PolicySlot* slot) {
+  const auto& [laddr, llen, paddr, plen] = k;
+  const std::uint64_t tk = table_key(paddr, laddr);
+  const auto cls = static_cast<std::uint16_t>(plen * kLens + llen);
+  if (table_->put(tk, cls, table_data(slot)) != SpdTable::Put::kFull) return {};
+  auto fail = [&](const std::string& why) -> Result<void> {
+    return make_error("spd: cannot add policy " + format_prefix(slot->local_subnet) + " -> " +
+                      format_prefix(slot->peer_subnet) + ": " + why);
+  };
+  if (table_->tombstones() == 0)
+    return fail("table full (" + std::to_string(table_->live()) + " policies)");
+  // The previous compaction's table may be past its grace period: free it now if so.
+  if (retired_pending_) (void)reclaimer_.reclaim();
+  if (retired_pending_)
+    return fail("table full of removed policies waiting for a grace period");
+  // Compaction: the live entries into a fresh table, published with the class list as it is;
+  // the old table serves readers that still hold it until their grace period ends.
+  auto fresh = SpdTable::create(table_->entries() / 2, socket_id_);
+  if (!fresh) return fail(fresh.error());
+  table_->copy_live_to(**fresh);
+  SpdTable* old = table_;
+  table_ = *fresh;
+  if (classes_.load(std::memory_order_relaxed) != nullptr) publish(true);
+  retired_pending_ = true;
+  ++compactions_;
+  reclaimer_.defer([this, old] {
+    SpdTable::destroy(old);
+    retired_pending_ = false;
+  });
+  if (table_->put(tk, cls, table_data(slot)) == SpdTable::Put::kFull)
+    return fail("table full (" + std::to_string(table_->live()) + " policies)");
+  return {};
 }
 
 Result<void> OutboundSpd::apply(const Key& k, bool& classes_changed) {
@@ -120,14 +128,10 @@ Result<void> OutboundSpd::apply(const Key& k, bool& classes_changed) {
   PolicySlot* h = have == linked_.end() ? nullptr : have->second;
   if (w == h) return {};
   const auto& [laddr, llen, paddr, plen] = k;
-  const SpdKey hk = hash_key(k);
   const unsigned cls = plen * kLens + llen;
   if (w != nullptr) {
     // Insert, or re-point an existing key in one atomic data store (readers see h or w).
-    const int rc = rte_hash_add_key_data(h_, &hk, hash_data(w));
-    if (rc < 0)
-      return make_error("spd: cannot add policy " + format_prefix(w->local_subnet) + " -> " +
-                        format_prefix(w->peer_subnet) + ": " + rte_strerror(-rc));
+    if (auto r = put(k, w); !r) return r;
     if (h == nullptr) {
       if (class_count_[cls]++ == 0) classes_changed = true;
       linked_.emplace(k, w);
@@ -137,15 +141,11 @@ Result<void> OutboundSpd::apply(const Key& k, bool& classes_changed) {
     }
     return {};
   }
-  // Unlink; the key's slot in the hash and the policy slot stay until the grace period ends.
-  const std::int32_t pos = rte_hash_del_key(h_, &hk);
+  // Unlink (a tombstone); the policy slot stays until the grace period ends.
+  (void)table_->erase(table_key(paddr, laddr), static_cast<std::uint16_t>(cls));
   linked_.erase(have);
   if (--class_count_[cls] == 0) classes_changed = true;
-  rte_hash* hash = h_;
-  reclaimer_.defer([hash, pos, h] {
-    if (pos >= 0) rte_hash_free_key_with_position(hash, pos);
-    delete h;
-  });
+  reclaimer_.defer([h] { delete h; });
   return {};
 }
 
@@ -155,7 +155,7 @@ Result<PolicySlot*> OutboundSpd::add(const Ipv4Prefix& local, const Ipv4Prefix& 
     return make_error("spd: selectors " + format_prefix(local) + " -> " + format_prefix(peer) +
                       " have host bits set");
   auto slot = std::make_unique<PolicySlot>();
-  slot->sa = sa;  // reaches workers as the hash's data (apply)
+  slot->sa = sa;  // reaches workers as the table's data (apply)
   slot->local_subnet = local;
   slot->peer_subnet = peer;
   const Key k = key(local, peer);
@@ -200,11 +200,12 @@ OutboundSa* OutboundSpd::set_sa(PolicySlot* slot, OutboundSa* sa) noexcept {
   const Key k = key(slot->local_subnet, slot->peer_subnet);
   auto l = linked_.find(k);
   if (l != linked_.end() && l->second == slot) {
-    // The key is in the hash: rte_hash finds it and replaces its data with one atomic store
-    // (no new key slot, no allocation), so this cannot fail for want of room. If it ever
-    // failed, workers would keep an SA the caller is about to free: stop instead.
-    const SpdKey hk = hash_key(k);
-    RTE_VERIFY(rte_hash_add_key_data(h_, &hk, hash_data(slot)) >= 0);
+    // The key is in the table: its data is replaced with one atomic store (no new entry), so
+    // this cannot fail for want of room. If it ever did, workers would keep an SA the caller
+    // is about to free: stop instead.
+    const auto& [laddr, llen, paddr, plen] = k;
+    RTE_VERIFY(table_->put(table_key(paddr, laddr), static_cast<std::uint16_t>(plen * kLens + llen),
+                           table_data(slot)) == SpdTable::Put::kReplaced);
   }
   return old;
 }
@@ -226,7 +227,7 @@ Result<void> OutboundSpd::commit_batch() {
     }
   }
   dirty_ = std::move(failed);
-  if (classes_changed || classes_.load(std::memory_order_relaxed) == nullptr) publish_classes();
+  if (classes_changed || classes_.load(std::memory_order_relaxed) == nullptr) publish(false);
   return result;
 }
 
@@ -240,6 +241,8 @@ void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundS
 
 void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundSa** out,
                          PolicySlot** slots) const noexcept {
+  // The acquire pairs with publish(): the class list and the table it names (and, through the
+  // table's release/acquire per entry, the SAs the entries point to) are seen whole.
   const SpdClasses* cls = classes_.load(std::memory_order_acquire);
   const unsigned nc = cls == nullptr ? 0 : static_cast<unsigned>(cls->c.size());
   if (nc == 0) {
@@ -250,10 +253,10 @@ void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundS
     return;
   }
   const SpdClass* classes = cls->c.data();
-  SpdKey keys[kChunk];
-  const void* kp[kChunk];
-  void* data[kChunk];
-  void* found[kChunk];           // per distinct pair: the hash's data (SA or tagged slot)
+  const SpdTable& table = *cls->table;
+  std::uint64_t keys[kChunk];
+  std::uint32_t bucket[kChunk];
+  std::uintptr_t found[kChunk];  // per distinct pair: the table's data (SA or tagged slot), 0
   std::uint8_t pend[kChunk];     // distinct pairs not resolved yet
   std::uint8_t first[kChunk];    // distinct pair -> its first packet
   std::uint8_t key_of[kChunk];   // packet -> its distinct pair
@@ -268,27 +271,28 @@ void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundS
       if (i == 0 || s[i] != s[i - 1] || d[i] != d[i - 1]) {
         first[u] = static_cast<std::uint8_t>(i);
         pend[u] = static_cast<std::uint8_t>(u);
-        found[u] = nullptr;
+        found[u] = 0;
         ++u;
       }
       key_of[i] = static_cast<std::uint8_t>(u - 1);
     }
-    // Most specific class first; each pair leaves the pending list at its first hit.
+    // Most specific class first; each pair leaves the pending list at its first hit. Every
+    // pending pair's bucket is computed and prefetched before any is searched.
     unsigned np = u;
     for (unsigned c = 0; c < nc && np != 0; ++c) {
+      const SpdClass& k = classes[c];
       for (unsigned j = 0; j < np; ++j) {
         const unsigned i = first[pend[j]];
-        keys[j] = make_key(s[i], d[i], classes[c]);
-        kp[j] = &keys[j];
+        keys[j] = table_key(d[i] & k.peer_mask, s[i] & k.local_mask);
+        bucket[j] = table.bucket_of(keys[j], k.cls);
+        table.prefetch(bucket[j]);
       }
-      std::uint64_t hits = 0;
-      if (rte_hash_lookup_bulk_data(h_, kp, np, &hits, data) < 0) hits = 0;
       unsigned left = 0;
       for (unsigned j = 0; j < np; ++j) {
-        if ((hits >> j) & 1) {
-          found[pend[j]] = data[j];
-          if ((reinterpret_cast<std::uintptr_t>(data[j]) & kTrapTag) == 0)
-            prefetch_for_encrypt(static_cast<const OutboundSa*>(data[j]));
+        const std::uintptr_t v = table.find(bucket[j], keys[j], k.cls);
+        if (v != 0) {
+          found[pend[j]] = v;
+          if ((v & kTrapTag) == 0) prefetch_for_encrypt(reinterpret_cast<const OutboundSa*>(v));
         } else {
           pend[left++] = pend[j];
         }
@@ -296,19 +300,10 @@ void OutboundSpd::lookup(const Ipv4* src, const Ipv4* dst, unsigned n, OutboundS
       np = left;
     }
     for (unsigned i = 0; i < m; ++i) {
-      const auto v = reinterpret_cast<std::uintptr_t>(found[key_of[i]]);
-      OutboundSa* sa = nullptr;
-      PolicySlot* trap = nullptr;
-      if ((v & kTrapTag) != 0) trap = reinterpret_cast<PolicySlot*>(v & ~kTrapTag);
-      else sa = reinterpret_cast<OutboundSa*>(v);
-#if defined(__SANITIZE_THREAD__)
-      // Pairs with mark_published() (sa_table.cpp) before the SA was linked: the acquire
-      // rte_hash already did inside librte_hash, repeated where ThreadSanitizer sees it (see
-      // SaHead::published). Not needed otherwise: rte_hash's own acquire orders it.
-      if (sa != nullptr) (void)sa->published.load(std::memory_order_acquire);
-#endif
-      out[base + i] = sa;
-      slots[base + i] = trap;
+      const std::uintptr_t v = found[key_of[i]];
+      const bool trap = (v & kTrapTag) != 0;
+      out[base + i] = trap ? nullptr : reinterpret_cast<OutboundSa*>(v);
+      slots[base + i] = trap ? reinterpret_cast<PolicySlot*>(v & ~kTrapTag) : nullptr;
     }
   }
 }

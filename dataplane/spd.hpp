@@ -2,44 +2,46 @@
 //
 // A policy is one tunnel's selectors (local subnet, peer subnet), i.e. RFC 4301 §4.4.1 SPD
 // entries restricted to what our connections use: inner src in local_subnet and inner dst in
-// peer_subnet, any protocol and port. Each policy owns a PolicySlot holding the tunnel's current
-// outbound SA in one std::atomic<OutboundSa*>: a rekey re-points it with one store (make-before-break).
+// peer_subnet, any protocol and port. Each policy owns a PolicySlot (control side: the tunnel's
+// current outbound SA, the trap's acquire state).
 //
 // Lookup structure: tuple space search. Policies fall into classes by their prefix-length pair
-// (peer len, local len); one rte_hash holds every policy under the exact key (dst & peer mask,
-// src & local mask, peer len, local len), with lock-free readers
-// (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF). The hash's data is the policy's current outbound SA
-// itself, or, for a policy without one (a trap), its PolicySlot tagged with kTrapTag: a hit
-// gives a worker the SA with no further load, so with thousands of tunnels (an SA miss per
-// packet) the chain per packet is bucket -> key -> SA, not bucket -> key -> slot -> SA, and the
-// SA's lines are prefetched as soon as the hash returns it. A rekey re-points the data in
-// place (rte_hash replaces it with one atomic store: readers see the old SA or the new). A lookup tries the classes present, most specific
-// first, one rte_hash_lookup_bulk_data per class for the packets still unresolved, and stops
-// at the first hit or when every packet of the burst is resolved. Site-to-site policies fall in
-// a few classes (often one: /24 -> /24), so a lookup is one or two hash probes per packet
-// whatever the number of tunnels, and an insert or a remove is one hash operation: O(1), where
-// the rte_acl SPD this replaces rebuilt its whole trie (O(N)) on every policy change. The cost
-// grows with the number of classes in use (up to 33 x 33; a miss tries them all), which
-// classes() reports. The lookup also prefetches the cache lines of each SA it returns that the
-// encrypt reads (on the hit, before the next packet's key is looked at), so that with thousands of tunnels (random flows: an SA miss per packet) the
-// misses of a burst overlap. The list of classes in use is a small immutable array published
-// with one atomic pointer store when a class appears or empties (old one freed after the grace
-// period); a key deleted from the hash keeps its slot until the grace period ends (no free on
-// delete), so a reader never sees it reused.
+// (peer len, local len); one SpdTable (dataplane/spd_table.hpp: an exact-match hash with
+// lock-free readers, one 64-byte bucket line per lookup) holds every policy under the key
+// (dst & peer mask, src & local mask) and its class. The table's data is the policy's current
+// outbound SA itself, or, for a policy without one (a trap), its PolicySlot tagged with
+// kTrapTag: a hit gives a worker the SA with no further load, so with thousands of tunnels (an
+// SA miss per packet) the chain per packet is bucket -> SA, and the SA's lines are prefetched
+// as soon as the table returns it. A rekey re-points the data in place (one atomic store:
+// readers see the old SA or the new). A lookup tries the classes present, most specific
+// first: for the packets still unresolved it computes every bucket and prefetches it, then
+// searches them (a burst's bucket misses overlap), and stops at the first hit or when every
+// packet of the burst is resolved. Site-to-site policies fall in a few classes (often one:
+// /24 -> /24), so a lookup is one or two probes per packet whatever the number of tunnels, and
+// an insert or a remove is one table operation: O(1), where the rte_acl SPD this replaced
+// rebuilt its whole trie (O(N)) on every policy change. The cost grows with the number of
+// classes in use (up to 33 x 33; a miss tries them all), which classes() reports. The list of
+// classes in use and the table are a small immutable record published with one atomic pointer
+// store when a class appears or empties, or when the table is compacted (old one freed after
+// the grace period). A removed key's entry stays in the table as a tombstone, never reused in
+// place; when tombstones fill the table its live entries are copied into a fresh one
+// (compaction, O(N) once per capacity/2 removals at least). While the previous compacted
+// table still waits for its grace period, no second one is made: an insert that needs room
+// then fails (a reader that never reports a quiescent state holds memory back, not more).
 //
 // Most specific wins: the longest peer (dst) prefix first, then the longest local (src)
 // prefix, which is the order classes are tried in. Two different matching policies can never
 // tie (equal lengths and both matching means equal prefixes).
 //
 // Batches (begin_batch / commit_batch): while a batch is open, add() and remove() change only
-// the control-side map and the hash is updated at commit_batch() (one hash operation per
+// the control-side map and the table is updated at commit_batch() (one table operation per
 // changed policy, one class-list publish at most). Until the commit the published state keeps
 // serving: an added policy does not match yet; a removed one still matches, with its SA
 // data already re-pointed to its tagged slot (no SA), so its packets are held as trapped
 // (never sent in the clear); its
 // slot is freed after the grace period that follows the commit's unlink. A policy removed and
-// re-added in one batch is re-pointed in place (rte_hash replaces the data atomically): its
-// packets never see a gap. Outside a batch every add() and remove() is a batch of one.
+// re-added in one batch is re-pointed in place (one atomic store): its packets never see a
+// gap. Outside a batch every add() and remove() is a batch of one.
 //
 // Threads: the control thread is the only writer; workers call lookup() and must be RCU readers.
 #pragma once
@@ -56,18 +58,17 @@
 #include "dataplane/reclaimer.hpp"
 #include "dataplane/sa.hpp"
 #include "dataplane/sa_events.hpp"
-
-struct rte_hash;
+#include "dataplane/spd_table.hpp"
 
 namespace ipsecgw::dp {
 
 // A policy slot with a null `sa` is a trap (SaInstaller::install_trap): it still matches, so
 // its packets are held back (DropReason::kTrapped) rather than treated as unmatched, and the
 // worker raises an acquire through it, rate-limited by `acquire_tsc`. Workers reach a slot
-// only then (the hash's data is the SA itself otherwise) and read only its atomics.
+// only then (the table's data is the SA itself otherwise) and read only its atomics.
 struct alignas(64) PolicySlot {
   // The tunnel's current outbound SA; null: trapped, no SA yet. Control thread only: workers
-  // get the SA from the hash's data (OutboundSpd::set_sa keeps both the same).
+  // get the SA from the table's data (OutboundSpd::set_sa keeps both the same).
   OutboundSa* sa = nullptr;
   // Worker side of acquires: TSC of the last one raised (0 = never) and a pending flag that
   // the control thread's poll_events() takes.
@@ -94,34 +95,21 @@ inline void policy_raise_acquire(PolicySlot& slot, std::uint64_t now,
   note_sa_event_raised();
 }
 
-// The hash's data for a policy without an SA: its slot's address with the low bit set (slots
+// The table's data for a policy without an SA: its slot's address with the low bit set (slots
 // are 64-byte aligned, SAs too, so an untagged pointer is always an SA).
 constexpr std::uintptr_t kTrapTag = 1;
-
-// The hash key: both addresses masked to the class's lengths, and the class. 8-byte aligned,
-// 16 bytes: rte_hash's CRC reads keys 8 bytes at a time through uint64_t loads (a 12-byte key
-// in an array is misaligned for that: undefined behaviour, reported by UBSan), and 16-byte keys
-// get rte_hash's dedicated compare.
-struct alignas(8) SpdKey {
-  Ipv4 dst;
-  Ipv4 src;
-  std::uint8_t peer_len;
-  std::uint8_t local_len;
-  std::uint8_t pad[6];
-};
-static_assert(sizeof(SpdKey) == 16 && alignof(SpdKey) == 8);
 
 // One prefix-length class in use, as a lookup reads it.
 struct SpdClass {
   Ipv4 peer_mask;
   Ipv4 local_mask;
-  std::uint8_t peer_len;
-  std::uint8_t local_len;
+  std::uint16_t cls;  // SpdTable class: peer_len * 33 + local_len
 };
 
-// The classes in use, most specific first; immutable once published.
+// The classes in use, most specific first, and the table; immutable once published.
 struct SpdClasses {
   std::vector<SpdClass> c;
+  const SpdTable* table = nullptr;
 };
 
 class OutboundSpd {
@@ -133,22 +121,22 @@ class OutboundSpd {
   OutboundSpd& operator=(const OutboundSpd&) = delete;
 
   // ---- control thread ----
-  // Creates the hash for up to `capacity` policies (before any other call).
+  // Creates the table for up to `capacity` policies (before any other call).
   Result<void> init(unsigned capacity);
   PolicySlot* find(const Ipv4Prefix& local, const Ipv4Prefix& peer) const noexcept;
-  // New policy pointing at `sa` (nullptr: a trap), linked at once (one hash insert) or, in a
+  // New policy pointing at `sa` (nullptr: a trap), linked at once (one table insert) or, in a
   // batch, at commit_batch(). Prefixes must have no host bits set.
   Result<PolicySlot*> add(const Ipv4Prefix& local, const Ipv4Prefix& peer, OutboundSa* sa);
-  // Unlink the policy (one hash delete); the slot is freed after a grace period. In a batch:
+  // Unlink the policy (one table erase); the slot is freed after a grace period. In a batch:
   // clears its SA at once (set_sa(slot, nullptr): the caller frees the SA after a grace
   // period) and unlinks it at commit_batch().
   Result<void> remove(PolicySlot* slot);
   // Re-point the policy to `sa` (a rekey, a trap filled; nullptr: no SA, trapped) and return
-  // the SA it had. A linked policy's hash data is replaced at once, in or out of a batch (one
+  // the SA it had. A linked policy's table data is replaced at once, in or out of a batch (one
   // atomic store, no change of structure); the old SA is the caller's to free after a grace
   // period.
   OutboundSa* set_sa(PolicySlot* slot, OutboundSa* sa) noexcept;
-  // Batches nest; the outermost commit_batch() applies what changed. If a hash insert fails
+  // Batches nest; the outermost commit_batch() applies what changed. If a table insert fails
   // (table full) that policy stays unlinked and is retried by the next commit; the error is
   // returned, everything else is applied.
   void begin_batch() noexcept { ++batch_depth_; }
@@ -157,6 +145,8 @@ class OutboundSpd {
   std::size_t size() const noexcept { return policies_.size(); }
   // Prefix-length classes in the published lookup structure (a lookup probes up to this many).
   std::size_t classes() const noexcept;
+  // How many times tombstones filled the table and it was compacted (telemetry, tests).
+  std::uint64_t compactions() const noexcept { return compactions_; }
   template <class F>
   void for_each(F&& f) const {
     for (const auto& [k, slot] : policies_) f(*slot);
@@ -176,18 +166,23 @@ class OutboundSpd {
     return {l.addr, l.len, p.addr, p.len};
   }
   static constexpr unsigned kLens = 33;  // prefix lengths 0..32; class index peer * 33 + local
-  // Brings the hash in line with policies_ for `k`; counts classes that appear or empty.
+  // Brings the table in line with policies_ for `k`; counts classes that appear or empty.
   Result<void> apply(const Key& k, bool& classes_changed);
-  static SpdKey hash_key(const Key& k) noexcept;
-  // What the hash holds for a policy: its SA, or the slot tagged with kTrapTag.
-  static void* hash_data(PolicySlot* slot) noexcept;
-  void publish_classes();
+  // Inserts or re-points `k`, compacting the table first when tombstones fill it.
+  Result<void> put(const Key& k, PolicySlot* slot);
+  // What the table holds for a policy: its SA, or the slot tagged with kTrapTag.
+  static std::uintptr_t table_data(PolicySlot* slot) noexcept;
+  // Publishes the classes counted in class_count_ (classes_changed) or, with `keep_classes`,
+  // the published list again (a compaction), with table_.
+  void publish(bool keep_classes);
 
   Reclaimer& reclaimer_;
   int socket_id_;
-  rte_hash* h_ = nullptr;
+  SpdTable* table_ = nullptr;            // the current table (the published one)
+  bool retired_pending_ = false;         // a compacted-away table waits for its grace period
+  std::uint64_t compactions_ = 0;
   std::map<Key, PolicySlot*> policies_;  // what the control side wants
-  std::map<Key, PolicySlot*> linked_;    // what is in the hash
+  std::map<Key, PolicySlot*> linked_;    // what is in the table
   std::vector<Key> dirty_;               // keys whose policies_ and linked_ may differ
   std::array<std::uint32_t, kLens * kLens> class_count_{};  // linked policies per class
   unsigned batch_depth_ = 0;

@@ -439,10 +439,12 @@ TEST(SaTableCapacity, FullTablesRefuseNamingCapacity) {
   EXPECT_NE(bad.error().find("capacity"), std::string::npos);
 }
 
-// A removed policy's key keeps its slot in the SPD hash until its grace period ends. With a
-// reader that never reports a quiescent state, policy churn eventually fills the hash: the
-// install is refused with an error naming the SPD (nothing half-installed, other tunnels keep
-// working), and once the reader reports, the same install succeeds.
+// A removed policy's entry stays in the SPD's table as a tombstone; when they fill it the table
+// is compacted into a fresh one, and the old one is freed after its grace period. With a
+// reader that never reports a quiescent state, policy churn fills the second table while the
+// first still waits: the install is refused with an error naming the SPD (nothing
+// half-installed, other tunnels keep working, memory held back is one table), and once the
+// reader reports, the same install succeeds.
 TEST(SaTableCapacity, PolicyChurnWithoutGracePeriodsFailsCleanlyThenRecovers) {
   auto rcu = Rcu::create(1);
   ASSERT_TRUE(rcu);
