@@ -36,9 +36,20 @@ constexpr unsigned kMaxBurst = 32;
 std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
                            std::span<OutboundSa* const> sas, LcoreStats& stats) noexcept;
 
+constexpr std::uint32_t kEspTrailerLen = 2;  // pad length + next header (RFC 4303 §2.4-2.6)
+
+// RFC 4303 §2.4: payload + padding + pad length + next header is a multiple of the SA's block
+// alignment (a power of two: the cipher block, or 4).
+constexpr std::uint32_t esp_padded_len(std::uint32_t inner_len, std::uint32_t align) noexcept {
+  return (inner_len + kEspTrailerLen + align - 1) & ~(align - 1);
+}
+
 // The outer size (IPv4 + [UDP] + ESP + IV + padded payload + ICV) of an inner packet of
-// `inner_len` bytes through `sa`; used for the MTU check before esp_outbound.
-std::uint32_t esp_outbound_size(const OutboundSa& sa, std::uint32_t inner_len) noexcept;
+// `inner_len` bytes through `sa`; used for the MTU check before esp_outbound (per packet
+// whenever the SA or the length changes, i.e. per packet with thousands of tunnels: inline).
+inline std::uint32_t esp_outbound_size(const OutboundSa& sa, std::uint32_t inner_len) noexcept {
+  return sa.outer_hdr_len + esp_padded_len(inner_len, sa.alg.block_align) + sa.alg.icv_len;
+}
 
 // Where an inbound ESP packet's SPI is, and how it arrived.
 struct EspInboundInfo {

@@ -19,7 +19,6 @@ namespace ipsecgw::dp::detail {
 // The IV follows SPI + seq; its length, the cipher offset, block alignment and ICV length are
 // the SA's (SaHead::alg).
 constexpr std::uint32_t kEspIvOffset = kEspHeaderLen;
-constexpr std::uint32_t kEspTrailerLen = 2;  // pad length + next header (RFC 4303 §2.4-2.6)
 
 // Network <-> host byte order for the per-packet code. DPDK's rte_cpu_to_be_16 on x86 is an
 // `asm volatile` xchg that the compiler can neither fold nor schedule; the builtins compile to

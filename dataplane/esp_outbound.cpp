@@ -34,12 +34,6 @@ constexpr std::uint64_t kMaxSeq = 0xFFFFFFFFull;
 // src/dst/proto while fragments may be in flight).
 thread_local std::uint16_t t_ip_id = 0;
 
-constexpr std::uint32_t padded_len(std::uint32_t inner_len, std::uint32_t align) noexcept {
-  // RFC 4303 §2.4: payload + padding + pad length + next header is a multiple of the SA's block
-  // alignment (a power of two: the cipher block, or 4).
-  return (inner_len + kEspTrailerLen + align - 1) & ~(align - 1);
-}
-
 // RFC 4303 §2.4 default padding: 1, 2, 3, ... (at most 15 bytes for a 16-byte block).
 alignas(16) constexpr std::uint8_t kPadBytes[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 
@@ -104,7 +98,7 @@ struct OutboundSaLimits {
   bool dead = false;
   std::int64_t max_clen = 0;  // outer_hdr_len + clen + icv_len <= mtu  <=>  clen <= max_clen
   std::uint32_t head_need = 0, icv_len = 0;
-  std::uint32_t pad_add = 0, pad_mask = 0;  // padded_len() as (len + pad_add) & pad_mask
+  std::uint32_t pad_add = 0, pad_mask = 0;  // esp_padded_len() as (len + pad_add) & pad_mask
 
   void load(const OutboundSa& s) noexcept {
     sa = &s;
@@ -138,7 +132,7 @@ IPSECGW_STEP void outbound_step1(OutboundBurst& b, unsigned n) noexcept {
     if (inner_len < kIpv4HeaderLen) { b.fail(i, sa, DropReason::kRunt); continue; }
     const auto* inner = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
     if ((inner->version_ihl >> 4) != 4) { b.fail(i, sa, DropReason::kBadIpHeader); continue; }
-    const std::uint32_t c = (inner_len + lim.pad_add) & lim.pad_mask;  // padded_len()
+    const std::uint32_t c = (inner_len + lim.pad_add) & lim.pad_mask;  // esp_padded_len()
     b.clen[i] = c;
     if (std::int64_t{c} > lim.max_clen) {
       b.fail(i, sa, DropReason::kMtuExceeded);
@@ -364,10 +358,6 @@ IPSECGW_STEP void outbound_step5(OutboundBurst& b) noexcept {
 }
 
 }  // namespace
-
-std::uint32_t esp_outbound_size(const OutboundSa& sa, std::uint32_t inner_len) noexcept {
-  return sa.outer_hdr_len + padded_len(inner_len, sa.alg.block_align) + sa.alg.icv_len;
-}
 
 std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
                            std::span<OutboundSa* const> sas, LcoreStats& st) noexcept {
