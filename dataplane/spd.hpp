@@ -26,8 +26,9 @@
 // the grace period). A removed key's entry stays in the table as a tombstone, never reused in
 // place; when tombstones fill the table its live entries are copied into a fresh one
 // (compaction, O(N) once per capacity/2 removals at least). While the previous compacted
-// table still waits for its grace period, no second one is made: an insert that needs room
-// then fails (a reader that never reports a quiescent state holds memory back, not more).
+// table still waits for its grace period (the insert first runs the reclaimer once, in case
+// it has passed), no second one is made: an insert that needs room then fails (a reader that
+// never reports a quiescent state holds memory back, not more).
 //
 // Most specific wins: the longest peer (dst) prefix first, then the longest local (src)
 // prefix, which is the order classes are tried in. Two different matching policies can never
