@@ -43,50 +43,48 @@ void SpdTable::destroy(SpdTable* t) noexcept {
   delete t;
 }
 
-SpdTable::Put SpdTable::put(std::uint64_t key, std::uint16_t cls, std::uintptr_t data) noexcept {
-  RTE_VERIFY(cls <= kMaxClass);
-  // A payload that does not fit would be read back as another pointer: never store it.
-  RTE_VERIFY((data & ~kDataMask) == 0 && data > kTombstone);
-  const std::uint64_t word = ((std::uint64_t{cls} + 1) << kDataBits) | data;
+SpdTable::Entry* SpdTable::locate(std::uint64_t key, std::uint16_t cls,
+                                  Entry** empty) noexcept {
   const std::uint64_t tag = std::uint64_t{cls} + 1;
   std::uint32_t b = bucket_of(key, cls);
-  for (;;) {
-    Bucket& bk = b_[b];
-    for (Entry& e : bk.e) {
+  for (;;) {  // ends: a quarter of the entries stay never used
+    for (Entry& e : b_[b].e) {
       const std::uint64_t w = e.word.load(std::memory_order_relaxed);
       if (w == kEmpty) {
-        if (live_ + tombs_ + 1 > limit_) return Put::kFull;
-        e.key.store(key, std::memory_order_relaxed);
-        e.word.store(word, std::memory_order_release);  // after the key: readers see both
-        ++live_;
-        return Put::kInserted;
+        *empty = &e;
+        return nullptr;
       }
-      if ((w >> kDataBits) == tag && e.key.load(std::memory_order_relaxed) == key) {
-        e.word.store(word, std::memory_order_release);
-        return Put::kReplaced;
-      }
+      if ((w >> kDataBits) == tag && e.key.load(std::memory_order_relaxed) == key) return &e;
     }
     b = (b + 1) & mask_;
   }
 }
 
-bool SpdTable::erase(std::uint64_t key, std::uint16_t cls) noexcept {
-  const std::uint64_t tag = std::uint64_t{cls} + 1;
-  std::uint32_t b = bucket_of(key, cls);
-  for (;;) {
-    Bucket& bk = b_[b];
-    for (Entry& e : bk.e) {
-      const std::uint64_t w = e.word.load(std::memory_order_relaxed);
-      if (w == kEmpty) return false;
-      if ((w >> kDataBits) == tag && e.key.load(std::memory_order_relaxed) == key) {
-        e.word.store(kTombstone, std::memory_order_release);
-        --live_;
-        ++tombs_;
-        return true;
-      }
-    }
-    b = (b + 1) & mask_;
+SpdTable::Put SpdTable::put(std::uint64_t key, std::uint16_t cls, std::uintptr_t data) noexcept {
+  RTE_VERIFY(cls <= kMaxClass);
+  // A payload that does not fit would be read back as another pointer: never store it.
+  RTE_VERIFY((data & ~kDataMask) == 0 && data > kTombstone);
+  const std::uint64_t word = ((std::uint64_t{cls} + 1) << kDataBits) | data;
+  Entry* empty = nullptr;
+  if (Entry* e = locate(key, cls, &empty)) {
+    e->word.store(word, std::memory_order_release);
+    return Put::kReplaced;
   }
+  if (live_ + tombs_ + 1 > limit_) return Put::kFull;
+  empty->key.store(key, std::memory_order_relaxed);
+  empty->word.store(word, std::memory_order_release);  // after the key: readers see both
+  ++live_;
+  return Put::kInserted;
+}
+
+bool SpdTable::erase(std::uint64_t key, std::uint16_t cls) noexcept {
+  Entry* empty = nullptr;
+  Entry* e = locate(key, cls, &empty);
+  if (e == nullptr) return false;
+  e->word.store(kTombstone, std::memory_order_release);
+  --live_;
+  ++tombs_;
+  return true;
 }
 
 void SpdTable::copy_live_to(SpdTable& to) const noexcept {

@@ -53,6 +53,25 @@ bool consistent(const SaHead* sa) {
          sa_is_live(sa, sa->spi) && sa->conn_id == (sa->spi ^ kConnMagic);
 }
 
+// The outbound state the writer left: churn peer i has the policy of churn_spi[i] (0: none),
+// stable peer i that of stable_spi[i].
+void expect_outbound_state(DpSaInstaller& inst, const std::vector<std::uint32_t>& churn_spi,
+                           const std::vector<std::uint32_t>& stable_spi) {
+  for (unsigned i = 0; i < churn_spi.size(); ++i) {
+    Ipv4 s = kLocalNet | 1, d = churn_peer(i).addr | 1;
+    OutboundSa* sa = nullptr;
+    inst.lookup_outbound(&s, &d, 1, &sa);
+    if (churn_spi[i] == 0) EXPECT_EQ(sa, nullptr) << i;
+    else EXPECT_TRUE(sa != nullptr && sa->spi == churn_spi[i]) << i;
+  }
+  for (unsigned i = 0; i < stable_spi.size(); ++i) {
+    Ipv4 s = kLocalNet | 1, d = stable_peer(i).addr | 1;
+    OutboundSa* sa = nullptr;
+    inst.lookup_outbound(&s, &d, 1, &sa);
+    EXPECT_TRUE(sa != nullptr && sa->spi == stable_spi[i]) << i;
+  }
+}
+
 struct ReaderStats {
   std::atomic<std::uint64_t> iterations{0};
   std::atomic<std::uint64_t> lost_stable{0};    // a stable SA or policy looked up as missing
@@ -234,19 +253,7 @@ TEST(SaConcurrency, ReaderNeverMissesStableSasNorSeesFreedOnesWhileWriterChurns)
     inst.lookup_inbound(&spi, 1, &sa);
     EXPECT_EQ(sa != nullptr, static_cast<bool>(in_present[i])) << i;
   }
-  for (unsigned i = 0; i < kChurnOut; ++i) {
-    Ipv4 s = kLocalNet | 1, d = churn_peer(i).addr | 1;
-    OutboundSa* sa = nullptr;
-    inst.lookup_outbound(&s, &d, 1, &sa);
-    if (out_spi[i] == 0) EXPECT_EQ(sa, nullptr) << i;
-    else EXPECT_TRUE(sa != nullptr && sa->spi == out_spi[i]) << i;
-  }
-  for (unsigned i = 0; i < kStableOut; ++i) {
-    Ipv4 s = kLocalNet | 1, d = stable_peer(i).addr | 1;
-    OutboundSa* sa = nullptr;
-    inst.lookup_outbound(&s, &d, 1, &sa);
-    EXPECT_TRUE(sa != nullptr && sa->spi == stable_out_spi[i]) << i;
-  }
+  expect_outbound_state(inst, out_spi, stable_out_spi);
 }
 
 // Outbound policy churn in an SPD small enough (capacity 64: 128 table entries) that removed
@@ -357,19 +364,7 @@ TEST(SaConcurrency, OutboundLookupsStayExactWhileChurnCompactsTheSpd) {
   EXPECT_EQ(rs.lost_stable.load(), 0u);
   EXPECT_EQ(rs.inconsistent.load(), 0u);
   EXPECT_GE(ops, kWriterOps / 10) << "no progress before the safety cap";
-  for (unsigned i = 0; i < kChurnOut; ++i) {
-    Ipv4 s = kLocalNet | 1, d = churn_peer(i).addr | 1;
-    OutboundSa* sa = nullptr;
-    inst.lookup_outbound(&s, &d, 1, &sa);
-    if (out_spi[i] == 0) EXPECT_EQ(sa, nullptr) << i;
-    else EXPECT_TRUE(sa != nullptr && sa->spi == out_spi[i]) << i;
-  }
-  for (unsigned i = 0; i < kStableOut; ++i) {
-    Ipv4 s = kLocalNet | 1, d = stable_peer(i).addr | 1;
-    OutboundSa* sa = nullptr;
-    inst.lookup_outbound(&s, &d, 1, &sa);
-    EXPECT_TRUE(sa != nullptr && sa->spi == stable_spi[i]) << i;
-  }
+  expect_outbound_state(inst, out_spi, stable_spi);
   inst.drain();
   EXPECT_EQ(inst.pending_reclaims(), 0u);
 }
