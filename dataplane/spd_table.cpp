@@ -87,6 +87,19 @@ bool SpdTable::erase(std::uint64_t key, std::uint16_t cls) noexcept {
   return true;
 }
 
+unsigned SpdTable::probe_buckets(std::uint64_t key, std::uint16_t cls) const noexcept {
+  const std::uint64_t tag = std::uint64_t{cls} + 1;
+  std::uint32_t b = bucket_of(key, cls);
+  for (unsigned n = 1;; ++n) {
+    for (const Entry& e : b_[b].e) {
+      const std::uint64_t w = e.word.load(std::memory_order_relaxed);
+      if (w == kEmpty) return 0;
+      if ((w >> kDataBits) == tag && e.key.load(std::memory_order_relaxed) == key) return n;
+    }
+    b = (b + 1) & mask_;
+  }
+}
+
 void SpdTable::copy_live_to(SpdTable& to) const noexcept {
   for (std::uint32_t b = 0; b <= mask_; ++b)
     for (const Entry& e : b_[b].e) {

@@ -63,6 +63,9 @@ class SpdTable {
   bool erase(std::uint64_t key, std::uint16_t cls) noexcept;
   // Copies every live entry into `to` (a fresh table of the same capacity).
   void copy_live_to(SpdTable& to) const noexcept;
+  // Buckets a lookup of (key, cls) reads before it finds the entry (1: its home bucket), 0
+  // when absent: how well the hash spreads a policy set (tests, diagnostics).
+  unsigned probe_buckets(std::uint64_t key, std::uint16_t cls) const noexcept;
   unsigned live() const noexcept { return live_; }
   unsigned tombstones() const noexcept { return tombs_; }
   unsigned entries() const noexcept { return (mask_ + 1) * kWays; }

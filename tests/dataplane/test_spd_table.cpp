@@ -4,6 +4,7 @@
 // the key, the fill limit, and compaction's copy.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <random>
@@ -112,6 +113,47 @@ TEST(SpdTable, TheClassIsPartOfTheKey) {
   ASSERT_EQ(t->put(0, 32 * 33 + 32, payload(4)), Put::kInserted);
   EXPECT_EQ(lookup(*t, 0, 0), payload(3));
   EXPECT_EQ(lookup(*t, 0, 32 * 33 + 32), payload(4));
+}
+
+// The policy sets a gateway holds: site-to-site tunnels with consecutive /24 subnets on both
+// sides (as tests/interop's generator and bench-gateway's many-tunnel traffic make them), and
+// /32 hosts. Masked addresses have their low bits zero and their high bits shared, so the
+// hash must mix every bit: at 10,000 policies in the table sized for them, nearly every
+// lookup reads one bucket line and none more than a few.
+TEST(SpdTable, SiteToSitePolicySetsSpreadOverTheBuckets) {
+  struct Set {
+    const char* name;
+    unsigned n;
+    unsigned peer_len, local_len;
+    std::uint64_t (*key)(unsigned i);
+  };
+  const Set sets[] = {
+      {"/24 -> /24", 10000, 24, 24,
+       [](unsigned i) {
+         const std::uint64_t local = 0x0a000000u | (64 + i / 256) << 16 | (i % 256) << 8;
+         const std::uint64_t peer = 0x0a000000u | (128 + i / 256) << 16 | (i % 256) << 8;
+         return peer << 32 | local;
+       }},
+      {"/32 -> /16 (one local /16, many peer hosts)", 10000, 32, 16,
+       [](unsigned i) { return std::uint64_t{0xc6120000u + i + 1} << 32 | 0x0a400000u; }},
+  };
+  for (const Set& set : sets) {
+    auto t = make_table(set.n);
+    ASSERT_TRUE(t);
+    const auto cls = static_cast<std::uint16_t>(set.peer_len * 33 + set.local_len);
+    for (unsigned i = 0; i < set.n; ++i)
+      ASSERT_EQ(t->put(set.key(i), cls, payload(i)), Put::kInserted) << set.name << " " << i;
+    unsigned home = 0, worst = 0;
+    for (unsigned i = 0; i < set.n; ++i) {
+      const unsigned p = t->probe_buckets(set.key(i), cls);
+      ASSERT_GE(p, 1u) << set.name << " " << i;
+      home += p == 1;
+      worst = std::max(worst, p);
+    }
+    EXPECT_GE(home, set.n * 95 / 100) << set.name << ": " << home << " of " << set.n
+                                      << " in their home bucket";
+    EXPECT_LE(worst, 4u) << set.name;
+  }
 }
 
 // Random inserts, re-points and erases over a small key space (so erased keys come back) in a
