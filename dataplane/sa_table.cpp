@@ -6,10 +6,11 @@
 //    start, IKE). Nothing here takes a lock; two writers would corrupt the tables.
 //  - Workers call lookup_inbound/lookup_outbound between Rcu::online and Rcu::offline, and do
 //    not keep an SA pointer across a Rcu::quiescent call.
-//  - Unlink, then free after a grace period: a deleted or replaced SA (and hash key slot, SPD
-//    class list, compacted SPD table or policy slot) goes to the Reclaimer, which frees it (sa_destroy wipes the keys) once
-//    every online worker has reported a quiescent state past the unlink. The control loop calls
-//    reclaim() once per iteration; drain() blocks (shutdown, tests).
+//  - Unlink, then free after a grace period: a deleted or replaced SA (and inbound hash key
+//    slot, SPD class list, compacted SPD table or policy slot) goes to the Reclaimer, which
+//    frees it (sa_destroy wipes the keys) once every online worker has reported a quiescent
+//    state past the unlink. The control loop calls reclaim() once per iteration; drain()
+//    blocks (shutdown, tests).
 #include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_hash.h>

@@ -192,7 +192,7 @@ TEST(SaConcurrency, ReaderNeverMissesStableSasNorSeesFreedOnesWhileWriterChurns)
         ASSERT_TRUE(
             inst.add_sa(make_spec(Direction::kOutbound, spi, {kLocalNet, 8}, churn_peer(i))));
         out_spi[i] = spi;
-        ++out_adds;  // one hash insert: nothing replaced (its class, /8 -> /24, is in use)
+        ++out_adds;  // one table insert: nothing replaced (its class, /8 -> /24, is in use)
       } else if (rng() % 2 == 0) {
         ASSERT_TRUE(
             inst.add_sa(make_spec(Direction::kOutbound, spi, {kLocalNet, 8}, churn_peer(i))));
@@ -203,7 +203,7 @@ TEST(SaConcurrency, ReaderNeverMissesStableSasNorSeesFreedOnesWhileWriterChurns)
         ASSERT_TRUE(inst.del_sa(Direction::kOutbound, out_spi[i]));
         out_spi[i] = 0;
         ++out_dels;
-        expected_frees += 2;  // SA, policy slot (with its hash key slot); the class stays
+        expected_frees += 2;  // SA, policy slot (its table entry is a tombstone); the class stays
       }
     } else {  // make-before-break rekey of a stable tunnel: never a gap for the reader
       const unsigned i = rng() % kStableOut;

@@ -306,7 +306,7 @@ TEST_F(SpdBatch, RemovedInBatchIsNotFreedBeforeTheReaderIsQuiescent) {
   EXPECT_TRUE(sa_is_live(held, 0xd100));
   EXPECT_EQ(slot->local_subnet, l);  // the slot too (ASan would flag a freed one)
   rcu_->quiescent(1);
-  // The SA (batch before the commit), the slot with its hash key slot, and the class list
+  // The SA (batch before the commit), the slot (its table entry a tombstone), and the class list
   // (its class emptied) after it.
   EXPECT_EQ(inst_->reclaim(), 3u);
   rcu_->offline(1);

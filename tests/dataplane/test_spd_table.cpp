@@ -34,7 +34,9 @@ std::uintptr_t lookup(const SpdTable& t, std::uint64_t key, std::uint16_t cls) {
 }
 
 // Payloads look like the SPD's: 64-byte aligned addresses, sometimes tagged with the low bit.
-std::uintptr_t payload(unsigned i) { return 0x7f0000000000ull + std::uintptr_t{i} * 64 + (i % 3 == 0); }
+std::uintptr_t payload(unsigned i) {
+  return 0x7f0000000000ull + std::uintptr_t{i} * 64 + (i % 3 == 0);
+}
 
 TEST(SpdTable, SizedFromCapacityWithAQuarterKeptEmpty) {
   auto t = make_table(4);  // at least 16 entries
