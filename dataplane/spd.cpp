@@ -183,8 +183,11 @@ Result<void> OutboundSpd::remove(PolicySlot* slot) {
     // Never seen by a worker (added and removed in one batch, or its insert failed).
     reclaimer_.defer([slot] { delete slot; });
   } else {
-    // Still linked until the commit: matched packets are held, not sent.
-    set_sa(slot, nullptr);
+    // In a batch it stays linked until the commit: its packets are held (trapped), not sent
+    // through an SA the caller frees. Outside one the commit below unlinks it at once, so it
+    // goes from its SA to no policy in one store, never through a trap (whose window would
+    // count a removed tunnel's packets as trapped and let workers raise acquires for it).
+    if (in_batch()) set_sa(slot, nullptr);
     dirty_.push_back(k);
   }
   if (in_batch()) return {};
