@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <random>
 #include <set>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -283,6 +285,46 @@ TEST_F(SpdBatch, TrapsInABatch) {
   ASSERT_TRUE(inst_->remove_trap(9));
   ASSERT_TRUE(inst_->commit_batch());
   EXPECT_EQ(pol(ip(10, 3, 0, 1), ip(172, 16, 3, 1)).second, nullptr);
+  inst_->drain();
+}
+
+// Outside a batch a removed policy goes from its SA to no policy at once: a reader looking it
+// up while it is removed and installed again, thousands of times, sees its SA or nothing,
+// never a trap (there is none: a trap would count the packets as trapped and raise acquires).
+TEST_F(SpdBatch, UnbatchedRemoveNeverShowsATrap) {
+  const Ipv4Prefix l{ip(10, 5, 0, 0), 16}, p{ip(172, 16, 5, 0), 24};
+  ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0xe000, l, p)));
+  std::atomic<bool> stop{false};
+  std::atomic<unsigned> traps{0}, lookups{0};
+  rcu_->register_thread(1);
+  std::thread reader([&] {
+    rcu_->online(1);
+    while (!stop.load(std::memory_order_relaxed)) {
+      Ipv4 src[32], dst[32];
+      OutboundSa* o[32];
+      PolicySlot* s[32];
+      for (unsigned i = 0; i < 32; ++i) {
+        src[i] = ip(10, 5, 0, i + 1);
+        dst[i] = ip(172, 16, 5, i + 1);
+      }
+      inst_->lookup_outbound(src, dst, 32, o, s);
+      for (unsigned i = 0; i < 32; ++i) traps += s[i] != nullptr;
+      lookups.fetch_add(1, std::memory_order_relaxed);
+      rcu_->quiescent(1);
+    }
+    rcu_->offline(1);
+  });
+  while (lookups.load() == 0) std::this_thread::yield();
+  for (std::uint32_t c = 0; c < 20000; ++c) {
+    ASSERT_TRUE(inst_->del_sa(Direction::kOutbound, 0xe000 + c));
+    ASSERT_TRUE(inst_->add_sa(make_spec(Direction::kOutbound, 0xe000 + c + 1, l, p)));
+    inst_->reclaim();
+  }
+  stop = true;
+  reader.join();
+  rcu_->unregister_thread(1);
+  EXPECT_GT(lookups.load(), 10u);
+  EXPECT_EQ(traps.load(), 0u) << "of " << lookups.load() * 32 << " lookups";
   inst_->drain();
 }
 
