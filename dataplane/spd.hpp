@@ -42,7 +42,8 @@
 // (never sent in the clear); its
 // slot is freed after the grace period that follows the commit's unlink. A policy removed and
 // re-added in one batch is re-pointed in place (one atomic store): its packets never see a
-// gap. Outside a batch every add() and remove() is a batch of one.
+// gap. Outside a batch every add() and remove() is a batch of one, except that a remove then
+// unlinks the policy in one erase, from its SA straight to no policy (no trap in between).
 //
 // Threads: the control thread is the only writer; workers call lookup() and must be RCU readers.
 #pragma once
