@@ -43,11 +43,12 @@ void SpdTable::destroy(SpdTable* t) noexcept {
   delete t;
 }
 
-SpdTable::Entry* SpdTable::locate(std::uint64_t key, std::uint16_t cls,
-                                  Entry** empty) noexcept {
+SpdTable::Entry* SpdTable::locate(std::uint64_t key, std::uint16_t cls, Entry** empty,
+                                  unsigned* buckets) const noexcept {
   const std::uint64_t tag = std::uint64_t{cls} + 1;
   std::uint32_t b = bucket_of(key, cls);
-  for (;;) {  // ends: a quarter of the entries stay never used
+  for (unsigned n = 1;; ++n) {  // ends: a quarter of the entries stay never used
+    if (buckets != nullptr) *buckets = n;
     for (Entry& e : b_[b].e) {
       const std::uint64_t w = e.word.load(std::memory_order_relaxed);
       if (w == kEmpty) {
@@ -88,16 +89,9 @@ bool SpdTable::erase(std::uint64_t key, std::uint16_t cls) noexcept {
 }
 
 unsigned SpdTable::probe_buckets(std::uint64_t key, std::uint16_t cls) const noexcept {
-  const std::uint64_t tag = std::uint64_t{cls} + 1;
-  std::uint32_t b = bucket_of(key, cls);
-  for (unsigned n = 1;; ++n) {
-    for (const Entry& e : b_[b].e) {
-      const std::uint64_t w = e.word.load(std::memory_order_relaxed);
-      if (w == kEmpty) return 0;
-      if ((w >> kDataBits) == tag && e.key.load(std::memory_order_relaxed) == key) return n;
-    }
-    b = (b + 1) & mask_;
-  }
+  Entry* empty = nullptr;
+  unsigned n = 0;
+  return locate(key, cls, &empty, &n) != nullptr ? n : 0;
 }
 
 void SpdTable::copy_live_to(SpdTable& to) const noexcept {

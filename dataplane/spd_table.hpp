@@ -98,8 +98,9 @@ class SpdTable {
  private:
   SpdTable() = default;
   // Control side: the live entry of (key, cls), or nullptr with *empty = the never-used entry
-  // that ended the probe (where an insert goes).
-  Entry* locate(std::uint64_t key, std::uint16_t cls, Entry** empty) noexcept;
+  // that ended the probe (where an insert goes); *buckets (if given): the buckets read.
+  Entry* locate(std::uint64_t key, std::uint16_t cls, Entry** empty,
+                unsigned* buckets = nullptr) const noexcept;
   Bucket* b_ = nullptr;
   std::uint32_t mask_ = 0;   // buckets - 1
   unsigned shift_ = 64;      // 64 - log2(buckets)

@@ -158,14 +158,22 @@ class GatewayTest : public GatewayFixture {
   std::vector<Bytes> collect(RingPort& rp, const std::function<bool(const std::vector<Bytes>&)>& pred,
                              int ms = 5000) {
     std::vector<Bytes> out;
+    poll_until([&] {
+      for (Bytes& f : take_tx(rp)) out.push_back(std::move(f));
+      return pred(out);
+    }, ms);
+    return out;
+  }
+  // Runs the control loop until `done` holds (bounded: `ms`, 5 s by default, times kTimeScale);
+  // returns whether it did.
+  bool poll_until(const std::function<bool()>& done, int ms = 5000) {
     const auto deadline = std::chrono::steady_clock::now() + testing_time::scaled(ms);
     while (std::chrono::steady_clock::now() < deadline) {
       gw_->control_poll();
-      for (Bytes& f : take_tx(rp)) out.push_back(std::move(f));
-      if (pred(out)) break;
+      if (done()) return true;
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    return out;
+    return false;
   }
   static std::vector<Bytes> of_type(const std::vector<Bytes>& v, std::uint16_t type,
                                     std::uint8_t proto = 0) {
@@ -191,27 +199,18 @@ class GatewayTest : public GatewayFixture {
     return all;
   }
   void wait_rx(std::uint64_t n) {
-    const auto deadline = std::chrono::steady_clock::now() + testing_time::scaled(5000);
-    while (std::chrono::steady_clock::now() < deadline) {
+    poll_until([&] {
       const LcoreStats t = gw_->total_stats();
-      if (t.rx_packets >= n && fates(t) >= n) break;
-      gw_->control_poll();
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
+      return t.rx_packets >= n && fates(t) >= n;
+    });
   }
 
   // Waits (bounded) until `n` packets were dropped for `r`; returns the count then. A fate that
   // comes after another in the same burst (an outbound packet is counted as ESP, then dropped
   // by l2_out for want of a next hop) is not covered by wait_rx.
   std::uint64_t wait_dropped(DropReason r, std::uint64_t n) {
-    const auto deadline = std::chrono::steady_clock::now() + testing_time::scaled(5000);
-    std::uint64_t d = gw_->total_stats().dropped(r);
-    while (d < n && std::chrono::steady_clock::now() < deadline) {
-      gw_->control_poll();
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-      d = gw_->total_stats().dropped(r);
-    }
-    return d;
+    poll_until([&] { return gw_->total_stats().dropped(r) >= n; });
+    return gw_->total_stats().dropped(r);
   }
 
   // An inner packet of `payload` bytes from the peer's host to ours, and the peer's ESP packet
