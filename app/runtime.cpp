@@ -209,15 +209,23 @@ bool Runtime::run(unsigned stats_interval_s) {
   return true;
 }
 
-// While the ports still run: a Delete for every SA to the peers, then kShutdownDrain of
-// control polling so the datagrams leave (sent from the control lcore; one waiting for an
-// ARP answer goes when it comes).
+// While the ports still run: a Delete for every CHILD SA to the peers, kDeleteSpacing of
+// control polling, the ISAKMP SAs' Deletes, then kShutdownDrain of control polling so the
+// datagrams leave (sent from the control lcore; one waiting for an ARP answer goes when it
+// comes). The spacing: a peer that handles two datagrams arriving together in either order
+// (strongSwan: one job each on its thread pool) would otherwise sometimes drop the ISAKMP SA
+// first and then ignore the ESP Delete it can no longer decrypt.
 void Runtime::send_deletes() {
   if (!ike_) return;
+  if (ike_->delete_all_child_sas() == 0) return;
+  drain(kDeleteSpacing);
   const std::size_t n = ike_->delete_all_sas();
-  if (n == 0) return;
   APP_LOG(INFO, "sent Delete for the SAs of %zu ISAKMP SA(s) to the peers", n);
-  const auto until = std::chrono::steady_clock::now() + kShutdownDrain;
+  drain(kShutdownDrain);
+}
+
+void Runtime::drain(std::chrono::milliseconds how_long) {
+  const auto until = std::chrono::steady_clock::now() + how_long;
   while (std::chrono::steady_clock::now() < until)
     if (gw_->control_poll() == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
 }

@@ -52,9 +52,12 @@ class Runtime {
   void shutdown();
 
  private:
-  // At shutdown, how long the control lcore keeps polling after sending the Deletes.
+  // At shutdown, how long the control lcore keeps polling between the CHILD SAs' Deletes and
+  // the ISAKMP SAs' (so the peer has handled the first before the second arrives), and after.
+  static constexpr std::chrono::milliseconds kDeleteSpacing{100};
   static constexpr std::chrono::milliseconds kShutdownDrain{300};
   void send_deletes();
+  void drain(std::chrono::milliseconds how_long);
   // The hidden --test-* options that reach the IKE daemon (right after it is created).
   void apply_test_options();
 

@@ -128,7 +128,12 @@ class Daemon final : public dp::DatagramHandler {
   // itself is gone (ISAKMP Delete payloads in encrypted informational exchanges). The SAs are
   // done; their data-plane SAs stay until the gateway stops (its exit report shows them), and
   // status() still reports the connections as they were. Returns the number of ISAKMP SAs
-  // that sent Deletes.
+  // that sent Deletes. In two steps when the caller can wait between them:
+  // delete_all_child_sas() sends the CHILD SAs' Deletes (once), delete_all_sas() then the
+  // ISAKMP SAs'. A peer may handle datagrams that arrive together in any order (strongSwan
+  // does: one job each on its thread pool) and an ESP Delete handled after its ISAKMP SA went
+  // is ignored, so the caller leaves time between the two (app/runtime.cpp).
+  std::size_t delete_all_child_sas();
   std::size_t delete_all_sas();
   // The soft packet limit of the CHILD SAs negotiated from now on (kChildSoftPackets by
   // default; tests inject small ones). Set it before adding connections.

@@ -215,9 +215,13 @@ class IkeSa {
   bool peer_supports_dpd() const { return peer_dpd_; }
   // Deletes installed CHILD SAs (and tells the peer when `notify_peer`).
   void teardown(bool notify_peer);
-  // Shutdown: a Delete for each CHILD SA held and then for the ISAKMP SA (the data-plane SAs
-  // stay; the gateway goes next), then done(); false when there was nothing to tell the peer
-  // (phase 1 not established, failed or already done).
+  // Shutdown, first step: a Delete for each CHILD SA held (the data-plane SAs stay; the
+  // gateway goes next); once only. False when there is nothing to tell the peer (phase 1 not
+  // established, failed or already done).
+  bool shut_down_children();
+  bool children_deleted() const { return children_deleted_; }
+  // Shutdown: shut_down_children() unless done already, then a Delete for the ISAKMP SA, then
+  // done(); false when there was nothing to tell the peer.
   bool shut_down();
 
   // ---- lifetimes and rekeying ----
@@ -425,6 +429,7 @@ class IkeSa {
   bool p1_established_ = false;
   Millis p1_soft_{0}, p1_hard_{0};
   bool replaced_ = false, done_ = false;
+  bool children_deleted_ = false;  // shut_down_children() sent their Deletes
   Millis retire_at_{Millis::max()};
   bool send_initial_contact_ = false, ic_received_ = false;
   Millis keepalive_next_{0};

@@ -81,6 +81,48 @@ TEST_F(Shutdown, TheLastDeleteRemovesTheIsakmpSa) {
   EXPECT_NE(p.b.status("site").state, ConnState::kActive);
 }
 
+// The two steps the gateway spaces apart: the CHILD SAs' Deletes first, once, then only the
+// ISAKMP SA's. Each step's datagrams, delivered alone, do only their part at the peer.
+TEST_F(Shutdown, ChildSaDeletesCanGoAheadOfTheIsakmpSasOwn) {
+  auto rekeyed = [this](Pair& p) {
+    p.initiate();
+    old_in = p.a.status("site").child->spi_in;
+    p.run_for(50000, 500);
+    for (int i = 0; i < 20 && p.a.status("site").child->spi_in == old_in; ++i)
+      p.run_for(500, 500);
+    now_in = p.a.status("site").child->spi_in;
+    ASSERT_NE(now_in, old_in);
+    ASSERT_TRUE(p.net.q.empty());
+  };
+  {
+    Pair p(IkePolicy{}, short_child());
+    rekeyed(p);
+    EXPECT_EQ(p.a.delete_all_child_sas(), 1u);
+    EXPECT_EQ(p.net.q.size(), 2u);  // the replaced pair's and the current pair's
+    EXPECT_EQ(p.a.delete_all_child_sas(), 1u);
+    EXPECT_EQ(p.net.q.size(), 2u);  // once only
+    lines.clear();
+    p.pump();
+    EXPECT_TRUE(logged("peer deleted replaced CHILD SA, SPI out " + spi_hex(old_in)));
+    EXPECT_TRUE(logged("peer deleted the CHILD SA, SPI out " + spi_hex(now_in)));
+    EXPECT_FALSE(logged("peer deleted the ISAKMP SA"));
+    EXPECT_TRUE(p.ib.live_in.empty());
+  }
+  Pair p(IkePolicy{}, short_child());
+  rekeyed(p);
+  EXPECT_EQ(p.a.delete_all_child_sas(), 1u);
+  p.net.q.clear();  // the CHILD SAs' Deletes lost
+  EXPECT_EQ(p.a.delete_all_sas(), 1u);
+  ASSERT_EQ(p.net.q.size(), 1u);  // no ESP Delete again
+  EXPECT_TRUE(is_exchange(p.net.q.front(), ExchangeType::kInformational));
+  lines.clear();
+  p.pump();
+  EXPECT_TRUE(logged("peer deleted the ISAKMP SA"));
+  EXPECT_FALSE(logged("CHILD SA, SPI"));
+  EXPECT_EQ(p.a.delete_all_sas(), 0u);  // done
+  EXPECT_EQ(p.a.delete_all_child_sas(), 0u);
+}
+
 // A's rekey is negotiated but its outbound switch still waits: the pair the peer already
 // installed on QM3 is deleted too.
 TEST_F(Shutdown, APairWaitingForTheOutboundSwitchIsDeletedToo) {
