@@ -4,12 +4,15 @@
 //   inner IPv4 packet  ->  outer IPv4 | [UDP 4500] | SPI | seq | IV | inner | pad | pl | nh | ICV
 //
 // Steps over the burst: (1) per-packet checks (SA alive, single segment, IPv4 inner, MTU,
-// head/tail room); (2) per burst-run of one SA: sequence numbers reserved with one add,
-// exhaustion and volume limits, and the SA's packet and byte counters (on the line just read
-// for the limits); (3) headers and trailer written, IVs from one random_view call; (4) one
-// encrypt call for the whole burst; (5) crypto status in one pass over the ops (a failure is
-// taken back out of the counters); burst partitioned. IV length, cipher offset, block alignment
-// and ICV length are the SA's (SaHead::alg), read once per run of packets of one SA.
+// head/tail room) and, in the same pass, (2) its sequence number and the volume limits (three
+// compares while clear of them), the SA's counters kept in registers over a run of packets of
+// one SA and stored back on the line read for the limits when the run ends; (3) headers and
+// trailer written, IVs from one random_view call; (4) one encrypt call for the whole burst;
+// (5) crypto status in one pass over the ops (a failure is taken back out of the counters);
+// burst partitioned. IV length, cipher offset, block alignment and ICV length are the SA's
+// (SaHead::alg), read once per run of packets of one SA. With thousands of tunnels a run is
+// one packet long: what is done per run is done per packet (issue #12), so steps 1 and 2
+// share one pass and one load of the SA's values.
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_ip.h>
@@ -92,38 +95,78 @@ struct OutboundBurst {
   }
 };
 
-// Step 1's per-SA values, loaded once per run of packets of one SA.
-struct OutboundSaLimits {
-  const OutboundSa* sa = nullptr;
+// Step 1's per-SA values and the SA's sequence and volume counters, loaded when the SA
+// changes between consecutive packets (a run of packets of one SA; one packet long with
+// thousands of tunnels); the counters are stored back when the run ends.
+struct OutboundRun {
+  OutboundSa* sa = nullptr;
   bool dead = false;
-  std::int64_t max_clen = 0;  // outer_hdr_len + clen + icv_len <= mtu  <=>  clen <= max_clen
+  std::uint32_t max_inner = 0;  // OutboundSa::max_inner: the longest inner packet that fits
   std::uint32_t head_need = 0, icv_len = 0;
   std::uint32_t pad_add = 0, pad_mask = 0;  // esp_padded_len() as (len + pad_add) & pad_mask
+  // The SA's counters as the run leaves them, and what they were when it began.
+  std::uint64_t seq = 0, pkts = 0, bytes = 0, bytes0 = 0;
+  // The SA's run bounds (SaHead::run_max_*: short of the soft limits, then of the hard ones):
+  // within them and with a sequence number left, a packet needs no closer look
+  // (within_limits).
+  std::uint64_t max_pkts = 0, max_bytes = 0;
 
-  void load(const OutboundSa& s) noexcept {
+  void open(OutboundSa& s) noexcept {
     sa = &s;
     dead = s.dead.load(std::memory_order_relaxed);
     head_need = s.outer_hdr_len;
     icv_len = s.alg.icv_len;
     pad_add = kEspTrailerLen + s.alg.block_align - 1u;
     pad_mask = ~(s.alg.block_align - 1u);
-    max_clen = std::int64_t{s.mtu.load(std::memory_order_relaxed)} - head_need - icv_len;
+    max_inner = s.max_inner.load(std::memory_order_relaxed);
+    seq = s.seq_next.load(std::memory_order_relaxed);
+    pkts = s.counters.packets.load(std::memory_order_relaxed);
+    bytes = bytes0 = s.counters.bytes.load(std::memory_order_relaxed);
+    load_bounds();
+  }
+  void load_bounds() noexcept {
+    max_pkts = sa->run_max_packets;
+    max_bytes = sa->run_max_bytes;
+  }
+  // Whether one more packet of `len` bytes stays within the run bounds and has a sequence
+  // number (RFC 4303 §3.3.3: the counter never cycles; numbers past 2^32-1 are not sent).
+  bool clear(std::uint32_t len) const noexcept {
+    return pkts < max_pkts && bytes + len <= max_bytes && seq <= kMaxSeq;
+  }
+  // The run ends. Every number handed out is used up (a packet dropped for a limit had one);
+  // the counters go back on the line read for the limits (SaHead), the packets and bytes only
+  // when the run counted any. The rare encryption failure is taken back out in step 5.
+  void close(OutboundBurst& b) noexcept {
+    sa->seq_next.store(seq, std::memory_order_relaxed);
+    if (bytes == bytes0) return;  // nothing counted (every packet has bytes)
+    sa->counters.packets.store(pkts, std::memory_order_relaxed);
+    sa->counters.bytes.store(bytes, std::memory_order_relaxed);
+    sa->counters.last_used_tsc.store(b.now, std::memory_order_relaxed);
+    b.good_bytes += bytes - bytes0;
   }
 };
 
-// Step 1, per packet: SA alive, single segment, IPv4 inner, MTU, head and tail room.
-IPSECGW_STEP void outbound_step1(OutboundBurst& b, unsigned n) noexcept {
-  OutboundSaLimits lim;
+// Steps 1 and 2, per packet: SA alive, single segment, IPv4 inner, MTU, head and tail room;
+// then its sequence number and the volume limits, counted for the SA. Returns the packets
+// still good (the crypto ops step 3 builds).
+IPSECGW_STEP unsigned outbound_step12(OutboundBurst& b, unsigned n) noexcept {
+  OutboundRun run;
+  unsigned n_good = 0;
   rte_mbuf** pkts = b.pkts;  // locals: kept in registers across the checks
   OutboundSa* const* sas = b.sas;
   std::uint8_t* verdict = b.verdict;
+  std::uint32_t* seqs = b.seq;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     OutboundSa* sa = sas[i];
     verdict[i] = kGood;
     if (sa == nullptr) { b.fail(i, nullptr, DropReason::kNoSa); continue; }
-    if (sa != lim.sa) lim.load(*sa);
-    if (lim.dead) { b.fail(i, sa, DropReason::kSaDown); continue; }
+    if (sa != run.sa) {
+      if (run.sa != nullptr) run.close(b);
+      run.open(*sa);
+      b.all_iv16 &= sa->alg.iv_len == crypto::kMaxEspIvLen;  // once per run: picks step 3
+    }
+    if (run.dead) { b.fail(i, sa, DropReason::kSaDown); continue; }
     if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
       b.fail(i, sa, DropReason::kNoSpace);
       continue;
@@ -132,93 +175,38 @@ IPSECGW_STEP void outbound_step1(OutboundBurst& b, unsigned n) noexcept {
     if (inner_len < kIpv4HeaderLen) { b.fail(i, sa, DropReason::kRunt); continue; }
     const auto* inner = rte_pktmbuf_mtod(m, const rte_ipv4_hdr*);
     if ((inner->version_ihl >> 4) != 4) { b.fail(i, sa, DropReason::kBadIpHeader); continue; }
-    const std::uint32_t c = (inner_len + lim.pad_add) & lim.pad_mask;  // esp_padded_len()
+    const std::uint32_t c = (inner_len + run.pad_add) & run.pad_mask;  // esp_padded_len()
     b.clen[i] = c;
-    if (std::int64_t{c} > lim.max_clen) {
+    if (inner_len > run.max_inner) {
       b.fail(i, sa, DropReason::kMtuExceeded);
       continue;
     }
-    const std::uint32_t tail = c - inner_len + lim.icv_len;
-    if (rte_pktmbuf_headroom(m) < lim.head_need || rte_pktmbuf_tailroom(m) < tail) {
+    const std::uint32_t tail = c - inner_len + run.icv_len;
+    if (rte_pktmbuf_headroom(m) < run.head_need || rte_pktmbuf_tailroom(m) < tail) {
       b.fail(i, sa, DropReason::kNoSpace);
       continue;
     }
-  }
-}
-
-// Step 2 for the run [i, j) of packets of one SA: sequence numbers reserved with one add,
-// exhaustion and volume limits. Returns how many of the run stay good.
-IPSECGW_STEP unsigned outbound_reserve_run(OutboundBurst& b, unsigned i, unsigned j,
-                                     OutboundSa& sa) noexcept {
-  unsigned k = 0;
-  std::uint64_t run_bytes = 0;
-  rte_mbuf* const* pkts = b.pkts;
-  const std::uint8_t* verdict = b.verdict;
-  for (unsigned x = i; x < j; ++x) {
-    if (verdict[x] != kGood) continue;
-    ++k;
-    run_bytes += pkts[x]->pkt_len;
-  }
-  if (k == 0) return 0;
-  // RFC 4303 §3.3.3: the counter never cycles; values past 2^32-1 are not sent.
-  std::uint64_t s = owner_add(sa.seq_next, k);
-  std::uint64_t p0 = sa.counters.packets.load(std::memory_order_relaxed);
-  std::uint64_t b0 = sa.counters.bytes.load(std::memory_order_relaxed);
-  if (s + k - 1 <= kMaxSeq && run_clear_of_limits(sa, p0, b0, k, run_bytes)) {
-    // Common case: the whole run gets consecutive numbers, no per-packet limit checks, and is
-    // counted now, on the line just read (the rare encryption failure is taken back in step 5).
-    std::uint32_t* seq = b.seq;
-    for (unsigned x = i; x < j; ++x)
-      if (verdict[x] == kGood) seq[x] = static_cast<std::uint32_t>(s++);
-    sa.counters.packets.store(p0 + k, std::memory_order_relaxed);
-    sa.counters.bytes.store(b0 + run_bytes, std::memory_order_relaxed);
-    sa.counters.last_used_tsc.store(b.now, std::memory_order_relaxed);
-    b.good_bytes += run_bytes;
-    return k;
-  }
-  const std::uint64_t b_start = b0;
-  unsigned good = 0;
-  for (unsigned x = i; x < j; ++x) {
-    if (b.verdict[x] != kGood) continue;
-    const std::uint64_t this_seq = s++;
-    if (this_seq > kMaxSeq) {
-      raise_sa_event(sa, kEvSeqExhausted);
-      b.fail(x, &sa, DropReason::kSeqExhausted);
-      continue;
+    // Step 2: its sequence number, and the limits (three compares while clear of them all).
+    const bool clear = run.clear(inner_len);
+    const std::uint64_t this_seq = run.seq++;
+    if (!clear) [[unlikely]] {
+      if (this_seq > kMaxSeq) {
+        raise_sa_event(*sa, kEvSeqExhausted);
+        b.fail(i, sa, DropReason::kSeqExhausted);
+        continue;
+      }
+      if (!within_limits(*sa, run.pkts, run.bytes, inner_len)) {
+        b.fail(i, sa, DropReason::kSaDown);
+        continue;
+      }
+      run.load_bounds();  // past a soft limit they moved (within_limits)
     }
-    if (!within_limits(sa, p0, b0, b.pkts[x]->pkt_len)) {
-      b.fail(x, &sa, DropReason::kSaDown);
-      continue;
-    }
-    ++p0;
-    b0 += b.pkts[x]->pkt_len;
-    b.seq[x] = static_cast<std::uint32_t>(this_seq);
-    ++good;
+    ++run.pkts;
+    run.bytes += inner_len;
+    seqs[i] = static_cast<std::uint32_t>(this_seq);
+    ++n_good;
   }
-  if (good != 0) {
-    sa.counters.packets.store(p0, std::memory_order_relaxed);
-    sa.counters.bytes.store(b0, std::memory_order_relaxed);
-    sa.counters.last_used_tsc.store(b.now, std::memory_order_relaxed);
-    b.good_bytes += b0 - b_start;
-  }
-  return good;
-}
-
-// Step 2 over the burst, per run of consecutive packets of one SA. Returns the packets still
-// good (the crypto ops step 3 builds).
-IPSECGW_STEP unsigned outbound_step2(OutboundBurst& b, unsigned n) noexcept {
-  unsigned n_good = 0;
-  OutboundSa* const* sas = b.sas;
-  for (unsigned i = 0; i < n;) {
-    OutboundSa* sa = sas[i];
-    unsigned j = i + 1;
-    while (j < n && sas[j] == sa) ++j;
-    if (sa != nullptr) {
-      n_good += outbound_reserve_run(b, i, j, *sa);
-      b.all_iv16 &= sa->alg.iv_len == crypto::kMaxEspIvLen;  // once per run: picks step 3
-    }
-    i = j;
-  }
+  if (run.sa != nullptr) run.close(b);
   return n_good;
 }
 
@@ -228,7 +216,7 @@ IPSECGW_STEP unsigned outbound_step2(OutboundBurst& b, unsigned n) noexcept {
 // IV length. (One loop body, not a per-packet helper: as a helper with its eight arguments the
 // compiler kept fewer values in registers, about 3 instructions per packet more.) kIv16: every
 // SA of the burst has a 16-byte IV, copied as one fixed-size move; the per-SA length is only
-// looked at otherwise (chosen per burst from step 2's runs, so not per packet).
+// looked at otherwise (chosen per burst from steps 1-2's runs, so not per packet).
 template <bool kIv16>
 IPSECGW_STEP void outbound_step3(crypto::EspEngine& engine, OutboundBurst& b, unsigned n,
                                  unsigned n_good) noexcept {
@@ -364,10 +352,9 @@ std::uint16_t esp_outbound(crypto::EspEngine& engine, std::span<rte_mbuf*> pkts,
   const BurstBounds bounds = burst_bounds(pkts.size(), sas.size());
   crypto::EspCryptoOp ops[kMaxBurst];
   OutboundBurst b(st, pkts.data(), sas.data(), ops);
-  outbound_step1(b, bounds.n);
-  drop_overflow(st, sas.data(), b.verdict, bounds);
   b.now = rte_rdtsc();
-  const unsigned n_good = outbound_step2(b, bounds.n);
+  const unsigned n_good = outbound_step12(b, bounds.n);
+  drop_overflow(st, sas.data(), b.verdict, bounds);
   if (b.all_iv16) outbound_step3<true>(engine, b, bounds.n, n_good);
   else outbound_step3<false>(engine, b, bounds.n, n_good);
   if (b.n_ops == 0) return partition_burst(pkts.data(), b.verdict, bounds.total_n);

@@ -250,15 +250,6 @@ inline void ttl_decrement(rte_ipv4_hdr* ip) noexcept {
   ip->hdr_checksum = rte_cpu_to_be_16(static_cast<std::uint16_t>(~sum));
 }
 
-// The largest inner packet that fits the SA's MTU once encapsulated (RFC 1191 next-hop MTU).
-inline std::uint16_t max_inner_len(const OutboundSa& sa) noexcept {
-  const std::uint32_t mtu = sa.mtu.load(std::memory_order_relaxed);
-  std::uint32_t over = esp_outbound_size(sa, 0);
-  if (over >= mtu) return 0;
-  std::uint32_t l = mtu - over + 16;
-  while (l > 0 && esp_outbound_size(sa, l) > mtu) --l;
-  return static_cast<std::uint16_t>(l);
-}
 
 }  // namespace ipsecgw::dp
 

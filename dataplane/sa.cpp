@@ -146,7 +146,6 @@ void init_dir(InboundSa& sa, const SaSpec& spec) noexcept { sa.replay.reset(spec
 void init_dir(OutboundSa& sa, const SaSpec& spec) noexcept {
   sa.outer_hdr_len = static_cast<std::uint16_t>(
       kIpv4HeaderLen + (spec.udp_encap ? kUdpHeaderLen : 0) + kEspHeaderLen + sa.alg.iv_len);
-  sa.mtu.store(spec.mtu, std::memory_order_relaxed);
   sa.df = spec.df;
   sa.df_set = spec.df == DfPolicy::kSet ? RTE_IPV4_HDR_DF_FLAG : 0;
   sa.df_copy_mask = spec.df == DfPolicy::kCopy ? RTE_IPV4_HDR_DF_FLAG : 0;
@@ -154,6 +153,7 @@ void init_dir(OutboundSa& sa, const SaSpec& spec) noexcept {
   sa.local_port = spec.local_port;
   sa.peer_port = spec.peer_port;
   sa.seq_next.store(1, std::memory_order_relaxed);  // RFC 4303 §3.3.3: first packet is 1
+  set_outbound_mtu(sa, spec.mtu);  // after outer_hdr_len and alg
   build_template(sa);
 }
 
@@ -196,6 +196,18 @@ Result<S*> sa_create(const SaSpec& spec, int socket_id) {
 
 template Result<InboundSa*> sa_create<InboundSa>(const SaSpec&, int);
 template Result<OutboundSa*> sa_create<OutboundSa>(const SaSpec&, int);
+
+void set_outbound_mtu(OutboundSa& sa, std::uint16_t mtu) noexcept {
+  // esp_outbound_size grows with the inner length (padding to the block): the largest length
+  // that fits, searched down from the first guess past it.
+  std::uint32_t l = 0;
+  if (const std::uint32_t over = esp_outbound_size(sa, 0); over < mtu) {
+    l = std::min<std::uint32_t>(mtu - over + 16, 0xFFFF);
+    while (l > 0 && esp_outbound_size(sa, l) > mtu) --l;
+  }
+  sa.mtu.store(mtu, std::memory_order_relaxed);
+  sa.max_inner.store(static_cast<std::uint16_t>(l), std::memory_order_relaxed);
+}
 
 void sa_destroy(InboundSa* sa) noexcept { destroy(sa); }
 void sa_destroy(OutboundSa* sa) noexcept { destroy(sa); }

@@ -169,6 +169,10 @@ struct alignas(64) OutboundSa final : SaHead {
   DfPolicy df = DfPolicy::kCopy;
   std::uint8_t ttl = 64;
   std::uint16_t local_port = kNatTPort, peer_port = kNatTPort;  // host order
+  // The largest inner packet that fits `mtu` once encapsulated (RFC 1191 next-hop MTU; what
+  // the worker and esp_outbound compare a packet's length with), stored with mtu by
+  // set_outbound_mtu(): the MTU check is then one load per SA and one compare per packet.
+  std::atomic<std::uint16_t> max_inner{0};
   // Next sequence number to use; starts at 1 (RFC 4303 §3.3.3). Values past 2^32-1 are never
   // sent. Written by the owner per burst-run, on the template's line, which only the owner
   // reads (other workers read `owner`, on line 0).
@@ -194,6 +198,11 @@ inline constexpr std::size_t kSaHotLines[] = {
     offsetof(SaHead, keys) + 128, offsetof(SaHead, keys) + 192,  // AES round keys
     sizeof(SaHead),  // the direction's line: template + sequence number, or replay window
 };
+
+// Sets the SA's MTU and the largest inner packet that fits it (OutboundSa::max_inner). The
+// control thread, also while workers use the SA (relaxed stores: a worker sizes a packet with
+// the old or the new value).
+void set_outbound_mtu(OutboundSa& sa, std::uint16_t mtu) noexcept;
 
 // Allocate (rte_zmalloc_socket) and build the runtime SA from a spec whose direction is S's
 // (S = InboundSa or OutboundSa). Errors name the field.

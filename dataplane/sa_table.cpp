@@ -377,7 +377,7 @@ Result<void> DpSaInstaller::set_outbound_mtu(std::uint32_t spi, std::uint16_t mt
   auto it = impl_->outbound.find(spi);
   if (it == impl_->outbound.end()) return make_error("spi: no outbound SA " + hex_spi(spi));
   // One relaxed store: a worker sizes each packet with either the old or the new value.
-  it->second.sa->mtu.store(mtu, std::memory_order_relaxed);
+  dp::set_outbound_mtu(*it->second.sa, mtu);
   return {};
 }
 

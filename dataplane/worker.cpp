@@ -298,19 +298,18 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
   std::uint64_t now = 0;
   HandOffs away;
   L2Dest clear;  // forward_plain's next hop
-  const OutboundSa* last_sa = nullptr;  // the owner is looked at once per run of one SA
+  // The owner, and the largest inner packet that fits the SA's MTU once encapsulated, looked
+  // at once per run of one SA.
+  const OutboundSa* last_sa = nullptr;
   std::uint16_t last_owner = 0;
-  // And whether a packet of last_len bytes fits the SA's MTU once encapsulated: computed again
-  // when the length (or the SA) changes; packets of one size often come in runs.
-  std::uint32_t last_len = 0;
-  bool last_fits = false;
+  std::uint32_t max_inner = 0;
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     OutboundSa* sa = sas[i];
     if (sa != last_sa && sa != nullptr) {
       last_sa = sa;
       last_owner = sa_owner(w, *sa);
-      last_len = 0;  // no packet is 0 bytes long: computed afresh below
+      max_inner = sa->max_inner.load(std::memory_order_relaxed);
     }
     if (sa != nullptr && last_owner != w.idx) {
       away.add(m, last_owner);
@@ -338,17 +337,12 @@ void outbound(GatewayImpl& g, WorkerCtx& w, rte_mbuf** pkts, const Ipv4* src,
       drop(w, m, DropReason::kTtlExceeded);
       continue;
     }
-    const std::uint32_t len = rte_pktmbuf_pkt_len(m);
-    if (len != last_len) {
-      last_len = len;
-      last_fits = esp_outbound_size(*sa, len) <= sa->mtu.load(std::memory_order_relaxed);
-    }
-    if (last_fits) {
+    if (rte_pktmbuf_pkt_len(m) <= max_inner) {
       ttl_decrement(ip);
       esp_out_add(g, w, to_encrypt, encrypt_sas, n_encrypt, m, sa);
       continue;
     }
-    const std::uint16_t fit = max_inner_len(*sa);
+    const auto fit = static_cast<std::uint16_t>(max_inner);
     if ((rte_be_to_cpu_16(ip->fragment_offset) & RTE_IPV4_HDR_DF_FLAG) != 0) {
       // RFC 1191 / RFC 4301 §8.1: tell the inner sender the largest size that fits the tunnel.
       w.stats.drop(DropReason::kMtuExceeded);

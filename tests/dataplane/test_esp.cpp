@@ -168,20 +168,6 @@ TEST_F(EspOutbound, MultiSegmentPacketIsLinearizedAndEncrypted) {
   EXPECT_EQ(to_bytes(in_ms[0]), inner);
 }
 
-TEST_F(EspOutbound, TooBigForMtuIsDroppedAsMtuExceeded) {
-  auto sa = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], false));
-  // 1500 - 20 - 8 - 16 - 12 = 1444: the padded payload is 1440 at most, so 1438 inner bytes.
-  ASSERT_EQ(esp_outbound_size(*sa, 1438), 1496u);
-  ASSERT_GT(esp_outbound_size(*sa, 1439), 1500u);
-  rte_mbuf* ms[2] = {mbuf(make_inner(1438 - 20)), mbuf(make_inner(1439 - 20))};
-  OutboundSa* sas[2] = {sa.get(), sa.get()};
-  LcoreStats st;
-  EXPECT_EQ(esp_outbound(*engine_, ms, sas, st), 1);
-  EXPECT_EQ(st.dropped(DropReason::kMtuExceeded), 1u);
-  EXPECT_EQ(sa_drops(*sa, DropReason::kMtuExceeded), 1u);
-  EXPECT_EQ(ms[0]->pkt_len, 1496u);
-}
-
 TEST_F(EspOutbound, SequenceExhaustionDropsAndRaisesEvent) {
   auto sa = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], false));
   sa->seq_next.store(0xFFFFFFFEull);
