@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <string_view>
+#include <unordered_map>
+
+#include "app/scan_steps.hpp"
 
 namespace ipsecgw::api {
 
@@ -101,24 +105,60 @@ ApiResponse ApiHandler::handle(const ApiRequest& req) {
   return r;
 }
 
+std::string ApiHandler::conn_status(const std::string& id) const {
+  return status_ ? status_(id) : std::string("DOWN");
+}
+
+// The fields the State does not hold: a connection's status (and status_detail), a
+// vpnservice's status (from its connections' statuses) and external addresses.
+void ApiHandler::add_status(json& j, const model::SiteConnection& c) const {
+  j["status"] = conn_status(c.id);
+  if (detail_) j["status_detail"] = detail_(c.id);
+}
+void ApiHandler::add_status(json& j, const model::VpnService& s,
+                            const std::vector<std::string>& conn_statuses) const {
+  j["status"] = vpnservice_status(s.admin_state_up, conn_statuses);
+  j["external_v4_ip"] = env_.external_v4_ip.empty() ? json(nullptr) : json(env_.external_v4_ip);
+  j["external_v6_ip"] = nullptr;
+}
+
 json ApiHandler::object(Kind k, const std::string& id) const {
   json j = model::to_json(state_, k, id);
-  auto conn_status = [&](const std::string& cid) {
-    return status_ ? status_(cid) : std::string("DOWN");
-  };
+  if (j.is_null()) return j;
   if (k == Kind::kConnection) {
-    j["status"] = conn_status(id);
-    if (detail_) j["status_detail"] = detail_(id);
+    add_status(j, *state_.connection(id));
   } else if (k == Kind::kVpnService) {
     std::vector<std::string> conns;
-    for (auto& c : state_.ipsec_site_connections)
+    for (auto& c : state_.ipsec_site_connections) {
+      app::count_scan_steps();
       if (c.vpnservice_id == id) conns.push_back(conn_status(c.id));
-    const model::VpnService* s = state_.vpnservice(id);
-    j["status"] = vpnservice_status(s == nullptr || s->admin_state_up, conns);
-    j["external_v4_ip"] = env_.external_v4_ip.empty() ? json(nullptr) : json(env_.external_v4_ip);
-    j["external_v6_ip"] = nullptr;
+    }
+    add_status(j, *state_.vpnservice(id), conns);
   }
   return j;
+}
+
+// A whole collection in one walk: each connection's status asked once, the vpnservices'
+// statuses from one pass over the connections (not one pass per service).
+std::vector<json> ApiHandler::objects(Kind k) const {
+  std::vector<json> out = model::to_json_all(state_, k);
+  if (k == Kind::kConnection) {
+    for (std::size_t i = 0; i < out.size(); ++i)
+      add_status(out[i], state_.ipsec_site_connections[i]);
+  } else if (k == Kind::kVpnService) {
+    std::unordered_map<std::string_view, std::vector<std::string>> by_service;
+    for (auto& c : state_.ipsec_site_connections) {
+      app::count_scan_steps();
+      by_service[c.vpnservice_id].push_back(conn_status(c.id));
+    }
+    static const std::vector<std::string> kNone;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      const model::VpnService& s = state_.vpnservices[i];
+      auto it = by_service.find(s.id);
+      add_status(out[i], s, it != by_service.end() ? it->second : kNone);
+    }
+  }
+  return out;
 }
 
 ApiResponse ApiHandler::route(const ApiRequest& req) {
@@ -196,8 +236,7 @@ ApiResponse ApiHandler::collection(const ApiRequest& req, Kind k, const std::str
 
   if (id.empty()) {
     if (req.method == "GET") {
-      std::vector<json> objs;
-      for (auto& oid : model::ids(state_, k)) objs.push_back(object(k, oid));
+      std::vector<json> objs = objects(k);
       return ok(200, {{plural, filter_list(objs, req.query)}});
     }
     if (req.method == "POST") {

@@ -61,7 +61,14 @@ class ApiHandler {
   ApiResponse route(const ApiRequest& req);
   ApiResponse collection(const ApiRequest& req, model::Kind k, const std::string& id);
   ApiResponse commit(model::Outcome r, model::Kind k, int status);
+  // One resource as the API shows it (null when there is none), and a whole collection in
+  // the State's order: linear in the number of connections, also for the vpnservices.
   nlohmann::json object(model::Kind k, const std::string& id) const;
+  std::vector<nlohmann::json> objects(model::Kind k) const;
+  std::string conn_status(const std::string& id) const;
+  void add_status(nlohmann::json& j, const model::SiteConnection& c) const;
+  void add_status(nlohmann::json& j, const model::VpnService& s,
+                  const std::vector<std::string>& conn_statuses) const;
 
   model::State state_;
   model::Environment env_;

@@ -199,9 +199,11 @@ class BulkLoad {
 // update and remove call it on their candidate; the state file loader too.
 std::optional<Error> validate(const State& s, const Environment& env);
 
-// Neutron's JSON object of one resource (the API's show/list; status fields are the caller's).
+// Neutron's JSON object of one resource (the API's show; status fields are the caller's), and
+// those of a whole collection in the State's order, in one walk (the API's list: a lookup per
+// object would make a list of N cost N^2).
 json to_json(const State& s, Kind k, std::string_view id);
-std::vector<std::string> ids(const State& s, Kind k);
+std::vector<json> to_json_all(const State& s, Kind k);
 
 // The CIDRs a connection joins, resolved through its endpoint groups / vpnservice subnet.
 std::vector<std::string> local_cidrs(const State& s, const Environment& env,

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <string>
 
+#include "app/api/handler.hpp"
 #include "app/config.hpp"
 #include "app/model/diff.hpp"
 #include "app/model/store.hpp"
@@ -146,6 +147,55 @@ TEST(Scaling, ReconcilerMappingIsLinear) {
   EXPECT_EQ(daemon.connection_names().size(), kN);
   EXPECT_EQ(r.status(s->ipsec_site_connections.back().id), "DOWN");
   EXPECT_LE(per, kMaxStepsPerConnection);
+}
+
+// The API's lists (GET .../ipsec-site-connections, .../vpnservices): one walk over each
+// collection, each connection's status asked once, the vpnservices' statuses from one pass
+// over the connections. Before: a lookup per listed object (N^2 / 2 steps) and a pass over
+// every connection per vpnservice. Here every connection has a vpnservice of its own.
+TEST(Scaling, ApiListsAreLinear) {
+  auto s = model::parse_state(many_connections(kN, false), environment(), true);
+  ASSERT_TRUE(s.ok());
+  model::State st = *s;
+  ASSERT_EQ(st.vpnservices.size(), 1u);
+  const model::VpnService first = st.vpnservices[0];
+  for (std::size_t i = 0; i < kN; ++i) {
+    model::VpnService v = first;
+    v.id = model::stable_uuid("vpnservice:" + std::to_string(i));
+    v.name = "svc" + std::to_string(i);
+    st.vpnservices.push_back(v);
+    st.ipsec_site_connections[i].vpnservice_id = v.id;
+  }
+  api::ApiHandler h(st, environment(), nullptr);
+  std::size_t asked = 0;
+  h.status_source([&](const std::string& id) {
+    ++asked;
+    return id == st.ipsec_site_connections[7].id ? std::string("ACTIVE") : std::string("DOWN");
+  });
+  for (const char* what : {"ipsec-site-connections", "vpnservices"}) {
+    SCOPED_TRACE(what);
+    asked = 0;
+    api::ApiResponse r;
+    const double per = steps_per_connection(
+        [&] { r = h.handle({"GET", std::string("/v2.0/vpn/") + what, {}, "", ""}); });
+    ASSERT_EQ(r.status, 200) << r.body;
+    const auto j = model::json::parse(r.body);
+    const auto& list = j[what[0] == 'i' ? "ipsec_site_connections" : "vpnservices"];
+    EXPECT_EQ(list.size(), what[0] == 'i' ? kN : kN + 1);
+    EXPECT_EQ(asked, kN);  // each connection's status once
+    EXPECT_LE(per, kMaxStepsPerConnection);
+    // The statuses are each object's own: connection 7 and its vpnservice are ACTIVE.
+    std::size_t active = 0;
+    for (const auto& o : list) active += o["status"] == "ACTIVE";
+    EXPECT_EQ(active, 1u);
+    const std::string active_id =
+        what[0] == 'i' ? st.ipsec_site_connections[7].id : st.vpnservices[8].id;
+    for (const auto& o : list) {
+      if (o["id"] == active_id) {
+        EXPECT_EQ(o["status"], "ACTIVE");
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -629,9 +629,9 @@ TEST(SaLayout, PerPacketBytesLieInThePrefetchedLines) {
       {&o.run_max_packets, 16}, {&o.counters.packets, 24},
       {&o.keys.alg, sizeof o.keys.alg}, {&o.keys.engine_path, 1},
       {o.keys.ipad, 20}, {o.keys.opad, 20}, {o.keys.enc_keys(), 11 * 16},
-      {o.hdr_template, sizeof o.hdr_template}, {&o.outer_hdr_len, 2}, {&o.mtu, 2}, {&o.df, 1},
-      {&o.seq_next, sizeof o.seq_next}, {&o.ip_cksum_base, sizeof o.ip_cksum_base},
-      {&o.df_set, 2}, {&o.df_copy_mask, 2}});
+      {o.hdr_template, sizeof o.hdr_template}, {&o.outer_hdr_len, 2}, {&o.mtu, 2},
+      {&o.max_inner, 2}, {&o.df, 1}, {&o.seq_next, sizeof o.seq_next},
+      {&o.ip_cksum_base, sizeof o.ip_cksum_base}, {&o.df_set, 2}, {&o.df_copy_mask, 2}});
   for (std::size_t l : out_lines) EXPECT_TRUE(hot.count(l)) << "outbound line at " << l;
   EXPECT_EQ(out_lines.size(), 7u);
   // Inbound: the decryption round keys instead, the selectors, and the replay window's top,

@@ -98,7 +98,9 @@ TEST_F(SaTable, InboundCacheAgreesWithTheHashAndForgetsDeletedAndReplacedSas) {
     inst_->lookup_inbound(spis.data(), static_cast<unsigned>(spis.size()), cached.data(), *cache);
     for (std::size_t i = 0; i < spis.size(); ++i) {
       EXPECT_EQ(cached[i], hashed[i]) << "spi " << std::hex << spis[i];
-      if (hashed[i] != nullptr) EXPECT_TRUE(sa_is_live(cached[i], spis[i]));
+      if (hashed[i] != nullptr) {
+        EXPECT_TRUE(sa_is_live(cached[i], spis[i]));
+      }
     }
     return cached;
   };
