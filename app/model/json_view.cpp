@@ -17,24 +17,26 @@ json common(const T& o) {
 }  // namespace
 
 namespace {
-json object_json(const IkePolicy& p) {
+// What IKE and IPsec policies share: algorithms, PFS group, lifetime.
+template <class P>
+json policy_json(const P& p) {
   json j = common(p);
   j["auth_algorithm"] = p.auth_algorithm;
   j["encryption_algorithm"] = p.encryption_algorithm;
-  j["ike_version"] = p.ike_version;
-  j["phase1_negotiation_mode"] = p.phase1_negotiation_mode;
   j["pfs"] = p.pfs;
   j["lifetime"] = lifetime_json(p.lifetime);
   return j;
 }
+json object_json(const IkePolicy& p) {
+  json j = policy_json(p);
+  j["ike_version"] = p.ike_version;
+  j["phase1_negotiation_mode"] = p.phase1_negotiation_mode;
+  return j;
+}
 json object_json(const IpsecPolicy& p) {
-  json j = common(p);
-  j["auth_algorithm"] = p.auth_algorithm;
-  j["encryption_algorithm"] = p.encryption_algorithm;
+  json j = policy_json(p);
   j["transform_protocol"] = p.transform_protocol;
   j["encapsulation_mode"] = p.encapsulation_mode;
-  j["pfs"] = p.pfs;
-  j["lifetime"] = lifetime_json(p.lifetime);
   return j;
 }
 json object_json(const VpnService& v) {
