@@ -1,5 +1,5 @@
 // What the ESP data-path benchmarks (bench_esp.cpp, bench_scaling.cpp, bench_paired.cpp) share:
-// the SAs, the inner packet, a burst of 32 mbufs, and the per-burst work of BM_EspOutbound,
+// the SAs, the inner packet, a burst of 64 mbufs, and the per-burst work of BM_EspOutbound,
 // BM_EspInbound and BM_EspInboundPrep, so that every benchmark that says "as BM_EspOutbound"
 // runs exactly the same code per burst. Header-only (inline), namespace ipsecgw::bench.
 //
@@ -38,7 +38,8 @@
 namespace ipsecgw::bench {
 
 // Packets per burst, on both sides of every comparison.
-inline constexpr unsigned kBurst = 32;
+inline constexpr unsigned kBurst = kGatewayBurst;
+static_assert(kBurst == dp::kMaxBurst, "the benchmarks' bursts are the gateway's");
 
 // The two combos of the ESP benchmarks (the raw ones cover more): names "aes128-sha1" and
 // "aes256-sha256" (combo_name).
@@ -265,7 +266,7 @@ class InboundPrepBurst {
 };
 
 // One direction's whole ESP benchmark setup, owned together: an engine (one IMB_MGR), the
-// SA(s), a burst of 32 mbufs from `pool` and its per-burst work, the last two on the heap (each
+// SA(s), a burst of 64 mbufs from `pool` and its per-burst work, the last two on the heap (each
 // thread's state on its own cache lines). error() names what failed, nullptr when ready.
 class OutboundBench {
  public:

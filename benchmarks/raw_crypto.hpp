@@ -69,6 +69,11 @@ constexpr std::size_t esp_cipher_len(std::size_t inner_len) noexcept {
 // Throughput is counted on inner_len, as the ESP benchmarks do.
 enum class RawApi { kBurst, kJob };
 
+// Packets per burst of the raw baseline and of every ESP benchmark: the gateway's ESP burst
+// (dp::kMaxBurst, dataplane/esp.hpp; esp_fixture.hpp checks they agree), so that the raw
+// baseline does the same crypto calls as the data path.
+inline constexpr std::size_t kGatewayBurst = 64;
+
 class RawIpsecMb {
  public:
   static constexpr std::size_t kHdr = 8 + crypto::kMaxEspIvLen;
