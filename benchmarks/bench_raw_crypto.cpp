@@ -8,9 +8,12 @@
 // The same through the job API (one job per packet, cipher and hash chained, all in flight):
 //   BM_RawIpsecMbJob/<combo>/<bytes>         CIPHER_HASH jobs
 //   BM_RawIpsecMbJobDecrypt/<combo>/<bytes>  HASH_CIPHER jobs
+// The burst API with 16, 32, 64 or 128 packets a burst (how the gateway's 64 was chosen):
+//   BM_RawCallSize[Decrypt]/<combo>/<bytes>/jobs:<n>
 #include <benchmark/benchmark.h>
 
 #include <string>
+#include <utility>
 
 #include "benchmarks/raw_crypto.hpp"
 
@@ -22,6 +25,16 @@ constexpr std::size_t kBurst = kGatewayBurst;
 void bm_raw_ipsec_mb(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a,
                      std::size_t len, bool decrypt, RawApi api) {
   RawIpsecMb work(c, a, len, kBurst, api);
+  run_raw_bursts(state, work, decrypt, len);
+}
+
+// The same work with `jobs` packets a burst (one cipher and one hash call per chunk of at most
+// 128): what the gateway's burst size (kGatewayBurst) was chosen from. ipsec-mb finishes every
+// call by flushing its multi-buffer lanes, so the per-packet cost falls as a call carries more
+// jobs (docs/performance.md, "Bursts of 64").
+void bm_raw_call_size(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a,
+                      std::size_t len, bool decrypt) {
+  RawIpsecMb work(c, a, len, static_cast<std::size_t>(state.range(0)), RawApi::kBurst);
   run_raw_bursts(state, work, decrypt, len);
 }
 
@@ -38,6 +51,21 @@ const bool registered = [] {
           benchmark::RegisterBenchmark((fam + "Decrypt/" + suffix).c_str(), bm_raw_ipsec_mb, c,
                                        a, len, true, api);
         }
+      }
+    }
+  }
+  for (auto [c, a] : {std::pair{crypto::CipherAlg::kAes128Cbc, crypto::IntegAlg::kHmacSha1_96},
+                      std::pair{crypto::CipherAlg::kAes256Cbc, crypto::IntegAlg::kHmacSha256_128}}) {
+    for (std::size_t len : {64, 1400}) {
+      const std::string suffix = combo_name(c, a) + "/" + std::to_string(len);
+      for (bool decrypt : {false, true}) {
+        const std::string fam = decrypt ? "BM_RawCallSizeDecrypt/" : "BM_RawCallSize/";
+        benchmark::RegisterBenchmark((fam + suffix).c_str(), bm_raw_call_size, c, a, len, decrypt)
+            ->ArgName("jobs")
+            ->Arg(16)
+            ->Arg(32)
+            ->Arg(64)
+            ->Arg(128);
       }
     }
   }
