@@ -71,7 +71,7 @@ inline void drop_overflow(LcoreStats& st, S* const* sas, std::uint8_t* verdict,
 // Moves good packets to the front (stable) and bad ones after them (stable), returns #good.
 inline std::uint16_t partition_burst(rte_mbuf** pkts, const std::uint8_t* verdict,
                                      unsigned n) noexcept {
-  rte_mbuf* bad[64];
+  rte_mbuf* bad[2 * kMaxBurst];  // every packet the call accounts for may be bad
   unsigned ng = 0, nb = 0;
   for (unsigned i = 0; i < n; ++i) {
     if (verdict[i] == kGood) pkts[ng++] = pkts[i];
