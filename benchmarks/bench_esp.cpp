@@ -1,9 +1,9 @@
-// ESP data path per burst of 64 (dp::kMaxBurst, dataplane/esp.hpp), to compare with
+// ESP data path per burst of 128 (dp::kMaxBurst, dataplane/esp.hpp), to compare with
 // BM_RawIpsecMb (the same AES-CBC + HMAC work submitted straight to ipsec-mb, in place, no
 // copies).
 //
-//   BM_EspOutbound/<combo>/<len>   esp_outbound on 64 inner packets of <len> bytes
-//   BM_EspInbound/<combo>/<len>    esp_inbound on 64 outer packets carrying <len>-byte inners
+//   BM_EspOutbound/<combo>/<len>   esp_outbound on 128 inner packets of <len> bytes
+//   BM_EspInbound/<combo>/<len>    esp_inbound on 128 outer packets carrying <len>-byte inners
 //   BM_EspInboundRecorded/<combo>/<len>  the gateway's inbound path: esp_inbound_parse per
 //                                  packet (the RX parse, layout kept in the mbuf), then
 //                                  esp_inbound_recorded (no second parse)

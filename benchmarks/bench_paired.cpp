@@ -8,14 +8,14 @@
 //   BM_PairedInbound/<combo>/<len>   ours = BM_EspInbound's burst, raw = BM_RawIpsecMbDecrypt's,
 //                                    prep = the copy + replay reset of BM_EspInbound's burst alone
 //
-// One Google Benchmark iteration is one ROUND: kRoundBursts (4) bursts of 64 packets of ours,
+// One Google Benchmark iteration is one ROUND: kRoundBursts (4) bursts of 128 packets of ours,
 // timed as a whole, then 4 bursts of raw, timed, then 4 bursts of prep, timed. The
 // order alternates: ours first on even rounds, raw first on odd ones (prep last), so neither
 // side always runs right after the other (caches, branch predictors, turbo ramps). The per-burst
 // work is exactly that of the separate benchmarks (OutboundBurst / InboundBurst of
 // esp_fixture.hpp, RawIpsecMb of raw_crypto.hpp), each on its own buffers, set up and run once
-// (checked) before the first round. Every burst's result is checked (ours: 64 good packets, raw:
-// 64 completed jobs; one compare per burst, inside the timed window on both sides).
+// (checked) before the first round. Every burst's result is checked (ours: 128 good packets, raw:
+// 128 completed jobs; one compare per burst, inside the timed window on both sides).
 //
 // Timing: rte_rdtsc() around each side's 4 bursts (about 10 to 150 µs): the TSC is
 // constant-rate and non-stop on these CPUs (constant_tsc, nonstop_tsc), and reading it costs a

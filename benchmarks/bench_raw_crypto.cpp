@@ -1,5 +1,5 @@
 // The raw ipsec-mb AES-CBC + HMAC rate (submitted directly to an IMB_MGR, in the gateway's bursts
-// of 64), the ceiling the ESP paths are measured against. <bytes> is the INNER packet size; the
+// of 128), the ceiling the ESP paths are measured against. <bytes> is the INNER packet size; the
 // jobs cipher and hash exactly what ESP does for it (raw_crypto.hpp: round_up(bytes + 2, 16),
 // + 24 hashed).
 // Through the synchronous burst API (the fastest, as EspEngine's default):
@@ -31,7 +31,7 @@ void bm_raw_ipsec_mb(benchmark::State& state, crypto::CipherAlg c, crypto::Integ
 // The same work with `jobs` packets a burst (one cipher and one hash call per chunk of at most
 // 128): what the gateway's burst size (kGatewayBurst) was chosen from. ipsec-mb finishes every
 // call by flushing its multi-buffer lanes, so the per-packet cost falls as a call carries more
-// jobs (docs/performance.md, "Bursts of 64").
+// jobs (docs/performance.md, "Bursts of 128").
 void bm_raw_call_size(benchmark::State& state, crypto::CipherAlg c, crypto::IntegAlg a,
                       std::size_t len, bool decrypt) {
   RawIpsecMb work(c, a, len, static_cast<std::size_t>(state.range(0)), RawApi::kBurst);

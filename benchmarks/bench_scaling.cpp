@@ -8,7 +8,7 @@
 //
 // What runs on each thread: its OWN EspEngine (one IMB_MGR, as one per worker lcore in the
 // gateway), its OWN SA (outbound: its own sequence numbers; inbound: its own replay window, as
-// each inbound SA has one owner worker, dataplane/sa.hpp) and its OWN burst of 64 mbufs. All of
+// each inbound SA has one owner worker, dataplane/sa.hpp) and its OWN burst of 128 mbufs. All of
 // it is built before the timing loop; nothing written in the loop is shared between threads, so
 // what limits scaling is the machine (cores, SMT siblings, caches, memory bandwidth, turbo),
 // not the code sharing state. Per-iteration work is exactly that of the one-thread versions
@@ -112,7 +112,7 @@ class ThreadAffinity {
 
 // ---- mbufs ----
 
-// 16 threads x 64 mbufs x 2 (inbound holds its working burst and, during setup, a template
+// 16 threads x 128 mbufs x 2 (inbound holds its working burst and, during setup, a template
 // burst) x 2 of slack. Created once (C++ magic statics are thread-safe), by whichever benchmark
 // thread gets here first; no per-lcore cache, so any thread may allocate from it.
 rte_mempool* scale_pool() {

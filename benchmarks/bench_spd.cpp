@@ -1,12 +1,12 @@
 // Outbound SPD lookups over many tunnels (issue #12, "many tunnels, many flows"):
-// DpSaInstaller::lookup_outbound as a worker calls it, bursts of 64 packets (dp::kMaxBurst)
+// DpSaInstaller::lookup_outbound as a worker calls it, bursts of 128 packets (dp::kMaxBurst)
 // whose (inner src, inner dst) pairs are drawn at random from N tunnels x 4 flows each, so consecutive packets
 // rarely share a pair and, at 10,000 tunnels, the policies and SAs do not stay in L1/L2.
 // Tunnel i is 10.a.b.0/24 -> 172.(16 + a).b.0/24 (as bench_install.cpp), flow f of it
 // 10.a.b.(1 + f) -> 172.(16 + a).b.(101 + f). Each burst's SAs are then read as a worker
 // reads them first (mtu, spi), so the cache misses on the SAs count too.
 //
-//   BM_SpdLookup/tunnels:N   one iteration = one burst of 64; items_per_second = packets per
+//   BM_SpdLookup/tunnels:N   one iteration = one burst of 128; items_per_second = packets per
 //                            CPU second of the thread (so CPU time / 32 = time per packet)
 //
 //   BM_ManyTunnelsEspOutbound/tunnels:N/len:L   the same traffic through the outbound data path

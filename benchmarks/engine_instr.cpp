@@ -7,7 +7,7 @@
 //
 // Only `measured` (ITERATIONS bursts) is meant to be collected:
 //   valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured*' ...
-// Ir / (ITERATIONS x 64) = instructions per packet. Inbound buffers are valid ESP (encrypted
+// Ir / (ITERATIONS x 128) = instructions per packet. Inbound buffers are valid ESP (encrypted
 // once before), copied back fresh before each burst outside `measured`, so every ICV verifies
 // and every op is decrypted. Exits non-zero if any op or job failed.
 #include <cstdio>

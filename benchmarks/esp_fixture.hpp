@@ -1,5 +1,5 @@
 // What the ESP data-path benchmarks (bench_esp.cpp, bench_scaling.cpp, bench_paired.cpp) share:
-// the SAs, the inner packet, a burst of 64 mbufs, and the per-burst work of BM_EspOutbound,
+// the SAs, the inner packet, a burst of 128 mbufs, and the per-burst work of BM_EspOutbound,
 // BM_EspInbound and BM_EspInboundPrep, so that every benchmark that says "as BM_EspOutbound"
 // runs exactly the same code per burst. Header-only (inline), namespace ipsecgw::bench.
 //
@@ -52,7 +52,7 @@ inline constexpr std::array<std::pair<crypto::CipherAlg, crypto::IntegAlg>, 2> k
 // the whole process (an inline function's static is shared by every translation unit), created
 // on first use. No per-lcore cache. nullptr when creation failed.
 inline rte_mempool* esp_bench_pool() {
-  static rte_mempool* p = rte_pktmbuf_pool_create("bench_esp_pool", 1023, 0, 0,
+  static rte_mempool* p = rte_pktmbuf_pool_create("bench_esp_pool", 2047, 0, 0,
                                                   2048 + RTE_PKTMBUF_HEADROOM, SOCKET_ID_ANY);
   return p;
 }
@@ -266,7 +266,7 @@ class InboundPrepBurst {
 };
 
 // One direction's whole ESP benchmark setup, owned together: an engine (one IMB_MGR), the
-// SA(s), a burst of 64 mbufs from `pool` and its per-burst work, the last two on the heap (each
+// SA(s), a burst of 128 mbufs from `pool` and its per-burst work, the last two on the heap (each
 // thread's state on its own cache lines). error() names what failed, nullptr when ready.
 class OutboundBench {
  public:

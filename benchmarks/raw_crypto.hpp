@@ -72,7 +72,7 @@ enum class RawApi { kBurst, kJob };
 // Packets per burst of the raw baseline and of every ESP benchmark: the gateway's ESP burst
 // (dp::kMaxBurst, dataplane/esp.hpp; esp_fixture.hpp checks they agree), so that the raw
 // baseline does the same crypto calls as the data path.
-inline constexpr std::size_t kGatewayBurst = 64;
+inline constexpr std::size_t kGatewayBurst = 128;
 
 class RawIpsecMb {
  public:

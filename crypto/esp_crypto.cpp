@@ -551,7 +551,7 @@ void EspEngine::random_bytes(std::uint8_t* out, std::size_t n) noexcept {
 const std::uint8_t* EspEngine::random_view(std::size_t n) noexcept {
   static_assert(kMaxRandomView <= kRngBufBytes);
   Impl& s = *impl_;
-  if (n > kMaxRandomView) std::abort();  // contract: a burst's IVs (64 x 16 bytes)
+  if (n > kMaxRandomView) std::abort();  // contract: a burst's IVs (128 x 16 bytes)
   if (kRngBufBytes - s.rng_pos < n) {
     // The rest of this buffer is never handed out: wipe it, then fresh keystream.
     OPENSSL_cleanse(s.rng_buf + s.rng_pos, kRngBufBytes - s.rng_pos);

@@ -1,4 +1,4 @@
-// Per packet: the worker lcores' poll loop. RX bursts of kMaxBurst (64) from both ports,
+// Per packet: the worker lcores' poll loop. RX bursts of kMaxBurst (128) from both ports,
 // classification, ESP inbound/outbound through dataplane/esp.hpp, inner fragmentation, L2 rewrite and TX.
 // No allocation (except mbufs), no locks, no exceptions, no syscalls on this path; every packet
 // that is not transmitted or punted is counted under a DropReason and freed here.

@@ -280,7 +280,7 @@ def main(argv):
     raw = sorted((n for n in med if RAW_RE.match(n)), key=size_key)
     print()
     if raw:
-        print("Raw ipsec-mb (AES-CBC + HMAC jobs, bursts of 64, median)")
+        print("Raw ipsec-mb (AES-CBC + HMAC jobs, bursts of 128, median)")
         hdr = f"{'benchmark':40} {'packets/s':>12} {'Gbit/s':>8}"
         print(hdr)
         print("-" * len(hdr))
@@ -360,7 +360,7 @@ def print_paired(paired):
               f"{f3(ratio):>8} {spread:>11} {f3(adj):>6} {f3(sym):>6} "
               f"{(f'>={target}' if target else '-'):>6} "
               f"{(str(int(rounds)) if rounds is not None else '-'):>7}  {result}")
-    print("Each round: 4 bursts of 64 of ours, then 4 of raw (the order alternating every round), "
+    print("Each round: 4 bursts of 128 of ours, then 4 of raw (the order alternating every round), "
           "timed with the TSC;")
     print("ratio = t_raw / t_ours per round, median and 10th-90th percentile over rounds; "
           "raw = BM_RawIpsecMb's burst (outbound), BM_RawIpsecMbDecrypt's (inbound).")

@@ -1,4 +1,4 @@
-// ESP bursts at their bounds: a whole burst of kMaxBurst (64, the workers' RX burst) in one call
+// ESP bursts at their bounds: a whole burst of kMaxBurst (128, the workers' RX burst) in one call
 // each way, and the most a call takes (2 x kMaxBurst) with every packet bad.
 #include <gtest/gtest.h>
 
@@ -13,10 +13,10 @@ using namespace testutil;
 
 class EspBurst : public EspFixture {};
 
-// A whole burst (kMaxBurst, 64: the workers' RX burst) in one call each way, two SAs taking
+// A whole burst (kMaxBurst, 128: the workers' RX burst) in one call each way, two SAs taking
 // turns in runs of 1 to 3 packets, and what comes past kMaxBurst dropped as kBurstOverflow.
 TEST_F(EspBurst, FullBurstBothWaysAndItsOverflow) {
-  static_assert(kMaxBurst >= 64, "bursts of 64 carry the crypto (dataplane/esp.hpp)");
+  static_assert(kMaxBurst >= 128, "bursts of 128 carry the crypto (dataplane/esp.hpp)");
   constexpr unsigned kOver = 5;
   auto a = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], false, 0x1000));
   auto b = create_sa<OutboundSa>(make_spec(Direction::kOutbound, kCombos[0], false, 0x2000));
