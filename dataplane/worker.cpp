@@ -1,5 +1,6 @@
 // Per packet: the worker lcores' poll loop. RX bursts of kMaxBurst (128) from both ports,
-// classification, ESP inbound/outbound through dataplane/esp.hpp, inner fragmentation, L2 rewrite and TX.
+// classification, ESP inbound/outbound through dataplane/esp.hpp, inner fragmentation, L2
+// rewrite and TX.
 // No allocation (except mbufs), no locks, no exceptions, no syscalls on this path; every packet
 // that is not transmitted or punted is counted under a DropReason and freed here.
 #include <rte_cycles.h>

@@ -14,9 +14,7 @@ json common(const T& o) {
           {"tenant_id", o.tenant_id},
           {"project_id", o.tenant_id}};
 }
-}  // namespace
 
-namespace {
 // What IKE and IPsec policies share: algorithms, PFS group, lifetime.
 template <class P>
 json policy_json(const P& p) {
