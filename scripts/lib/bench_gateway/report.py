@@ -14,6 +14,26 @@ import json
 import statistics
 import sys
 
+# The per-core ratios issue #12 asks of ipsecgw against ipsec-secgw, by packet size.
+TARGETS = {64: 1.4, 1400: 1.15}
+
+
+def own_time(ours, secgw, limit, target=None):
+    """Time per packet beyond the limit, from three rates in packets per CPU-second.
+
+    Each gateway's time per packet is the limit's (raw crypto + l2fwd's I/O) plus its own:
+    what it does that neither raw ipsec-mb nor a do-nothing forwarder does (parsing, policy and
+    SA lookups, ESP headers and trailer, Ethernet, the cryptodev or burst API around the
+    crypto). Returns, in nanoseconds a packet: the limit's time, ipsecgw's and ipsec-secgw's own
+    time; and the ratio ipsecgw / ipsec-secgw would reach with no own time at all (the ceiling
+    1 + secgw_own / limit) and, given a target ratio, how much own time ipsecgw may have for it.
+    """
+    t = 1e9 / limit
+    o, s = 1e9 / ours - t, 1e9 / secgw - t
+    return {"limit_ns": t, "ipsecgw_own_ns": o, "secgw_own_ns": s, "ratio_ceiling": (t + s) / t,
+            "target": target, "own_ns_for_target": (t + s) / target - t if target else None}
+
+
 NAMES = {"ipsecgw": "ipsecgw", "secgw": "ipsec-secgw", "secgw-l": "ipsec-secgw -l",
          "l2fwd": "l2fwd", "raw": "raw crypto", "limit": "limit"}
 GATEWAYS = ("ipsecgw", "secgw", "secgw-l")
@@ -35,6 +55,10 @@ def ipsecgw_drops(run):
             out[prefix] = v
     walk("", body)
     return out
+
+
+def pc_of(e, g):
+    return e.get(g, {}).get("median_out_per_worker_cpu_s")
 
 
 def main():
@@ -92,6 +116,9 @@ def main():
         for g in GATEWAYS:
             x = e.get(g, {}).get("median_out_per_worker_cpu_s")
             e[f"{g}_per_limit"] = x / e["limit"] if x and e["limit"] else None
+        a, b = pc_of(e, "ipsecgw"), pc_of(e, "secgw")
+        e["own_time"] = (own_time(a, b, e["limit"], TARGETS.get(s))
+                         if a and b and e["limit"] else None)
         # Gbit/s per core of inner packets (SIZE bytes, the IP total length sent in clear).
         for g in gws + ["limit"]:
             x = e["limit"] if g == "limit" else e.get(g, {}).get("median_out_per_worker_cpu_s")
@@ -147,6 +174,21 @@ def main():
             line += f"  {rt(a / b if a and b else None):>8}"
         print(line)
     print()
+    if any(e.get("own_time") for e in summary):
+        print("Per packet beyond the limit (ns of worker CPU a packet, from the medians above): "
+              "each gateway's own time over raw crypto + l2fwd; the ratio ours/secgw would reach "
+              "with no own time at all; issue #12's target at the size and the own time ours may "
+              "have for it")
+        print(head + f"  {'limit ns':>9}  {'ours own':>9}  {'secgw own':>9}  {'ceiling':>7}"
+              f"  {'target':>6}  {'own for it':>10}")
+        for e in summary:
+            m = e.get("own_time")
+            if m:
+                print(cs(e) + f"  {m['limit_ns']:9.1f}  {m['ipsecgw_own_ns']:9.1f}"
+                      f"  {m['secgw_own_ns']:9.1f}  {m['ratio_ceiling']:7.3f}"
+                      + (f"  {m['target']:6.2f}  {m['own_ns_for_target']:10.1f}"
+                         if m["target"] else f"  {'-':>6}  {'-':>10}"))
+        print()
     print("Per core in Gbit/s of inner packets (SIZE bytes each, the IP packet sent in clear)")
     gcols = [g for g in ("ipsecgw", "secgw", "secgw-l") if g in gws] + (["limit"] if limit else [])
     print(head + "  " + "  ".join(f"{NAMES[g]:>14}" for g in gcols))
