@@ -81,6 +81,15 @@ inline bool esp_layout_recorded(const rte_mbuf* m) noexcept {
 inline std::uint32_t esp_recorded_offset(const rte_mbuf* m) noexcept {
   return static_cast<std::uint32_t>(m->l3_len + m->l4_len);
 }
+// Records the layout of an inbound ESP packet in its mbuf (above): the ESP header `esp_off`
+// bytes from the outer IPv4 header, after a UDP header when `udp_encap`; `total` the outer
+// IPv4 total length.
+inline void esp_record_layout(rte_mbuf* m, std::uint32_t esp_off, bool udp_encap,
+                              std::uint32_t total) noexcept {
+  const std::uint32_t l4 = udp_encap ? kUdpHeaderLen : 0;
+  m->packet_type = udp_encap ? kEspPtypeUdp : kEspPtype;
+  m->tx_offload = rte_mbuf_tx_offload(0, esp_off - l4, l4, total, 0, 0, 0);
+}
 inline std::uint32_t esp_recorded_spi(const rte_mbuf* m) noexcept {
   std::uint32_t spi_be;
   std::memcpy(&spi_be, rte_pktmbuf_mtod_offset(m, const std::uint8_t*, esp_recorded_offset(m)), 4);

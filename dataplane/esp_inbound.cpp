@@ -139,9 +139,7 @@ IPSECGW_STEP bool parse_outer(const rte_mbuf* m, OuterLayout* out, DropReason* w
 
 // Records a parsed layout in the mbuf (see esp.hpp).
 inline void record_layout(rte_mbuf* m, const OuterLayout& l) noexcept {
-  const std::uint32_t l4 = l.udp_encap ? kUdpHeaderLen : 0;
-  m->packet_type = l.udp_encap ? kEspPtypeUdp : kEspPtype;
-  m->tx_offload = rte_mbuf_tx_offload(0, l.esp_off - l4, l4, l.total_len, 0, 0, 0);
+  esp_record_layout(m, l.esp_off, l.udp_encap, l.total_len);
 }
 
 // The layout esp_inbound_parse / esp_inbound_parse_l4 recorded in the mbuf.

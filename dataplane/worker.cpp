@@ -545,6 +545,15 @@ inline void rx_local(WorkerCtx& w, Side s, rte_mbuf* m, const rte_ipv4_hdr* ip,
     return;
   }
   if (proto == kIpProtoEsp) {
+    // Plain ESP, nearly every inbound packet: all esp_inbound_parse_l4 checks of it is that
+    // its ESP header is inside the packet (`tot` is its data length here: rx_check_ipv4
+    // trimmed it to that), so its layout is recorded here, without the call.
+    if (tot >= ihl + kEspHeaderLen) [[likely]] {
+      rte_pktmbuf_adj(m, kEthHdrLen);
+      esp_record_layout(m, ihl, false, tot);
+      out.esp[out.n_esp++] = m;
+      return;
+    }
     rx_esp(w, m, ihl, out);
     return;
   }

@@ -397,6 +397,21 @@ TEST_F(GatewayTest, MalformedFramesAreCountedAndFreed) {
   EXPECT_NE(gw_->report().find("drop_bad_ip_header=3"), std::string::npos) << gw_->report();
 }
 
+// ESP to our public address is parsed at RX (plain ESP inline in the worker's RX step): an ESP
+// header that does not fit in the packet is a runt; a whole one goes on to the SA lookup (no
+// SA has this SPI). A fast path that let a 7-byte header through would count two kNoSa.
+TEST_F(GatewayTest, EspHeaderCutShortIsARuntAWholeOneGoesOn) {
+  boot();
+  const Bytes spi_seq = {0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1};
+  inject(u_, eth(u_.mac, kPeerMac, 0x0800,
+                 ipv4(kOnLinkPeer, kUnprotAddr, 50, Bytes(spi_seq.begin(), spi_seq.begin() + 7))));
+  inject(u_, eth(u_.mac, kPeerMac, 0x0800, ipv4(kOnLinkPeer, kUnprotAddr, 50, spi_seq)));
+  wait_rx(2);
+  const LcoreStats t = gw_->total_stats();
+  EXPECT_EQ(t.dropped(DropReason::kRunt), 1u);  // 7 bytes of ESP header
+  EXPECT_EQ(t.dropped(DropReason::kNoSa), 1u);  // 8 bytes: parsed, SPI 0xdeadbeef unknown
+}
+
 TEST_F(GatewayTest, UnresolvedNextHopIsDroppedAndResolved) {
   boot([](GatewayConfig& c) { c.neighbors.clear(); });
   install_tunnel();
