@@ -107,21 +107,19 @@ def main():
             e[g]["check"] = c[0] if c else None
         a, b = e.get("ipsecgw", {}).get("median_out_pps"), e.get("secgw", {}).get("median_out_pps")
         e["ratio"] = a / b if a and b else None
-        a, b = (e.get("ipsecgw", {}).get("median_out_per_worker_cpu_s"),
-                e.get("secgw", {}).get("median_out_per_worker_cpu_s"))
+        a, b = pc_of(e, "ipsecgw"), pc_of(e, "secgw")
         e["ratio_cpu"] = a / b if a and b else None
-        raw = e.get("raw", {}).get("median_out_per_worker_cpu_s")
-        l2 = e.get("l2fwd", {}).get("median_out_per_worker_cpu_s")
+        raw = pc_of(e, "raw")
+        l2 = pc_of(e, "l2fwd")
         e["limit"] = 1 / (1 / raw + 1 / l2) if raw and l2 else None
         for g in GATEWAYS:
-            x = e.get(g, {}).get("median_out_per_worker_cpu_s")
+            x = pc_of(e, g)
             e[f"{g}_per_limit"] = x / e["limit"] if x and e["limit"] else None
-        a, b = pc_of(e, "ipsecgw"), pc_of(e, "secgw")
         e["own_time"] = (own_time(a, b, e["limit"], TARGETS.get(s))
                          if a and b and e["limit"] else None)
         # Gbit/s per core of inner packets (SIZE bytes, the IP total length sent in clear).
         for g in gws + ["limit"]:
-            x = e["limit"] if g == "limit" else e.get(g, {}).get("median_out_per_worker_cpu_s")
+            x = e["limit"] if g == "limit" else pc_of(e, g)
             e.setdefault("gbit_per_core", {})[g] = x * s * 8 / 1e9 if x else None
         a = e.get("ipsecgw", {}).get("median_out_pps")
         if "secgw-l" in e:
@@ -151,9 +149,6 @@ def main():
     def cs(e):
         return f"{e['combo']:<13} {e['encap']:<3} {e['direction']:<9} {e['size']:>5}"
 
-    def pc(e, g):
-        return e.get(g, {}).get("median_out_per_worker_cpu_s")
-
     head = f"{'combination':<13} {'enc':<3} {'direction':<9} {'size':>5}"
     cols = [g for g in ("ipsecgw", "secgw", "secgw-l", "raw", "l2fwd") if g in gws]
     limit = "raw" in gws and "l2fwd" in gws
@@ -164,13 +159,13 @@ def main():
           (f"  {'limit':>10}  ours/limit  secgw/limit" if limit else "") +
           "  ours/secgw" + ("  ours/-l" if "secgw-l" in gws else ""))
     for e in summary:
-        line = cs(e) + "  " + "  ".join(f"{f(pc(e, g)):>14}" for g in cols)
+        line = cs(e) + "  " + "  ".join(f"{f(pc_of(e, g)):>14}" for g in cols)
         if limit:
             line += (f"  {f(e['limit']):>10}  {rt(e.get('ipsecgw_per_limit')):>10}"
                      f"  {rt(e.get('secgw_per_limit')):>11}")
         line += f"  {rt(e.get('ratio_cpu')):>10}"
         if "secgw-l" in gws:
-            a, b = pc(e, "ipsecgw"), pc(e, "secgw-l")
+            a, b = pc_of(e, "ipsecgw"), pc_of(e, "secgw-l")
             line += f"  {rt(a / b if a and b else None):>8}"
         print(line)
     print()
